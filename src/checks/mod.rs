@@ -1,0 +1,251 @@
+//! The checks: their names, their one shape, and the typed result they produce.
+//!
+//! Each check lives in its own file with one entry point,
+//! `pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult`. Checks make
+//! requests through [`CheckContext::client`] and return a result; they never touch metrics
+//! (see `metrics.rs`) and never write to a registry except the push test repository.
+
+pub mod pull;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+use serde::Serialize;
+
+use crate::client::{RegistryClient, Request, RequestError, RequestRecord, Response, Trail};
+use crate::config::Target;
+
+/// Every check this exporter knows, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    Registry,
+    Pull,
+}
+
+impl EncodeLabelValue for CheckKind {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.short_name())
+    }
+}
+
+impl CheckKind {
+    pub const ALL: &'static [CheckKind] = &[CheckKind::Registry, CheckKind::Pull];
+
+    /// The short name: config key values, the `check` label, `/probe?check=`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            CheckKind::Registry => "registry",
+            CheckKind::Pull => "pull",
+        }
+    }
+
+    /// The stable id, e.g. `check.integration.oci.registry`.
+    pub fn id(self) -> &'static str {
+        match self {
+            CheckKind::Registry => "check.integration.oci.registry",
+            CheckKind::Pull => "check.integration.oci.pull",
+        }
+    }
+
+    /// Accepts the short name or the id.
+    pub fn parse(name: &str) -> Option<CheckKind> {
+        let name = name.trim();
+        CheckKind::ALL
+            .iter()
+            .copied()
+            .find(|c| c.short_name() == name || c.id() == name)
+    }
+}
+
+/// Declares a label enum with its list of values and their names, so the names live once.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// The outcome class of one check run.
+    Status {
+        Pass => "pass",
+        Info => "info",
+        Warn => "warn",
+        Fail => "fail",
+        Skip => "skip",
+    }
+}
+
+label_enum! {
+    /// A bounded, machine-readable reason for a status: a label value, never free text.
+    Reason {
+        Ok => "ok",
+        ConnectionRefused => "connection_refused",
+        Dns => "dns",
+        Tls => "tls",
+        Timeout => "timeout",
+        ConnectionError => "connection_error",
+        Unauthorized => "unauthorized",
+        InvalidCredentials => "invalid_credentials",
+        Forbidden => "forbidden",
+        NotFound => "not_found",
+        /// Something answers, but not as an OCI registry does.
+        NotARegistry => "not_a_registry",
+        UnexpectedStatus => "unexpected_status",
+        ServerError => "server_error",
+        RateLimited => "rate_limited",
+        InvalidResponse => "invalid_response",
+        TokenEndpointUnreachable => "token_endpoint_unreachable",
+        TokenEndpointError => "token_endpoint_error",
+        MissingPassword => "missing_password",
+        SecretUnreadable => "secret_unreadable",
+    }
+}
+
+/// What one check run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub check: CheckKind,
+    pub status: Status,
+    pub reason: Reason,
+    /// One line in plain words, free of secrets.
+    pub message: String,
+    /// The HTTP status that decided the outcome; `None` when no response came.
+    pub http_status: Option<u16>,
+    /// The registry's API version header, when it looked like one.
+    pub api_version: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub finished_at: SystemTime,
+    /// Facts for logs and debug output (digest, media type, API version, auth method).
+    pub evidence: BTreeMap<&'static str, String>,
+    /// Every HTTP request the check made, in order.
+    pub requests: Vec<RequestRecord>,
+}
+
+impl CheckResult {
+    pub fn new(
+        check: CheckKind,
+        status: Status,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
+        CheckResult {
+            check,
+            status,
+            reason,
+            message: message.into(),
+            http_status: None,
+            api_version: None,
+            duration: Duration::ZERO,
+            finished_at: SystemTime::now(),
+            evidence: BTreeMap::new(),
+            requests: Vec::new(),
+        }
+    }
+
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+
+    pub fn with_evidence(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.evidence.insert(key, value.into());
+        self
+    }
+
+    /// The failed result for a request that got no usable answer.
+    pub fn from_request_error(check: CheckKind, what: &str, err: &RequestError) -> Self {
+        CheckResult::new(check, Status::Fail, err.reason(), format!("{what}: {err}"))
+    }
+}
+
+/// What a check gets besides its target: the shared client for that registry, and the
+/// trail of requests made so far (kept outside the check's future, so a timed-out check
+/// still shows what it did).
+pub struct CheckContext {
+    pub client: Arc<RegistryClient>,
+    trail: Trail,
+}
+
+impl CheckContext {
+    pub fn new(client: Arc<RegistryClient>) -> Self {
+        CheckContext {
+            client,
+            trail: Trail::default(),
+        }
+    }
+
+    /// Sends one request through the registry's client, recording it in the trail.
+    pub async fn send(&self, request: Request) -> Result<Response, RequestError> {
+        self.client.send(request, &self.trail).await
+    }
+}
+
+/// Runs one check with the target's timeout and fills in duration and request trail.
+pub async fn run_check(
+    kind: CheckKind,
+    target: &Target,
+    client: &Arc<RegistryClient>,
+) -> CheckResult {
+    let cx = CheckContext::new(client.clone());
+    let started = Instant::now();
+    let fut = async {
+        match kind {
+            CheckKind::Registry => registry::run(target, &cx).await,
+            CheckKind::Pull => pull::run(target, &cx).await,
+        }
+    };
+    let mut result = match tokio::time::timeout(target.timeout, fut).await {
+        Ok(result) => result,
+        Err(_) => CheckResult::new(
+            kind,
+            Status::Fail,
+            Reason::Timeout,
+            format!(
+                "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow)",
+                humantime::format_duration(target.timeout)
+            ),
+        ),
+    };
+    result.duration = started.elapsed();
+    result.finished_at = SystemTime::now();
+    result.requests = cx.trail.take();
+    result
+        .evidence
+        .entry("auth_method")
+        .or_insert_with(|| target.credentials.method().to_string());
+    result
+}

@@ -1,0 +1,681 @@
+//! The HTTP client for one registry: connection reuse, TLS, bounded bodies, and auth.
+//!
+//! Owns how a request reaches a registry: the shared `reqwest` client (one per registry,
+//! so connections are reused), the authentication flows (anonymous, basic, static bearer,
+//! and the registry token flow with a per-scope token cache), the classification of
+//! transport errors into bounded reasons, and the trail of requests a check made. It does
+//! not decide what a status code means for a check: that is each check's job.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use url::Url;
+
+use crate::checks::Reason;
+use crate::config::{Credentials, SecretError, Target};
+
+/// Bodies larger than this are cut off: a registry that streams forever cannot exhaust memory.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Token responses are small; anything larger is refused.
+pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
+/// When a token server does not say how long a token lives.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// A token is renewed this long before it expires.
+const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(10);
+
+/// The User-Agent the exporter sends, naming itself and its version.
+pub const USER_AGENT: &str = concat!("oci-registry-exporter/", env!("CARGO_PKG_VERSION"));
+
+/// One request a check wants made. `path` is relative to the registry's base URL.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub accept: Vec<&'static str>,
+    /// The token scope, e.g. `repository:library/alpine:pull`.
+    pub scope: Option<String>,
+    /// Read the body (bounded). HEAD never has one.
+    pub read_body: bool,
+    /// Send no credentials at all: for reachability probes.
+    pub anonymous: bool,
+}
+
+impl Request {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Request {
+            method,
+            path: path.into(),
+            accept: Vec::new(),
+            scope: None,
+            read_body: true,
+            anonymous: false,
+        }
+    }
+
+    pub fn accept(mut self, media_types: &[&'static str]) -> Self {
+        self.accept.extend_from_slice(media_types);
+        self
+    }
+
+    pub fn anonymous(mut self) -> Self {
+        self.anonymous = true;
+        self
+    }
+
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+}
+
+/// A registry's answer, with a body of at most [`MAX_BODY_BYTES`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The registry's API version from `OCI-Distribution-API-Version` or
+    /// `Docker-Distribution-API-Version`, if it looks like one (it becomes a label value).
+    pub fn api_version(&self) -> Option<String> {
+        let v = self
+            .header("oci-distribution-api-version")
+            .or_else(|| self.header("docker-distribution-api-version"))?
+            .trim();
+        let sane = !v.is_empty()
+            && v.len() <= 32
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"./-_".contains(&b));
+        sane.then(|| v.to_string())
+    }
+}
+
+/// How a request was authenticated, for the trail and the debug output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthUsed {
+    None,
+    Basic,
+    Bearer,
+    Token,
+}
+
+/// One request as made, for logs, debug output and the request-duration histogram.
+/// It holds the path only: never a header value or a query string.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub status: Option<u16>,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    pub auth: AuthUsed,
+    /// What the auth layer did around this request, e.g. "token fetched for scope ...".
+    pub note: Option<String>,
+}
+
+/// The requests made by one check run.
+#[derive(Debug, Default)]
+pub struct Trail(Mutex<Vec<RequestRecord>>);
+
+impl Trail {
+    fn push(&self, record: RequestRecord) {
+        // std Mutex: held only to push or take, never across an .await.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(record);
+    }
+
+    pub fn take(&self) -> Vec<RequestRecord> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Why a request got no usable answer. The text never holds a URL query or a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    #[error("{detail}")]
+    Transport { reason: Reason, detail: String },
+    #[error("the response body exceeds {limit} bytes; is this a registry?")]
+    BodyTooLarge { limit: usize },
+    #[error(
+        "username is set but no password: a secret reference probably failed to resolve; set password or password_file"
+    )]
+    MissingPassword,
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+    #[error("{0}")]
+    Token(#[from] TokenError),
+}
+
+impl RequestError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            RequestError::Transport { reason, .. } => *reason,
+            RequestError::BodyTooLarge { .. } => Reason::InvalidResponse,
+            RequestError::MissingPassword => Reason::MissingPassword,
+            RequestError::Secret(_) => Reason::SecretUnreadable,
+            RequestError::Token(t) => t.reason(),
+        }
+    }
+}
+
+/// Why the token exchange failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    #[error("token endpoint {realm} unreachable: {detail}")]
+    Unreachable { realm: String, detail: String },
+    #[error(
+        "token endpoint {realm} rejected the credentials (HTTP {status}); check username and password"
+    )]
+    Rejected { realm: String, status: u16 },
+    #[error("token endpoint {realm} answered HTTP {status}; check the registry's token service")]
+    Status { realm: String, status: u16 },
+    #[error("token endpoint {realm} sent an invalid answer: {detail}")]
+    Invalid { realm: String, detail: String },
+    #[error("the registry's token realm is not an http(s) URL; refusing to send credentials there")]
+    BadRealm,
+}
+
+impl TokenError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            TokenError::Unreachable { .. } => Reason::TokenEndpointUnreachable,
+            TokenError::Rejected { .. } => Reason::InvalidCredentials,
+            TokenError::Status { .. } | TokenError::Invalid { .. } | TokenError::BadRealm => {
+                Reason::TokenEndpointError
+            }
+        }
+    }
+}
+
+/// A `Bearer` challenge: where to get a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerChallenge {
+    pub realm: String,
+    pub service: Option<String>,
+    pub scope: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The challenges of a `WWW-Authenticate` header, parsed with care for quoting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Challenges {
+    pub bearer: Option<BearerChallenge>,
+    pub basic: bool,
+}
+
+impl Challenges {
+    pub fn parse(headers: &HeaderMap) -> Challenges {
+        let mut out = Challenges::default();
+        for value in headers.get_all(header::WWW_AUTHENTICATE) {
+            let Ok(text) = value.to_str() else { continue };
+            let Ok(parsed) = http_auth::parse_challenges(text) else {
+                continue;
+            };
+            for c in parsed {
+                let param = |name: &str| {
+                    c.params
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.to_unescaped())
+                };
+                if c.scheme.eq_ignore_ascii_case("bearer") {
+                    if let Some(realm) = param("realm") {
+                        out.bearer.get_or_insert(BearerChallenge {
+                            realm,
+                            service: param("service"),
+                            scope: param("scope"),
+                            error: param("error"),
+                        });
+                    }
+                } else if c.scheme.eq_ignore_ascii_case("basic") {
+                    out.basic = true;
+                }
+            }
+        }
+        out
+    }
+}
+
+struct CachedToken {
+    token: SecretString,
+    renew_at: Instant,
+}
+
+/// The client for one registry, shared by all its checks.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: Url,
+    credentials: Credentials,
+    // std Mutex: never held across .await.
+    tokens: Mutex<HashMap<String, CachedToken>>,
+    challenge: Mutex<Option<BearerChallenge>>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base.as_str())
+            .field("method", &self.credentials.method())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client could not be built (bad TLS material).
+#[derive(Debug, thiserror::Error)]
+#[error("registry \"{registry}\": cannot build the HTTP client: {detail}; check ca_file")]
+pub struct ClientBuildError {
+    pub registry: String,
+    pub detail: String,
+}
+
+impl RegistryClient {
+    pub fn new(target: &Target) -> Result<RegistryClient, ClientBuildError> {
+        let err = |detail: String| ClientBuildError {
+            registry: target.name.clone(),
+            detail,
+        };
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(target.timeout)
+            .connect_timeout(target.timeout)
+            .pool_idle_timeout(target.interval.max(Duration::from_secs(90)))
+            .redirect(reqwest::redirect::Policy::limited(5));
+        if let Some(path) = &target.tls.ca_file {
+            let pem = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if target.tls.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| err(e.to_string()))?;
+        Ok(RegistryClient {
+            http,
+            base: target.url.clone(),
+            credentials: target.credentials.clone(),
+            tokens: Mutex::new(HashMap::new()),
+            challenge: Mutex::new(None),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Sends a request, authenticating as configured, and records it in `trail`.
+    ///
+    /// With the token flow, a 401 carrying a `Bearer` challenge leads to one token
+    /// exchange and one retry; a cached token that is refused is dropped and renewed once.
+    pub async fn send(&self, req: Request, trail: &Trail) -> Result<Response, RequestError> {
+        let url = self
+            .base
+            .join(&req.path)
+            .map_err(|e| RequestError::Transport {
+                reason: Reason::ConnectionError,
+                detail: format!("cannot build the request URL: {e}"),
+            })?;
+        let scope_key = req.scope.clone().unwrap_or_default();
+
+        if req.anonymous {
+            return self.send_once(&req, &url, &Auth::None, trail, None).await;
+        }
+        let mut note = None;
+        let mut auth = self.auth_for(&scope_key, trail, &mut note).await?;
+        let mut resp = self
+            .send_once(&req, &url, &auth, trail, note.take())
+            .await?;
+
+        if resp.status == StatusCode::UNAUTHORIZED
+            && !matches!(self.credentials, Credentials::Bearer { .. })
+        {
+            let challenges = Challenges::parse(&resp.headers);
+            if let Some(ch) = challenges.bearer {
+                // An insufficient token will stay insufficient: retrying cannot help.
+                let insufficient = ch.error.as_deref() == Some("insufficient_scope")
+                    && matches!(auth, Auth::Token(_));
+                if !insufficient {
+                    self.forget_token(&scope_key);
+                    let scope = req.scope.clone().or(ch.scope.clone());
+                    *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(ch.clone());
+                    let token = self.fetch_token(&ch, scope.as_deref(), trail).await?;
+                    self.store_token(&scope_key, &token);
+                    auth = Auth::Token(token.token);
+                    let note = Some(format!(
+                        "token fetched for scope \"{}\" after a Bearer challenge",
+                        scope.unwrap_or_default()
+                    ));
+                    resp = self.send_once(&req, &url, &auth, trail, note).await?;
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn auth_for(
+        &self,
+        scope_key: &str,
+        trail: &Trail,
+        note: &mut Option<String>,
+    ) -> Result<Auth, RequestError> {
+        match &self.credentials {
+            Credentials::Bearer { token } => return Ok(Auth::Bearer(token.expose()?)),
+            Credentials::Basic { password: None, .. } => return Err(RequestError::MissingPassword),
+            _ => {}
+        }
+        if let Some(token) = self.cached_token(scope_key) {
+            *note = Some("cached token".into());
+            return Ok(Auth::Token(token));
+        }
+        // Once the registry has said it wants tokens, fetch one up front for a new scope
+        // instead of paying a 401 round trip each time.
+        let known = self
+            .challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(ch) = known {
+            let scope = (!scope_key.is_empty()).then_some(scope_key);
+            let token = self.fetch_token(&ch, scope, trail).await?;
+            self.store_token(scope_key, &token);
+            *note = Some(format!("token fetched for scope \"{scope_key}\""));
+            return Ok(Auth::Token(token.token));
+        }
+        match &self.credentials {
+            Credentials::Basic {
+                username,
+                password: Some(p),
+            } => Ok(Auth::Basic(username.clone(), p.expose()?)),
+            _ => Ok(Auth::None),
+        }
+    }
+
+    async fn send_once(
+        &self,
+        req: &Request,
+        url: &Url,
+        auth: &Auth,
+        trail: &Trail,
+        note: Option<String>,
+    ) -> Result<Response, RequestError> {
+        let mut builder = self.http.request(req.method.clone(), url.clone());
+        if !req.accept.is_empty() {
+            // One header with a comma list: Distribution parses it (see the reference facts).
+            builder = builder.header(header::ACCEPT, req.accept.join(", "));
+        }
+        let auth_used = match auth {
+            Auth::None => AuthUsed::None,
+            Auth::Basic(user, password) => {
+                builder = builder.basic_auth(user, Some(password.expose_secret()));
+                AuthUsed::Basic
+            }
+            Auth::Bearer(token) => {
+                builder = builder.bearer_auth(token.expose_secret());
+                AuthUsed::Bearer
+            }
+            Auth::Token(token) => {
+                builder = builder.bearer_auth(token.expose_secret());
+                AuthUsed::Token
+            }
+        };
+        let started = Instant::now();
+        let mut record = RequestRecord {
+            method: req.method.to_string(),
+            path: url.path().to_string(),
+            status: None,
+            duration: Duration::ZERO,
+            auth: auth_used,
+            note,
+        };
+        let result = async {
+            let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
+            let status = resp.status();
+            let headers = std::mem::take(resp.headers_mut());
+            let body = if req.read_body && req.method != Method::HEAD {
+                read_bounded(&mut resp, MAX_BODY_BYTES).await?
+            } else {
+                Bytes::new()
+            };
+            Ok(Response {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        record.duration = started.elapsed();
+        record.status = result.as_ref().ok().map(|r: &Response| r.status.as_u16());
+        trail.push(record);
+        result
+    }
+
+    fn cached_token(&self, scope_key: &str) -> Option<SecretString> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .get(scope_key)
+            .filter(|t| Instant::now() < t.renew_at)
+            .map(|t| t.token.clone())
+    }
+
+    fn store_token(&self, scope_key: &str, token: &FetchedToken) {
+        let lifetime = token.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let renew_at =
+            Instant::now() + lifetime.saturating_sub(TOKEN_RENEW_MARGIN.min(lifetime / 2));
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                scope_key.to_string(),
+                CachedToken {
+                    token: token.token.clone(),
+                    renew_at,
+                },
+            );
+    }
+
+    fn forget_token(&self, scope_key: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(scope_key);
+    }
+
+    /// The registry token flow: GET the realm with service and scope, with basic
+    /// credentials when configured. Accepts `token` or `access_token`.
+    async fn fetch_token(
+        &self,
+        ch: &BearerChallenge,
+        scope: Option<&str>,
+        trail: &Trail,
+    ) -> Result<FetchedToken, RequestError> {
+        let mut realm = Url::parse(&ch.realm).map_err(|_| TokenError::BadRealm)?;
+        if !matches!(realm.scheme(), "http" | "https") {
+            return Err(TokenError::BadRealm.into());
+        }
+        {
+            let mut q = realm.query_pairs_mut();
+            if let Some(service) = &ch.service {
+                q.append_pair("service", service);
+            }
+            if let Some(scope) = scope.filter(|s| !s.is_empty()) {
+                q.append_pair("scope", scope);
+            }
+        }
+        let shown = format!(
+            "{}://{}{}",
+            realm.scheme(),
+            realm.host_str().unwrap_or_default(),
+            realm.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ) + realm.path();
+        let mut builder = self.http.get(realm.clone());
+        let auth_used = match &self.credentials {
+            Credentials::Basic {
+                username,
+                password: Some(p),
+            } => {
+                builder = builder.basic_auth(username, Some(p.expose()?.expose_secret()));
+                AuthUsed::Basic
+            }
+            _ => AuthUsed::None,
+        };
+        let started = Instant::now();
+        let mut record = RequestRecord {
+            method: "GET".into(),
+            path: realm.path().to_string(),
+            status: None,
+            duration: Duration::ZERO,
+            auth: auth_used,
+            note: Some(format!("token request to {shown}")),
+        };
+        let result = async {
+            let mut resp = builder.send().await.map_err(|e| TokenError::Unreachable {
+                realm: shown.clone(),
+                detail: transport_error(&e).to_string(),
+            })?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(TokenError::Rejected {
+                    realm: shown.clone(),
+                    status: status.as_u16(),
+                }
+                .into());
+            }
+            if !status.is_success() {
+                return Err(TokenError::Status {
+                    realm: shown.clone(),
+                    status: status.as_u16(),
+                }
+                .into());
+            }
+            let body = read_bounded(&mut resp, MAX_TOKEN_BYTES)
+                .await
+                .map_err(|e| TokenError::Invalid {
+                    realm: shown.clone(),
+                    detail: e.to_string(),
+                })?;
+            parse_token(&body).map_err(|detail| {
+                RequestError::from(TokenError::Invalid {
+                    realm: shown.clone(),
+                    detail,
+                })
+            })
+        }
+        .await;
+        record.duration = started.elapsed();
+        record.status = match &result {
+            Ok(_) => Some(200),
+            Err(RequestError::Token(TokenError::Rejected { status, .. }))
+            | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
+            Err(_) => None,
+        };
+        trail.push(record);
+        result
+    }
+}
+
+enum Auth {
+    None,
+    Basic(String, SecretString),
+    Bearer(SecretString),
+    Token(SecretString),
+}
+
+struct FetchedToken {
+    token: SecretString,
+    expires_in: Option<Duration>,
+}
+
+fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+    }
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| format!("not token JSON ({e})"))?;
+    let token = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token.filter(|t| !t.is_empty()))
+        .ok_or("neither `token` nor `access_token` is set")?;
+    Ok(FetchedToken {
+        token: SecretString::from(token),
+        expires_in: parsed
+            .expires_in
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
+    })
+}
+
+async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Bytes, RequestError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(&e))? {
+        if buf.len() + chunk.len() > limit {
+            return Err(RequestError::BodyTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Maps a transport error to a bounded reason and a short text without the URL.
+fn transport_error(e: &reqwest::Error) -> RequestError {
+    let (reason, detail) = classify(e);
+    RequestError::Transport { reason, detail }
+}
+
+fn classify(e: &reqwest::Error) -> (Reason, String) {
+    if e.is_timeout() {
+        return (Reason::Timeout, "timed out waiting for the registry".into());
+    }
+    let mut texts = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return (Reason::ConnectionRefused, "connection refused".into());
+                }
+                std::io::ErrorKind::TimedOut => {
+                    return (Reason::Timeout, "connection timed out".into());
+                }
+                _ => {}
+            }
+        }
+        texts.push(err.to_string());
+        source = err.source();
+    }
+    let innermost = texts.last().cloned().unwrap_or_default();
+    let all = texts.join(": ").to_ascii_lowercase();
+    if all.contains("dns error") || all.contains("failed to lookup address") {
+        (Reason::Dns, format!("DNS lookup failed: {innermost}"))
+    } else if all.contains("certificate")
+        || all.contains("tls")
+        || all.contains("handshake")
+        || all.contains("invalid peer")
+    {
+        (Reason::Tls, format!("TLS failed: {innermost}"))
+    } else {
+        (
+            Reason::ConnectionError,
+            format!("connection failed: {innermost}"),
+        )
+    }
+}

@@ -1,0 +1,710 @@
+//! Configuration: the raw, as-written form and the validated form.
+//!
+//! Owns loading (a TOML or YAML file through figment, then environment variables on top),
+//! the seed keys of existing doctor deployments (`OCI__RegistryUrl`, `Registry__Url`, ...),
+//! and every validation rule. `Config::resolve` is the only way to get a [`Config`], so
+//! nothing invalid gets past it. It does not read secrets: a password file is read when a
+//! check needs it (see [`Secret::expose`]), so a rotation is picked up and one registry's
+//! missing secret never stops the others.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml, Yaml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::checks::CheckKind;
+
+/// Default interval between two rounds of checks of one registry.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default time one check may take, all its requests included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default age under which scrape mode reuses a result instead of probing again.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Default bound on checks running at once, across all registries.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+/// Prefix of the environment variables that set this exporter's own keys.
+pub const ENV_PREFIX: &str = "OCI_REGISTRY_EXPORTER_";
+
+/// How results reach `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A background scheduler runs the checks; `/metrics` serves cached results.
+    #[default]
+    Interval,
+    /// A scrape runs the checks that are due and waits for them.
+    Scrape,
+}
+
+/// The configuration as written: every key optional, nothing checked beyond its type.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub mode: Option<Mode>,
+    #[serde(default, with = "humantime_serde")]
+    pub min_interval: Option<Duration>,
+    pub max_concurrency: Option<usize>,
+    #[serde(default)]
+    pub defaults: RawRegistry,
+    #[serde(default)]
+    pub registries: Vec<RawRegistry>,
+}
+
+/// One registry as written; every key may also stand in `[defaults]`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub test_repository: Option<String>,
+    pub test_tag: Option<String>,
+    pub push_test_repository: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub checks: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// The seed keys, as figment hands them over: lower-cased, not snake-cased
+/// (`OCI__TestRepository` arrives as `testrepository`).
+#[derive(Debug, Default, Deserialize)]
+struct SeedKeys {
+    registryurl: Option<String>,
+    url: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    testrepository: Option<String>,
+    testtag: Option<String>,
+    pushtestrepository: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SeedEnv {
+    #[serde(default)]
+    oci: SeedKeys,
+    #[serde(default)]
+    registry: SeedKeys,
+}
+
+impl SeedEnv {
+    /// The registry `default` the seed keys describe; `OCI__*` wins over `Registry__*`.
+    fn into_registry(self) -> Option<RawRegistry> {
+        let (o, r) = (self.oci, self.registry);
+        let url = o.registryurl.or(o.url).or(r.url).or(r.registryurl);
+        let raw = RawRegistry {
+            name: None,
+            url,
+            username: o.username.or(r.username),
+            password: o.password.or(r.password),
+            token: o.token.or(r.token),
+            test_repository: o.testrepository.or(r.testrepository),
+            test_tag: o.testtag.or(r.testtag),
+            push_test_repository: o.pushtestrepository.or(r.pushtestrepository),
+            ..RawRegistry::default()
+        };
+        let any = raw.url.is_some()
+            || raw.username.is_some()
+            || raw.password.is_some()
+            || raw.token.is_some()
+            || raw.test_repository.is_some()
+            || raw.test_tag.is_some()
+            || raw.push_test_repository.is_some();
+        any.then_some(raw)
+    }
+}
+
+/// A configuration that could not be loaded or failed validation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{key}: {problem}; {fix}")]
+    Invalid {
+        key: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl RawConfig {
+    /// Reads the file (TOML or YAML by extension, if any), then the environment on top.
+    pub fn load(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(path) = path {
+            let shown = path.display().to_string();
+            if !path.is_file() {
+                return Err(ConfigError::File {
+                    path: shown,
+                    message: "cannot be read (no such file); check the --config path".into(),
+                });
+            }
+            figment = match path.extension().and_then(|e| e.to_str()) {
+                Some("toml") => figment.merge(Toml::file_exact(path)),
+                Some("yaml" | "yml") => figment.merge(Yaml::file_exact(path)),
+                _ => {
+                    return Err(ConfigError::File {
+                        path: shown,
+                        message: "unknown format; name the file *.toml, *.yaml or *.yml".into(),
+                    });
+                }
+            };
+        }
+        // The exporter's own keys: OCI_REGISTRY_EXPORTER_MODE, ..._DEFAULTS__TIMEOUT, ...
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let mut raw: RawConfig = figment.extract().map_err(|e| figment_error(&e, path))?;
+
+        let seed: SeedEnv = Figment::from(
+            Env::raw()
+                .filter(|k| {
+                    let k = k.as_str().to_ascii_lowercase();
+                    k.starts_with("oci__") || k.starts_with("registry__")
+                })
+                .split("__"),
+        )
+        .extract()
+        .map_err(|e| figment_error(&e, None))?;
+        if let Some(seed) = seed.into_registry() {
+            raw.apply_seed(seed);
+        }
+        Ok(raw)
+    }
+
+    /// The seed keys define the registry `default`, or override its keys if the file has one.
+    fn apply_seed(&mut self, seed: RawRegistry) {
+        let existing = self
+            .registries
+            .iter_mut()
+            .find(|r| r.name.as_deref() == Some("default"));
+        match existing {
+            Some(r) => {
+                let s = seed;
+                r.url = s.url.or(r.url.take());
+                r.username = s.username.or(r.username.take());
+                r.password = s.password.or(r.password.take());
+                r.token = s.token.or(r.token.take());
+                r.test_repository = s.test_repository.or(r.test_repository.take());
+                r.test_tag = s.test_tag.or(r.test_tag.take());
+                r.push_test_repository = s.push_test_repository.or(r.push_test_repository.take());
+            }
+            None => self.registries.push(RawRegistry {
+                name: Some("default".into()),
+                ..seed
+            }),
+        }
+    }
+}
+
+fn figment_error(e: &figment::Error, path: Option<&Path>) -> ConfigError {
+    use figment::error::Kind;
+    let key = if e.path.is_empty() {
+        "config".to_string()
+    } else {
+        e.path.join(".")
+    };
+    let key = match path {
+        Some(p) => format!("{}: {key}", p.display()),
+        None => key,
+    };
+    match &e.kind {
+        Kind::UnknownField(field, expected) => ConfigError::invalid(
+            key,
+            format!("unknown key `{field}`"),
+            format!(
+                "remove it or fix its spelling (known keys: {})",
+                expected.join(", ")
+            ),
+        ),
+        Kind::UnknownVariant(found, expected) => ConfigError::invalid(
+            key,
+            format!("unknown value `{found}`"),
+            format!("use one of: {}", expected.join(", ")),
+        ),
+        kind => {
+            let last = e.path.last().map(String::as_str).unwrap_or("");
+            let fix = if matches!(last, "interval" | "timeout" | "min_interval") {
+                "write a duration such as \"30s\" or \"1m 30s\""
+            } else {
+                "fix the value's type"
+            };
+            ConfigError::invalid(key, kind.to_string(), fix)
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub min_interval: Duration,
+    pub max_concurrency: usize,
+    pub registries: Vec<Arc<Target>>,
+    /// Problems that do not stop the exporter (a secret that cannot be resolved):
+    /// the credentials check reports them, `--check-config` prints them.
+    pub warnings: Vec<String>,
+}
+
+/// One registry to check, validated.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The `registry` label.
+    pub name: String,
+    /// The base URL, always ending in `/`, without credentials, query or fragment.
+    pub url: Url,
+    pub test_repository: String,
+    pub test_tag: String,
+    pub push_test_repository: String,
+    pub credentials: Credentials,
+    pub checks: Vec<CheckKind>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// PEM bundle of extra roots, read and parsed at load.
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+/// How the exporter authenticates to one registry.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Anonymous,
+    /// `password` is `None` when only a username is configured: a secret reference that
+    /// probably failed to resolve, reported by the checks rather than at startup.
+    Basic {
+        username: String,
+        password: Option<Secret>,
+    },
+    Bearer {
+        token: Secret,
+    },
+}
+
+impl Credentials {
+    /// A bounded name for the method, used in evidence and labels.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Credentials::Anonymous => "anonymous",
+            Credentials::Basic { .. } => "basic",
+            Credentials::Bearer { .. } => "bearer",
+        }
+    }
+}
+
+/// A secret value, inline or in a file that is read at each use.
+#[derive(Clone)]
+pub enum Secret {
+    Inline(SecretString),
+    File(PathBuf),
+}
+
+// Hand-written so a secret never reaches a log through `{:?}`.
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Secret::Inline([redacted])"),
+            Secret::File(p) => write!(f, "Secret::File({})", p.display()),
+        }
+    }
+}
+
+/// A secret that could not be read. Its text names the file, never the content.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "cannot read secret file {path}: {problem}; check that the file exists and is readable by the exporter"
+)]
+pub struct SecretError {
+    pub path: String,
+    pub problem: String,
+}
+
+impl Secret {
+    /// The current value. A file is read on every call so a rotated secret is picked up;
+    /// one trailing newline (as `echo` and Kubernetes tooling write) is dropped.
+    pub fn expose(&self) -> Result<SecretString, SecretError> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| SecretError {
+                    path: path.display().to_string(),
+                    problem: e.kind().to_string(),
+                })?;
+                let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+                let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+                Ok(SecretString::from(trimmed.to_string()))
+            }
+        }
+    }
+
+    fn check_readable(&self) -> Option<SecretError> {
+        match self.expose() {
+            Err(e) => Some(e),
+            Ok(s) if s.expose_secret().is_empty() => Some(SecretError {
+                path: match self {
+                    Secret::File(p) => p.display().to_string(),
+                    Secret::Inline(_) => "(inline)".into(),
+                },
+                problem: "empty".into(),
+            }),
+            Ok(_) => None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads and validates in one step.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::resolve(RawConfig::load(path)?)
+    }
+
+    /// Validates a raw configuration: the one place every rule is enforced.
+    pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+        let min_interval = raw.min_interval.unwrap_or(DEFAULT_MIN_INTERVAL);
+        let max_concurrency = raw.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+        if max_concurrency == 0 {
+            return Err(ConfigError::invalid(
+                "max_concurrency",
+                "must be at least 1",
+                "set it to the number of checks that may run at once, e.g. 16",
+            ));
+        }
+        validate_duration("defaults.interval", raw.defaults.interval)?;
+        validate_duration("defaults.timeout", raw.defaults.timeout)?;
+        if raw.registries.is_empty() {
+            return Err(ConfigError::invalid(
+                "registries",
+                "no registry is configured",
+                "add a [[registries]] entry with name and url, or set OCI__RegistryUrl",
+            ));
+        }
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut registries = Vec::with_capacity(raw.registries.len());
+        let mut warnings = Vec::new();
+        for (i, reg) in raw.registries.iter().enumerate() {
+            let key = |k: &str| format!("registries[{i}].{k}");
+            let name = reg.name.clone().unwrap_or_default();
+            if name.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    "missing or empty",
+                    "give every registry a unique, non-empty name (it becomes the `registry` label)",
+                ));
+            }
+            if let Some(first) = seen.insert(name.clone(), i) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("\"{name}\" is already the name of registries[{first}]"),
+                    "give every registry a unique name",
+                ));
+            }
+            let d = &raw.defaults;
+            let url = resolve_url(&key("url"), reg.url.as_deref().or(d.url.as_deref()))?;
+            let interval = reg.interval.or(d.interval).unwrap_or(DEFAULT_INTERVAL);
+            let timeout = reg.timeout.or(d.timeout).unwrap_or(DEFAULT_TIMEOUT);
+            validate_duration(&key("interval"), Some(interval))?;
+            validate_duration(&key("timeout"), Some(timeout))?;
+            let checks = match reg.checks.as_ref().or(d.checks.as_ref()) {
+                None => CheckKind::ALL.to_vec(),
+                Some(names) => resolve_checks(&key("checks"), names)?,
+            };
+            let credentials = resolve_credentials(&key(""), reg, d)?;
+            match &credentials {
+                Credentials::Basic { password: None, .. } => warnings.push(format!(
+                    "{}: registry \"{name}\" has a username but no password or password_file; a secret reference probably failed to resolve (the credentials check will fail)",
+                    key("password")
+                )),
+                Credentials::Basic {
+                    password: Some(s), ..
+                }
+                | Credentials::Bearer { token: s } => {
+                    if let Some(e) = s.check_readable() {
+                        warnings.push(format!("registry \"{name}\": {e}"));
+                    }
+                }
+                Credentials::Anonymous => {}
+            }
+            let ca_file = reg.ca_file.clone().or(d.ca_file.clone());
+            if let Some(path) = &ca_file {
+                validate_ca_file(&key("ca_file"), path)?;
+            }
+            let insecure = reg
+                .insecure_skip_verify
+                .or(d.insecure_skip_verify)
+                .unwrap_or(false);
+            let repo = |v: &Option<String>, dv: &Option<String>, k: &str, default: &str| {
+                let value = v.clone().or(dv.clone()).unwrap_or_else(|| default.into());
+                validate_repository(&key(k), &value).map(|_| value)
+            };
+            let test_repository = repo(
+                &reg.test_repository,
+                &d.test_repository,
+                "test_repository",
+                "library/alpine",
+            )?;
+            let push_test_repository = repo(
+                &reg.push_test_repository,
+                &d.push_test_repository,
+                "push_test_repository",
+                "stellaops/doctor-test",
+            )?;
+            let test_tag = reg
+                .test_tag
+                .clone()
+                .or(d.test_tag.clone())
+                .unwrap_or_else(|| "latest".into());
+            validate_reference(&key("test_tag"), &test_tag)?;
+            registries.push(Arc::new(Target {
+                name,
+                url,
+                test_repository,
+                test_tag,
+                push_test_repository,
+                credentials,
+                checks,
+                interval,
+                timeout,
+                tls: TlsSettings {
+                    ca_file,
+                    insecure_skip_verify: insecure,
+                },
+            }));
+        }
+        Ok(Config {
+            mode: raw.mode.unwrap_or_default(),
+            min_interval,
+            max_concurrency,
+            registries,
+            warnings,
+        })
+    }
+}
+
+fn validate_duration(key: &str, d: Option<Duration>) -> Result<(), ConfigError> {
+    match d {
+        Some(d) if d.is_zero() => Err(ConfigError::invalid(
+            key,
+            "must be greater than zero",
+            "set a duration such as \"10s\"",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn resolve_url(key: &str, url: Option<&str>) -> Result<Url, ConfigError> {
+    let Some(text) = url else {
+        return Err(ConfigError::invalid(
+            key,
+            "missing",
+            "set the registry's base URL, e.g. \"https://registry.example.com\"",
+        ));
+    };
+    let mut url = Url::parse(text).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!("\"{text}\" is not a valid URL ({e})"),
+            "write an absolute URL such as \"https://registry.example.com\"",
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("\"{text}\" is not an http(s) URL with a host"),
+            "write an absolute URL such as \"https://registry.example.com\"",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // The text is not echoed: it holds a credential.
+        return Err(ConfigError::invalid(
+            key,
+            "contains credentials",
+            "remove them from the URL and set username and password_file (or token_file) instead",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("\"{text}\" has a query or fragment"),
+            "give only the registry's base URL, e.g. \"https://registry.example.com\"",
+        ));
+    }
+    // A registry may live under a path prefix; requests are joined onto it, so it must end in '/'.
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    // Users often paste the API root: ".../v2/" would make requests go to /v2/v2/.
+    if url.path().ends_with("/v2/") {
+        let path = url.path().trim_end_matches("v2/").to_string();
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+fn resolve_checks(key: &str, names: &[String]) -> Result<Vec<CheckKind>, ConfigError> {
+    let mut checks = Vec::new();
+    for name in names {
+        if name == "all" {
+            return Ok(CheckKind::ALL.to_vec());
+        }
+        let kind = CheckKind::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = CheckKind::ALL.iter().map(|c| c.short_name()).collect();
+            ConfigError::invalid(
+                key,
+                format!("unknown check \"{name}\""),
+                format!(
+                    "use \"all\" or any of {} (or their ids, check.integration.oci.<name>)",
+                    known.join(", ")
+                ),
+            )
+        })?;
+        if !checks.contains(&kind) {
+            checks.push(kind);
+        }
+    }
+    if checks.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "is empty",
+            "list at least one check, or remove the key to run all checks",
+        ));
+    }
+    Ok(checks)
+}
+
+fn resolve_credentials(
+    prefix: &str,
+    reg: &RawRegistry,
+    d: &RawRegistry,
+) -> Result<Credentials, ConfigError> {
+    let key = |k: &str| format!("{prefix}{k}");
+    // A registry's own credentials replace the defaults' as a whole, never key by key:
+    // mixing alice's username with the defaults' password would be a surprise.
+    let own = reg.username.is_some()
+        || reg.password.is_some()
+        || reg.password_file.is_some()
+        || reg.token.is_some()
+        || reg.token_file.is_some();
+    let src = if own { reg } else { d };
+    if src.password.is_some() && src.password_file.is_some() {
+        return Err(ConfigError::invalid(
+            key("password_file"),
+            "both password and password_file are set",
+            "keep one of them (password_file is preferred)",
+        ));
+    }
+    if src.token.is_some() && src.token_file.is_some() {
+        return Err(ConfigError::invalid(
+            key("token_file"),
+            "both token and token_file are set",
+            "keep one of them (token_file is preferred)",
+        ));
+    }
+    let token = src
+        .token
+        .clone()
+        .map(|t| Secret::Inline(SecretString::from(t)))
+        .or(src.token_file.clone().map(Secret::File));
+    let password = src
+        .password
+        .clone()
+        .map(|p| Secret::Inline(SecretString::from(p)))
+        .or(src.password_file.clone().map(Secret::File));
+    match (src.username.clone(), password, token) {
+        (Some(_), _, Some(_)) => Err(ConfigError::invalid(
+            key("token"),
+            "both a token and a username are set",
+            "use either token/token_file or username with password/password_file",
+        )),
+        (None, Some(_), _) => Err(ConfigError::invalid(
+            key("username"),
+            "a password is set without a username",
+            "set username as well",
+        )),
+        (Some(username), password, None) => Ok(Credentials::Basic { username, password }),
+        (None, None, Some(token)) => Ok(Credentials::Bearer { token }),
+        (None, None, None) => Ok(Credentials::Anonymous),
+    }
+}
+
+fn validate_ca_file(key: &str, path: &Path) -> Result<(), ConfigError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!("cannot read {} ({})", path.display(), e.kind()),
+            "point it at a readable PEM file of CA certificates",
+        )
+    })?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("{} holds no PEM certificate", path.display()),
+            "point it at a PEM file with one or more \"BEGIN CERTIFICATE\" blocks",
+        )),
+    }
+}
+
+/// Repository names as the distribution spec allows them: lower-case path components.
+fn validate_repository(key: &str, name: &str) -> Result<(), ConfigError> {
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.as_bytes()[0].is_ascii_alphanumeric()
+    };
+    if name.split('/').all(component_ok) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("\"{name}\" is not a valid repository name"),
+            "use lower-case path components such as \"library/alpine\"",
+        ))
+    }
+}
+
+fn validate_reference(key: &str, tag: &str) -> Result<(), ConfigError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && (tag.starts_with("sha256:")
+            || tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("\"{tag}\" is not a valid tag"),
+            "use a tag such as \"latest\" or a digest such as \"sha256:...\"",
+        ))
+    }
+}

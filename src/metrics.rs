@@ -1,0 +1,422 @@
+//! Every metric the exporter serves, declared once, and the one place results become metrics.
+//!
+//! Owns the metric names (a contract with dashboards and alerts), their typed label sets,
+//! [`Metrics::record`] (the only function that turns a [`CheckResult`] into series), and
+//! the two text formats: OpenMetrics 1.0 (prometheus-client's own) and the classic 0.0.4
+//! format, derived from it for scrapers that do not ask for OpenMetrics. It does not run
+//! checks or decide statuses.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::UNIX_EPOCH;
+
+use prometheus_client::encoding::{EncodeLabelSet, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::checks::{CheckKind, CheckResult, Reason, Status};
+use crate::config::Target;
+
+/// One metric's documentation: the source of the help text and of docs/metrics.md.
+pub struct MetricDoc {
+    /// The name as scraped (counters with their `_total`).
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+/// Every metric, in the order they are served. A test keeps docs/metrics.md equal to it.
+pub const METRICS: &[MetricDoc] = &[
+    MetricDoc {
+        name: "oci_registry_check_status",
+        kind: "gauge",
+        labels: &["registry", "check", "status"],
+        help: "State set of the last result: one series per status (pass, info, warn, fail, skip), exactly one is 1",
+    },
+    MetricDoc {
+        name: "oci_registry_check_reason",
+        kind: "gauge",
+        labels: &["registry", "check", "reason"],
+        help: "1 for the reason of the last result; only the current reason has a series",
+    },
+    MetricDoc {
+        name: "oci_registry_check_duration_seconds",
+        kind: "gauge",
+        labels: &["registry", "check"],
+        help: "How long the last run of the check took, all its requests included",
+    },
+    MetricDoc {
+        name: "oci_registry_check_http_status_code",
+        kind: "gauge",
+        labels: &["registry", "check"],
+        help: "HTTP status code that decided the last result; 0 when no response came",
+    },
+    MetricDoc {
+        name: "oci_registry_check_last_run_timestamp_seconds",
+        kind: "gauge",
+        labels: &["registry", "check"],
+        help: "Unix time at which the last run of the check finished",
+    },
+    MetricDoc {
+        name: "oci_registry_check_interval_seconds",
+        kind: "gauge",
+        labels: &["registry", "check"],
+        help: "Configured interval between two runs of the check, for staleness alerts",
+    },
+    MetricDoc {
+        name: "oci_registry_check_runs_total",
+        kind: "counter",
+        labels: &["registry", "check", "status"],
+        help: "Check runs since the exporter started, by resulting status",
+    },
+    MetricDoc {
+        name: "oci_registry_request_duration_seconds",
+        kind: "histogram",
+        labels: &["registry", "check"],
+        help: "Duration of every HTTP request a check made, token requests included",
+    },
+    MetricDoc {
+        name: "oci_registry_distribution_api_version_info",
+        kind: "gauge",
+        labels: &["registry", "version"],
+        help: "1 with the registry's Docker-/OCI-Distribution-API-Version header as the version label",
+    },
+    MetricDoc {
+        name: "oci_registry_exporter_build_info",
+        kind: "gauge",
+        labels: &["version", "revision"],
+        help: "1 with the exporter's version and source revision",
+    },
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    registry: String,
+    check: CheckKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    registry: String,
+    check: CheckKind,
+    status: Status,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    registry: String,
+    check: CheckKind,
+    reason: Reason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    registry: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Buckets for request durations: 5 ms to 10 s.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS.iter().copied())
+}
+
+/// The exporter's series. One instance backs `/metrics`; `/probe` builds a fresh one.
+pub struct Metrics {
+    registry: Registry,
+    status: Family<StatusLabels, Gauge>,
+    reason: Family<ReasonLabels, Gauge>,
+    duration: Family<CheckLabels, FloatGauge>,
+    http_status: Family<CheckLabels, Gauge>,
+    last_run: Family<CheckLabels, FloatGauge>,
+    interval: Family<CheckLabels, FloatGauge>,
+    runs: Family<StatusLabels, Counter>,
+    requests: Family<CheckLabels, Histogram, fn() -> Histogram>,
+    api_version: Family<VersionLabels, Gauge>,
+    // std Mutex: never held across .await. The last version label per registry, so an old
+    // version's series can be removed when the registry is upgraded or forgotten.
+    versions: Mutex<HashMap<String, String>>,
+}
+
+/// The text format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Classic,
+}
+
+impl Format {
+    /// Content negotiation as the Go client does it: OpenMetrics only when asked for.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Classic,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+fn help(name: &str) -> &'static str {
+    METRICS
+        .iter()
+        .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
+        .map(|m| m.help)
+        .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            status: Family::default(),
+            reason: Family::default(),
+            duration: Family::default(),
+            http_status: Family::default(),
+            last_run: Family::default(),
+            interval: Family::default(),
+            runs: Family::default(),
+            requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
+            api_version: Family::default(),
+            versions: Mutex::new(HashMap::new()),
+            registry: Registry::default(),
+        };
+        macro_rules! reg {
+            ($name:literal, $metric:expr) => {
+                registry.register($name, help($name), $metric.clone())
+            };
+        }
+        reg!("oci_registry_check_status", m.status);
+        reg!("oci_registry_check_reason", m.reason);
+        reg!("oci_registry_check_duration_seconds", m.duration);
+        reg!("oci_registry_check_http_status_code", m.http_status);
+        reg!("oci_registry_check_last_run_timestamp_seconds", m.last_run);
+        reg!("oci_registry_check_interval_seconds", m.interval);
+        // prometheus-client appends `_total` to counters itself.
+        reg!("oci_registry_check_runs", m.runs);
+        reg!("oci_registry_request_duration_seconds", m.requests);
+        reg!("oci_registry_distribution_api_version_info", m.api_version);
+        let build: Family<BuildLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+                revision: option_env!("OCI_REGISTRY_EXPORTER_REVISION")
+                    .unwrap_or("unknown")
+                    .into(),
+            })
+            .set(1);
+        registry.register(
+            "oci_registry_exporter_build_info",
+            help("oci_registry_exporter_build_info"),
+            build,
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Declares a target's configured checks, so staleness can be judged before a first run.
+    pub fn declare_target(&self, target: &Target) {
+        for &check in &target.checks {
+            self.interval
+                .get_or_create(&CheckLabels {
+                    registry: target.name.clone(),
+                    check,
+                })
+                .set(target.interval.as_secs_f64());
+        }
+    }
+
+    /// Turns one result into series: the one place that writes check metrics.
+    pub fn record(&self, registry: &str, result: &CheckResult) {
+        let check = result.check;
+        let labels = CheckLabels {
+            registry: registry.to_string(),
+            check,
+        };
+        for &status in Status::ALL {
+            let l = StatusLabels {
+                registry: registry.to_string(),
+                check,
+                status,
+            };
+            self.status
+                .get_or_create(&l)
+                .set(i64::from(status == result.status));
+        }
+        for &reason in Reason::ALL {
+            if reason != result.reason {
+                self.reason.remove(&ReasonLabels {
+                    registry: registry.to_string(),
+                    check,
+                    reason,
+                });
+            }
+        }
+        self.reason
+            .get_or_create(&ReasonLabels {
+                registry: registry.to_string(),
+                check,
+                reason: result.reason,
+            })
+            .set(1);
+        self.duration
+            .get_or_create(&labels)
+            .set(result.duration.as_secs_f64());
+        self.http_status
+            .get_or_create(&labels)
+            .set(i64::from(result.http_status.unwrap_or(0)));
+        let finished = result
+            .finished_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_run.get_or_create(&labels).set(finished);
+        self.runs
+            .get_or_create(&StatusLabels {
+                registry: registry.to_string(),
+                check,
+                status: result.status,
+            })
+            .inc();
+        let histogram = self.requests.get_or_create(&labels);
+        for request in &result.requests {
+            histogram.observe(request.duration.as_secs_f64());
+        }
+        drop(histogram);
+        if let Some(version) = &result.api_version {
+            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = versions.insert(registry.to_string(), version.clone())
+                && &old != version
+            {
+                self.api_version.remove(&VersionLabels {
+                    registry: registry.to_string(),
+                    version: old,
+                });
+            }
+            self.api_version
+                .get_or_create(&VersionLabels {
+                    registry: registry.to_string(),
+                    version: version.clone(),
+                })
+                .set(1);
+        }
+    }
+
+    /// Removes every series of a registry (after a reload dropped it or changed its checks).
+    pub fn forget(&self, registry: &str) {
+        for &check in CheckKind::ALL {
+            let labels = CheckLabels {
+                registry: registry.to_string(),
+                check,
+            };
+            self.duration.remove(&labels);
+            self.http_status.remove(&labels);
+            self.last_run.remove(&labels);
+            self.interval.remove(&labels);
+            self.requests.remove(&labels);
+            for &status in Status::ALL {
+                let l = StatusLabels {
+                    registry: registry.to_string(),
+                    check,
+                    status,
+                };
+                self.status.remove(&l);
+                self.runs.remove(&l);
+            }
+            for &reason in Reason::ALL {
+                self.reason.remove(&ReasonLabels {
+                    registry: registry.to_string(),
+                    check,
+                    reason,
+                });
+            }
+        }
+        let old = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(registry);
+        if let Some(version) = old {
+            self.api_version.remove(&VersionLabels {
+                registry: registry.to_string(),
+                version,
+            });
+        }
+    }
+
+    /// Renders every series in the requested format.
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail: fmt::Write for String is infallible.
+        text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        match format {
+            Format::OpenMetrics => out,
+            Format::Classic => openmetrics_to_classic(&out),
+        }
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the classic 0.0.4 text format.
+///
+/// The differences that matter for what this exporter writes: a counter's family is named
+/// without `_total` in OpenMetrics but with it in the classic format, `# UNIT` and `# EOF`
+/// do not exist there, and HELP escapes only backslash and newline.
+pub fn openmetrics_to_classic(text: &str) -> String {
+    let counters: HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            let tail = if *prefix == "# HELP " {
+                tail.replace("\\\"", "\"")
+            } else {
+                tail.to_string()
+            };
+            Some(if counters.contains(name) {
+                format!("{prefix}{name}_total {tail}")
+            } else {
+                format!("{prefix}{name} {tail}")
+            })
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,49 @@
+//! Interval mode: a background loop per registry that runs its checks every `interval`.
+//!
+//! Owns timing only: a small random delay before the first round and a few percent of
+//! jitter on every period, so registries sharing a host are not hit in lockstep. It stops
+//! when the app's shutdown token is cancelled. What a round does is `App::round`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::app::App;
+
+/// The longest delay before a registry's first round.
+const MAX_START_DELAY: Duration = Duration::from_secs(1);
+
+/// Spawns one loop per registry on the app's task tracker.
+pub fn start(app: &Arc<App>) {
+    for idx in 0..app.targets.len() {
+        let app = app.clone();
+        app.tasks.clone().spawn(async move {
+            let rt = &app.targets[idx];
+            let interval = rt.target.interval;
+            let start_delay = random_fraction(MAX_START_DELAY.min(interval / 10), 0.0, 1.0);
+            let mut next = Instant::now() + start_delay;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
+                let started = Instant::now();
+                tokio::select! {
+                    // Zero freshness: in interval mode every tick runs a round.
+                    _ = app.round(rt, Duration::ZERO) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
+                // ±5 % jitter on the period; a round that overran starts the next at once.
+                next = started + random_fraction(interval, 0.95, 1.05);
+            }
+        });
+    }
+}
+
+fn random_fraction(d: Duration, low: f64, high: f64) -> Duration {
+    if d.is_zero() {
+        return d;
+    }
+    d.mul_f64(rand::random_range(low..=high))
+}

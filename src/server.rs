@@ -1,0 +1,255 @@
+//! The HTTP endpoints: `/metrics`, `/probe`, `/-/healthy`, `/-/ready` and the `/` page.
+//!
+//! Owns routing, query parsing, content negotiation and graceful shutdown of connections.
+//! It does not run checks itself: it asks the app (scrape mode, `/probe`) and renders what
+//! the metrics module encodes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::checks::{CheckKind, Status};
+use crate::config::Mode;
+use crate::metrics::{Format, Metrics};
+
+/// Subtracted from Prometheus' scrape timeout, so the answer is sent before it gives up.
+const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+/// How long a scrape waits for due checks when Prometheus does not say.
+const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
+
+type Body = Full<Bytes>;
+
+/// Serves until the app's shutdown token is cancelled, then lets open requests finish.
+pub async fn serve(app: Arc<App>, listener: TcpListener) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Running out of file descriptors must not end the server.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = app.shutdown.cancelled() => break,
+        };
+        let app = app.clone();
+        let service = service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(app, req).await) }
+        });
+        let conn = auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // Open connections get a few seconds to finish their request.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are supported\n",
+        );
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    match req.uri().path() {
+        "/metrics" => {
+            if app.config.mode == Mode::Scrape {
+                let wait = scrape_wait(req.headers());
+                app.refresh_due(wait).await;
+            }
+            metrics_response(format, app.metrics.encode(format))
+        }
+        "/probe" => probe(&app, req.uri().query().unwrap_or(""), format).await,
+        "/-/healthy" => text(StatusCode::OK, "healthy\n"),
+        "/-/ready" => {
+            if app.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: the first round of checks is still running\n",
+                )
+            }
+        }
+        "/" => html(index_page(&app)),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /probe?target=NAME or /\n",
+        ),
+    }
+}
+
+fn scrape_wait(headers: &http::HeaderMap) -> Duration {
+    headers
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| Duration::from_secs_f64(s).saturating_sub(SCRAPE_TIMEOUT_OFFSET))
+        .map(|d| d.max(Duration::from_millis(100)))
+        .unwrap_or(DEFAULT_SCRAPE_WAIT)
+}
+
+async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
+    let mut target = None;
+    let mut check = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "target" => target = Some(v.into_owned()),
+            "check" => check = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let Some(name) = target.filter(|t| !t.is_empty()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "target parameter is missing; use /probe?target=<registry name>\n",
+        );
+    };
+    let Some(rt) = app.target(&name) else {
+        let known: Vec<&str> = app.targets.iter().map(|t| t.target.name.as_str()).collect();
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unknown target {name:?}: /probe only reaches configured registries (configured: {})\n",
+                known.join(", ")
+            ),
+        );
+    };
+    let only = match check.as_deref() {
+        None | Some("") => None,
+        Some(c) => match CheckKind::parse(c) {
+            Some(kind) => Some(vec![kind]),
+            None => {
+                let known: Vec<&str> = CheckKind::ALL.iter().map(|c| c.short_name()).collect();
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown check {c:?}; use one of {}\n", known.join(", ")),
+                );
+            }
+        },
+    };
+    let results = app.execute(rt, only.as_deref()).await;
+    let metrics = Metrics::new();
+    metrics.declare_target(&rt.target);
+    for result in &results {
+        metrics.record(&rt.target.name, result);
+    }
+    metrics_response(format, metrics.encode(format))
+}
+
+fn metrics_response(format: Format, body: String) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, format.content_type())
+        .body(Full::new(Bytes::from(body)))
+        .expect("static headers are valid")
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("static headers are valid")
+}
+
+fn html(body: String) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static headers are valid")
+}
+
+fn status_colour(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "#2e7d32",
+        Status::Info => "#1565c0",
+        Status::Warn => "#f9a825",
+        Status::Fail => "#c62828",
+        Status::Skip => "#757575",
+    }
+}
+
+fn index_page(app: &App) -> String {
+    use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
+    use std::fmt::Write;
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>OCI registry exporter</title>\
+         <style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;text-align:left;border-bottom:1px solid #ddd}\
+         .s{color:#fff;padding:2px 6px;border-radius:3px}</style></head><body>\
+         <h1>OCI registry exporter</h1><p><a href=\"/metrics\">Metrics</a> · \
+         <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
+         <table><tr><th>Registry</th><th>Check</th><th>Status</th><th>Reason</th><th>HTTP</th><th>Last run</th><th>Message</th></tr>",
+    );
+    for rt in &app.targets {
+        let name = &rt.target.name;
+        let results = app.store.latest(name);
+        let probe = format!(
+            "/probe?target={}",
+            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+        );
+        if results.is_empty() {
+            let _ = write!(
+                out,
+                "<tr><td><a href=\"{}\">{}</a></td><td colspan=\"6\">no result yet</td></tr>",
+                attr(&probe),
+                esc(name)
+            );
+        }
+        for r in results {
+            let when = r
+                .finished_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| {
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(d.as_secs()))
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td><span class=\"s\" style=\"background:{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                attr(&probe),
+                esc(name),
+                r.check.short_name(),
+                status_colour(r.status),
+                r.status.as_str(),
+                r.reason.as_str(),
+                r.http_status
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "–".into()),
+                when,
+                esc(&r.message),
+            );
+        }
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
