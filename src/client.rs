@@ -679,3 +679,67 @@ fn classify(e: &reqwest::Error) -> (Reason, String) {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::WWW_AUTHENTICATE, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_challenge_with_commas_inside_quotes() {
+        let h = headers(&[
+            r#"Bearer realm="http://127.0.0.1:5005/token",service="regharness",scope="repository:library/alpine:pull,push",error="insufficient_scope""#,
+        ]);
+        let c = Challenges::parse(&h);
+        assert_eq!(
+            c.bearer,
+            Some(BearerChallenge {
+                realm: "http://127.0.0.1:5005/token".into(),
+                service: Some("regharness".into()),
+                scope: Some("repository:library/alpine:pull,push".into()),
+                error: Some("insufficient_scope".into()),
+            })
+        );
+        assert!(!c.basic);
+    }
+
+    #[test]
+    fn several_challenges_in_one_header_and_across_headers() {
+        let c = Challenges::parse(&headers(&[
+            r#"Basic realm="a, b", Bearer realm="https://auth.example.com/token",service="reg""#,
+        ]));
+        assert!(c.basic);
+        assert_eq!(c.bearer.unwrap().realm, "https://auth.example.com/token");
+        let c = Challenges::parse(&headers(&[
+            r#"Basic realm="regharness-basic""#,
+            r#"bearer realm="https://x/token""#,
+        ]));
+        assert!(c.basic);
+        assert_eq!(c.bearer.unwrap().service, None);
+    }
+
+    #[test]
+    fn garbage_challenges_are_ignored() {
+        let c = Challenges::parse(&headers(&["Bearer realm=\"unterminated", "=,=,"]));
+        assert_eq!(c, Challenges::default());
+    }
+
+    #[test]
+    fn token_response_accepts_token_or_access_token() {
+        let t = parse_token(br#"{"token":"a","expires_in":300}"#).unwrap();
+        assert_eq!(t.token.expose_secret(), "a");
+        assert_eq!(t.expires_in, Some(Duration::from_secs(300)));
+        let t = parse_token(br#"{"access_token":"b"}"#).unwrap();
+        assert_eq!(t.token.expose_secret(), "b");
+        assert_eq!(t.expires_in, None);
+        assert!(parse_token(br#"{"token":""}"#).is_err());
+        assert!(parse_token(b"<html>").is_err());
+    }
+}

@@ -177,7 +177,7 @@ impl RawConfig {
         }
         // The exporter's own keys: OCI_REGISTRY_EXPORTER_MODE, ..._DEFAULTS__TIMEOUT, ...
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
-        let mut raw: RawConfig = figment.extract().map_err(|e| figment_error(&e, path))?;
+        let mut raw: RawConfig = figment.extract().map_err(|e| figment_error(&e))?;
 
         let seed: SeedEnv = Figment::from(
             Env::raw()
@@ -188,7 +188,7 @@ impl RawConfig {
                 .split("__"),
         )
         .extract()
-        .map_err(|e| figment_error(&e, None))?;
+        .map_err(|e| figment_error(&e))?;
         if let Some(seed) = seed.into_registry() {
             raw.apply_seed(seed);
         }
@@ -220,20 +220,31 @@ impl RawConfig {
     }
 }
 
-fn figment_error(e: &figment::Error, path: Option<&Path>) -> ConfigError {
+fn figment_error(e: &figment::Error) -> ConfigError {
     use figment::error::Kind;
-    let key = if e.path.is_empty() {
-        "config".to_string()
-    } else {
-        e.path.join(".")
+    // `registries.0.url` is shown as `registries[0].url`, as the validation rules write it.
+    let key_of = |path: &[String]| {
+        let mut key = String::new();
+        for seg in path {
+            if seg.parse::<usize>().is_ok() {
+                key.push_str(&format!("[{seg}]"));
+            } else {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(seg);
+            }
+        }
+        if key.is_empty() {
+            "config".to_string()
+        } else {
+            key
+        }
     };
-    let key = match path {
-        Some(p) => format!("{}: {key}", p.display()),
-        None => key,
-    };
+    let key = key_of(&e.path);
     match &e.kind {
         Kind::UnknownField(field, expected) => ConfigError::invalid(
-            key,
+            key_of(&e.path[..e.path.len().saturating_sub(1)]),
             format!("unknown key `{field}`"),
             format!(
                 "remove it or fix its spelling (known keys: {})",

@@ -420,3 +420,72 @@ pub fn openmetrics_to_classic(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{CheckKind, CheckResult, Reason, Status};
+
+    #[test]
+    fn classic_names_counters_with_total_and_drops_eof() {
+        let m = Metrics::new();
+        let r = CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x");
+        m.record("hub", &r);
+        let om = m.encode(Format::OpenMetrics);
+        assert!(om.contains("# TYPE oci_registry_check_runs counter"));
+        assert!(om.ends_with("# EOF\n"));
+        let classic = m.encode(Format::Classic);
+        assert!(classic.contains("# TYPE oci_registry_check_runs_total counter"));
+        assert!(classic.contains("# HELP oci_registry_check_runs_total "));
+        assert!(classic.contains(
+            "oci_registry_check_runs_total{registry=\"hub\",check=\"pull\",status=\"fail\"} 1"
+        ));
+        assert!(!classic.contains("# EOF"));
+    }
+
+    #[test]
+    fn state_set_and_single_reason() {
+        let m = Metrics::new();
+        m.record(
+            "hub",
+            &CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x"),
+        );
+        m.record(
+            "hub",
+            &CheckResult::new(CheckKind::Pull, Status::Pass, Reason::Ok, "x"),
+        );
+        let text = m.encode(Format::Classic);
+        let status_ones = text
+            .lines()
+            .filter(|l| l.starts_with("oci_registry_check_status{") && l.ends_with(" 1"))
+            .count();
+        let status_all = text
+            .lines()
+            .filter(|l| l.starts_with("oci_registry_check_status{"))
+            .count();
+        assert_eq!((status_ones, status_all), (1, 5));
+        let reasons: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("oci_registry_check_reason{"))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec!["oci_registry_check_reason{registry=\"hub\",check=\"pull\",reason=\"ok\"} 1"]
+        );
+        m.forget("hub");
+        let text = m.encode(Format::Classic);
+        assert!(!text.contains("registry=\"hub\""), "{text}");
+    }
+
+    #[test]
+    fn negotiation_follows_accept() {
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
+        assert_eq!(Format::negotiate(None), Format::Classic);
+    }
+}
