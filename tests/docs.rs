@@ -1,0 +1,88 @@
+//! Keeps docs/metrics.md equal to the metrics the code declares.
+//! Run with UPDATE_DOCS=1 to regenerate the table after changing `metrics::METRICS`.
+
+use oci_registry_exporter::metrics::METRICS;
+
+const BEGIN: &str = "<!-- BEGIN GENERATED METRICS TABLE -->";
+const END: &str = "<!-- END GENERATED METRICS TABLE -->";
+
+fn table() -> String {
+    let mut out = String::from("| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n");
+    for m in METRICS {
+        let labels = if m.labels.is_empty() {
+            "–".to_string()
+        } else {
+            m.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {}. |\n",
+            m.name, m.kind, labels, m.help
+        ));
+    }
+    out
+}
+
+#[test]
+fn metrics_doc_matches_the_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
+    let text = std::fs::read_to_string(&path).expect("docs/metrics.md exists");
+    let (head, rest) = text.split_once(BEGIN).expect("begin marker present");
+    let (_, tail) = rest.split_once(END).expect("end marker present");
+    let wanted = format!("{head}{BEGIN}\n{}{END}{tail}", table());
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &wanted).unwrap();
+        return;
+    }
+    assert_eq!(
+        text, wanted,
+        "docs/metrics.md is out of date: run `UPDATE_DOCS=1 cargo test --test docs`"
+    );
+}
+
+#[test]
+fn every_reason_is_documented_and_every_metric_is_served() {
+    use oci_registry_exporter::checks::{CheckKind, CheckResult, Reason, Status};
+    use oci_registry_exporter::metrics::{Format, Metrics};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    for reason in Reason::ALL {
+        assert!(
+            text.contains(&format!("| `{}` |", reason.as_str())),
+            "reason {} is missing from docs/metrics.md",
+            reason.as_str()
+        );
+    }
+    let m = Metrics::new();
+    let raw = oci_registry_exporter::RawConfig {
+        registries: vec![oci_registry_exporter::config::RawRegistry {
+            name: Some("x".into()),
+            url: Some("https://x.example.com".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let config = oci_registry_exporter::Config::resolve(raw).unwrap();
+    m.declare_target(&config.registries[0]);
+    let mut r = CheckResult::new(CheckKind::Registry, Status::Pass, Reason::Ok, "ok");
+    r.api_version = Some("registry/2.0".into());
+    m.record("x", &r);
+    let served = m.encode(Format::Classic);
+    for doc in METRICS {
+        assert!(
+            served.contains(&format!("# TYPE {} {}", doc.name, doc.kind)),
+            "{} ({}) is documented but not served:\n{served}",
+            doc.name,
+            doc.kind
+        );
+    }
+    let types = served.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(
+        types,
+        METRICS.len(),
+        "a served metric is missing from METRICS"
+    );
+}
