@@ -51,7 +51,7 @@ async fn pull_5xx_and_429_fail_with_their_reasons() {
         (Status::Fail, Reason::ServerError, Some(503))
     );
 
-    server.reset_async().await;
+    server.reset();
     server
         .mock("HEAD", MANIFEST)
         .with_status(429)
@@ -60,7 +60,7 @@ async fn pull_5xx_and_429_fail_with_their_reasons() {
     let r = run_one(&cfg, CheckKind::Pull).await;
     assert_eq!((r.status, r.reason), (Status::Fail, Reason::RateLimited));
 
-    server.reset_async().await;
+    server.reset();
     server
         .mock("HEAD", MANIFEST)
         .with_status(418)
@@ -129,7 +129,7 @@ async fn a_non_registry_answering_404_on_v2_is_warn() {
         (Status::Warn, Reason::NotARegistry, Some(404))
     );
 
-    server.reset_async().await;
+    server.reset();
     server
         .mock("GET", "/v2/")
         .with_status(502)
