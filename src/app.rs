@@ -175,6 +175,7 @@ fn log_result(registry: &str, r: &CheckResult) {
                 reason = r.reason.as_str(),
                 http_status,
                 duration_ms,
+                evidence = ?r.evidence,
                 "{}",
                 r.message
             )

@@ -502,3 +502,117 @@ async fn interval_mode_repeats_and_status_page_shows_results() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
     exporter.stop().await;
 }
+
+#[tokio::test]
+async fn a_scrape_waits_no_longer_than_prometheus_allows() {
+    // A registry that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_secs(20), listener.accept()).await {
+                Ok(Ok((s, _))) => held.push(s),
+                _ => break,
+            }
+        }
+    });
+    let config = config_from_toml(&format!(
+        "mode = \"scrape\"\n[[registries]]\nname = \"hang\"\nurl = \"http://{addr}\"\ntimeout = \"10s\"\n"
+    ));
+    let exporter = Exporter::start(config).await;
+    let started = std::time::Instant::now();
+    let (code, _, _) = exporter
+        .get_with(
+            "/metrics",
+            &[("x-prometheus-scrape-timeout-seconds", "1.5")],
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(code, 200);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1500),
+        "answered after {took:?}: the scrape timeout minus 0.5 s bounds the wait"
+    );
+    exporter.stop().await;
+    hold.abort();
+}
+
+#[test]
+fn the_binary_stops_gracefully_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .env("OCI__RegistryUrl", "http://127.0.0.1:1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "the exporter listens");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(err.contains("shutting down"), "{err}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the exporter did not exit within 5 s of SIGTERM");
+}
+
+#[test]
+fn the_readme_demo_command_runs() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo"))
+        .arg("--once")
+        .env("EXPORTER_BIN", env!("CARGO_BIN_EXE_oci-registry-exporter"))
+        .env("DEMO_PORT", free().to_string())
+        .env("REGISTRY_PORT", free().to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "oci_registry_check_status{registry=\"local\",check=\"pull\",status=\"pass\"} 1",
+        "oci_registry_check_status{registry=\"local\",check=\"registry\",status=\"pass\"} 1",
+        "oci_registry_check_status{registry=\"local-missing-image\",check=\"pull\",status=\"info\"} 1",
+        "oci_registry_check_status{registry=\"unreachable\",check=\"registry\",status=\"fail\"} 1",
+    ] {
+        assert!(stdout.contains(line), "missing {line} in:\n{stdout}");
+    }
+}
