@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
@@ -18,7 +18,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::checks::{CheckKind, CheckResult, Reason, Status};
+use crate::checks::{
+    AuthMethod, Capability, CapabilityStatus, CheckKind, CheckResult, Facts, Reason, Status,
+};
 use crate::config::Target;
 
 /// One metric's documentation: the source of the help text and of docs/metrics.md.
@@ -87,6 +89,72 @@ pub const METRICS: &[MetricDoc] = &[
         help: "1 with the registry's Docker-/OCI-Distribution-API-Version header as the version label",
     },
     MetricDoc {
+        name: "oci_registry_auth_method_info",
+        kind: "gauge",
+        labels: &["registry", "method"],
+        help: "1 with the authentication method the credentials check found (anonymous, basic, bearer, docker_config, credential_helper, identity_token)",
+    },
+    MetricDoc {
+        name: "oci_registry_token_request_duration_seconds",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Duration of the last token exchange with the registry's token endpoint",
+    },
+    MetricDoc {
+        name: "oci_registry_token_expiry_timestamp_seconds",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Unix time at which the last token obtained expires, when the token endpoint says",
+    },
+    MetricDoc {
+        name: "oci_registry_tls_certificate_expiry_timestamp_seconds",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Unix time of the earliest notAfter in the registry's TLS certificate chain",
+    },
+    MetricDoc {
+        name: "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Unix time of the earliest notAfter in the token endpoint's TLS certificate chain",
+    },
+    MetricDoc {
+        name: "oci_registry_rate_limit_limit",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Request budget the registry advertises in RateLimit-Limit",
+    },
+    MetricDoc {
+        name: "oci_registry_rate_limit_remaining",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Requests left in the current window, from RateLimit-Remaining",
+    },
+    MetricDoc {
+        name: "oci_registry_push_upload_cancelled",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "1 when the push check cancelled the upload session it opened, 0 when the registry refused the cancel",
+    },
+    MetricDoc {
+        name: "oci_registry_capability_status",
+        kind: "gauge",
+        labels: &["registry", "capability", "status"],
+        help: "State set per capability (api_version, referrers, chunked_upload, cross_repo_mount, delete): one series per status (supported, unsupported, denied, error), exactly one is 1",
+    },
+    MetricDoc {
+        name: "oci_registry_capability_score",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Number of supported capabilities, 0 to 5",
+    },
+    MetricDoc {
+        name: "oci_registry_referrers_count",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "Number of referrers of the test image, from the referrers API",
+    },
+    MetricDoc {
         name: "oci_registry_exporter_build_info",
         kind: "gauge",
         labels: &["version", "revision"],
@@ -121,6 +189,24 @@ struct VersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegistryLabels {
+    registry: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    registry: String,
+    method: AuthMethod,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityLabels {
+    registry: String,
+    capability: Capability,
+    status: CapabilityStatus,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     revision: String,
@@ -149,6 +235,17 @@ pub struct Metrics {
     runs: Family<StatusLabels, Counter>,
     requests: Family<CheckLabels, Histogram, fn() -> Histogram>,
     api_version: Family<VersionLabels, Gauge>,
+    auth_method: Family<MethodLabels, Gauge>,
+    token_duration: Family<RegistryLabels, FloatGauge>,
+    token_expiry: Family<RegistryLabels, FloatGauge>,
+    tls_expiry: Family<RegistryLabels, FloatGauge>,
+    token_tls_expiry: Family<RegistryLabels, FloatGauge>,
+    rate_limit: Family<RegistryLabels, FloatGauge>,
+    rate_remaining: Family<RegistryLabels, FloatGauge>,
+    upload_cancelled: Family<RegistryLabels, Gauge>,
+    capability: Family<CapabilityLabels, Gauge>,
+    capability_score: Family<RegistryLabels, Gauge>,
+    referrers: Family<RegistryLabels, Gauge>,
     // std Mutex: never held across .await. The last version label per registry, so an old
     // version's series can be removed when the registry is upgraded or forgotten.
     versions: Mutex<HashMap<String, String>>,
@@ -205,6 +302,17 @@ impl Metrics {
             runs: Family::default(),
             requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
             api_version: Family::default(),
+            auth_method: Family::default(),
+            token_duration: Family::default(),
+            token_expiry: Family::default(),
+            tls_expiry: Family::default(),
+            token_tls_expiry: Family::default(),
+            rate_limit: Family::default(),
+            rate_remaining: Family::default(),
+            upload_cancelled: Family::default(),
+            capability: Family::default(),
+            capability_score: Family::default(),
+            referrers: Family::default(),
             versions: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -223,6 +331,29 @@ impl Metrics {
         reg!("oci_registry_check_runs", m.runs);
         reg!("oci_registry_request_duration_seconds", m.requests);
         reg!("oci_registry_distribution_api_version_info", m.api_version);
+        reg!("oci_registry_auth_method_info", m.auth_method);
+        reg!(
+            "oci_registry_token_request_duration_seconds",
+            m.token_duration
+        );
+        reg!(
+            "oci_registry_token_expiry_timestamp_seconds",
+            m.token_expiry
+        );
+        reg!(
+            "oci_registry_tls_certificate_expiry_timestamp_seconds",
+            m.tls_expiry
+        );
+        reg!(
+            "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds",
+            m.token_tls_expiry
+        );
+        reg!("oci_registry_rate_limit_limit", m.rate_limit);
+        reg!("oci_registry_rate_limit_remaining", m.rate_remaining);
+        reg!("oci_registry_push_upload_cancelled", m.upload_cancelled);
+        reg!("oci_registry_capability_status", m.capability);
+        reg!("oci_registry_capability_score", m.capability_score);
+        reg!("oci_registry_referrers_count", m.referrers);
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -309,6 +440,7 @@ impl Metrics {
             histogram.observe(request.duration.as_secs_f64());
         }
         drop(histogram);
+        self.record_facts(registry, &result.facts);
         if let Some(version) = &result.api_version {
             let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(old) = versions.insert(registry.to_string(), version.clone())
@@ -325,6 +457,72 @@ impl Metrics {
                     version: version.clone(),
                 })
                 .set(1);
+        }
+    }
+
+    fn record_facts(&self, registry: &str, facts: &Facts) {
+        let reg = RegistryLabels {
+            registry: registry.to_string(),
+        };
+        let unix = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        if let Some(method) = facts.auth_method {
+            for &m in AuthMethod::ALL {
+                let l = MethodLabels {
+                    registry: registry.to_string(),
+                    method: m,
+                };
+                if m == method {
+                    self.auth_method.get_or_create(&l).set(1);
+                } else {
+                    self.auth_method.remove(&l);
+                }
+            }
+        }
+        if let Some(d) = facts.token_request_duration {
+            self.token_duration.get_or_create(&reg).set(d.as_secs_f64());
+        }
+        if let Some(t) = facts.token_expiry {
+            self.token_expiry.get_or_create(&reg).set(unix(t));
+        }
+        if let Some(t) = facts.tls_certificate_expiry {
+            self.tls_expiry.get_or_create(&reg).set(unix(t));
+        }
+        if let Some(t) = facts.token_endpoint_tls_certificate_expiry {
+            self.token_tls_expiry.get_or_create(&reg).set(unix(t));
+        }
+        if let Some(rl) = facts.rate_limit {
+            self.rate_limit.get_or_create(&reg).set(rl.limit);
+            self.rate_remaining.get_or_create(&reg).set(rl.remaining);
+        }
+        if let Some(cancelled) = facts.upload_cancelled {
+            self.upload_cancelled
+                .get_or_create(&reg)
+                .set(i64::from(cancelled));
+        }
+        if !facts.capabilities.is_empty() {
+            let mut score = 0;
+            for &(capability, state) in &facts.capabilities {
+                score += i64::from(state == CapabilityStatus::Supported);
+                for &s in CapabilityStatus::ALL {
+                    self.capability
+                        .get_or_create(&CapabilityLabels {
+                            registry: registry.to_string(),
+                            capability,
+                            status: s,
+                        })
+                        .set(i64::from(s == state));
+                }
+            }
+            self.capability_score.get_or_create(&reg).set(score);
+        }
+        if let Some(n) = facts.referrers_count {
+            self.referrers
+                .get_or_create(&reg)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -354,6 +552,41 @@ impl Metrics {
                     registry: registry.to_string(),
                     check,
                     reason,
+                });
+            }
+        }
+        let reg = RegistryLabels {
+            registry: registry.to_string(),
+        };
+        for family in [
+            &self.token_duration,
+            &self.token_expiry,
+            &self.tls_expiry,
+            &self.token_tls_expiry,
+            &self.rate_limit,
+            &self.rate_remaining,
+        ] {
+            family.remove(&reg);
+        }
+        for family in [
+            &self.upload_cancelled,
+            &self.capability_score,
+            &self.referrers,
+        ] {
+            family.remove(&reg);
+        }
+        for &method in AuthMethod::ALL {
+            self.auth_method.remove(&MethodLabels {
+                registry: registry.to_string(),
+                method,
+            });
+        }
+        for &capability in Capability::ALL {
+            for &status in CapabilityStatus::ALL {
+                self.capability.remove(&CapabilityLabels {
+                    registry: registry.to_string(),
+                    capability,
+                    status,
                 });
             }
         }

@@ -69,6 +69,21 @@ fn every_reason_is_documented_and_every_metric_is_served() {
     m.declare_target(&config.registries[0]);
     let mut r = CheckResult::new(CheckKind::Registry, Status::Pass, Reason::Ok, "ok");
     r.api_version = Some("registry/2.0".into());
+    // Every fact set, so every metric has a series.
+    use oci_registry_exporter::checks::{AuthMethod, Capability, CapabilityStatus, RateLimit};
+    let now = std::time::SystemTime::now();
+    r.facts.auth_method = Some(AuthMethod::Basic);
+    r.facts.token_request_duration = Some(std::time::Duration::from_millis(5));
+    r.facts.token_expiry = Some(now);
+    r.facts.tls_certificate_expiry = Some(now);
+    r.facts.token_endpoint_tls_certificate_expiry = Some(now);
+    r.facts.rate_limit = Some(RateLimit {
+        limit: 100.0,
+        remaining: 99.0,
+    });
+    r.facts.upload_cancelled = Some(true);
+    r.facts.capabilities = vec![(Capability::Referrers, CapabilityStatus::Unsupported)];
+    r.facts.referrers_count = Some(0);
     m.record("x", &r);
     let served = m.encode(Format::Classic);
     for doc in METRICS {

@@ -133,6 +133,78 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// A registry capability probed by the capabilities check.
+    Capability {
+        ApiVersion => "api_version",
+        Referrers => "referrers",
+        ChunkedUpload => "chunked_upload",
+        CrossRepoMount => "cross_repo_mount",
+        Delete => "delete",
+    }
+}
+
+label_enum! {
+    /// What a capability probe found.
+    CapabilityStatus {
+        Supported => "supported",
+        Unsupported => "unsupported",
+        /// No permission to probe it: no credentials, or an insufficient scope.
+        Denied => "denied",
+        Error => "error",
+    }
+}
+
+label_enum! {
+    /// How the exporter authenticates to a registry (a label value).
+    AuthMethod {
+        Anonymous => "anonymous",
+        Basic => "basic",
+        Bearer => "bearer",
+        DockerConfig => "docker_config",
+        CredentialHelper => "credential_helper",
+        IdentityToken => "identity_token",
+    }
+}
+
+/// Typed facts a check (or its client) learned besides its status, each exported by
+/// `Metrics::record` when present. `None` and empty mean "not observed in this run".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Facts {
+    /// Credentials check: the authentication method in use.
+    pub auth_method: Option<AuthMethod>,
+    /// How long the last token exchange took.
+    #[serde(with = "humantime_serde")]
+    pub token_request_duration: Option<Duration>,
+    /// When the token obtained in this run expires, if the token server said.
+    #[serde(with = "humantime_serde")]
+    pub token_expiry: Option<SystemTime>,
+    /// Earliest `notAfter` of the registry's certificate chain.
+    #[serde(with = "humantime_serde")]
+    pub tls_certificate_expiry: Option<SystemTime>,
+    /// Earliest `notAfter` of the token endpoint's certificate chain.
+    #[serde(with = "humantime_serde")]
+    pub token_endpoint_tls_certificate_expiry: Option<SystemTime>,
+    /// `RateLimit-Limit` and `RateLimit-Remaining`, when the registry sends them.
+    pub rate_limit: Option<RateLimit>,
+    /// `Retry-After` of a 429, for the scheduler.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Option<Duration>,
+    /// Push check: whether the upload session it opened was cancelled.
+    pub upload_cancelled: Option<bool>,
+    /// Capabilities check: the state of each capability it probed.
+    pub capabilities: Vec<(Capability, CapabilityStatus)>,
+    /// Referrers check: how many referrers the test image has.
+    pub referrers_count: Option<u64>,
+}
+
+/// A registry's advertised request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateLimit {
+    pub limit: f64,
+    pub remaining: f64,
+}
+
 /// What one check run found.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -145,6 +217,8 @@ pub struct CheckResult {
     pub http_status: Option<u16>,
     /// The registry's API version header, when it looked like one.
     pub api_version: Option<String>,
+    /// Typed facts for metrics beyond status (tokens, TLS, rate limits, capabilities).
+    pub facts: Facts,
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
     #[serde(with = "humantime_serde")]
@@ -169,6 +243,7 @@ impl CheckResult {
             message: message.into(),
             http_status: None,
             api_version: None,
+            facts: Facts::default(),
             duration: Duration::ZERO,
             finished_at: SystemTime::now(),
             evidence: BTreeMap::new(),
