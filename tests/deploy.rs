@@ -1,0 +1,1140 @@
+//! The delivery files: Kubernetes manifests (deploy/kubernetes), the Dockerfile and the
+//! systemd unit (deploy/systemd).
+//!
+//! Checks that every manifest is well-formed and listed in kustomization.yaml, that the
+//! Deployment is hardened and probed, that the Service, ServiceMonitor and Probe agree
+//! with it and with the configuration, that the configuration in the ConfigMap passes the
+//! exporter's own validation, and that the generated files (the PrometheusRule and the
+//! Grafana dashboard ConfigMaps) equal their sources, alerts/ and dashboards/.
+//!
+//! Regenerate the generated files after changing alerts/ or dashboards/ with
+//!   UPDATE_DEPLOY=1 cargo test --test deploy
+//! (a new dashboard's file must then be added to kustomization.yaml by hand).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+use oci_registry_exporter::config::{Config, Credentials, Secret};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+const NAMESPACE: &str = "monitoring";
+const PORT: u64 = 9793;
+const PORT_NAME: &str = "http-metrics";
+const RULES_FILE: &str = "alerts/oci-registry-exporter.rules.yml";
+const CONFIG_DIR: &str = "/etc/oci-registry-exporter";
+const CONFIG_PATH: &str = "/etc/oci-registry-exporter/config.toml";
+const REGEN: &str = "UPDATE_DEPLOY=1 cargo test --test deploy";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kube_dir() -> PathBuf {
+    root().join("deploy/kubernetes")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Generation of prometheusrule.yaml and grafana-dashboard-*.yaml
+
+/// The generated files, as (path relative to the repository, content).
+fn generated_files() -> Vec<(PathBuf, String)> {
+    let mut files = vec![(
+        PathBuf::from("deploy/kubernetes/prometheusrule.yaml"),
+        generate_prometheus_rule(),
+    )];
+    for (file, json) in dashboard_files() {
+        files.push((
+            PathBuf::from(format!(
+                "deploy/kubernetes/{}.yaml",
+                dashboard_configmap_name(&file)
+            )),
+            generate_dashboard_configmap(&file, &json),
+        ));
+    }
+    files
+}
+
+/// Writes the generated files when UPDATE_DEPLOY is set, once, before any test reads them.
+fn regenerate_if_asked() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("UPDATE_DEPLOY").is_some() {
+            for (path, text) in generated_files() {
+                std::fs::write(root().join(&path), text)
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            }
+        }
+    });
+}
+
+/// Every line indented by `n` spaces, blank lines left empty.
+fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    let mut out = String::new();
+    for line in text.lines() {
+        if !line.trim().is_empty() {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn generate_prometheus_rule() -> String {
+    let rules = read(&root().join(RULES_FILE));
+    // The rules file's `groups:` and everything after it, comments included, under `spec:`.
+    let start = rules
+        .find("\ngroups:")
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{RULES_FILE} has no top-level `groups:` line"));
+    format!(
+        "# GENERATED from {RULES_FILE}; do not edit. Regenerate with\n\
+         #   {REGEN}\n\
+         # tests/deploy.rs checks that spec.groups equals the rules file's groups.\n\
+         # Add the labels your Prometheus' ruleSelector requires (kube-prometheus-stack:\n\
+         # `release: <helm release name>`) from a kustomize overlay.\n\
+         apiVersion: monitoring.coreos.com/v1\n\
+         kind: PrometheusRule\n\
+         metadata:\n\
+         \x20 name: oci-registry-exporter\n\
+         \x20 namespace: {NAMESPACE}\n\
+         \x20 labels:\n\
+         \x20   app.kubernetes.io/name: oci-registry-exporter\n\
+         spec:\n{}",
+        indent(&rules[start..], 2)
+    )
+}
+
+/// dashboards/*.json as (file name, content), sorted by name.
+fn dashboard_files() -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(root().join("dashboards"))
+        .expect("dashboards/ is readable")
+        .map(|e| e.expect("dashboards/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, read(&p))
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "dashboards/ holds no *.json");
+    files
+}
+
+fn dashboard_configmap_name(file: &str) -> String {
+    format!("grafana-dashboard-{}", file.trim_end_matches(".json"))
+}
+
+fn generate_dashboard_configmap(file: &str, json: &str) -> String {
+    format!(
+        "# GENERATED from dashboards/{file}; do not edit. Regenerate with\n\
+         #   {REGEN}\n\
+         # Grafana's dashboard sidecar loads ConfigMaps labelled grafana_dashboard: \"1\"; the\n\
+         # annotation names the folder where the sidecar's folderAnnotation is `grafana_folder`.\n\
+         apiVersion: v1\n\
+         kind: ConfigMap\n\
+         metadata:\n\
+         \x20 name: {}\n\
+         \x20 namespace: {NAMESPACE}\n\
+         \x20 labels:\n\
+         \x20   app.kubernetes.io/name: oci-registry-exporter\n\
+         \x20   grafana_dashboard: \"1\"\n\
+         \x20 annotations:\n\
+         \x20   grafana_folder: OCI Registry Exporter\n\
+         data:\n\
+         \x20 {file}: |\n{}",
+        dashboard_configmap_name(file),
+        indent(json, 4)
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading the manifests
+
+/// One YAML document of a file under deploy/kubernetes.
+struct Manifest {
+    /// Path relative to deploy/kubernetes.
+    file: String,
+    doc: Value,
+}
+
+impl Manifest {
+    fn kind(&self) -> &str {
+        self.doc["kind"].as_str().unwrap_or("")
+    }
+    fn name(&self) -> &str {
+        self.doc["metadata"]["name"].as_str().unwrap_or("")
+    }
+}
+
+fn yaml_documents(path: &Path) -> Vec<Value> {
+    let text = read(path);
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| {
+            Value::deserialize(d)
+                .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("deploy/kubernetes is readable") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+fn is_kustomization(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n == "kustomization.yaml" || n == "kustomization.yml")
+}
+
+/// Every document of every manifest under deploy/kubernetes, kustomization.yaml aside.
+fn manifests() -> Vec<Manifest> {
+    regenerate_if_asked();
+    let dir = kube_dir();
+    let mut files = Vec::new();
+    yaml_files(&dir, &mut files);
+    files.sort();
+    let mut out = Vec::new();
+    for path in files.iter().filter(|p| !is_kustomization(p)) {
+        let file = path
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let docs = yaml_documents(path);
+        assert!(!docs.is_empty(), "{file} holds no YAML document");
+        for doc in docs {
+            out.push(Manifest {
+                file: file.clone(),
+                doc,
+            });
+        }
+    }
+    out
+}
+
+fn all_of_kind<'a>(manifests: &'a [Manifest], kind: &str) -> Vec<&'a Manifest> {
+    manifests.iter().filter(|m| m.kind() == kind).collect()
+}
+
+fn one_of_kind<'a>(manifests: &'a [Manifest], kind: &str) -> &'a Manifest {
+    let found = all_of_kind(manifests, kind);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind} under deploy/kubernetes, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn named<'a>(manifests: &'a [Manifest], kind: &str, name: &str) -> &'a Manifest {
+    manifests
+        .iter()
+        .find(|m| m.kind() == kind && m.name() == name)
+        .unwrap_or_else(|| panic!("no {kind} named {name:?} under deploy/kubernetes"))
+}
+
+fn seq(v: &Value) -> &[Value] {
+    v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is missing or not a string: {v:?}"))
+}
+
+/// The exporter's container: the only one of the Deployment.
+fn container(deployment: &Manifest) -> &Value {
+    let containers = seq(&deployment.doc["spec"]["template"]["spec"]["containers"]);
+    assert_eq!(containers.len(), 1, "the Deployment has one container");
+    &containers[0]
+}
+
+/// A setting of the container's securityContext, or else the pod's.
+fn security_setting<'a>(deployment: &'a Manifest, key: &str) -> &'a Value {
+    let own = &container(deployment)["securityContext"][key];
+    if own.is_null() {
+        &deployment.doc["spec"]["template"]["spec"]["securityContext"][key]
+    } else {
+        own
+    }
+}
+
+/// mountPath → volume, for every volume mount of the container.
+fn mounts(deployment: &Manifest) -> BTreeMap<String, Value> {
+    let volumes = seq(&deployment.doc["spec"]["template"]["spec"]["volumes"]);
+    seq(&container(deployment)["volumeMounts"])
+        .iter()
+        .map(|m| {
+            let name = str_of(&m["name"], "volumeMounts[].name");
+            let volume = volumes
+                .iter()
+                .find(|v| v["name"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("volumeMount {name} has no volume"));
+            assert!(
+                m["subPath"].is_null(),
+                "volumeMount {name} uses subPath: its files would never be updated"
+            );
+            (
+                str_of(&m["mountPath"], "mountPath").to_string(),
+                volume.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The file names a Secret or ConfigMap volume puts in its directory.
+fn volume_files(volume: &Value, source_keys: &BTreeSet<String>) -> BTreeSet<String> {
+    let source = if volume["secret"].is_null() {
+        &volume["configMap"]
+    } else {
+        &volume["secret"]
+    };
+    let items = seq(&source["items"]);
+    if items.is_empty() {
+        source_keys.clone()
+    } else {
+        items
+            .iter()
+            .map(|i| {
+                let key = str_of(&i["key"], "items[].key");
+                assert!(
+                    source_keys.contains(key),
+                    "volume item key {key:?} is not in its source ({source_keys:?})"
+                );
+                str_of(&i["path"], "items[].path").to_string()
+            })
+            .collect()
+    }
+}
+
+fn data_keys(m: &Manifest) -> BTreeSet<String> {
+    ["data", "stringData"]
+        .iter()
+        .flat_map(|k| m.doc[*k].as_mapping().into_iter().flatten())
+        .map(|(k, _)| str_of(k, "data key").to_string())
+        .collect()
+}
+
+/// The value of key `key` of a ConfigMap or Secret manifest, from data or stringData.
+fn data_value(m: &Manifest, key: &str) -> String {
+    if let Some(s) = m.doc["stringData"][key].as_str() {
+        return s.to_string();
+    }
+    if let Some(s) = m.doc["data"][key].as_str() {
+        if m.kind() == "Secret" {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.split_whitespace().collect::<String>())
+                .unwrap_or_else(|e| panic!("{} data.{key} is not base64: {e}", m.name()));
+            return String::from_utf8(bytes).expect("UTF-8 secret value");
+        }
+        return s.to_string();
+    }
+    panic!("{} {} has no key {key:?}", m.kind(), m.name())
+}
+
+/// The ConfigMap mounted at /etc/oci-registry-exporter, whose config.toml the image passes
+/// to --config.
+fn config_configmap(manifests: &[Manifest]) -> &Manifest {
+    let deployment = one_of_kind(manifests, "Deployment");
+    let mounts = mounts(deployment);
+    let volume = mounts
+        .get(CONFIG_DIR)
+        .unwrap_or_else(|| panic!("nothing is mounted at {CONFIG_DIR}"));
+    let name = str_of(
+        &volume["configMap"]["name"],
+        "config volume's configMap.name",
+    );
+    let cm = named(manifests, "ConfigMap", name);
+    assert!(
+        volume_files(volume, &data_keys(cm)).contains("config.toml"),
+        "the config volume has no config.toml"
+    );
+    cm
+}
+
+/// The ConfigMap's config.toml, written to a temporary directory.
+fn config_file(manifests: &[Manifest]) -> (tempfile::TempDir, PathBuf) {
+    let text = data_value(config_configmap(manifests), "config.toml");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).expect("write config.toml");
+    (dir, path)
+}
+
+// ---------------------------------------------------------------------------------------
+// The manifests
+
+#[test]
+fn every_manifest_has_api_version_kind_name_and_namespace() {
+    let manifests = manifests();
+    let mut seen = BTreeSet::new();
+    for m in &manifests {
+        let what = format!("a document of {}", m.file);
+        assert!(
+            m.doc["apiVersion"].as_str().is_some_and(|s| !s.is_empty()),
+            "{what} has no apiVersion"
+        );
+        assert!(!m.kind().is_empty(), "{what} has no kind");
+        assert!(!m.name().is_empty(), "{what} has no metadata.name");
+        assert_eq!(
+            m.doc["metadata"]["namespace"].as_str(),
+            Some(NAMESPACE),
+            "{} {} ({}) is not in namespace {NAMESPACE}",
+            m.kind(),
+            m.name(),
+            m.file
+        );
+        assert!(
+            seen.insert((m.kind().to_string(), m.name().to_string())),
+            "{} {} is defined twice",
+            m.kind(),
+            m.name()
+        );
+    }
+    for kind in [
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "Probe",
+        "PrometheusRule",
+        "ConfigMap",
+        "Secret",
+    ] {
+        assert!(
+            !all_of_kind(&manifests, kind).is_empty(),
+            "no {kind} under deploy/kubernetes"
+        );
+    }
+}
+
+#[test]
+fn kustomization_lists_every_manifest_and_only_existing_files() {
+    regenerate_if_asked();
+    let dir = kube_dir();
+    let docs = yaml_documents(&dir.join("kustomization.yaml"));
+    assert_eq!(docs.len(), 1, "kustomization.yaml is one document");
+    let k = &docs[0];
+    assert_eq!(
+        k["apiVersion"].as_str(),
+        Some("kustomize.config.k8s.io/v1beta1")
+    );
+    assert_eq!(k["kind"].as_str(), Some("Kustomization"));
+    let listed: Vec<&str> = seq(&k["resources"])
+        .iter()
+        .map(|r| str_of(r, "resources[]"))
+        .collect();
+    let listed_set: BTreeSet<&str> = listed.iter().copied().collect();
+    assert_eq!(listed.len(), listed_set.len(), "a resource is listed twice");
+    for r in &listed {
+        assert!(
+            dir.join(r).is_file(),
+            "kustomization.yaml lists {r}, which does not exist"
+        );
+    }
+    let mut files = Vec::new();
+    yaml_files(&dir, &mut files);
+    for path in files.iter().filter(|p| !is_kustomization(p)) {
+        let rel = path.strip_prefix(&dir).unwrap().to_string_lossy();
+        assert!(
+            listed_set.contains(rel.as_ref()),
+            "deploy/kubernetes/{rel} is not listed in kustomization.yaml's resources"
+        );
+    }
+}
+
+#[test]
+fn deployment_is_hardened_and_probed() {
+    let manifests = manifests();
+    let d = one_of_kind(&manifests, "Deployment");
+    assert_eq!(d.doc["apiVersion"].as_str(), Some("apps/v1"));
+    let pod = &d.doc["spec"]["template"]["spec"];
+    let c = container(d);
+
+    // Selector and pod labels agree.
+    let selector = d.doc["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("spec.selector.matchLabels");
+    for (k, v) in selector {
+        assert_eq!(
+            &d.doc["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()],
+            v,
+            "the pod template lacks selector label {k:?}"
+        );
+    }
+
+    // Security context.
+    assert_eq!(
+        pod["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true),
+        "pod securityContext.runAsNonRoot"
+    );
+    assert_eq!(
+        security_setting(d, "runAsNonRoot").as_bool(),
+        Some(true),
+        "runAsNonRoot"
+    );
+    let uid = security_setting(d, "runAsUser").as_u64();
+    assert!(
+        uid.is_some_and(|u| u != 0),
+        "runAsUser must be a non-zero uid, is {uid:?}"
+    );
+    assert_eq!(
+        security_setting(d, "seccompProfile")["type"].as_str(),
+        Some("RuntimeDefault"),
+        "seccompProfile.type"
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(
+        sc["readOnlyRootFilesystem"].as_bool(),
+        Some(true),
+        "container securityContext.readOnlyRootFilesystem"
+    );
+    assert_eq!(
+        sc["allowPrivilegeEscalation"].as_bool(),
+        Some(false),
+        "container securityContext.allowPrivilegeEscalation"
+    );
+    assert_ne!(
+        sc["privileged"].as_bool(),
+        Some(true),
+        "container securityContext.privileged"
+    );
+    let dropped: Vec<&str> = seq(&sc["capabilities"]["drop"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        dropped.contains(&"ALL"),
+        "capabilities.drop must be [ALL], is {dropped:?}"
+    );
+    assert!(
+        seq(&sc["capabilities"]["add"]).is_empty(),
+        "no capability may be added"
+    );
+    assert_eq!(
+        pod["automountServiceAccountToken"].as_bool(),
+        Some(false),
+        "the exporter needs no Kubernetes API token"
+    );
+
+    // Port and probes.
+    let ports = seq(&c["ports"]);
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"].as_str() == Some(PORT_NAME)
+                && p["containerPort"].as_u64() == Some(PORT)),
+        "the container has no port {PORT} named {PORT_NAME}"
+    );
+    for (probe, path) in [
+        ("livenessProbe", "/-/healthy"),
+        ("readinessProbe", "/-/ready"),
+    ] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe} path");
+        let port_ok = get["port"].as_str() == Some(PORT_NAME) || get["port"].as_u64() == Some(PORT);
+        assert!(port_ok, "{probe} must target port {PORT} ({PORT_NAME})");
+    }
+
+    // Resources.
+    let r = &c["resources"];
+    for (section, key) in [
+        ("requests", "cpu"),
+        ("requests", "memory"),
+        ("limits", "memory"),
+    ] {
+        assert!(
+            !r[section][key].is_null(),
+            "resources.{section}.{key} is not set"
+        );
+    }
+
+    // The image is the one of this version; the ENTRYPOINT (with --config) is kept.
+    let image = str_of(&c["image"], "image");
+    assert!(
+        image.ends_with(&format!(":{}", env!("CARGO_PKG_VERSION"))),
+        "the Deployment's image {image} is not tagged with the crate's version {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        c["command"].is_null(),
+        "the Deployment must not override the image's ENTRYPOINT (it passes --config)"
+    );
+    let args: Vec<&str> = seq(&c["args"]).iter().filter_map(Value::as_str).collect();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--config")),
+        "--config comes from the image's ENTRYPOINT"
+    );
+    if let Some(a) = args.iter().find(|a| a.starts_with("--web.listen-address")) {
+        assert!(
+            a.ends_with(&format!(":{PORT}")),
+            "{a} does not listen on {PORT}"
+        );
+    }
+}
+
+#[test]
+fn service_exposes_the_metrics_port() {
+    let manifests = manifests();
+    let s = one_of_kind(&manifests, "Service");
+    let d = one_of_kind(&manifests, "Deployment");
+    // The `up` based alerts select job=~".*oci-registry-exporter.*"; the job is the Service's name.
+    assert!(
+        s.name().contains("oci-registry-exporter"),
+        "the Service's name {} would not match the alerts' job selector",
+        s.name()
+    );
+    let ports = seq(&s.doc["spec"]["ports"]);
+    let port = ports
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(PORT))
+        .unwrap_or_else(|| panic!("the Service has no port {PORT}"));
+    assert_eq!(port["name"].as_str(), Some(PORT_NAME));
+    let target_ok =
+        port["targetPort"].as_str() == Some(PORT_NAME) || port["targetPort"].as_u64() == Some(PORT);
+    assert!(
+        target_ok,
+        "the Service's targetPort is not the container's port"
+    );
+    let selector = s.doc["spec"]["selector"]
+        .as_mapping()
+        .expect("Service spec.selector");
+    assert!(!selector.is_empty());
+    for (k, v) in selector {
+        assert_eq!(
+            &d.doc["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()],
+            v,
+            "the Service selects label {k:?}, which the pods do not have"
+        );
+    }
+}
+
+#[test]
+fn service_monitor_scrapes_metrics_of_the_service() {
+    let manifests = manifests();
+    let sm = one_of_kind(&manifests, "ServiceMonitor");
+    let s = one_of_kind(&manifests, "Service");
+    assert_eq!(
+        sm.doc["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    let labels = sm.doc["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("ServiceMonitor spec.selector.matchLabels");
+    assert!(!labels.is_empty());
+    for (k, v) in labels {
+        assert_eq!(
+            &s.doc["metadata"]["labels"][k.as_str().unwrap()],
+            v,
+            "the ServiceMonitor selects label {k:?}, which the Service does not have"
+        );
+    }
+    let namespaces: Vec<&str> = seq(&sm.doc["spec"]["namespaceSelector"]["matchNames"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        namespaces.is_empty() || namespaces.contains(&NAMESPACE),
+        "namespaceSelector {namespaces:?} misses {NAMESPACE}"
+    );
+    let endpoints = seq(&sm.doc["spec"]["endpoints"]);
+    assert!(
+        endpoints
+            .iter()
+            .any(|e| e["port"].as_str() == Some(PORT_NAME)
+                && e["path"].as_str().unwrap_or("/metrics") == "/metrics"),
+        "no ServiceMonitor endpoint scrapes {PORT_NAME} /metrics"
+    );
+}
+
+#[test]
+fn probe_targets_the_configured_registries_through_the_service() {
+    let manifests = manifests();
+    let p = one_of_kind(&manifests, "Probe");
+    let s = one_of_kind(&manifests, "Service");
+    assert_eq!(
+        p.doc["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    let prober = &p.doc["spec"]["prober"];
+    assert_eq!(
+        prober["url"].as_str(),
+        Some(format!("{}.{NAMESPACE}.svc:{PORT}", s.name()).as_str()),
+        "the prober url is not the Service"
+    );
+    assert_eq!(prober["path"].as_str(), Some("/probe"));
+    let targets: Vec<String> = seq(&p.doc["spec"]["targets"]["staticConfig"]["static"])
+        .iter()
+        .map(|t| str_of(t, "static target").to_string())
+        .collect();
+    let (_dir, path) = config_file(&manifests);
+    let config = Config::load(Some(&path)).expect("the ConfigMap's config.toml is valid");
+    let names: Vec<String> = config.registries.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(
+        targets, names,
+        "the Probe's targets must be the names of the configured registries"
+    );
+}
+
+#[test]
+fn prometheus_rule_groups_equal_the_alert_rules_file() {
+    let manifests = manifests();
+    let rule = one_of_kind(&manifests, "PrometheusRule");
+    assert_eq!(
+        rule.doc["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    let rules = yaml_documents(&root().join(RULES_FILE));
+    assert_eq!(rules.len(), 1, "{RULES_FILE} is one document");
+    let groups = &rules[0]["groups"];
+    assert!(!seq(groups).is_empty(), "{RULES_FILE} has no groups");
+    assert!(
+        rule.doc["spec"]["groups"] == *groups,
+        "{}: spec.groups differs from {RULES_FILE}'s groups; regenerate with {REGEN}",
+        rule.file
+    );
+}
+
+#[test]
+fn dashboard_configmaps_equal_the_dashboards() {
+    let manifests = manifests();
+    let configmaps: Vec<&Manifest> = all_of_kind(&manifests, "ConfigMap")
+        .into_iter()
+        .filter(|m| m.doc["metadata"]["labels"]["grafana_dashboard"].as_str() == Some("1"))
+        .collect();
+    let mut shipped = BTreeSet::new();
+    for cm in &configmaps {
+        for key in data_keys(cm) {
+            assert!(
+                key.ends_with(".json"),
+                "{}: dashboard key {key} is not *.json",
+                cm.file
+            );
+            assert!(
+                shipped.insert(key.clone()),
+                "dashboard {key} is in two ConfigMaps"
+            );
+            let path = root().join("dashboards").join(&key);
+            assert!(
+                path.is_file(),
+                "{}: {key} has no dashboards/{key}; remove the ConfigMap or regenerate with {REGEN}",
+                cm.file
+            );
+            let want: serde_json::Value =
+                serde_json::from_str(&read(&path)).expect("dashboard JSON");
+            let got: serde_json::Value = serde_json::from_str(&data_value(cm, &key))
+                .unwrap_or_else(|e| panic!("{}: {key} is not JSON: {e}", cm.file));
+            assert!(
+                got == want,
+                "{}: {key} differs from dashboards/{key}; regenerate with {REGEN}",
+                cm.file
+            );
+        }
+    }
+    for (file, _) in dashboard_files() {
+        assert!(
+            shipped.contains(&file),
+            "dashboards/{file} has no ConfigMap labelled grafana_dashboard: \"1\"; regenerate with {REGEN} and add it to kustomization.yaml"
+        );
+    }
+}
+
+#[test]
+fn generated_files_match_their_generator() {
+    regenerate_if_asked();
+    for (path, text) in generated_files() {
+        let full = root().join(&path);
+        assert!(
+            full.is_file(),
+            "{} is missing; generate it with {REGEN}",
+            path.display()
+        );
+        let want: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| Value::deserialize(d).expect("generated YAML parses"))
+            .collect();
+        assert!(
+            yaml_documents(&full) == want,
+            "{} differs from what is generated; regenerate with {REGEN}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn config_map_config_passes_the_exporters_validation() {
+    let manifests = manifests();
+    let (_dir, path) = config_file(&manifests);
+    let config = Config::load(Some(&path))
+        .unwrap_or_else(|e| panic!("configmap.yaml's config.toml is invalid: {e}"));
+    assert!(!config.registries.is_empty());
+
+    // Secrets are files, each in a mounted Secret: never inline in the ConfigMap.
+    let d = one_of_kind(&manifests, "Deployment");
+    let mounts = mounts(d);
+    let mut secret_files = 0;
+    for target in &config.registries {
+        let secret = match &target.credentials {
+            Credentials::Anonymous => continue,
+            Credentials::Basic { password, .. } => password.as_ref().unwrap_or_else(|| {
+                panic!(
+                    "registry {} has a username but no password_file",
+                    target.name
+                )
+            }),
+            Credentials::Bearer { token } => token,
+        };
+        let Secret::File(file) = secret else {
+            panic!(
+                "registry {} has an inline secret in the ConfigMap; use password_file or token_file",
+                target.name
+            );
+        };
+        let (dir, name) = (
+            file.parent().unwrap().to_string_lossy().into_owned(),
+            file.file_name().unwrap().to_string_lossy().into_owned(),
+        );
+        let volume = mounts.get(&dir).unwrap_or_else(|| {
+            panic!(
+                "registry {}: {} is not in a mounted volume",
+                target.name,
+                file.display()
+            )
+        });
+        let secret_name = str_of(
+            &volume["secret"]["secretName"],
+            "the secret file's volume secret.secretName",
+        );
+        let secret = named(&manifests, "Secret", secret_name);
+        assert!(
+            volume_files(volume, &data_keys(secret)).contains(&name),
+            "registry {}: Secret {secret_name} mounted at {dir} provides no file {name}",
+            target.name
+        );
+        secret_files += 1;
+    }
+    assert!(
+        secret_files > 0,
+        "the example configuration should show a password_file"
+    );
+}
+
+#[test]
+fn binary_accepts_the_config_map_config() {
+    let manifests = manifests();
+    let (_dir, path) = config_file(&manifests);
+    let out = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&path)
+        .env_clear()
+        .output()
+        .expect("run the exporter");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "--check-config rejected configmap.yaml's config.toml ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("config is valid"), "{stdout}");
+}
+
+#[test]
+fn docker_config_secret_is_mounted_where_docker_config_points() {
+    let manifests = manifests();
+    let d = one_of_kind(&manifests, "Deployment");
+    let secret = all_of_kind(&manifests, "Secret")
+        .into_iter()
+        .find(|s| s.doc["type"].as_str() == Some("kubernetes.io/dockerconfigjson"))
+        .expect("a Secret of type kubernetes.io/dockerconfigjson");
+    let json: serde_json::Value = serde_json::from_str(&data_value(secret, ".dockerconfigjson"))
+        .expect(".dockerconfigjson is JSON");
+    assert!(
+        json["auths"].is_object(),
+        ".dockerconfigjson has no auths object"
+    );
+
+    let env = seq(&container(d)["env"]);
+    let docker_config = env
+        .iter()
+        .find(|e| e["name"].as_str() == Some("DOCKER_CONFIG"))
+        .and_then(|e| e["value"].as_str())
+        .expect("env DOCKER_CONFIG");
+    let mounts = mounts(d);
+    let volume = mounts
+        .get(docker_config)
+        .unwrap_or_else(|| panic!("nothing is mounted at DOCKER_CONFIG={docker_config}"));
+    assert_eq!(
+        volume["secret"]["secretName"].as_str(),
+        Some(secret.name()),
+        "DOCKER_CONFIG's volume is not the dockerconfigjson Secret"
+    );
+    let items = seq(&volume["secret"]["items"]);
+    assert!(
+        items
+            .iter()
+            .any(|i| i["key"].as_str() == Some(".dockerconfigjson")
+                && i["path"].as_str() == Some("config.json")),
+        "the dockerconfigjson volume must map .dockerconfigjson to config.json"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Dockerfile
+
+#[test]
+fn dockerfile_builds_locked_and_runs_as_non_root() {
+    let text = read(&root().join("Dockerfile"));
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert!(froms.len() >= 2, "the Dockerfile is multi-stage");
+    assert!(
+        froms[0].starts_with("FROM rust:1-bookworm"),
+        "builder: {}",
+        froms[0]
+    );
+    let last = froms[froms.len() - 1];
+    assert!(
+        last.contains("gcr.io/distroless/") && last.contains(":nonroot"),
+        "final stage: {last}"
+    );
+    assert!(
+        text.contains("cargo build --release --locked"),
+        "the build must be --release --locked"
+    );
+    let after_last_from = &lines[lines.iter().position(|l| *l == last).unwrap()..];
+    let user = after_last_from
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("USER "))
+        .expect("USER in the final stage");
+    let uid = user["USER ".len()..].split(':').next().unwrap().trim();
+    assert!(
+        uid == "nonroot" || uid.parse::<u32>().is_ok_and(|u| u != 0),
+        "{user} is not a non-root user"
+    );
+    assert!(
+        lines.contains(&format!("EXPOSE {PORT}").as_str()),
+        "EXPOSE {PORT}"
+    );
+    let entrypoint = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("ENTRYPOINT "))
+        .expect("ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(&entrypoint["ENTRYPOINT ".len()..])
+        .expect("ENTRYPOINT in exec (JSON) form");
+    assert!(
+        argv[0].ends_with("/oci-registry-exporter"),
+        "ENTRYPOINT runs {}",
+        argv[0]
+    );
+    assert!(
+        argv.windows(2)
+            .any(|w| w[0] == "--config" && w[1] == CONFIG_PATH),
+        "ENTRYPOINT must pass --config {CONFIG_PATH}: {argv:?}"
+    );
+    // What is mounted at CONFIG_DIR in Kubernetes (checked above) replaces this default.
+    assert!(
+        text.contains(&format!("COPY deploy/docker/config.toml {CONFIG_PATH}")),
+        "the image ships deploy/docker/config.toml at {CONFIG_PATH}"
+    );
+
+    let ignore = read(&root().join(".dockerignore"));
+    assert!(
+        ignore
+            .lines()
+            .any(|l| matches!(l.trim(), "target" | "target/" | "/target" | "/target/")),
+        ".dockerignore must exclude target/"
+    );
+}
+
+/// The image's default config.toml configures no registry: the seed keys do.
+#[test]
+fn image_default_config_works_with_the_seed_keys() {
+    let path = root().join("deploy/docker/config.toml");
+    let run = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the exporter")
+    };
+    let out = run(&[
+        ("OCI__RegistryUrl", "https://registry.example.com"),
+        ("OCI__TestRepository", "library/alpine"),
+    ]);
+    assert!(
+        out.status.success(),
+        "the image's config with OCI__RegistryUrl is rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(default)"));
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no registry is configured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// systemd
+
+/// `Key=value` lines of a unit section; a key may repeat.
+fn unit_section(text: &str, section: &str) -> Vec<(String, String)> {
+    let mut current = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            current = line[1..line.len() - 1].to_string();
+            continue;
+        }
+        assert!(!line.ends_with('\\'), "keep unit lines unbroken: {line}");
+        if current == section {
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not Key=value: {line}"));
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn systemd_unit_is_hardened() {
+    let text = read(&root().join("deploy/systemd/oci-registry-exporter.service"));
+    let service = unit_section(&text, "Service");
+    let values = |key: &str| -> Vec<&str> {
+        service
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let one = |key: &str| -> &str {
+        let v = values(key);
+        assert_eq!(v.len(), 1, "{key}= must be set once in [Service], is {v:?}");
+        v[0]
+    };
+    for (key, want) in [
+        ("DynamicUser", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("EnvironmentFile", "-/etc/default/oci-registry-exporter"),
+    ] {
+        assert_eq!(one(key), want, "{key}=");
+    }
+    assert!(
+        matches!(one("ProtectHome"), "yes" | "true" | "read-only" | "tmpfs"),
+        "ProtectHome="
+    );
+    assert!(
+        values("SystemCallFilter").contains(&"@system-service"),
+        "SystemCallFilter=@system-service"
+    );
+    let credentials = values("LoadCredential");
+    assert!(
+        !credentials.is_empty(),
+        "LoadCredential= for the password file"
+    );
+    for c in credentials {
+        let (id, source) = c.split_once(':').expect("LoadCredential=ID:PATH");
+        assert!(
+            !id.is_empty() && source.starts_with('/'),
+            "LoadCredential={c}"
+        );
+        assert!(
+            text.contains(&format!("%d/{id}"))
+                || text.contains(&format!("$CREDENTIALS_DIRECTORY/{id}")),
+            "the unit should show how config.toml names credential {id} (%d/{id})"
+        );
+    }
+    let exec = one("ExecStart");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert!(
+        argv[0].ends_with("/oci-registry-exporter"),
+        "ExecStart={exec}"
+    );
+    assert!(
+        argv.windows(2)
+            .any(|w| w[0] == "--config" && w[1] == CONFIG_PATH),
+        "ExecStart must pass --config {CONFIG_PATH}"
+    );
+    let install = unit_section(&text, "Install");
+    assert!(
+        install.iter().any(|(k, _)| k == "WantedBy"),
+        "[Install] WantedBy="
+    );
+}
+
+#[test]
+fn systemd_environment_example_names_the_seed_keys() {
+    let text = read(&root().join("deploy/systemd/oci-registry-exporter.env"));
+    for key in [
+        "OCI__RegistryUrl",
+        "Registry__Url",
+        "OCI__Username",
+        "OCI__Password",
+        "OCI__Token",
+        "OCI__TestRepository",
+        "OCI__TestTag",
+        "OCI__PushTestRepository",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start_matches('#').starts_with(&format!("{key}="))),
+            "the environment example does not show {key}="
+        );
+    }
+    // Every line is a comment, blank, or KEY=value as EnvironmentFile= reads it.
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, _) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("not KEY=value: {line}"));
+        assert!(
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "bad variable name in: {line}"
+        );
+    }
+}
