@@ -133,14 +133,18 @@ impl App {
     /// A full round for one registry, recorded. Skipped when another round finished less
     /// than `fresh_for` ago (scrape mode's `min_interval`): waiting on the lock then finding
     /// fresh results is how two concurrent scrapes share one round.
-    pub async fn round(&self, rt: &TargetRuntime, fresh_for: Duration) {
+    ///
+    /// Returns the longest `Retry-After` a 429 asked for, so the scheduler can honour it.
+    pub async fn round(&self, rt: &TargetRuntime, fresh_for: Duration) -> Option<Duration> {
         let mut last = rt.round.lock().await;
         if last.is_some_and(|t| t.elapsed() < fresh_for) {
-            return;
+            return None;
         }
         let results = self.execute(rt, None).await;
+        let retry_after = results.iter().filter_map(|r| r.facts.retry_after).max();
         self.record(rt, results);
         *last = Some(Instant::now());
+        retry_after
     }
 
     /// Scrape mode: runs the rounds that are due, waiting at most `deadline`. Rounds that

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderMap};
@@ -18,8 +18,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use url::Url;
 
-use crate::checks::Reason;
+use crate::checks::{AuthMethod, Facts, RateLimit, Reason};
 use crate::config::{Credentials, SecretError, Target};
+use crate::docker_config::{self, DockerAuth, DockerConfigError};
 
 /// Bodies larger than this are cut off: a registry that streams forever cannot exhaust memory.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -127,21 +128,42 @@ pub struct RequestRecord {
     pub note: Option<String>,
 }
 
-/// The requests made by one check run.
+/// The requests made by one check run, and the facts the client learned on the way
+/// (token timings, certificate expiry, rate limits), which `run_check` moves into the result.
 #[derive(Debug, Default)]
-pub struct Trail(Mutex<Vec<RequestRecord>>);
+pub struct Trail(Mutex<TrailInner>);
+
+#[derive(Debug, Default)]
+struct TrailInner {
+    records: Vec<RequestRecord>,
+    facts: Facts,
+}
 
 impl Trail {
-    fn push(&self, record: RequestRecord) {
-        // std Mutex: held only to push or take, never across an .await.
-        self.0
+    // std Mutex: held only to push or take, never across an .await.
+    fn with<R>(&self, f: impl FnOnce(&mut TrailInner) -> R) -> R {
+        f(&mut self
+            .0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(record);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
-    pub fn take(&self) -> Vec<RequestRecord> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    fn push(&self, record: RequestRecord) {
+        self.with(|t| t.records.push(record));
+    }
+
+    fn facts(&self, f: impl FnOnce(&mut Facts)) {
+        self.with(|t| f(&mut t.facts));
+    }
+
+    /// Whether any token request was made (a token fetched, not one taken from the cache).
+    pub fn has_token_request(&self) -> bool {
+        self.with(|t| t.facts.token_request_duration.is_some())
+    }
+
+    /// The requests made so far, in order, and the facts learned.
+    pub fn take(&self) -> (Vec<RequestRecord>, Facts) {
+        self.with(|t| (std::mem::take(&mut t.records), std::mem::take(&mut t.facts)))
     }
 }
 
@@ -159,6 +181,8 @@ pub enum RequestError {
     #[error("{0}")]
     Secret(#[from] SecretError),
     #[error("{0}")]
+    DockerConfig(#[from] DockerConfigError),
+    #[error("{0}")]
     Token(#[from] TokenError),
 }
 
@@ -168,7 +192,7 @@ impl RequestError {
             RequestError::Transport { reason, .. } => *reason,
             RequestError::BodyTooLarge { .. } => Reason::InvalidResponse,
             RequestError::MissingPassword => Reason::MissingPassword,
-            RequestError::Secret(_) => Reason::SecretUnreadable,
+            RequestError::Secret(_) | RequestError::DockerConfig(_) => Reason::SecretUnreadable,
             RequestError::Token(t) => t.reason(),
         }
     }
@@ -257,6 +281,23 @@ struct CachedToken {
     renew_at: Instant,
 }
 
+/// Credentials as they stand at the moment of a request (files and helpers are re-read).
+#[derive(Clone)]
+enum Resolved {
+    Anonymous,
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// A static bearer token: sent as is, no token exchange.
+    Bearer(SecretString),
+    /// An OAuth2 refresh token: exchanged with the refresh_token grant.
+    Identity(SecretString),
+}
+
+/// How long credentials from a Docker config or helper are reused before a fresh lookup.
+const DOCKER_CONFIG_CACHE: Duration = Duration::from_secs(60);
+
 /// The client for one registry, shared by all its checks.
 pub struct RegistryClient {
     http: reqwest::Client,
@@ -265,6 +306,7 @@ pub struct RegistryClient {
     // std Mutex: never held across .await.
     tokens: Mutex<HashMap<String, CachedToken>>,
     challenge: Mutex<Option<BearerChallenge>>,
+    docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -278,7 +320,9 @@ impl fmt::Debug for RegistryClient {
 
 /// A client could not be built (bad TLS material).
 #[derive(Debug, thiserror::Error)]
-#[error("registry \"{registry}\": cannot build the HTTP client: {detail}; check ca_file")]
+#[error(
+    "registry \"{registry}\": cannot build the HTTP client: {detail}; check ca_file and client_cert_file"
+)]
 pub struct ClientBuildError {
     pub registry: String,
     pub detail: String,
@@ -295,12 +339,31 @@ impl RegistryClient {
             .timeout(target.timeout)
             .connect_timeout(target.timeout)
             .pool_idle_timeout(target.interval.max(Duration::from_secs(90)))
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(reqwest::redirect::Policy::limited(5))
+            // The peer certificate comes back with each response: its expiry is exported.
+            .tls_info(true);
         if let Some(path) = &target.tls.ca_file {
-            let pem = std::fs::read(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| err(format!("{}: {}", path.display(), e.kind())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+                .map_err(|_| err(format!("{}: no PEM certificate", path.display())))?;
             builder = builder.tls_certs_merge(certs);
+        }
+        if let Some((cert, key)) = &target.tls.client_cert {
+            let mut pem = std::fs::read(cert)
+                .map_err(|e| err(format!("{}: {}", cert.display(), e.kind())))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key).map_err(|e| err(format!("{}: {}", key.display(), e.kind())))?,
+            );
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+                err(format!(
+                    "{} and {} are not a PEM certificate and key",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
         }
         if target.tls.insecure_skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -312,11 +375,69 @@ impl RegistryClient {
             credentials: target.credentials.clone(),
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
+            docker: Mutex::new(None),
         })
     }
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// The authentication method in use now (a Docker config may resolve to a helper,
+    /// an identity token, or nothing at all).
+    pub async fn auth_method(&self) -> Result<AuthMethod, RequestError> {
+        Ok(self.resolve().await?.1)
+    }
+
+    async fn resolve(&self) -> Result<(Resolved, AuthMethod), RequestError> {
+        match &self.credentials {
+            Credentials::Anonymous => Ok((Resolved::Anonymous, AuthMethod::Anonymous)),
+            Credentials::Basic { password: None, .. } => Err(RequestError::MissingPassword),
+            Credentials::Basic {
+                username,
+                password: Some(p),
+            } => Ok((
+                Resolved::Basic {
+                    username: username.clone(),
+                    password: p.expose()?,
+                },
+                AuthMethod::Basic,
+            )),
+            Credentials::Bearer { token } => {
+                Ok((Resolved::Bearer(token.expose()?), AuthMethod::Bearer))
+            }
+            Credentials::DockerConfig { path } => {
+                let cached = self
+                    .docker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some((at, resolved, method)) = cached
+                    && at.elapsed() < DOCKER_CONFIG_CACHE
+                {
+                    return Ok((resolved, method));
+                }
+                let (resolved, method) = match docker_config::lookup(path, &self.base).await? {
+                    None => (Resolved::Anonymous, AuthMethod::Anonymous),
+                    Some(found) => {
+                        let resolved = match found.auth {
+                            DockerAuth::Basic { username, password } => {
+                                Resolved::Basic { username, password }
+                            }
+                            DockerAuth::IdentityToken { token } => Resolved::Identity(token),
+                        };
+                        let method = match (&resolved, found.method) {
+                            (Resolved::Identity(_), _) => AuthMethod::IdentityToken,
+                            (_, m) => m,
+                        };
+                        (resolved, method)
+                    }
+                };
+                *self.docker.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), resolved.clone(), method));
+                Ok((resolved, method))
+            }
+        }
     }
 
     /// Sends a request, authenticating as configured, and records it in `trail`.
@@ -331,20 +452,19 @@ impl RegistryClient {
                 reason: Reason::ConnectionError,
                 detail: format!("cannot build the request URL: {e}"),
             })?;
-        let scope_key = req.scope.clone().unwrap_or_default();
-
         if req.anonymous {
             return self.send_once(&req, &url, &Auth::None, trail, None).await;
         }
+        let (creds, _) = self.resolve().await?;
+        let scope_key = req.scope.clone().unwrap_or_default();
+
         let mut note = None;
-        let mut auth = self.auth_for(&scope_key, trail, &mut note).await?;
+        let mut auth = self.auth_for(&creds, &scope_key, trail, &mut note).await?;
         let mut resp = self
             .send_once(&req, &url, &auth, trail, note.take())
             .await?;
 
-        if resp.status == StatusCode::UNAUTHORIZED
-            && !matches!(self.credentials, Credentials::Bearer { .. })
-        {
+        if resp.status == StatusCode::UNAUTHORIZED && !matches!(creds, Resolved::Bearer(_)) {
             let challenges = Challenges::parse(&resp.headers);
             if let Some(ch) = challenges.bearer {
                 // An insufficient token will stay insufficient: retrying cannot help.
@@ -354,7 +474,9 @@ impl RegistryClient {
                     self.forget_token(&scope_key);
                     let scope = req.scope.clone().or(ch.scope.clone());
                     *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(ch.clone());
-                    let token = self.fetch_token(&ch, scope.as_deref(), trail).await?;
+                    let token = self
+                        .fetch_token(&creds, &ch, scope.as_deref(), trail)
+                        .await?;
                     self.store_token(&scope_key, &token);
                     auth = Auth::Token(token.token);
                     let note = Some(format!(
@@ -370,14 +492,13 @@ impl RegistryClient {
 
     async fn auth_for(
         &self,
+        creds: &Resolved,
         scope_key: &str,
         trail: &Trail,
         note: &mut Option<String>,
     ) -> Result<Auth, RequestError> {
-        match &self.credentials {
-            Credentials::Bearer { token } => return Ok(Auth::Bearer(token.expose()?)),
-            Credentials::Basic { password: None, .. } => return Err(RequestError::MissingPassword),
-            _ => {}
+        if let Resolved::Bearer(token) = creds {
+            return Ok(Auth::Bearer(token.clone()));
         }
         if let Some(token) = self.cached_token(scope_key) {
             *note = Some("cached token".into());
@@ -392,16 +513,15 @@ impl RegistryClient {
             .clone();
         if let Some(ch) = known {
             let scope = (!scope_key.is_empty()).then_some(scope_key);
-            let token = self.fetch_token(&ch, scope, trail).await?;
+            let token = self.fetch_token(creds, &ch, scope, trail).await?;
             self.store_token(scope_key, &token);
             *note = Some(format!("token fetched for scope \"{scope_key}\""));
             return Ok(Auth::Token(token.token));
         }
-        match &self.credentials {
-            Credentials::Basic {
-                username,
-                password: Some(p),
-            } => Ok(Auth::Basic(username.clone(), p.expose()?)),
+        match creds {
+            Resolved::Basic { username, password } => {
+                Ok(Auth::Basic(username.clone(), password.clone()))
+            }
             _ => Ok(Auth::None),
         }
     }
@@ -446,7 +566,11 @@ impl RegistryClient {
         let result = async {
             let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
             let status = resp.status();
+            if let Some(expiry) = peer_certificate_expiry(&resp) {
+                trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
+            }
             let headers = std::mem::take(resp.headers_mut());
+            observe_limits(&headers, status, trail);
             let body = if req.read_body && req.method != Method::HEAD {
                 read_bounded(&mut resp, MAX_BODY_BYTES).await?
             } else {
@@ -496,10 +620,12 @@ impl RegistryClient {
             .remove(scope_key);
     }
 
-    /// The registry token flow: GET the realm with service and scope, with basic
-    /// credentials when configured. Accepts `token` or `access_token`.
+    /// The registry token flow: GET the realm with service and scope (basic credentials
+    /// when configured), or POST the OAuth2 refresh_token grant for an identity token.
+    /// Accepts `token` or `access_token`.
     async fn fetch_token(
         &self,
+        creds: &Resolved,
         ch: &BearerChallenge,
         scope: Option<&str>,
         trail: &Trail,
@@ -508,35 +634,56 @@ impl RegistryClient {
         if !matches!(realm.scheme(), "http" | "https") {
             return Err(TokenError::BadRealm.into());
         }
-        {
-            let mut q = realm.query_pairs_mut();
-            if let Some(service) = &ch.service {
-                q.append_pair("service", service);
-            }
-            if let Some(scope) = scope.filter(|s| !s.is_empty()) {
-                q.append_pair("scope", scope);
-            }
-        }
+        let scope = scope.filter(|s| !s.is_empty());
         let shown = format!(
             "{}://{}{}",
             realm.scheme(),
             realm.host_str().unwrap_or_default(),
             realm.port().map(|p| format!(":{p}")).unwrap_or_default()
         ) + realm.path();
-        let mut builder = self.http.get(realm.clone());
-        let auth_used = match &self.credentials {
-            Credentials::Basic {
-                username,
-                password: Some(p),
-            } => {
-                builder = builder.basic_auth(username, Some(p.expose()?.expose_secret()));
-                AuthUsed::Basic
+        let (builder, auth_used) = match creds {
+            Resolved::Identity(refresh) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", refresh.expose_secret().to_string()),
+                    ("client_id", "oci-registry-exporter".to_string()),
+                ];
+                if let Some(service) = &ch.service {
+                    form.push(("service", service.clone()));
+                }
+                if let Some(scope) = scope {
+                    form.push(("scope", scope.to_string()));
+                }
+                (self.http.post(realm.clone()).form(&form), AuthUsed::Token)
             }
-            _ => AuthUsed::None,
+            _ => {
+                {
+                    let mut q = realm.query_pairs_mut();
+                    if let Some(service) = &ch.service {
+                        q.append_pair("service", service);
+                    }
+                    if let Some(scope) = scope {
+                        q.append_pair("scope", scope);
+                    }
+                }
+                let builder = self.http.get(realm.clone());
+                match creds {
+                    Resolved::Basic { username, password } => (
+                        builder.basic_auth(username, Some(password.expose_secret())),
+                        AuthUsed::Basic,
+                    ),
+                    _ => (builder, AuthUsed::None),
+                }
+            }
         };
         let started = Instant::now();
         let mut record = RequestRecord {
-            method: "GET".into(),
+            method: if matches!(creds, Resolved::Identity(_)) {
+                "POST"
+            } else {
+                "GET"
+            }
+            .into(),
             path: realm.path().to_string(),
             status: None,
             duration: Duration::ZERO,
@@ -548,8 +695,15 @@ impl RegistryClient {
                 realm: shown.clone(),
                 detail: transport_error(&e).to_string(),
             })?;
+            if let Some(expiry) = peer_certificate_expiry(&resp) {
+                trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
+            }
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // 400 is how OAuth2 servers refuse a refresh token (`invalid_grant`).
+            let rejected = status == StatusCode::UNAUTHORIZED
+                || status == StatusCode::FORBIDDEN
+                || (status == StatusCode::BAD_REQUEST && matches!(creds, Resolved::Identity(_)));
+            if rejected {
                 return Err(TokenError::Rejected {
                     realm: shown.clone(),
                     status: status.as_u16(),
@@ -584,7 +738,14 @@ impl RegistryClient {
             | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
             Err(_) => None,
         };
+        let took = record.duration;
         trail.push(record);
+        trail.facts(|f| {
+            f.token_request_duration = Some(took);
+            if let Ok(t) = &result {
+                f.token_expiry = t.expires_in.map(|d| SystemTime::now() + d);
+            }
+        });
         result
     }
 }
@@ -608,6 +769,7 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
         access_token: Option<String>,
         expires_in: Option<u64>,
     }
+    // serde_json's error names a position, never the content: no token leaks through it.
     let parsed: TokenResponse =
         serde_json::from_slice(body).map_err(|e| format!("not token JSON ({e})"))?;
     let token = parsed
@@ -622,6 +784,54 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
     })
+}
+
+/// `notAfter` of the peer's leaf certificate, when the connection is TLS.
+fn peer_certificate_expiry(resp: &reqwest::Response) -> Option<SystemTime> {
+    let info = resp.extensions().get::<reqwest::tls::TlsInfo>()?;
+    let der = info.peer_certificate()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and a 429's `Retry-After`.
+fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
+    let number = |name: &str| {
+        let v = headers.get(name)?.to_str().ok()?;
+        v.split(';')
+            .next()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+    };
+    if let (Some(limit), Some(remaining)) =
+        (number("ratelimit-limit"), number("ratelimit-remaining"))
+    {
+        trail.facts(|f| f.rate_limit = Some(RateLimit { limit, remaining }));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS
+        && let Some(after) = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+    {
+        let after = after.trim();
+        let delay = after
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+            .or_else(|| {
+                httpdate::parse_http_date(after)
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+            });
+        if let Some(delay) = delay {
+            trail.facts(|f| f.retry_after = Some(delay));
+        }
+    }
 }
 
 async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Bytes, RequestError> {

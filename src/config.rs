@@ -78,6 +78,9 @@ pub struct RawRegistry {
     pub timeout: Option<Duration>,
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: Option<bool>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub docker_config: Option<PathBuf>,
 }
 
 /// The seed keys, as figment hands them over: lower-cased, not snake-cased
@@ -302,6 +305,8 @@ pub struct TlsSettings {
     /// PEM bundle of extra roots, read and parsed at load.
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// Client certificate and key (PEM) for registries that require mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// How the exporter authenticates to one registry.
@@ -317,15 +322,20 @@ pub enum Credentials {
     Bearer {
         token: Secret,
     },
+    /// A Docker `config.json` (`auths`, `credHelpers`, `credsStore`), read at each use.
+    DockerConfig {
+        path: PathBuf,
+    },
 }
 
 impl Credentials {
-    /// A bounded name for the method, used in evidence and labels.
+    /// A bounded name for the configured method, used in evidence.
     pub fn method(&self) -> &'static str {
         match self {
             Credentials::Anonymous => "anonymous",
             Credentials::Basic { .. } => "basic",
             Credentials::Bearer { .. } => "bearer",
+            Credentials::DockerConfig { .. } => "docker_config",
         }
     }
 }
@@ -460,12 +470,31 @@ impl Config {
                         warnings.push(format!("registry \"{name}\": {e}"));
                     }
                 }
+                Credentials::DockerConfig { path } => {
+                    if let Err(e) = std::fs::metadata(path) {
+                        warnings.push(format!(
+                            "registry \"{name}\": cannot read docker config {}: {}; check docker_config or DOCKER_CONFIG",
+                            path.display(),
+                            e.kind()
+                        ));
+                    }
+                }
                 Credentials::Anonymous => {}
+            }
+            if insecure_of(reg, d) {
+                warnings.push(format!(
+                    "registry \"{name}\": insecure_skip_verify is set: TLS certificates are not verified; set ca_file instead"
+                ));
             }
             let ca_file = reg.ca_file.clone().or(d.ca_file.clone());
             if let Some(path) = &ca_file {
                 validate_ca_file(&key("ca_file"), path)?;
             }
+            let client_cert = resolve_client_cert(
+                &key(""),
+                reg.client_cert_file.clone().or(d.client_cert_file.clone()),
+                reg.client_key_file.clone().or(d.client_key_file.clone()),
+            )?;
             let insecure = reg
                 .insecure_skip_verify
                 .or(d.insecure_skip_verify)
@@ -505,6 +534,7 @@ impl Config {
                 tls: TlsSettings {
                     ca_file,
                     insecure_skip_verify: insecure,
+                    client_cert,
                 },
             }));
         }
@@ -515,6 +545,59 @@ impl Config {
             registries,
             warnings,
         })
+    }
+}
+
+fn insecure_of(reg: &RawRegistry, d: &RawRegistry) -> bool {
+    reg.insecure_skip_verify
+        .or(d.insecure_skip_verify)
+        .unwrap_or(false)
+}
+
+fn resolve_client_cert(
+    prefix: &str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::invalid(
+            format!("{prefix}client_key_file"),
+            "client_cert_file is set without client_key_file",
+            "set both, to PEM files of the client certificate and its private key",
+        )),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            format!("{prefix}client_cert_file"),
+            "client_key_file is set without client_cert_file",
+            "set both, to PEM files of the client certificate and its private key",
+        )),
+        (Some(cert), Some(key)) => {
+            let mut pem = Vec::new();
+            for (k, path) in [("client_cert_file", &cert), ("client_key_file", &key)] {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    ConfigError::invalid(
+                        format!("{prefix}{k}"),
+                        format!("cannot read {} ({})", path.display(), e.kind()),
+                        "point it at a readable PEM file",
+                    )
+                })?;
+                pem.extend_from_slice(&bytes);
+                pem.push(b'\n');
+            }
+            // The key's content is never echoed: only that the pair does not parse.
+            reqwest::Identity::from_pem(&pem).map_err(|_| {
+                ConfigError::invalid(
+                    format!("{prefix}client_cert_file"),
+                    format!(
+                        "{} and {} are not a PEM certificate and private key",
+                        cert.display(),
+                        key.display()
+                    ),
+                    "give a PEM certificate (BEGIN CERTIFICATE) and its PEM private key",
+                )
+            })?;
+            Ok(Some((cert, key)))
+        }
     }
 }
 
@@ -661,8 +744,25 @@ fn resolve_credentials(
         )),
         (Some(username), password, None) => Ok(Credentials::Basic { username, password }),
         (None, None, Some(token)) => Ok(Credentials::Bearer { token }),
-        (None, None, None) => Ok(Credentials::Anonymous),
+        (None, None, None) => Ok(match docker_config_path(reg, d) {
+            Some(path) => Credentials::DockerConfig { path },
+            None => Credentials::Anonymous,
+        }),
     }
+}
+
+/// The Docker config for a registry without explicit credentials: `docker_config`, else
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, the latter two only if present.
+fn docker_config_path(reg: &RawRegistry, d: &RawRegistry) -> Option<PathBuf> {
+    if let Some(path) = reg.docker_config.clone().or(d.docker_config.clone()) {
+        return Some(path);
+    }
+    let implicit = std::env::var_os("DOCKER_CONFIG")
+        .map(|dir| PathBuf::from(dir).join("config.json"))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+        })?;
+    implicit.is_file().then_some(implicit)
 }
 
 fn validate_ca_file(key: &str, path: &Path) -> Result<(), ConfigError> {

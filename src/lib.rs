@@ -3,16 +3,20 @@
 //! # Layout
 //! - `config`: raw and validated configuration, environment seed keys, every validation rule.
 //! - `client`: one HTTP client per registry: TLS, bounded bodies, basic/bearer/token auth.
+//! - `docker_config`: credentials from a Docker config.json and credential helpers.
 //! - `checks`: one file per check, all `run(target, cx) -> CheckResult`; result types.
+//! - `catalogue`: what each check is, why it matters, likely causes and fixes, runbook links.
 //! - `app`: shared state: targets, latest results, the concurrency bound, rounds of checks.
 //! - `scheduler`: interval mode's background loop per registry.
 //! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
 //! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
 
 pub mod app;
+pub mod catalogue;
 pub mod checks;
 pub mod client;
 pub mod config;
+pub mod docker_config;
 pub mod metrics;
 pub mod scheduler;
 pub mod server;

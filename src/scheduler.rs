@@ -29,13 +29,22 @@ pub fn start(app: &Arc<App>) {
                     _ = app.shutdown.cancelled() => return,
                 }
                 let started = Instant::now();
-                tokio::select! {
+                let retry_after = tokio::select! {
                     // Zero freshness: in interval mode every tick runs a round.
-                    _ = app.round(rt, Duration::ZERO) => {}
+                    r = app.round(rt, Duration::ZERO) => r,
                     _ = app.shutdown.cancelled() => return,
-                }
+                };
                 // ±5 % jitter on the period; a round that overran starts the next at once.
                 next = started + random_fraction(interval, 0.95, 1.05);
+                // A registry that answered 429 with Retry-After is not probed again before
+                // it said; capped at an hour so a silly value cannot stop monitoring.
+                if let Some(after) = retry_after {
+                    let after = after.min(Duration::from_secs(3600));
+                    if Instant::now() + after > next {
+                        tracing::info!(registry = %rt.target.name, retry_after_s = after.as_secs(), "rate limited: honouring Retry-After");
+                        next = Instant::now() + after;
+                    }
+                }
             }
         });
     }

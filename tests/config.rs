@@ -24,7 +24,7 @@ fn each_invalid_rule_has_its_exact_message() {
     let cases: &[(&str, &str)] = &[
         (
             "invalid-unknown-key.toml",
-            "registries[0]: unknown key `pasword`; remove it or fix its spelling (known keys: name, url, test_repository, test_tag, push_test_repository, username, password, password_file, token, token_file, checks, interval, timeout, ca_file, insecure_skip_verify)",
+            "registries[0]: unknown key `pasword`; remove it or fix its spelling (known keys: name, url, test_repository, test_tag, push_test_repository, username, password, password_file, token, token_file, checks, interval, timeout, ca_file, insecure_skip_verify, client_cert_file, client_key_file, docker_config)",
         ),
         (
             "invalid-url.toml",
@@ -52,7 +52,7 @@ fn each_invalid_rule_has_its_exact_message() {
         ),
         (
             "invalid-unknown-check.toml",
-            "registries[0].checks: unknown check \"pul\"; use \"all\" or any of registry, pull (or their ids, check.integration.oci.<name>)",
+            "registries[0].checks: unknown check \"pul\"; use \"all\" or any of registry, credentials, pull, push, capabilities, referrers (or their ids, check.integration.oci.<name>)",
         ),
         (
             "invalid-zero-timeout.toml",
@@ -93,6 +93,10 @@ fn each_invalid_rule_has_its_exact_message() {
         (
             "invalid-ca-file.toml",
             "registries[0].ca_file: cannot read /nonexistent/ca.pem (entity not found); point it at a readable PEM file of CA certificates",
+        ),
+        (
+            "invalid-client-cert-without-key.toml",
+            "registries[0].client_key_file: client_cert_file is set without client_key_file; set both, to PEM files of the client certificate and its private key",
         ),
         (
             "invalid-max-concurrency.toml",

@@ -792,7 +792,7 @@ fn config_map_config_passes_the_exporters_validation() {
     let mut secret_files = 0;
     for target in &config.registries {
         let secret = match &target.credentials {
-            Credentials::Anonymous => continue,
+            Credentials::Anonymous | Credentials::DockerConfig { .. } => continue,
             Credentials::Basic { password, .. } => password.as_ref().unwrap_or_else(|| {
                 panic!(
                     "registry {} has a username but no password_file",

@@ -361,6 +361,7 @@ async fn start_with_overrides_delete_and_seed() {
         Options {
             delete_enabled: Some(false),
             seed: false,
+            ..Default::default()
         },
     )
     .await;

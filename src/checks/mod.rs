@@ -5,7 +5,11 @@
 //! requests through [`CheckContext::client`] and return a result; they never touch metrics
 //! (see `metrics.rs`) and never write to a registry except the push test repository.
 
+pub mod capabilities;
+pub mod credentials;
 pub mod pull;
+pub mod push;
+pub mod referrers;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -25,7 +29,11 @@ use crate::config::Target;
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
     Registry,
+    Credentials,
     Pull,
+    Push,
+    Capabilities,
+    Referrers,
 }
 
 impl EncodeLabelValue for CheckKind {
@@ -35,13 +43,24 @@ impl EncodeLabelValue for CheckKind {
 }
 
 impl CheckKind {
-    pub const ALL: &'static [CheckKind] = &[CheckKind::Registry, CheckKind::Pull];
+    pub const ALL: &'static [CheckKind] = &[
+        CheckKind::Registry,
+        CheckKind::Credentials,
+        CheckKind::Pull,
+        CheckKind::Push,
+        CheckKind::Capabilities,
+        CheckKind::Referrers,
+    ];
 
     /// The short name: config key values, the `check` label, `/probe?check=`.
     pub fn short_name(self) -> &'static str {
         match self {
             CheckKind::Registry => "registry",
+            CheckKind::Credentials => "credentials",
             CheckKind::Pull => "pull",
+            CheckKind::Push => "push",
+            CheckKind::Capabilities => "capabilities",
+            CheckKind::Referrers => "referrers",
         }
     }
 
@@ -49,7 +68,11 @@ impl CheckKind {
     pub fn id(self) -> &'static str {
         match self {
             CheckKind::Registry => "check.integration.oci.registry",
+            CheckKind::Credentials => "check.integration.oci.credentials",
             CheckKind::Pull => "check.integration.oci.pull",
+            CheckKind::Push => "check.integration.oci.push",
+            CheckKind::Capabilities => "check.integration.oci.capabilities",
+            CheckKind::Referrers => "check.integration.oci.referrers",
         }
     }
 
@@ -130,6 +153,12 @@ label_enum! {
         TokenEndpointError => "token_endpoint_error",
         MissingPassword => "missing_password",
         SecretUnreadable => "secret_unreadable",
+        /// A write check was skipped because no credentials are configured.
+        NoCredentials => "no_credentials",
+        /// The registry refuses writes (HTTP 405): read-only or maintenance mode.
+        ReadOnly => "read_only",
+        /// The registry lacks an API or capability the check looks for.
+        Unsupported => "unsupported",
     }
 }
 
@@ -276,6 +305,11 @@ pub struct CheckContext {
 }
 
 impl CheckContext {
+    /// Whether a token was requested during this run (the credentials check reports it).
+    pub fn trail_has_token_request(&self) -> bool {
+        self.trail.has_token_request()
+    }
+
     pub fn new(client: Arc<RegistryClient>) -> Self {
         CheckContext {
             client,
@@ -289,6 +323,24 @@ impl CheckContext {
     }
 }
 
+/// Adds what the client learned to what the check found; the check's own facts win.
+fn merge_facts(into: &mut Facts, from: Facts) {
+    into.auth_method = into.auth_method.or(from.auth_method);
+    into.token_request_duration = into.token_request_duration.or(from.token_request_duration);
+    into.token_expiry = into.token_expiry.or(from.token_expiry);
+    into.tls_certificate_expiry = into.tls_certificate_expiry.or(from.tls_certificate_expiry);
+    into.token_endpoint_tls_certificate_expiry = into
+        .token_endpoint_tls_certificate_expiry
+        .or(from.token_endpoint_tls_certificate_expiry);
+    into.rate_limit = into.rate_limit.or(from.rate_limit);
+    into.retry_after = into.retry_after.or(from.retry_after);
+    into.upload_cancelled = into.upload_cancelled.or(from.upload_cancelled);
+    if into.capabilities.is_empty() {
+        into.capabilities = from.capabilities;
+    }
+    into.referrers_count = into.referrers_count.or(from.referrers_count);
+}
+
 /// Runs one check with the target's timeout and fills in duration and request trail.
 pub async fn run_check(
     kind: CheckKind,
@@ -300,7 +352,11 @@ pub async fn run_check(
     let fut = async {
         match kind {
             CheckKind::Registry => registry::run(target, &cx).await,
+            CheckKind::Credentials => credentials::run(target, &cx).await,
             CheckKind::Pull => pull::run(target, &cx).await,
+            CheckKind::Push => push::run(target, &cx).await,
+            CheckKind::Capabilities => capabilities::run(target, &cx).await,
+            CheckKind::Referrers => referrers::run(target, &cx).await,
         }
     };
     let mut result = match tokio::time::timeout(target.timeout, fut).await {
@@ -317,7 +373,9 @@ pub async fn run_check(
     };
     result.duration = started.elapsed();
     result.finished_at = SystemTime::now();
-    result.requests = cx.trail.take();
+    let (requests, facts) = cx.trail.take();
+    result.requests = requests;
+    merge_facts(&mut result.facts, facts);
     result
         .evidence
         .entry("auth_method")

@@ -122,6 +122,9 @@ pub struct Options {
     pub delete_enabled: Option<bool>,
     /// Push `library/alpine:latest` after start (default true).
     pub seed: bool,
+    /// Tls only: require a client certificate signed by a generated client CA
+    /// (`http.tls.clientcas`); see [`TestRegistry::client_cert`].
+    pub require_client_cert: bool,
 }
 
 impl Default for Options {
@@ -129,6 +132,7 @@ impl Default for Options {
         Options {
             delete_enabled: None,
             seed: true,
+            require_client_cert: false,
         }
     }
 }
@@ -142,6 +146,9 @@ pub struct TestRegistry {
     pub root: PathBuf,
     /// PEM of the CA that signed the server certificate (Tls only).
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key files the registry requires
+    /// ([`Options::require_client_cert`]).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Token realm, `http://127.0.0.1:PORT/token` (Token only).
     pub token_url: Option<String>,
     /// Effective `storage.delete.enabled`.
@@ -153,6 +160,7 @@ pub struct TestRegistry {
     pub stdout_file: PathBuf,
     port: u16,
     ca_pem: Option<String>,
+    identity_pem: Option<String>,
     child: Option<Child>,
     token_server: Option<TokenServer>,
     // Last, so the directory outlives the process handle on drop.
@@ -168,6 +176,7 @@ struct Spec<'a> {
     htpasswd: Option<&'a Path>,
     token: Option<(&'a str, &'a Path)>,
     tls: Option<(&'a Path, &'a Path)>,
+    client_ca: Option<&'a Path>,
 }
 
 fn yaml_str(p: &Path) -> String {
@@ -202,6 +211,9 @@ fn render_config(spec: &Spec<'_>) -> String {
             yaml_str(cert),
             yaml_str(key)
         ));
+        if let Some(ca) = spec.client_ca {
+            y.push_str(&format!("    clientcas:\n      - {}\n", yaml_str(ca)));
+        }
     }
     if let Some(path) = spec.htpasswd {
         y.push_str(&format!(
@@ -242,6 +254,14 @@ fn tail(path: &Path, max: u64) -> String {
 /// A reqwest client for a test registry: no proxy, bounded timeouts, and for
 /// TLS only the generated CA as trust anchor.
 pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
+    http_client_with_identity(ca_pem, None)
+}
+
+/// [`http_client`] presenting a client certificate (PEM certificate + key).
+pub fn http_client_with_identity(
+    ca_pem: Option<&str>,
+    identity_pem: Option<&str>,
+) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
@@ -249,6 +269,9 @@ pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
     if let Some(pem) = ca_pem {
         let cert = reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM");
         b = b.tls_certs_only([cert]);
+    }
+    if let Some(pem) = identity_pem {
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("client identity PEM"));
     }
     b.build().expect("build reqwest client")
 }
@@ -285,6 +308,9 @@ impl TestRegistry {
         let mut ca_file = None;
         let mut ca_pem = None;
         let mut bundle = None;
+        let mut client_ca = None;
+        let mut client_cert = None;
+        let mut identity_pem = None;
         match kind {
             Kind::Basic => {
                 let hash = bcrypt::hash_with_result(BASIC_PASSWORD, 4)
@@ -313,6 +339,18 @@ impl TestRegistry {
                 tls_files = Some((cert, key));
                 ca_file = Some(ca);
                 ca_pem = Some(t.ca_pem);
+                if opts.require_client_cert {
+                    let c = tls::client_tls();
+                    let cca = dir.path().join("client-ca.pem");
+                    let ccert = dir.path().join("client-cert.pem");
+                    let ckey = dir.path().join("client-key.pem");
+                    std::fs::write(&cca, &c.ca_pem).expect("write client CA");
+                    std::fs::write(&ccert, &c.cert_pem).expect("write client cert");
+                    std::fs::write(&ckey, &c.key_pem).expect("write client key");
+                    identity_pem = Some(format!("{}\n{}", c.cert_pem, c.key_pem));
+                    client_ca = Some(cca);
+                    client_cert = Some((ccert, ckey));
+                }
             }
             Kind::Open | Kind::ReadOnly => {}
         }
@@ -330,6 +368,8 @@ impl TestRegistry {
             stdout_file: dir.path().join("registry.stdout.log"),
             port: 0,
             ca_pem,
+            client_cert,
+            identity_pem,
             child: None,
             token_server,
             dir,
@@ -345,6 +385,7 @@ impl TestRegistry {
             htpasswd: htpasswd.as_deref(),
             token,
             tls,
+            client_ca: client_ca.as_deref(),
         };
 
         if kind == Kind::ReadOnly {
@@ -512,7 +553,7 @@ impl TestRegistry {
     /// A fresh reqwest client suited to this registry (no proxy; trusts the
     /// generated CA for Tls).
     pub fn client(&self) -> reqwest::Client {
-        http_client(self.ca_pem.as_deref())
+        http_client_with_identity(self.ca_pem.as_deref(), self.identity_pem.as_deref())
     }
 
     /// Last few KB of the registry's stderr.

@@ -49,6 +49,41 @@ pub fn server_tls() -> ServerTls {
     }
 }
 
+/// A client CA and a client certificate it signed, for mutual TLS.
+pub struct ClientTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    /// PKCS#8 PEM of the client's private key.
+    pub key_pem: String,
+}
+
+pub fn client_tls() -> ClientTls {
+    let ca_key = KeyPair::generate().expect("generate client CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("client CA params");
+    ca_params.distinguished_name = dn("regharness client CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign client CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("generate client key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+    params.distinguished_name = dn("oci-registry-exporter test client");
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params
+        .signed_by(&key, &issuer)
+        .expect("sign client certificate");
+    ClientTls {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
 /// The token issuer's signing key (ECDSA P-256) and its self-signed
 /// certificate, which doubles as the registry's `auth.token.rootcertbundle`.
 pub struct SigningMaterial {

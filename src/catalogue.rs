@@ -1,0 +1,327 @@
+//! The check catalogue: what each check is, why it matters, and what to do when it is red.
+//!
+//! Owns the static description of every check (id, short name, category, default severity,
+//! tags, why it matters, runbook) and [`diagnose`], which picks a likely cause and its fix
+//! steps from a result's check, reason and evidence. It does not run checks; the runbooks
+//! in `docs/runbooks/` carry the long form, and a test keeps them and this file in step.
+
+use serde::Serialize;
+
+use crate::checks::{CheckKind, CheckResult, Reason, Status};
+
+/// Where runbooks live unless `runbook_base_url` says otherwise.
+pub const DEFAULT_RUNBOOK_BASE_URL: &str =
+    "https://github.com/oci-registry-exporter/oci-registry-exporter/blob/main/docs/runbooks/";
+
+/// How loud a failing check is by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warn,
+    Fail,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Fail => "fail",
+        }
+    }
+}
+
+/// The static description of one check.
+#[derive(Debug, Serialize)]
+pub struct CheckInfo {
+    pub id: &'static str,
+    pub short_name: &'static str,
+    pub plugin: &'static str,
+    pub category: &'static str,
+    pub severity: Severity,
+    pub tags: &'static [&'static str],
+    pub what: &'static str,
+    pub why: &'static str,
+    /// File under `docs/runbooks/`.
+    pub runbook: &'static str,
+}
+
+/// The description of `kind`.
+pub fn info(kind: CheckKind) -> CheckInfo {
+    let (severity, tags, what, why): (
+        Severity,
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+    ) = match kind {
+        CheckKind::Registry => (
+            Severity::Warn,
+            &["registry", "oci", "connectivity"],
+            "GET /v2/ without credentials: is the registry's API reachable at all.",
+            "Every pull and push starts at /v2/. When it is unreachable, deployments cannot pull images, CI cannot push them, and nodes that restart cannot start their pods.",
+        ),
+        CheckKind::Credentials => (
+            Severity::Fail,
+            &["registry", "oci", "credentials", "auth"],
+            "GET /v2/ with the configured credentials, including the token exchange on token registries.",
+            "Rotated, revoked or mistyped credentials make every authenticated pull and push fail, usually at the worst moment: the next deploy or the next node that pulls.",
+        ),
+        CheckKind::Pull => (
+            Severity::Fail,
+            &["registry", "oci", "pull"],
+            "HEAD of the test image's manifest with every manifest media type accepted.",
+            "A failing pull means pods stay in ImagePullBackOff and scaling or rescheduling stops; the manifest HEAD is the first request of every pull.",
+        ),
+        CheckKind::Push => (
+            Severity::Fail,
+            &["registry", "oci", "push"],
+            "Opens a blob upload session in the push test repository and cancels it.",
+            "When pushes fail, CI pipelines and release jobs cannot publish images; read-only maintenance mode and lost push permission both show here first.",
+        ),
+        CheckKind::Capabilities => (
+            Severity::Info,
+            &["registry", "oci", "capabilities"],
+            "Probes API version, referrers API, chunked upload, cross-repository mount and delete: a score out of 5.",
+            "Clients behave differently on registries without these features (slower pushes without mount, signatures and SBOMs stored as tags without referrers, no garbage collection without delete); a dropped score after an upgrade is a regression.",
+        ),
+        CheckKind::Referrers => (
+            Severity::Warn,
+            &["registry", "oci", "referrers", "supply-chain"],
+            "Calls the OCI referrers API for the test image's digest.",
+            "Signatures, SBOMs and attestations (cosign, notation, oras) are found through the referrers API; without it clients fall back to the sha256-<hex> tag schema, and admission policies that verify signatures may fail.",
+        ),
+    };
+    CheckInfo {
+        id: kind.id(),
+        short_name: kind.short_name(),
+        plugin: "oci",
+        category: "integration",
+        severity,
+        tags,
+        what,
+        why,
+        runbook: runbook_file(kind),
+    }
+}
+
+fn runbook_file(kind: CheckKind) -> &'static str {
+    match kind {
+        CheckKind::Registry => "registry.md",
+        CheckKind::Credentials => "credentials.md",
+        CheckKind::Pull => "pull.md",
+        CheckKind::Push => "push.md",
+        CheckKind::Capabilities => "capabilities.md",
+        CheckKind::Referrers => "referrers.md",
+    }
+}
+
+/// The runbook URL of a check, on `base` (which ends in `/`), at the section for `reason`.
+pub fn runbook_url(base: &str, kind: CheckKind, reason: Option<Reason>) -> String {
+    let mut url = format!("{base}{}", runbook_file(kind));
+    if let Some(reason) = reason.filter(|r| *r != Reason::Ok) {
+        url.push('#');
+        url.push_str(&reason.as_str().replace('_', "-"));
+    }
+    url
+}
+
+/// A likely cause of a result, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnosis {
+    pub cause: &'static str,
+    pub fix: &'static [&'static str],
+}
+
+/// Picks the likely cause of a non-pass result from its check, reason and evidence.
+pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
+    if matches!(result.status, Status::Pass) {
+        return None;
+    }
+    let method = result
+        .evidence
+        .get("auth_method")
+        .map(String::as_str)
+        .unwrap_or("anonymous");
+    let d = |cause, fix| Some(Diagnosis { cause, fix });
+    use CheckKind as K;
+    use Reason as R;
+    match (result.check, result.reason) {
+        (_, R::ConnectionRefused) => d(
+            "nothing listens at the registry's address: the registry is down, or `url` names the wrong host or port",
+            &[
+                "check that the registry process or pod is running and listening",
+                "compare `url` with the address the registry really serves on (scheme, host, port)",
+                "from the exporter's host: curl -v <url>/v2/",
+            ],
+        ),
+        (_, R::Dns) => d(
+            "the registry's host name does not resolve from the exporter",
+            &[
+                "check the spelling of the host in `url`",
+                "check the resolver the exporter uses (/etc/resolv.conf, the cluster DNS)",
+            ],
+        ),
+        (_, R::Tls) => d(
+            "the TLS handshake failed: the certificate is not trusted, expired, or does not name the host",
+            &[
+                "for a private CA, set `ca_file` to its PEM bundle",
+                "check the certificate's expiry and names: openssl s_client -connect <host>:<port> -servername <host>",
+                "if the registry requires a client certificate, set client_cert_file and client_key_file",
+            ],
+        ),
+        (_, R::Timeout) => d(
+            "no answer within the timeout: the registry is overloaded, or a firewall drops the traffic",
+            &[
+                "check the registry's load and its storage backend",
+                "check firewalls and network policies between the exporter and the registry",
+                "if the registry is only slow, raise `timeout`",
+            ],
+        ),
+        (_, R::ConnectionError) => d(
+            "the connection failed before an HTTP answer (reset, closed, or refused by a proxy)",
+            &[
+                "check proxies and load balancers in front of the registry",
+                "if the registry requires a client certificate, set client_cert_file and client_key_file",
+            ],
+        ),
+        (_, R::NotARegistry) => d(
+            "GET /v2/ answered 404: `url` points at something that is not an OCI registry (a web UI, a wrong path prefix)",
+            &[
+                "set `url` to the registry's API base, the one docker login uses",
+                "for registries under a path prefix, include the prefix in `url`",
+            ],
+        ),
+        (_, R::ServerError) => d(
+            "the registry answered 5xx: it or its storage backend is unhealthy",
+            &[
+                "read the registry's logs around the time of the failure",
+                "check its storage backend (disk space, object store credentials)",
+            ],
+        ),
+        (_, R::RateLimited) => d(
+            "the registry is rate limiting the exporter (HTTP 429)",
+            &[
+                "raise `interval` for this registry",
+                "authenticate: anonymous clients get the smallest limits",
+                "watch oci_registry_rate_limit_remaining",
+            ],
+        ),
+        (_, R::MissingPassword) => d(
+            "a username is configured without a password: a secret reference probably failed to resolve (an unset environment variable, a secret not mounted)",
+            &[
+                "set password_file to the mounted secret, or OCI__Password in the environment",
+                "check that the secret exists and is mounted into the exporter",
+            ],
+        ),
+        (_, R::SecretUnreadable) => d(
+            "a password file, token file or Docker config cannot be read",
+            &[
+                "check the path and the file's permissions for the exporter's user",
+                "in Kubernetes, check the secret's volume mount and its items",
+            ],
+        ),
+        (_, R::TokenEndpointUnreachable) => d(
+            "the token service the registry names in its Bearer challenge cannot be reached from the exporter",
+            &[
+                "check that the token service (realm) is up",
+                "check that the realm's host resolves and is reachable from the exporter's network",
+            ],
+        ),
+        (_, R::TokenEndpointError) => d(
+            "the token service answered an error or something that is not a token",
+            &[
+                "read the token service's logs",
+                "check the registry's auth configuration (realm, service)",
+            ],
+        ),
+        (_, R::InvalidCredentials) | (K::Pull, R::Unauthorized) if method != "anonymous" => {
+            match method {
+                "bearer" => d(
+                    "the static bearer token was rejected: it expired or was revoked",
+                    &[
+                        "issue a new token and update token_file (the file is re-read, no restart needed)",
+                    ],
+                ),
+                "docker_config" | "credential_helper" | "identity_token" => d(
+                    "the credentials from the Docker config were rejected: rotated, revoked, or an expired identity token",
+                    &[
+                        "log in again to refresh the Docker config (docker login), or update the pull secret",
+                        "for a credential helper, check that it returns current credentials: echo <host> | docker-credential-<name> get",
+                    ],
+                ),
+                _ => d(
+                    "credentials rejected: rotated or revoked, or a mistyped username or password",
+                    &[
+                        "verify them by hand: docker login <registry>",
+                        "update password_file (re-read at each use, no restart needed) or OCI__Password",
+                    ],
+                ),
+            }
+        }
+        (_, R::InvalidCredentials) => d(
+            "the registry or its token service rejected the request's credentials",
+            &["verify the credentials by hand: docker login <registry>"],
+        ),
+        (_, R::Unauthorized) => d(
+            "the registry requires authentication and no credentials are configured",
+            &[
+                "create a read-only robot account for monitoring",
+                "set username and password_file (or token_file, or docker_config) for this registry",
+            ],
+        ),
+        (K::Push, R::Forbidden) => d(
+            "valid credentials without push permission on the push test repository",
+            &[
+                "grant push on `push_test_repository` to the monitoring account",
+                "or point `push_test_repository` at a repository the account may push to",
+            ],
+        ),
+        (_, R::Forbidden) => d(
+            "valid credentials without permission on the repository",
+            &[
+                "grant pull on `test_repository` to the monitoring account",
+                "or point `test_repository` at a repository the account may read",
+            ],
+        ),
+        (_, R::NotFound) => d(
+            "the test image does not exist, so pulls cannot be verified",
+            &[
+                "push a small image to `test_repository`:`test_tag`",
+                "or set `test_repository` and `test_tag` to an image that exists",
+            ],
+        ),
+        (_, R::ReadOnly) => d(
+            "the registry is in read-only (maintenance) mode: pushes are refused",
+            &[
+                "if maintenance is over, turn read-only mode off (Distribution: storage.maintenance.readonly.enabled)",
+                "otherwise expect pushes to fail until it ends",
+            ],
+        ),
+        (_, R::NoCredentials) => d(
+            "the push check needs credentials and none are configured",
+            &[
+                "configure credentials with push permission on `push_test_repository`",
+                "or remove `push` from `checks` for this registry",
+            ],
+        ),
+        (_, R::Unsupported) => d(
+            "the registry does not support a capability clients may rely on",
+            &[
+                "see which capability in oci_registry_capability_status",
+                "upgrade the registry, or accept the client fallback described in the runbook",
+            ],
+        ),
+        (_, R::InvalidResponse) => d(
+            "the registry's answer could not be used (too large or malformed): a proxy or non-registry answers",
+            &["check what answers at `url` with curl -v"],
+        ),
+        (_, R::UnexpectedStatus) => d(
+            "the registry answered a status the check does not expect",
+            &[
+                "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        (_, R::Ok) => None,
+    }
+}

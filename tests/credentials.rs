@@ -1,0 +1,541 @@
+//! The credentials check and every way users hold registry secrets, against real
+//! Distribution registries (htpasswd, token auth with a token server, TLS) and mockito
+//! for what they do not produce (rate-limit headers, 429 with Retry-After).
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{Exporter, config_from_toml, reason_of, run_one, sample, status_of};
+use oci_registry_exporter::checks::{AuthMethod, CheckKind, Reason, Status};
+use support::{Kind, TestRegistry};
+
+fn toml(name: &str, url: &str, extra: &str) -> String {
+    format!("[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"5s\"\n{extra}\n")
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("username = \"{user}\"\npassword = \"{password}\"")
+}
+
+#[tokio::test]
+async fn htpasswd_registry_right_wrong_anonymous_and_missing_password() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let r = run_one(
+        &config_from_toml(&toml("b", &reg.url, &basic("alice", "wonderland"))),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Pass, Reason::Ok, Some(200)),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.facts.auth_method, Some(AuthMethod::Basic));
+
+    let r = run_one(
+        &config_from_toml(&toml("b", &reg.url, &basic("alice", "rotated-away"))),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::InvalidCredentials, Some(401))
+    );
+
+    let r = run_one(
+        &config_from_toml(&toml("b", &reg.url, "")),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Info, Reason::Unauthorized),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.facts.auth_method, Some(AuthMethod::Anonymous));
+
+    let r = run_one(
+        &config_from_toml(&toml("b", &reg.url, "username = \"alice\"")),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::MissingPassword)
+    );
+    assert!(
+        r.requests.is_empty(),
+        "no request without a password: {:?}",
+        r.requests
+    );
+    assert!(
+        r.message
+            .contains("secret reference probably failed to resolve"),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
+async fn token_registry_users_anonymous_static_bearer_and_token_server_down() {
+    let reg = TestRegistry::start(Kind::Token).await;
+    let run = |extra: String| {
+        let cfg = config_from_toml(&toml("t", &reg.url, &extra));
+        async move { run_one(&cfg, CheckKind::Credentials).await }
+    };
+    let r = run(basic(
+        support::TOKEN_ADMIN_USER,
+        support::TOKEN_ADMIN_PASSWORD,
+    ))
+    .await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Pass, Reason::Ok, Some(200)),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("token service"), "{}", r.message);
+    assert!(r.facts.token_request_duration.is_some());
+    let expiry = r
+        .facts
+        .token_expiry
+        .expect("the token server says expires_in");
+    let left = expiry.duration_since(std::time::SystemTime::now()).unwrap();
+    assert!(
+        left > Duration::from_secs(250) && left <= Duration::from_secs(300),
+        "{left:?}"
+    );
+
+    let r = run(basic(
+        support::TOKEN_READER_USER,
+        support::TOKEN_READER_PASSWORD,
+    ))
+    .await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+
+    let r = run(basic("bob", "not-bobs-password")).await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::InvalidCredentials),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("rejected the credentials"),
+        "{}",
+        r.message
+    );
+
+    let r = run(String::new()).await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Pass, Reason::Ok),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("anonymous tokens"), "{}", r.message);
+
+    // A static bearer token is sent as is.
+    let minted = reg.mint_token(Some("bob"), &[]);
+    let r = run(format!("token = \"{minted}\"")).await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Pass, Reason::Ok),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.facts.auth_method, Some(AuthMethod::Bearer));
+    let r = run("token = \"garbage-token\"".into()).await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::InvalidCredentials, Some(401))
+    );
+
+    reg.stop_token_server();
+    let r = run(basic(
+        support::TOKEN_ADMIN_USER,
+        support::TOKEN_ADMIN_PASSWORD,
+    ))
+    .await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::TokenEndpointUnreachable, None),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
+async fn open_registry_needs_no_credentials() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    let r = run_one(
+        &config_from_toml(&toml("o", &reg.url, "")),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Pass, Reason::Ok, Some(200))
+    );
+    assert!(r.message.contains("open"), "{}", r.message);
+}
+
+#[tokio::test]
+async fn a_rotated_password_file_is_picked_up_without_restart() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "old-password\n").unwrap();
+    let config = config_from_toml(&toml(
+        "b",
+        &reg.url,
+        &format!(
+            "username = \"alice\"\npassword_file = \"{}\"",
+            file.display()
+        ),
+    ));
+    let exporter = Exporter::start(config).await;
+    let (_, body) = exporter.get("/probe?target=b&check=credentials").await;
+    assert_eq!(
+        reason_of(&body, "b", "credentials").as_deref(),
+        Some("invalid_credentials")
+    );
+    std::fs::write(&file, "wonderland\n").unwrap();
+    let (_, body) = exporter.get("/probe?target=b&check=credentials").await;
+    assert_eq!(
+        status_of(&body, "b", "credentials").as_deref(),
+        Some("pass"),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_auth_method_info",
+            &[("registry", "b"), ("method", "basic")]
+        ),
+        Some(1.0)
+    );
+    std::fs::remove_file(&file).unwrap();
+    let (_, body) = exporter.get("/probe?target=b&check=credentials").await;
+    assert_eq!(
+        reason_of(&body, "b", "credentials").as_deref(),
+        Some("secret_unreadable")
+    );
+    exporter.stop().await;
+}
+
+fn write_docker_config(dir: &std::path::Path, json: &str) -> std::path::PathBuf {
+    let path = dir.join("config.json");
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn docker_config_auths_username_password_and_identity_token() {
+    let basic_reg = TestRegistry::start(Kind::Basic).await;
+    let token_reg = TestRegistry::start(Kind::Token).await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = |url: &str| url.trim_start_matches("http://").to_string();
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:wonderland");
+    let path = write_docker_config(
+        dir.path(),
+        &format!(
+            r#"{{"auths": {{
+                "http://{basic}/v2/": {{"auth": "{auth}"}},
+                "{token}": {{"identitytoken": "{refresh}"}}
+            }}}}"#,
+            basic = host(&basic_reg.url),
+            token = host(&token_reg.url),
+            refresh = support::BOB_REFRESH_TOKEN
+        ),
+    );
+    let docker = format!("docker_config = \"{}\"", path.display());
+    let cfg = config_from_toml(&toml("b", &basic_reg.url, &docker));
+    let r = run_one(&cfg, CheckKind::Credentials).await;
+    assert_eq!(
+        (r.status, r.facts.auth_method),
+        (Status::Pass, Some(AuthMethod::DockerConfig)),
+        "{}",
+        r.message
+    );
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+
+    let cfg = config_from_toml(&toml("t", &token_reg.url, &docker));
+    let r = run_one(&cfg, CheckKind::Credentials).await;
+    assert_eq!(
+        (r.status, r.facts.auth_method),
+        (Status::Pass, Some(AuthMethod::IdentityToken)),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.requests.iter().any(|q| q.method == "POST"),
+        "refresh_token grant is a POST: {:?}",
+        r.requests
+    );
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+
+    // username/password fields, and an identity token the server does not know.
+    write_docker_config(
+        dir.path(),
+        &format!(
+            r#"{{"auths": {{"{basic}": {{"username": "alice", "password": "wrong"}},
+                 "{token}": {{"identitytoken": "revoked"}}}}}}"#,
+            basic = host(&basic_reg.url),
+            token = host(&token_reg.url)
+        ),
+    );
+    let r = run_one(
+        &config_from_toml(&toml("b", &basic_reg.url, &docker)),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::InvalidCredentials)
+    );
+    let r = run_one(
+        &config_from_toml(&toml("t", &token_reg.url, &docker)),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::InvalidCredentials),
+        "{}",
+        r.message
+    );
+
+    // No entry for the host: anonymous, as docker does.
+    write_docker_config(
+        dir.path(),
+        r#"{"auths": {"elsewhere.example.com": {"auth": "eDp5"}}}"#,
+    );
+    let r = run_one(
+        &config_from_toml(&toml("b", &basic_reg.url, &docker)),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.facts.auth_method),
+        (Status::Info, Some(AuthMethod::Anonymous))
+    );
+
+    write_docker_config(dir.path(), "{not json");
+    let r = run_one(
+        &config_from_toml(&toml("b", &basic_reg.url, &docker)),
+        CheckKind::Credentials,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::SecretUnreadable)
+    );
+    assert!(r.message.contains("is not valid JSON"), "{}", r.message);
+}
+
+/// A credential helper on PATH and DOCKER_CONFIG discovery, through the real binary (the
+/// environment is the process's, so this runs in a child process).
+#[tokio::test]
+async fn credential_helper_and_docker_config_env_through_the_binary() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-exportertest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread host\necho \"$host\" >> \"$(dirname \"$0\")/asked\"\nprintf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"wonderland\"}' \"$host\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let host = reg.url.trim_start_matches("http://").to_string();
+    write_docker_config(
+        dir.path(),
+        &format!(r#"{{"credHelpers": {{"{host}": "exportertest"}}}}"#),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .env("OCI__RegistryUrl", &reg.url)
+        .env("DOCKER_CONFIG", dir.path())
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut body = String::new();
+    for _ in 0..100 {
+        if let Ok(resp) = client
+            .get(format!(
+                "http://127.0.0.1:{port}/probe?target=default&check=credentials"
+            ))
+            .send()
+            .await
+        {
+            body = resp.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        status_of(&body, "default", "credentials").as_deref(),
+        Some("pass"),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_auth_method_info",
+            &[("registry", "default"), ("method", "credential_helper")]
+        ),
+        Some(1.0),
+        "{body}"
+    );
+    let asked = std::fs::read_to_string(bin.join("asked")).unwrap();
+    assert_eq!(asked.trim(), host, "the helper is asked for host:port");
+}
+
+#[tokio::test]
+async fn tls_certificate_expiry_is_exported() {
+    let reg = TestRegistry::start(Kind::Tls).await;
+    let ca = reg.ca_file.clone().unwrap();
+    let cfg = config_from_toml(&toml(
+        "tls",
+        &reg.url,
+        &format!("ca_file = \"{}\"", ca.display()),
+    ));
+    let exporter = Exporter::start(cfg).await;
+    let (_, body) = exporter.get("/probe?target=tls&check=registry").await;
+    let expiry = sample(
+        &body,
+        "oci_registry_tls_certificate_expiry_timestamp_seconds",
+        &[("registry", "tls")],
+    )
+    .expect("expiry exported");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        expiry > now,
+        "the test certificate is valid: {expiry} vs {now}"
+    );
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_headers_and_retry_after_are_honoured() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(200)
+        .with_header("ratelimit-limit", "100;w=21600")
+        .with_header("ratelimit-remaining", "76;w=21600")
+        .create_async()
+        .await;
+    let limited = server
+        .mock("HEAD", "/v2/library/alpine/manifests/latest")
+        .with_status(429)
+        .with_header("retry-after", "30")
+        .expect(1)
+        .create_async()
+        .await;
+    let cfg = config_from_toml(&toml(
+        "hub",
+        &server.url(),
+        "checks = [\"registry\", \"pull\"]\ninterval = \"200ms\"",
+    ));
+    let exporter = Exporter::start(cfg).await;
+    exporter.wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let body = exporter.metrics().await;
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_rate_limit_limit",
+            &[("registry", "hub")]
+        ),
+        Some(100.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_rate_limit_remaining",
+            &[("registry", "hub")]
+        ),
+        Some(76.0)
+    );
+    assert_eq!(
+        reason_of(&body, "hub", "pull").as_deref(),
+        Some("rate_limited")
+    );
+    // At a 200 ms interval the pull would have run ~5 times; Retry-After: 30 held it to one.
+    limited.assert_async().await;
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn mutual_tls_with_and_without_a_client_certificate() {
+    let reg = TestRegistry::start_with(
+        Kind::Tls,
+        support::Options {
+            require_client_cert: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ca = reg.ca_file.clone().unwrap();
+    let (cert, key) = reg.client_cert.clone().unwrap();
+    let with = config_from_toml(&toml(
+        "mtls",
+        &reg.url,
+        &format!(
+            "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    ));
+    for kind in [CheckKind::Registry, CheckKind::Credentials, CheckKind::Pull] {
+        let r = run_one(&with, kind).await;
+        assert_eq!(r.status, Status::Pass, "{kind:?}: {}", r.message);
+    }
+    let without = config_from_toml(&toml(
+        "mtls",
+        &reg.url,
+        &format!("ca_file = \"{}\"", ca.display()),
+    ));
+    let r = run_one(&without, CheckKind::Registry).await;
+    assert_eq!(
+        (r.status, r.http_status),
+        (Status::Fail, None),
+        "{}",
+        r.message
+    );
+    // Under TLS 1.3 the server refuses the missing certificate after the client has
+    // finished its handshake, so the client sees either a TLS alert or a closed connection.
+    assert!(
+        matches!(r.reason, Reason::Tls | Reason::ConnectionError),
+        "{:?}: {}",
+        r.reason,
+        r.message
+    );
+}
