@@ -96,11 +96,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let addr = parse_listen_address(&cli.listen_address)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))?;
         tracing::info!(address = %listener.local_addr()?, registries = config.registries.len(), mode = ?config.mode, "listening");
-        run(config, listener, shutdown_signal()).await?;
+        run(config, listener, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -116,25 +117,16 @@ fn parse_listen_address(text: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--web.listen-address {text:?} is not host:port; use e.g. \":9793\" or \"127.0.0.1:9793\""))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the exporter");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives while the
+/// exporter starts is not fatal) and returns a future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }

@@ -342,7 +342,7 @@ async fn token_auth_users_wrong_password_cache_and_token_server_down() {
         "tok",
         &reg.url,
         &format!(
-            "{}\ninterval = \"300ms\"",
+            "{}\ninterval = \"300ms\"\nchecks = [\"registry\", \"pull\"]",
             creds("reader", support::TOKEN_READER_PASSWORD)
         ),
     ));
