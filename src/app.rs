@@ -5,7 +5,7 @@
 //! go ([`App::record`]: the store, the metrics, the log). It does not decide when rounds run:
 //! that is the scheduler (interval mode) or the HTTP handlers (scrape mode, `/probe`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::catalogue;
 use crate::checks::{self, CheckKind, CheckResult, Status};
 use crate::client::{ClientBuildError, RegistryClient};
 use crate::config::{Config, Mode, Target};
@@ -28,19 +29,72 @@ pub struct TargetRuntime {
     first_round_done: AtomicBool,
 }
 
-/// The latest result of each check of each registry.
-#[derive(Default)]
+/// The latest result of each check of each registry, and a bounded history for the
+/// status page: the last `size` failures and, apart, the last `size` other results, so
+/// failures stay visible longer than the successes around them.
 pub struct Store {
     // std Mutex: never held across .await.
     results: Mutex<HashMap<String, BTreeMap<CheckKind, CheckResult>>>,
+    history: Mutex<History>,
+}
+
+struct History {
+    size: usize,
+    next_id: u64,
+    failures: VecDeque<(u64, String, CheckResult)>,
+    others: VecDeque<(u64, String, CheckResult)>,
 }
 
 impl Store {
+    pub fn new(history_size: usize) -> Store {
+        Store {
+            results: Mutex::new(HashMap::new()),
+            history: Mutex::new(History {
+                size: history_size,
+                next_id: 1,
+                failures: VecDeque::new(),
+                others: VecDeque::new(),
+            }),
+        }
+    }
+
     pub fn put(&self, registry: &str, result: CheckResult) {
+        {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            let id = h.next_id;
+            h.next_id += 1;
+            let size = h.size;
+            let ring = if result.status == Status::Fail {
+                &mut h.failures
+            } else {
+                &mut h.others
+            };
+            ring.push_back((id, registry.to_string(), result.clone()));
+            while ring.len() > size {
+                ring.pop_front();
+            }
+        }
         let mut map = self.results.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(registry.to_string())
             .or_default()
             .insert(result.check, result);
+    }
+
+    /// The kept results, newest first.
+    pub fn history(&self) -> Vec<(u64, String, CheckResult)> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = h.failures.iter().chain(h.others.iter()).cloned().collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all
+    }
+
+    pub fn history_entry(&self, id: u64) -> Option<(String, CheckResult)> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.failures
+            .iter()
+            .chain(h.others.iter())
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, reg, r)| (reg.clone(), r.clone()))
     }
 
     pub fn latest(&self, registry: &str) -> Vec<CheckResult> {
@@ -63,7 +117,8 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config) -> Result<App, ClientBuildError> {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&config.runbook_base_url);
+        let store = Store::new(config.history_size);
         let mut targets = Vec::with_capacity(config.registries.len());
         for target in &config.registries {
             metrics.declare_target(target);
@@ -79,7 +134,7 @@ impl App {
             config,
             targets,
             metrics,
-            store: Store::default(),
+            store,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -115,7 +170,9 @@ impl App {
                 .acquire()
                 .await
                 .expect("semaphore is never closed");
-            results.push(checks::run_check(kind, &rt.target, &rt.client).await);
+            let mut result = checks::run_check(kind, &rt.target, &rt.client).await;
+            catalogue::annotate(&mut result, &self.config.runbook_base_url);
+            results.push(result);
         }
         results
     }

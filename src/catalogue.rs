@@ -119,11 +119,118 @@ fn runbook_file(kind: CheckKind) -> &'static str {
 /// The runbook URL of a check, on `base` (which ends in `/`), at the section for `reason`.
 pub fn runbook_url(base: &str, kind: CheckKind, reason: Option<Reason>) -> String {
     let mut url = format!("{base}{}", runbook_file(kind));
+    // The runbooks have a `### `<reason>`` heading per reason; its anchor is the name itself.
     if let Some(reason) = reason.filter(|r| *r != Reason::Ok) {
         url.push('#');
-        url.push_str(&reason.as_str().replace('_', "-"));
+        url.push_str(reason.as_str());
     }
     url
+}
+
+/// Every reason a check can report besides `ok`: its runbook has a section for each.
+pub fn reasons(kind: CheckKind) -> &'static [Reason] {
+    use Reason as R;
+    const TRANSPORT: [Reason; 5] = [
+        R::ConnectionRefused,
+        R::Dns,
+        R::Tls,
+        R::Timeout,
+        R::ConnectionError,
+    ];
+    macro_rules! list {
+        ($($r:ident),* $(,)?) => {{
+            const L: &[Reason] = &[TRANSPORT[0], TRANSPORT[1], TRANSPORT[2], TRANSPORT[3], TRANSPORT[4], $(R::$r),*];
+            L
+        }};
+    }
+    match kind {
+        CheckKind::Registry => list!(
+            NotARegistry,
+            ServerError,
+            RateLimited,
+            UnexpectedStatus,
+            InvalidResponse
+        ),
+        CheckKind::Credentials => list!(
+            Unauthorized,
+            InvalidCredentials,
+            Forbidden,
+            MissingPassword,
+            SecretUnreadable,
+            TokenEndpointUnreachable,
+            TokenEndpointError,
+            ServerError,
+            RateLimited,
+            UnexpectedStatus,
+            InvalidResponse,
+        ),
+        CheckKind::Pull => list!(
+            NotFound,
+            Unauthorized,
+            InvalidCredentials,
+            Forbidden,
+            MissingPassword,
+            SecretUnreadable,
+            TokenEndpointUnreachable,
+            TokenEndpointError,
+            ServerError,
+            RateLimited,
+            UnexpectedStatus,
+            InvalidResponse,
+        ),
+        CheckKind::Push => list!(
+            NoCredentials,
+            Unauthorized,
+            InvalidCredentials,
+            Forbidden,
+            ReadOnly,
+            MissingPassword,
+            SecretUnreadable,
+            TokenEndpointUnreachable,
+            TokenEndpointError,
+            ServerError,
+            RateLimited,
+            UnexpectedStatus,
+            InvalidResponse,
+        ),
+        CheckKind::Capabilities => list!(
+            Unsupported,
+            NotFound,
+            Unauthorized,
+            InvalidCredentials,
+            Forbidden,
+            MissingPassword,
+            SecretUnreadable,
+            TokenEndpointUnreachable,
+            TokenEndpointError,
+            ServerError,
+            RateLimited,
+            UnexpectedStatus,
+            InvalidResponse,
+        ),
+        CheckKind::Referrers => list!(
+            Unsupported,
+            NotFound,
+            Unauthorized,
+            InvalidCredentials,
+            Forbidden,
+            MissingPassword,
+            SecretUnreadable,
+            TokenEndpointUnreachable,
+            TokenEndpointError,
+            ServerError,
+            RateLimited,
+            UnexpectedStatus,
+            InvalidResponse,
+            NotARegistry,
+        ),
+    }
+}
+
+/// Adds the likely cause, its fix steps and the runbook link to a finished result.
+pub fn annotate(result: &mut CheckResult, runbook_base_url: &str) {
+    result.diagnosis = diagnose(result);
+    result.runbook_url = runbook_url(runbook_base_url, result.check, Some(result.reason));
 }
 
 /// A likely cause of a result, and what to do about it.

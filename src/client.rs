@@ -126,6 +126,45 @@ pub struct RequestRecord {
     pub auth: AuthUsed,
     /// What the auth layer did around this request, e.g. "token fetched for scope ...".
     pub note: Option<String>,
+    /// Response headers worth showing in debug output (see [`DEBUG_HEADERS`]); never
+    /// `Authorization`, `Set-Cookie` or a URL query.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Response headers kept for debug output. None of them carries a credential; `Location`
+/// is cut to its path, because its query may hold upload state.
+pub const DEBUG_HEADERS: &[&str] = &[
+    "content-type",
+    "docker-content-digest",
+    "docker-distribution-api-version",
+    "oci-distribution-api-version",
+    "www-authenticate",
+    "location",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "retry-after",
+    "oci-chunk-min-length",
+    "oci-filters-applied",
+    "allow",
+    "range",
+];
+
+fn debug_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in DEBUG_HEADERS {
+        for value in headers.get_all(*name) {
+            let Ok(text) = value.to_str() else { continue };
+            let text = if *name == "location" {
+                text.split('?').next().unwrap_or_default()
+            } else {
+                text
+            };
+            // Bounded: a hostile registry cannot bloat the debug output or the history.
+            let text: String = text.chars().take(256).collect();
+            out.push((name.to_string(), text));
+        }
+    }
+    out
 }
 
 /// The requests made by one check run, and the facts the client learned on the way
@@ -562,7 +601,9 @@ impl RegistryClient {
             duration: Duration::ZERO,
             auth: auth_used,
             note,
+            headers: Vec::new(),
         };
+        let mut kept_headers = Vec::new();
         let result = async {
             let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
             let status = resp.status();
@@ -571,6 +612,7 @@ impl RegistryClient {
             }
             let headers = std::mem::take(resp.headers_mut());
             observe_limits(&headers, status, trail);
+            kept_headers = debug_headers(&headers);
             let body = if req.read_body && req.method != Method::HEAD {
                 read_bounded(&mut resp, MAX_BODY_BYTES).await?
             } else {
@@ -585,6 +627,7 @@ impl RegistryClient {
         .await;
         record.duration = started.elapsed();
         record.status = result.as_ref().ok().map(|r: &Response| r.status.as_u16());
+        record.headers = kept_headers;
         trail.push(record);
         result
     }
@@ -651,7 +694,8 @@ impl RegistryClient {
                 if let Some(service) = &ch.service {
                     form.push(("service", service.clone()));
                 }
-                if let Some(scope) = scope {
+                // Several scopes travel as repeated `scope` parameters (Docker token spec).
+                for scope in scope.iter().flat_map(|s| s.split_whitespace()) {
                     form.push(("scope", scope.to_string()));
                 }
                 (self.http.post(realm.clone()).form(&form), AuthUsed::Token)
@@ -662,7 +706,8 @@ impl RegistryClient {
                     if let Some(service) = &ch.service {
                         q.append_pair("service", service);
                     }
-                    if let Some(scope) = scope {
+                    // Several scopes travel as repeated `scope` parameters (Docker token spec).
+                    for scope in scope.iter().flat_map(|s| s.split_whitespace()) {
                         q.append_pair("scope", scope);
                     }
                 }
@@ -689,6 +734,7 @@ impl RegistryClient {
             duration: Duration::ZERO,
             auth: auth_used,
             note: Some(format!("token request to {shown}")),
+            headers: Vec::new(),
         };
         let result = async {
             let mut resp = builder.send().await.map_err(|e| TokenError::Unreachable {

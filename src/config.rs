@@ -51,6 +51,8 @@ pub struct RawConfig {
     #[serde(default, with = "humantime_serde")]
     pub min_interval: Option<Duration>,
     pub max_concurrency: Option<usize>,
+    pub runbook_base_url: Option<String>,
+    pub history_size: Option<usize>,
     #[serde(default)]
     pub defaults: RawRegistry,
     #[serde(default)]
@@ -277,6 +279,10 @@ pub struct Config {
     pub mode: Mode,
     pub min_interval: Duration,
     pub max_concurrency: usize,
+    /// Base of the runbook links, ending in `/`.
+    pub runbook_base_url: String,
+    /// How many recent results the status page keeps (failures separately, so longer).
+    pub history_size: usize,
     pub registries: Vec<Arc<Target>>,
     /// Problems that do not stop the exporter (a secret that cannot be resolved):
     /// the credentials check reports them, `--check-config` prints them.
@@ -417,6 +423,26 @@ impl Config {
                 "set it to the number of checks that may run at once, e.g. 16",
             ));
         }
+        let runbook_base_url = match raw.runbook_base_url.as_deref() {
+            None => crate::catalogue::DEFAULT_RUNBOOK_BASE_URL.to_string(),
+            Some(text) => {
+                let url = Url::parse(text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"));
+                if url.is_none() {
+                    return Err(ConfigError::invalid(
+                        "runbook_base_url",
+                        format!("\"{text}\" is not an http(s) URL"),
+                        "point it at the folder holding the runbooks, e.g. \"https://wiki.example.com/runbooks/\"",
+                    ));
+                }
+                if text.ends_with('/') {
+                    text.to_string()
+                } else {
+                    format!("{text}/")
+                }
+            }
+        };
         validate_duration("defaults.interval", raw.defaults.interval)?;
         validate_duration("defaults.timeout", raw.defaults.timeout)?;
         if raw.registries.is_empty() {
@@ -542,6 +568,8 @@ impl Config {
             mode: raw.mode.unwrap_or_default(),
             min_interval,
             max_concurrency,
+            runbook_base_url,
+            history_size: raw.history_size.unwrap_or(100),
             registries,
             warnings,
         })

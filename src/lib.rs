@@ -7,6 +7,8 @@
 //! - `checks`: one file per check, all `run(target, cx) -> CheckResult`; result types.
 //! - `catalogue`: what each check is, why it matters, likely causes and fixes, runbook links.
 //! - `app`: shared state: targets, latest results, the concurrency bound, rounds of checks.
+//! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
+//! - `report`: debug text, the doctor's text and JSON.
 //! - `scheduler`: interval mode's background loop per registry.
 //! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
 //! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
@@ -17,7 +19,9 @@ pub mod checks;
 pub mod client;
 pub mod config;
 pub mod docker_config;
+pub mod doctor;
 pub mod metrics;
+pub mod report;
 pub mod scheduler;
 pub mod server;
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use oci_registry_exporter::{Config, DEFAULT_LISTEN_ADDRESS, run};
+use oci_registry_exporter::{Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -14,9 +14,11 @@ use oci_registry_exporter::{Config, DEFAULT_LISTEN_ADDRESS, run};
     about = "Health-checks OCI registries and exports the results to Prometheus"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML or YAML by extension). Without it, the environment's seed
     /// keys (OCI__RegistryUrl, ...) configure the registry `default`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Address to listen on, e.g. ":9793" or "127.0.0.1:9793".
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS)]
@@ -25,16 +27,65 @@ struct Cli {
     #[arg(long = "check-config")]
     check_config: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
-    #[arg(long = "log.level", default_value = "info")]
+    #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
     /// Log format: logfmt or json.
-    #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"], global = true)]
     log_format: String,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Run checks once, print the results with causes and fixes, and exit:
+    /// 0 all pass/info/skip, 1 a warning, 2 a failure, 3 bad usage or config.
+    Check {
+        /// Only this registry (its configured name).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Only this check: a short name (pull) or an id (check.integration.oci.pull).
+        #[arg(long)]
+        check: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(&cli);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version are not errors; bad usage of `check` is exit code 3.
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ if std::env::args().nth(1).as_deref() == Some("check") => {
+                    ExitCode::from(doctor::EXIT_USAGE)
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    if let Some(Command::Check {
+        registry,
+        check,
+        format,
+    }) = &cli.command
+    {
+        // The doctor logs only warnings unless asked: its output is the report.
+        init_logging(
+            &cli,
+            if cli.log_level == "info" {
+                "warn"
+            } else {
+                &cli.log_level
+            },
+        );
+        return doctor_main(&cli, registry.as_deref(), check.as_deref(), format.as_str());
+    }
+    init_logging(&cli, &cli.log_level);
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -44,8 +95,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+fn doctor_main(cli: &Cli, registry: Option<&str>, check: Option<&str>, format: &str) -> ExitCode {
+    use std::io::Write;
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("invalid config: {e}");
+            return ExitCode::from(doctor::EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(doctor::EXIT_USAGE);
+        }
+    };
+    let results = match runtime.block_on(doctor::run(config, registry, check)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(doctor::EXIT_USAGE);
+        }
+    };
+    let code = doctor::exit_code(&results);
+    let text = if format == "json" {
+        report::doctor_json(&results, code)
+    } else {
+        report::doctor_text(&results)
+    };
+    // anstream drops the colour codes when stdout is not a terminal or NO_COLOR is set.
+    let mut out = anstream::stdout();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    ExitCode::from(code)
+}
+
+fn init_logging(cli: &Cli, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

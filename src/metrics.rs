@@ -155,6 +155,12 @@ pub const METRICS: &[MetricDoc] = &[
         help: "Number of referrers of the test image, from the referrers API",
     },
     MetricDoc {
+        name: "oci_registry_check_info",
+        kind: "gauge",
+        labels: &["check", "check_id", "severity", "category", "runbook_url"],
+        help: "1 per check with its id, default severity, category and runbook, to join alerts and dashboards on",
+    },
+    MetricDoc {
         name: "oci_registry_exporter_build_info",
         kind: "gauge",
         labels: &["version", "revision"],
@@ -204,6 +210,15 @@ struct CapabilityLabels {
     registry: String,
     capability: Capability,
     status: CapabilityStatus,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckInfoLabels {
+    check: CheckKind,
+    check_id: String,
+    severity: String,
+    category: String,
+    runbook_url: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,14 +298,9 @@ fn help(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"))
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The exporter's series; `runbook_base_url` is used by `oci_registry_check_info`.
+    pub fn new(runbook_base_url: &str) -> Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             status: Family::default(),
@@ -363,6 +373,23 @@ impl Metrics {
                     .into(),
             })
             .set(1);
+        let info: Family<CheckInfoLabels, Gauge> = Family::default();
+        for &kind in CheckKind::ALL {
+            let c = crate::catalogue::info(kind);
+            info.get_or_create(&CheckInfoLabels {
+                check: kind,
+                check_id: c.id.to_string(),
+                severity: c.severity.as_str().to_string(),
+                category: c.category.to_string(),
+                runbook_url: crate::catalogue::runbook_url(runbook_base_url, kind, None),
+            })
+            .set(1);
+        }
+        registry.register(
+            "oci_registry_check_info",
+            help("oci_registry_check_info"),
+            info,
+        );
         registry.register(
             "oci_registry_exporter_build_info",
             help("oci_registry_exporter_build_info"),
@@ -661,7 +688,7 @@ mod tests {
 
     #[test]
     fn classic_names_counters_with_total_and_drops_eof() {
-        let m = Metrics::new();
+        let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
         let r = CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x");
         m.record("hub", &r);
         let om = m.encode(Format::OpenMetrics);
@@ -678,7 +705,7 @@ mod tests {
 
     #[test]
     fn state_set_and_single_reason() {
-        let m = Metrics::new();
+        let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
         m.record(
             "hub",
             &CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x"),

@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::checks::{CheckKind, Status};
 use crate::config::Mode;
 use crate::metrics::{Format, Metrics};
+use crate::report;
 
 /// Subtracted from Prometheus' scrape timeout, so the answer is sent before it gives up.
 const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
@@ -98,6 +99,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             }
         }
         "/" => html(index_page(&app)),
+        "/result" => result_page(&app, req.uri().query().unwrap_or("")),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found; try /metrics, /probe?target=NAME or /\n",
@@ -119,10 +121,12 @@ fn scrape_wait(headers: &http::HeaderMap) -> Duration {
 async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
     let mut target = None;
     let mut check = None;
+    let mut debug = false;
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             "target" => target = Some(v.into_owned()),
             "check" => check = Some(v.into_owned()),
+            "debug" => debug = matches!(v.as_ref(), "true" | "1"),
             _ => {}
         }
     }
@@ -156,12 +160,45 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
         },
     };
     let results = app.execute(rt, only.as_deref()).await;
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(&app.config.runbook_base_url);
     metrics.declare_target(&rt.target);
     for result in &results {
         metrics.record(&rt.target.name, result);
     }
+    if debug {
+        // blackbox_exporter's habit: the request trail and each verdict, then the metrics.
+        let body = report::probe_debug(
+            &rt.target.name,
+            rt.client.base_url().as_str(),
+            &results,
+            &metrics.encode(Format::Classic),
+        );
+        return text(StatusCode::OK, &body);
+    }
     metrics_response(format, metrics.encode(format))
+}
+
+fn result_page(app: &App, query: &str) -> Response<Body> {
+    let id = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "id")
+        .and_then(|(_, v)| v.parse::<u64>().ok());
+    let Some(id) = id else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "id parameter is missing; follow a link from the / page\n",
+        );
+    };
+    match app.store.history_entry(id) {
+        Some((registry, result)) => {
+            let mut body = String::new();
+            report::result_debug(&mut body, &registry, &result);
+            text(StatusCode::OK, &body)
+        }
+        None => text(
+            StatusCode::NOT_FOUND,
+            &format!("result {id} is no longer kept; the / page lists the ones that are\n"),
+        ),
+    }
 }
 
 fn metrics_response(format: Format, body: String) -> Response<Body> {
@@ -249,6 +286,29 @@ fn index_page(app: &App) -> String {
                 esc(&r.message),
             );
         }
+    }
+    out.push_str("</table><h2>Recent results</h2><p>Failures are kept longer than other results.</p>\
+        <table><tr><th>Time</th><th>Registry</th><th>Check</th><th>Status</th><th>Reason</th><th>Message</th></tr>");
+    for (id, registry, r) in app.store.history() {
+        let when = humantime::format_rfc3339_seconds(
+            UNIX_EPOCH
+                + Duration::from_secs(
+                    r.finished_at
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                ),
+        );
+        let _ = write!(
+            out,
+            "<tr><td><a href=\"/result?id={id}\">{when}</a></td><td>{}</td><td>{}</td><td><span class=\"s\" style=\"background:{}\">{}</span></td><td>{}</td><td>{}</td></tr>",
+            esc(&registry),
+            r.check.short_name(),
+            status_colour(r.status),
+            r.status.as_str(),
+            r.reason.as_str(),
+            esc(&r.message),
+        );
     }
     out.push_str("</table></body></html>\n");
     out

@@ -112,6 +112,12 @@ docker_config = "{dc}"
         ("/metrics", exporter.metrics().await),
         ("/", exporter.get("/").await.1),
     ];
+    for id in 1..40 {
+        let (code, body) = exporter.get(&format!("/result?id={id}")).await;
+        if code == 200 {
+            outputs.push(("/result", body));
+        }
+    }
     for target in [
         "basic-inline",
         "basic-wrong",
@@ -123,6 +129,12 @@ docker_config = "{dc}"
         let (code, body) = exporter.get(&format!("/probe?target={target}")).await;
         assert_eq!(code, 200);
         outputs.push(("/probe", body));
+        let (code, body) = exporter
+            .get(&format!("/probe?target={target}&debug=true"))
+            .await;
+        assert_eq!(code, 200);
+        assert!(body.contains("requests:"), "{body}");
+        outputs.push(("/probe?debug=true", body));
     }
     exporter.stop().await;
 

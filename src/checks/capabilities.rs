@@ -30,6 +30,7 @@ use super::pull::MANIFEST_MEDIA_TYPES;
 use super::push::{cancel_upload, insufficient_scope, send_with_scopes, write_scopes};
 use super::referrers::{Referrers, content_digest, is_digest, query, resolve_test_digest};
 use super::{Capability, CapabilityStatus, CheckContext, CheckKind, CheckResult, Reason, Status};
+use crate::checks::AuthMethod;
 use crate::client::{Request, RequestError, Response};
 use crate::config::{Credentials, Target};
 
@@ -41,10 +42,13 @@ pub const NOWHERE_DIGEST: &str =
     "sha256:a5d1f996f806f089eb944f5e3dca48864b5d9af00e34b50598068613149b5c32";
 
 pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
+    // A Docker config without an entry for this registry resolves to anonymous too.
+    let anonymous = matches!(target.credentials, Credentials::Anonymous)
+        || matches!(cx.client.auth_method().await, Ok(AuthMethod::Anonymous));
     let mut probing = Probing {
         target,
         cx,
-        anonymous: matches!(target.credentials, Credentials::Anonymous),
+        anonymous,
         auth_required: false,
         probes: Vec::new(),
         evidence: BTreeMap::new(),
@@ -571,19 +575,20 @@ impl Probing<'_> {
         let code = resp.status.as_u16();
         let (state, reason, note) = match code {
             401 | 403 => {
-                let why = if self.anonymous {
-                    "no credentials are configured".to_string()
-                } else if code == 401 && !insufficient_scope(resp) {
-                    "the credentials were rejected".to_string()
+                // A 401 without insufficient_scope refused the credentials themselves.
+                let rejected = code == 401 && !insufficient_scope(resp);
+                let (reason, why) = if self.anonymous {
+                    (
+                        Reason::NoCredentials,
+                        "no credentials are configured".into(),
+                    )
+                } else if rejected {
+                    (Reason::Unauthorized, "the credentials were rejected".into())
                 } else {
-                    format!("the credentials lack the permission on {repo}")
-                };
-                let reason = if self.anonymous {
-                    Reason::NoCredentials
-                } else if code == 401 && !insufficient_scope(resp) {
-                    Reason::Unauthorized
-                } else {
-                    Reason::Forbidden
+                    (
+                        Reason::Forbidden,
+                        format!("the credentials lack the permission on {repo}"),
+                    )
                 };
                 (
                     CapabilityStatus::Denied,
@@ -688,7 +693,10 @@ impl Probing<'_> {
                 Status::Fail,
                 abort.error.reason(),
                 None,
-                format!("{}: {}; {summary}", abort.what, abort.error),
+                format!(
+                    "{}: {}; the remaining capabilities were not probed",
+                    abort.what, abort.error
+                ),
             )
         } else if let Some(r) = referrers.filter(|p| p.state == CapabilityStatus::Unsupported) {
             (

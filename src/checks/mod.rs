@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use serde::Serialize;
 
+use crate::catalogue::Diagnosis;
 use crate::client::{RegistryClient, Request, RequestError, RequestRecord, Response, Trail};
 use crate::config::Target;
 
@@ -256,6 +257,10 @@ pub struct CheckResult {
     pub evidence: BTreeMap<&'static str, String>,
     /// Every HTTP request the check made, in order.
     pub requests: Vec<RequestRecord>,
+    /// The likely cause and its fix steps, for results that are not a pass.
+    pub diagnosis: Option<Diagnosis>,
+    /// The runbook section for this check and reason.
+    pub runbook_url: String,
 }
 
 impl CheckResult {
@@ -277,6 +282,8 @@ impl CheckResult {
             finished_at: SystemTime::now(),
             evidence: BTreeMap::new(),
             requests: Vec::new(),
+            diagnosis: None,
+            runbook_url: String::new(),
         }
     }
 

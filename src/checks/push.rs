@@ -13,14 +13,20 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status};
+use crate::checks::AuthMethod;
 use crate::client::{Challenges, Request, RequestError, Response, TokenError};
-use crate::config::{Credentials, Target};
+use crate::config::Target;
 
 const KIND: CheckKind = CheckKind::Push;
 
 pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
     let repo = &target.push_test_repository;
-    if matches!(target.credentials, Credentials::Anonymous) {
+    // A Docker config without an entry for this registry resolves to anonymous too.
+    let anonymous = match cx.client.auth_method().await {
+        Ok(method) => method == AuthMethod::Anonymous,
+        Err(e) => return CheckResult::from_request_error(KIND, "reading the credentials", &e),
+    };
+    if anonymous {
         return CheckResult::new(
             KIND,
             Status::Skip,

@@ -251,6 +251,17 @@ fn tail(path: &Path, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Where registries keep their storage: tmpfs when there is one, since Distribution syncs
+/// every write and on a busy disk that stalls requests for seconds.
+fn storage_base() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// A reqwest client for a test registry: no proxy, bounded timeouts, and for
 /// TLS only the generated CA as trust anchor.
 pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
@@ -294,7 +305,13 @@ impl TestRegistry {
     pub async fn start_with(kind: Kind, opts: Options) -> TestRegistry {
         let dir = tempfile::Builder::new()
             .prefix("regharness-")
-            .tempdir()
+            // On tmpfs when there is one: Distribution syncs every write, and on a busy
+            // disk that stalls requests for seconds.
+            .tempdir_in(if Path::new("/dev/shm").is_dir() {
+                Path::new("/dev/shm")
+            } else {
+                std::env::temp_dir().leak()
+            })
             .expect("create registry tempdir");
         let root = dir.path().join("storage");
         std::fs::create_dir_all(&root).expect("create storage root");

@@ -1,0 +1,211 @@
+//! Results rendered for people and scripts: the debug text of `/probe?debug=true` and of
+//! the status page's history, and the doctor CLI's text and JSON.
+//!
+//! Owns formats only. Everything it prints comes from `CheckResult`, whose fields hold no
+//! secret (the request trail keeps paths and a list of harmless headers), so nothing here
+//! needs redaction of its own.
+
+use std::fmt::Write as _;
+use std::time::UNIX_EPOCH;
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+
+use crate::catalogue;
+use crate::checks::{CheckResult, Status};
+
+/// The version of the doctor's JSON schema; bumped on any incompatible change.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// The debug text of one result: status, request trail, evidence, cause, fix, runbook.
+pub fn result_debug(out: &mut String, registry: &str, r: &CheckResult) {
+    let _ = writeln!(
+        out,
+        "== {} ({}) on registry {:?}: {} / {}, HTTP {}, {} ms, at {}",
+        r.check.id(),
+        r.check.short_name(),
+        registry,
+        r.status.as_str(),
+        r.reason.as_str(),
+        r.http_status
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "none".into()),
+        r.duration.as_millis(),
+        rfc3339(r.finished_at)
+    );
+    let _ = writeln!(out, "   {}", r.message);
+    if !r.requests.is_empty() {
+        let _ = writeln!(out, "   requests:");
+    }
+    for q in &r.requests {
+        let _ = writeln!(
+            out,
+            "     {} {} -> {} ({} ms, auth: {}){}",
+            q.method,
+            q.path,
+            q.status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "no answer".into()),
+            q.duration.as_millis(),
+            serde_json::to_value(q.auth)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            q.note
+                .as_ref()
+                .map(|n| format!(" [{n}]"))
+                .unwrap_or_default()
+        );
+        for (name, value) in &q.headers {
+            let _ = writeln!(out, "         {name}: {value}");
+        }
+    }
+    if !r.evidence.is_empty() {
+        let evidence: Vec<String> = r.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "   evidence: {}", evidence.join(" "));
+    }
+    if let Some(d) = &r.diagnosis {
+        let _ = writeln!(out, "   likely cause: {}", d.cause);
+        for (i, step) in d.fix.iter().enumerate() {
+            let _ = writeln!(out, "   fix {}: {step}", i + 1);
+        }
+    }
+    if !r.runbook_url.is_empty() {
+        let _ = writeln!(out, "   runbook: {}", r.runbook_url);
+    }
+}
+
+/// The whole `/probe?debug=true` answer: every result, then the metrics.
+pub fn probe_debug(
+    registry: &str,
+    base_url: &str,
+    results: &[CheckResult],
+    metrics: &str,
+) -> String {
+    let mut out = format!("probe of registry {registry:?} at {base_url}\n\n");
+    for r in results {
+        result_debug(&mut out, registry, r);
+        out.push('\n');
+    }
+    out.push_str("== metrics\n");
+    out.push_str(metrics);
+    out
+}
+
+/// One result in the doctor's JSON.
+#[derive(Serialize)]
+struct JsonResult<'a> {
+    registry: &'a str,
+    check: &'static str,
+    check_id: &'static str,
+    severity: &'static str,
+    status: &'static str,
+    reason: &'static str,
+    message: &'a str,
+    http_status: Option<u16>,
+    duration_ms: u128,
+    finished_at: String,
+    evidence: &'a std::collections::BTreeMap<&'static str, String>,
+    cause: Option<&'static str>,
+    fix: &'static [&'static str],
+    runbook_url: &'a str,
+}
+
+/// The doctor's JSON document (schema in docs/doctor.md).
+pub fn doctor_json(results: &[(String, CheckResult)], exit_code: u8) -> String {
+    let items: Vec<JsonResult<'_>> = results
+        .iter()
+        .map(|(registry, r)| JsonResult {
+            registry,
+            check: r.check.short_name(),
+            check_id: r.check.id(),
+            severity: catalogue::info(r.check).severity.as_str(),
+            status: r.status.as_str(),
+            reason: r.reason.as_str(),
+            message: &r.message,
+            http_status: r.http_status,
+            duration_ms: r.duration.as_millis(),
+            finished_at: rfc3339(r.finished_at),
+            evidence: &r.evidence,
+            cause: r.diagnosis.as_ref().map(|d| d.cause),
+            fix: r.diagnosis.as_ref().map(|d| d.fix).unwrap_or(&[]),
+            runbook_url: &r.runbook_url,
+        })
+        .collect();
+    let mut summary = serde_json::Map::new();
+    for s in Status::ALL {
+        let n = results.iter().filter(|(_, r)| r.status == *s).count();
+        summary.insert(s.as_str().into(), n.into());
+    }
+    let doc = serde_json::json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "results": items,
+        "summary": summary,
+        "exit_code": exit_code,
+    });
+    // A json! value of strings and numbers always serializes.
+    serde_json::to_string_pretty(&doc).expect("a JSON value serializes") + "\n"
+}
+
+fn style(status: Status) -> Style {
+    let colour = match status {
+        Status::Pass => AnsiColor::Green,
+        Status::Info => AnsiColor::Blue,
+        Status::Warn => AnsiColor::Yellow,
+        Status::Fail => AnsiColor::Red,
+        Status::Skip => AnsiColor::BrightBlack,
+    };
+    Style::new().fg_color(Some(colour.into())).bold()
+}
+
+/// The doctor's text: a line per check, then cause, fix and runbook for each non-pass.
+/// Colour codes are written always; the caller's `anstream` writer strips them when the
+/// output is not a terminal or `NO_COLOR` is set.
+pub fn doctor_text(results: &[(String, CheckResult)]) -> String {
+    let mut out = String::new();
+    let width = results.iter().map(|(r, _)| r.len()).max().unwrap_or(0);
+    for (registry, r) in results {
+        let s = style(r.status);
+        let _ = writeln!(
+            out,
+            "{s}{:<4}{s:#}  {registry:<width$}  {:<32}  {}",
+            r.status.as_str().to_uppercase(),
+            r.check.id(),
+            r.message
+        );
+    }
+    let problems: Vec<&(String, CheckResult)> = results
+        .iter()
+        .filter(|(_, r)| !matches!(r.status, Status::Pass | Status::Skip))
+        .collect();
+    for (registry, r) in problems {
+        let s = style(r.status);
+        let _ = writeln!(
+            out,
+            "\n{s}{}{s:#} {} on {registry}: {} (reason {}, HTTP {})",
+            r.status.as_str().to_uppercase(),
+            r.check.id(),
+            r.message,
+            r.reason.as_str(),
+            r.http_status
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "none".into())
+        );
+        if let Some(d) = &r.diagnosis {
+            let _ = writeln!(out, "  likely cause: {}", d.cause);
+            for (i, step) in d.fix.iter().enumerate() {
+                let _ = writeln!(out, "  {}. {step}", i + 1);
+            }
+        }
+        let _ = writeln!(out, "  runbook: {}", r.runbook_url);
+    }
+    out
+}

@@ -1,0 +1,259 @@
+//! The doctor CLI (`oci-registry-exporter check`), `/probe?debug=true` and the status
+//! page's history, against real Distribution registries.
+
+mod common;
+mod support;
+
+use std::process::Command;
+
+use common::{Exporter, config_from_toml};
+use support::{Kind, TestRegistry};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"));
+    c.env_remove("OCI__RegistryUrl").env("NO_COLOR", "1");
+    c
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn two_registries(url: &str) -> String {
+    format!(
+        r#"
+[[registries]]
+name = "good"
+url = "{url}"
+username = "alice"
+password = "wonderland"
+checks = ["registry", "credentials", "pull"]
+
+[[registries]]
+name = "bad"
+url = "{url}"
+username = "alice"
+password = "stale-password"
+checks = ["registry", "credentials", "pull"]
+"#
+    )
+}
+
+#[tokio::test]
+async fn exit_codes_text_and_json() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, &two_registries(&reg.url));
+
+    let out = bin()
+        .arg("check")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "a failure exits 2:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour without a terminal:\n{text}"
+    );
+    assert!(
+        text.contains("PASS  good  check.integration.oci.pull"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  bad   check.integration.oci.credentials"),
+        "{text}"
+    );
+    assert!(
+        text.contains("likely cause: credentials rejected: rotated or revoked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("docs/runbooks/credentials.md#invalid_credentials"),
+        "{text}"
+    );
+    assert!(!text.contains("stale-password"), "{text}");
+
+    let out = bin()
+        .args([
+            "check",
+            "--registry",
+            "good",
+            "--check",
+            "check.integration.oci.pull",
+            "--format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["exit_code"], 0);
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    let r = &results[0];
+    assert_eq!(r["registry"], "good");
+    assert_eq!(r["check_id"], "check.integration.oci.pull");
+    assert_eq!(r["status"], "pass");
+    assert_eq!(r["reason"], "ok");
+    assert_eq!(r["http_status"], 200);
+    assert_eq!(r["severity"], "fail");
+    assert_eq!(r["evidence"]["digest"], support::seed_manifest_digest());
+    assert_eq!(doc["summary"]["pass"], 1);
+
+    let out = bin()
+        .args([
+            "check",
+            "--registry",
+            "bad",
+            "--check",
+            "pull",
+            "--format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &doc["results"][0];
+    assert_eq!(r["reason"], "unauthorized");
+    assert!(
+        r["cause"]
+            .as_str()
+            .unwrap()
+            .contains("credentials rejected")
+    );
+    assert!(!r["fix"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn usage_errors_exit_three_and_warnings_exit_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(404)
+        .create_async()
+        .await;
+    let cfg = write_config(
+        &dir,
+        &format!(
+            "[[registries]]\nname = \"web\"\nurl = \"{}\"\n",
+            server.url()
+        ),
+    );
+    let out = bin()
+        .args(["check", "--check", "registry", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = bin()
+        .args(["check", "--check", "bogus", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--check \"bogus\": unknown check"));
+    let out = bin()
+        .args(["check", "--registry", "nope", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--registry \"nope\": no such registry"));
+    let out = bin()
+        .args(["check", "--format", "yaml", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let bad = write_config(&dir, "[[registries]]\nname = \"x\"\n");
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("invalid config: registries[0].url: missing")
+    );
+}
+
+#[tokio::test]
+async fn seed_environment_alone_drives_the_doctor() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    let out = bin()
+        .env("OCI__RegistryUrl", &reg.url)
+        .args(["check", "--check", "check.integration.oci.pull"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PASS  default  check.integration.oci.pull")
+    );
+}
+
+#[tokio::test]
+async fn probe_debug_shows_the_trail_and_history_keeps_results() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let exporter = Exporter::start(config_from_toml(&two_registries(&reg.url))).await;
+    let (code, body) = exporter
+        .get("/probe?target=bad&check=pull&debug=true")
+        .await;
+    assert_eq!(code, 200);
+    assert!(
+        body.starts_with("probe of registry \"bad\" at http://127.0.0.1:"),
+        "{body}"
+    );
+    assert!(
+        body.contains("HEAD /v2/library/alpine/manifests/latest -> 401"),
+        "{body}"
+    );
+    assert!(
+        body.contains("www-authenticate: Basic realm=\"regharness-basic\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("likely cause: credentials rejected"),
+        "{body}"
+    );
+    assert!(body.contains("runbook: https://"), "{body}");
+    assert!(body.contains("== metrics\n# HELP"), "{body}");
+    assert!(!body.contains("stale-password"));
+
+    exporter.wait_ready().await;
+    let (_, page) = exporter.get("/").await;
+    assert!(page.contains("Recent results"), "{page}");
+    let link = page
+        .split("href=\"/result?id=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a history link");
+    let (code, text) = exporter.get(&format!("/result?id={link}")).await;
+    assert_eq!(code, 200);
+    assert!(text.starts_with("== check.integration.oci."), "{text}");
+    let (code, _) = exporter.get("/result?id=999999").await;
+    assert_eq!(code, 404);
+    exporter.stop().await;
+}
