@@ -56,7 +56,7 @@ fn every_reason_is_documented_and_every_metric_is_served() {
             reason.as_str()
         );
     }
-    let m = Metrics::new();
+    let m = Metrics::new(oci_registry_exporter::catalogue::DEFAULT_RUNBOOK_BASE_URL);
     let raw = oci_registry_exporter::RawConfig {
         registries: vec![oci_registry_exporter::config::RawRegistry {
             name: Some("x".into()),
