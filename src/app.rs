@@ -1,13 +1,16 @@
-//! The running exporter's shared state: targets with their clients, the latest results,
-//! the metrics, and the bound on concurrent checks.
+//! The running exporter's shared state: the current generation of configuration and
+//! targets, the latest results, the metrics, and the bound on concurrent checks.
 //!
-//! Owns how a round of checks runs for one registry ([`App::execute`]) and where its results
-//! go ([`App::record`]: the store, the metrics, the log). It does not decide when rounds run:
-//! that is the scheduler (interval mode) or the HTTP handlers (scrape mode, `/probe`).
+//! Owns how a round of checks runs for one registry ([`App::execute`]), where its results
+//! go ([`App::record`]: the store, the metrics, the log), and configuration reloads
+//! ([`App::reload`]: a new [`Generation`] replaces the old one whole). It does not decide
+//! when rounds run: that is the scheduler (interval mode) or the HTTP handlers (scrape
+//! mode, `/probe`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -17,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::catalogue;
 use crate::checks::{self, CheckKind, CheckResult, Status};
 use crate::client::{ClientBuildError, RegistryClient};
-use crate::config::{Config, Mode, Target};
+use crate::config::{Config, ConfigError, Mode, Target};
 use crate::metrics::Metrics;
 
 /// One configured registry and what runs against it.
@@ -27,6 +30,55 @@ pub struct TargetRuntime {
     /// Serialises rounds of one registry, so two scrapes never probe it twice at once.
     round: tokio::sync::Mutex<Option<Instant>>,
     first_round_done: AtomicBool,
+    /// The generation's bound on concurrent checks, shared by all its targets.
+    permits: Arc<Semaphore>,
+    runbook_base_url: Arc<str>,
+}
+
+/// One loaded configuration and the runtimes built from it. A reload builds a new one and
+/// retires the old: its scheduler loops stop, and a round in flight is dropped, so a
+/// removed registry cannot bring its series back after the reload.
+pub struct Generation {
+    pub config: Config,
+    pub targets: Vec<Arc<TargetRuntime>>,
+    /// Cancelled when a reload replaces this generation.
+    pub retired: CancellationToken,
+}
+
+impl Generation {
+    fn build(config: Config) -> Result<Generation, ClientBuildError> {
+        let permits = Arc::new(Semaphore::new(config.max_concurrency));
+        let runbook_base_url: Arc<str> = Arc::from(config.runbook_base_url.as_str());
+        let mut targets = Vec::with_capacity(config.registries.len());
+        for target in &config.registries {
+            targets.push(Arc::new(TargetRuntime {
+                target: target.clone(),
+                client: Arc::new(RegistryClient::new(target)?),
+                round: tokio::sync::Mutex::new(None),
+                first_round_done: AtomicBool::new(false),
+                permits: permits.clone(),
+                runbook_base_url: runbook_base_url.clone(),
+            }));
+        }
+        Ok(Generation {
+            config,
+            targets,
+            retired: CancellationToken::new(),
+        })
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Arc<TargetRuntime>> {
+        self.targets.iter().find(|t| t.target.name == name)
+    }
+}
+
+/// A reload that was refused; the running configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
 }
 
 /// The latest result of each check of each registry, and a bounded history for the
@@ -84,7 +136,7 @@ impl Store {
     pub fn history(&self) -> Vec<(u64, String, CheckResult)> {
         let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<_> = h.failures.iter().chain(h.others.iter()).cloned().collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
         all
     }
 
@@ -97,6 +149,22 @@ impl Store {
             .map(|(_, reg, r)| (reg.clone(), r.clone()))
     }
 
+    /// Forgets the latest results of a registry (all checks, or only `check`), after a
+    /// reload removed it or its check. The history keeps what happened.
+    pub fn remove(&self, registry: &str, check: Option<CheckKind>) {
+        let mut map = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        match check {
+            None => {
+                map.remove(registry);
+            }
+            Some(check) => {
+                if let Some(m) = map.get_mut(registry) {
+                    m.remove(&check);
+                }
+            }
+        }
+    }
+
     pub fn latest(&self, registry: &str) -> Vec<CheckResult> {
         let map = self.results.lock().unwrap_or_else(|p| p.into_inner());
         map.get(registry)
@@ -106,56 +174,119 @@ impl Store {
 }
 
 pub struct App {
-    pub config: Config,
-    pub targets: Vec<TargetRuntime>,
+    // std RwLock: held only to clone or swap the Arc, never across an .await.
+    generation: RwLock<Arc<Generation>>,
     pub metrics: Metrics,
     pub store: Store,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
-    permits: Semaphore,
+    /// Where the configuration came from, read again on reload.
+    source: Option<PathBuf>,
+    reloading: tokio::sync::Mutex<()>,
+    ever_ready: AtomicBool,
 }
 
 impl App {
+    /// An app for `config`; a reload reads `config.source` again.
     pub fn new(config: Config) -> Result<App, ClientBuildError> {
+        let source = config.source.clone();
         let metrics = Metrics::new(&config.runbook_base_url);
         let store = Store::new(config.history_size);
-        let mut targets = Vec::with_capacity(config.registries.len());
         for target in &config.registries {
             metrics.declare_target(target);
-            targets.push(TargetRuntime {
-                target: target.clone(),
-                client: Arc::new(RegistryClient::new(target)?),
-                round: tokio::sync::Mutex::new(None),
-                first_round_done: AtomicBool::new(false),
-            });
         }
+        metrics.record_reload(true);
         Ok(App {
-            permits: Semaphore::new(config.max_concurrency),
-            config,
-            targets,
+            generation: RwLock::new(Arc::new(Generation::build(config)?)),
             metrics,
             store,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            source,
+            reloading: tokio::sync::Mutex::new(()),
+            ever_ready: AtomicBool::new(false),
         })
     }
 
-    pub fn target(&self, name: &str) -> Option<&TargetRuntime> {
-        self.targets.iter().find(|t| t.target.name == name)
+    /// The generation in force now.
+    pub fn current(&self) -> Arc<Generation> {
+        self.generation
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Ready once every registry has finished its first round (interval mode), at once
-    /// in scrape mode, where rounds happen only when asked for.
+    /// Ready once every registry has finished its first round (interval mode; a reload does
+    /// not make the exporter unready again), at once in scrape mode.
     pub fn is_ready(&self) -> bool {
-        self.config.mode == Mode::Scrape
-            || self
-                .targets
-                .iter()
-                .all(|t| t.first_round_done.load(Ordering::Acquire))
+        let generation = self.current();
+        if generation.config.mode == Mode::Scrape || self.ever_ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let done = generation
+            .targets
+            .iter()
+            .all(|t| t.first_round_done.load(Ordering::Acquire));
+        if done {
+            self.ever_ready.store(true, Ordering::Release);
+        }
+        done
+    }
+
+    /// Reads the configuration again and, if valid, puts it in force: removed registries
+    /// and checks disappear from `/metrics`, added ones start at once. An invalid one is
+    /// refused and the running configuration stays.
+    pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let built = Config::load(self.source.as_deref())
+            .map_err(ReloadError::from)
+            .and_then(|config| Ok(Generation::build(config)?));
+        let next = match built {
+            Ok(next) => Arc::new(next),
+            Err(e) => {
+                self.metrics.record_reload(false);
+                tracing::error!(error = %e, "config reload failed; the running configuration stays in force");
+                return Err(e);
+            }
+        };
+        for w in &next.config.warnings {
+            tracing::warn!("{w}");
+        }
+        let old = std::mem::replace(
+            &mut *self.generation.write().unwrap_or_else(|p| p.into_inner()),
+            next.clone(),
+        );
+        old.retired.cancel();
+        for rt in &old.targets {
+            let name = &rt.target.name;
+            match next.target(name) {
+                None => {
+                    self.metrics.forget(name);
+                    self.store.remove(name, None);
+                }
+                Some(kept) => {
+                    for &check in &rt.target.checks {
+                        if !kept.target.checks.contains(&check) {
+                            self.metrics.forget_check(name, check);
+                            self.store.remove(name, Some(check));
+                        }
+                    }
+                }
+            }
+        }
+        for rt in &next.targets {
+            self.metrics.declare_target(&rt.target);
+        }
+        if next.config.mode == Mode::Interval {
+            crate::scheduler::start(self, &next);
+        }
+        self.metrics.record_reload(true);
+        tracing::info!(registries = next.targets.len(), "config reloaded");
+        Ok(())
     }
 
     /// Runs the given checks (default: the configured ones) of one registry, one after the
-    /// other, each holding a permit of the global concurrency bound. Records nothing.
+    /// other, each holding a permit of its generation's concurrency bound. Records nothing.
     pub async fn execute(
         &self,
         rt: &TargetRuntime,
@@ -165,13 +296,13 @@ impl App {
         let mut results = Vec::with_capacity(checks.len());
         for &kind in checks {
             // The semaphore is never closed, so acquire cannot fail.
-            let _permit = self
+            let _permit = rt
                 .permits
                 .acquire()
                 .await
                 .expect("semaphore is never closed");
             let mut result = checks::run_check(kind, &rt.target, &rt.client).await;
-            catalogue::annotate(&mut result, &self.config.runbook_base_url);
+            catalogue::annotate(&mut result, &rt.runbook_base_url);
             results.push(result);
         }
         results
@@ -207,14 +338,15 @@ impl App {
     /// Scrape mode: runs the rounds that are due, waiting at most `deadline`. Rounds that
     /// outlast it go on in the background and are served by a later scrape.
     pub async fn refresh_due(self: &Arc<Self>, deadline: Duration) {
+        let generation = self.current();
+        let fresh_for = generation.config.min_interval;
         let mut handles = Vec::new();
-        for idx in 0..self.targets.len() {
+        for rt in &generation.targets {
             let app = self.clone();
-            let fresh_for = self.config.min_interval;
+            let rt = rt.clone();
             handles.push(self.tasks.spawn(async move {
-                let rt = &app.targets[idx];
                 tokio::select! {
-                    _ = app.round(rt, fresh_for) => {}
+                    _ = app.round(&rt, fresh_for) => {}
                     _ = app.shutdown.cancelled() => {}
                 }
             }));

@@ -180,6 +180,7 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
         ),
         CheckKind::Push => list!(
             NoCredentials,
+            NotFound,
             Unauthorized,
             InvalidCredentials,
             Forbidden,
@@ -195,6 +196,9 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
         ),
         CheckKind::Capabilities => list!(
             Unsupported,
+            NoCredentials,
+            ReadOnly,
+            NotARegistry,
             NotFound,
             Unauthorized,
             InvalidCredentials,
@@ -222,7 +226,6 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
             RateLimited,
             UnexpectedStatus,
             InvalidResponse,
-            NotARegistry,
         ),
     }
 }

@@ -16,6 +16,7 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use tracing::Instrument as _;
 use url::Url;
 
 use crate::checks::{AuthMethod, Facts, RateLimit, Reason};
@@ -604,6 +605,15 @@ impl RegistryClient {
             headers: Vec::new(),
         };
         let mut kept_headers = Vec::new();
+        // The path only: the query and the headers (credentials) never go into a span.
+        let span = tracing::info_span!(
+            "http.request",
+            otel.kind = "client",
+            method = %req.method,
+            path = url.path(),
+            status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let result = async {
             let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
             let status = resp.status();
@@ -624,9 +634,14 @@ impl RegistryClient {
                 body,
             })
         }
+        .instrument(span.clone())
         .await;
         record.duration = started.elapsed();
         record.status = result.as_ref().ok().map(|r: &Response| r.status.as_u16());
+        match record.status {
+            Some(code) => span.record("status", code),
+            None => span.record("otel.status_code", "error"),
+        };
         record.headers = kept_headers;
         trail.push(record);
         result
@@ -722,6 +737,20 @@ impl RegistryClient {
             }
         };
         let started = Instant::now();
+        // Host and path of the realm: never its query (service, scope) nor credentials.
+        let span = tracing::info_span!(
+            "token.request",
+            otel.kind = "client",
+            method = if matches!(creds, Resolved::Identity(_)) { "POST" } else { "GET" },
+            realm_host = %format_args!(
+                "{}{}",
+                realm.host_str().unwrap_or_default(),
+                realm.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            realm_path = realm.path(),
+            status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let mut record = RequestRecord {
             method: if matches!(creds, Resolved::Identity(_)) {
                 "POST"
@@ -776,6 +805,7 @@ impl RegistryClient {
                 })
             })
         }
+        .instrument(span.clone())
         .await;
         record.duration = started.elapsed();
         record.status = match &result {
@@ -784,6 +814,12 @@ impl RegistryClient {
             | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
             Err(_) => None,
         };
+        if let Some(code) = record.status {
+            span.record("status", code);
+        }
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
         let took = record.duration;
         trail.push(record);
         trail.facts(|f| {

@@ -284,6 +284,8 @@ pub struct Config {
     /// How many recent results the status page keeps (failures separately, so longer).
     pub history_size: usize,
     pub registries: Vec<Arc<Target>>,
+    /// The file it was loaded from, read again on reload (None: environment only).
+    pub source: Option<PathBuf>,
     /// Problems that do not stop the exporter (a secret that cannot be resolved):
     /// the credentials check reports them, `--check-config` prints them.
     pub warnings: Vec<String>,
@@ -409,7 +411,9 @@ impl Secret {
 impl Config {
     /// Loads and validates in one step.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        Config::resolve(RawConfig::load(path)?)
+        let mut config = Config::resolve(RawConfig::load(path)?)?;
+        config.source = path.map(Path::to_path_buf);
+        Ok(config)
     }
 
     /// Validates a raw configuration: the one place every rule is enforced.
@@ -570,6 +574,7 @@ impl Config {
             max_concurrency,
             runbook_base_url,
             history_size: raw.history_size.unwrap_or(100),
+            source: None,
             registries,
             warnings,
         })

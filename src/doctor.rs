@@ -63,7 +63,8 @@ pub async fn run(
         });
     }
     let app = App::new(config)?;
-    let selected = app
+    let generation = app.current();
+    let selected = generation
         .targets
         .iter()
         .filter(|t| registry.is_none_or(|name| t.target.name == name));

@@ -12,6 +12,8 @@
 //! - `scheduler`: interval mode's background loop per registry.
 //! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
 //! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
+//! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
+//! - `web`: the exporter-toolkit web config file: TLS, basic auth, extra headers, reloads.
 
 pub mod app;
 pub mod catalogue;
@@ -24,6 +26,8 @@ pub mod metrics;
 pub mod report;
 pub mod scheduler;
 pub mod server;
+pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +47,34 @@ pub enum Error {
     Client(#[from] client::ClientBuildError),
 }
 
+/// SIGHUP reloads the configuration, as Prometheus' own daemons do.
+fn reload_on_sighup(app: &Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; use POST /-/reload to reload");
+            return;
+        }
+    };
+    let app2 = app.clone();
+    app.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // The outcome is logged and exported by reload itself.
+                    let _ = app2.reload().await;
+                }
+                _ = app2.shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
 /// Runs the exporter on `listener` until `shutdown` completes, then stops the scheduler
 /// and waits for every task it started.
 pub async fn run(
@@ -50,11 +82,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    run_with_web(config, listener, None, shutdown).await
+}
+
+/// [`run`] with a web config (`--web.config.file`): TLS, basic auth and extra headers.
+pub async fn run_with_web(
+    config: Config,
+    listener: TcpListener,
+    web: Option<web::Web>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let app = Arc::new(App::new(config)?);
-    if app.config.mode == Mode::Interval {
-        scheduler::start(&app);
+    let generation = app.current();
+    if generation.config.mode == Mode::Interval {
+        scheduler::start(&app, &generation);
     }
-    let server = tokio::spawn(server::serve(app.clone(), listener));
+    reload_on_sighup(&app);
+    let server = tokio::spawn(server::serve(app.clone(), listener, web.map(Arc::new)));
     shutdown.await;
     tracing::info!("shutting down");
     app.shutdown.cancel();

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use oci_registry_exporter::{Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run};
+use oci_registry_exporter::{
+    Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run_with_web, telemetry, web,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,6 +25,10 @@ struct Cli {
     /// Address to listen on, e.g. ":9793" or "127.0.0.1:9793".
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS)]
     listen_address: String,
+    /// Web config file (Prometheus exporter-toolkit format): TLS, basic auth, extra headers.
+    /// Re-read when it or a file it names changes (certificate rotation).
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     /// Validate the configuration, print warnings, and exit 0 (valid) or 1 (invalid).
     #[arg(long = "check-config")]
     check_config: bool,
@@ -32,6 +38,11 @@ struct Cli {
     /// Log format: logfmt or json.
     #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"], global = true)]
     log_format: String,
+    /// Export the check and HTTP request spans over OTLP/HTTP (protobuf) to this base URL,
+    /// e.g. "http://otel-collector:4318" (/v1/traces is appended). Off unless this or
+    /// OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long = "otlp.endpoint", global = true)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -75,24 +86,39 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         // The doctor logs only warnings unless asked: its output is the report.
-        init_logging(
-            &cli,
-            if cli.log_level == "info" {
-                "warn"
-            } else {
-                &cli.log_level
-            },
-        );
-        return doctor_main(&cli, registry.as_deref(), check.as_deref(), format.as_str());
+        let level = if cli.log_level == "info" {
+            "warn"
+        } else {
+            &cli.log_level
+        };
+        let telemetry = match init_logging(&cli, level) {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(doctor::EXIT_USAGE);
+            }
+        };
+        let code = doctor_main(&cli, registry.as_deref(), check.as_deref(), format.as_str());
+        telemetry.shutdown();
+        return code;
     }
-    init_logging(&cli, &cli.log_level);
-    match real_main(cli) {
+    let telemetry = match init_logging(&cli, &cli.log_level) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // `run` has returned and the runtime is gone: send the spans still queued, then exit.
+    telemetry.shutdown();
+    code
 }
 
 fn doctor_main(cli: &Cli, registry: Option<&str>, check: Option<&str>, format: &str) -> ExitCode {
@@ -131,24 +157,24 @@ fn doctor_main(cli: &Cli, registry: Option<&str>, check: Option<&str>, format: &
     ExitCode::from(code)
 }
 
-fn init_logging(cli: &Cli, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if cli.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.compact().init();
-    }
+/// Log lines on stderr and, when configured, the OTLP span export (see `telemetry`).
+fn init_logging(
+    cli: &Cli,
+    level: &str,
+) -> Result<telemetry::TelemetryGuard, telemetry::TelemetryError> {
+    telemetry::init(level, cli.log_format.parse()?, cli.otlp_endpoint.as_deref())
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref());
+    // Read before anything listens: an invalid web config is a startup error.
+    let web = cli
+        .web_config_file
+        .as_deref()
+        .map(web::Web::load)
+        .transpose();
     if cli.check_config {
-        return Ok(match config {
+        let code = match config {
             Ok(config) => {
                 for w in &config.warnings {
                     eprintln!("warning: {w}");
@@ -174,9 +200,24 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("invalid config: {e}");
                 ExitCode::FAILURE
             }
+        };
+        return Ok(match web {
+            Ok(Some(web)) => {
+                println!("web config is valid: {}", web.summary());
+                code
+            }
+            Ok(None) => code,
+            Err(e) => {
+                eprintln!("invalid web config: {e}");
+                ExitCode::FAILURE
+            }
         });
     }
     let config = config.context("invalid config")?;
+    let web = web.context("invalid web config")?;
+    if let Some(web) = &web {
+        tracing::info!(path = %web.path().display(), "web config: {}", web.summary());
+    }
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -188,7 +229,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))?;
         tracing::info!(address = %listener.local_addr()?, registries = config.registries.len(), mode = ?config.mode, "listening");
-        run(config, listener, shutdown).await?;
+        run_with_web(config, listener, web, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -161,6 +161,18 @@ pub const METRICS: &[MetricDoc] = &[
         help: "1 per check with its id, default severity, category and runbook, to join alerts and dashboards on",
     },
     MetricDoc {
+        name: "oci_registry_exporter_config_last_reload_successful",
+        kind: "gauge",
+        labels: &[],
+        help: "1 when the last configuration load or reload succeeded, 0 when it was refused",
+    },
+    MetricDoc {
+        name: "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
+        kind: "gauge",
+        labels: &[],
+        help: "Unix time of the last successful configuration load or reload",
+    },
+    MetricDoc {
         name: "oci_registry_exporter_build_info",
         kind: "gauge",
         labels: &["version", "revision"],
@@ -261,6 +273,8 @@ pub struct Metrics {
     capability: Family<CapabilityLabels, Gauge>,
     capability_score: Family<RegistryLabels, Gauge>,
     referrers: Family<RegistryLabels, Gauge>,
+    reload_ok: Gauge,
+    reload_time: FloatGauge,
     // std Mutex: never held across .await. The last version label per registry, so an old
     // version's series can be removed when the registry is upgraded or forgotten.
     versions: Mutex<HashMap<String, String>>,
@@ -324,6 +338,8 @@ impl Metrics {
             capability_score: Family::default(),
             referrers: Family::default(),
             versions: Mutex::new(HashMap::new()),
+            reload_ok: Gauge::default(),
+            reload_time: FloatGauge::default(),
             registry: Registry::default(),
         };
         macro_rules! reg {
@@ -364,6 +380,14 @@ impl Metrics {
         reg!("oci_registry_capability_status", m.capability);
         reg!("oci_registry_capability_score", m.capability_score);
         reg!("oci_registry_referrers_count", m.referrers);
+        reg!(
+            "oci_registry_exporter_config_last_reload_successful",
+            m.reload_ok
+        );
+        reg!(
+            "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
+            m.reload_time
+        );
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -553,34 +577,51 @@ impl Metrics {
         }
     }
 
+    /// Records the outcome of a configuration load or reload.
+    pub fn record_reload(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            self.reload_time.set(now);
+        }
+    }
+
+    /// Removes the series of one check of a registry (a reload dropped the check).
+    pub fn forget_check(&self, registry: &str, check: CheckKind) {
+        let labels = CheckLabels {
+            registry: registry.to_string(),
+            check,
+        };
+        self.duration.remove(&labels);
+        self.http_status.remove(&labels);
+        self.last_run.remove(&labels);
+        self.interval.remove(&labels);
+        self.requests.remove(&labels);
+        for &status in Status::ALL {
+            let l = StatusLabels {
+                registry: registry.to_string(),
+                check,
+                status,
+            };
+            self.status.remove(&l);
+            self.runs.remove(&l);
+        }
+        for &reason in Reason::ALL {
+            self.reason.remove(&ReasonLabels {
+                registry: registry.to_string(),
+                check,
+                reason,
+            });
+        }
+    }
+
     /// Removes every series of a registry (after a reload dropped it or changed its checks).
     pub fn forget(&self, registry: &str) {
         for &check in CheckKind::ALL {
-            let labels = CheckLabels {
-                registry: registry.to_string(),
-                check,
-            };
-            self.duration.remove(&labels);
-            self.http_status.remove(&labels);
-            self.last_run.remove(&labels);
-            self.interval.remove(&labels);
-            self.requests.remove(&labels);
-            for &status in Status::ALL {
-                let l = StatusLabels {
-                    registry: registry.to_string(),
-                    check,
-                    status,
-                };
-                self.status.remove(&l);
-                self.runs.remove(&l);
-            }
-            for &reason in Reason::ALL {
-                self.reason.remove(&ReasonLabels {
-                    registry: registry.to_string(),
-                    check,
-                    reason,
-                });
-            }
+            self.forget_check(registry, check);
         }
         let reg = RegistryLabels {
             registry: registry.to_string(),

@@ -32,10 +32,12 @@ const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
 type Body = Full<Bytes>;
 
 /// Serves until the app's shutdown token is cancelled, then lets open requests finish.
-pub async fn serve(app: Arc<App>, listener: TcpListener) {
+/// With a web config (`--web.config.file`, see `crate::web`): TLS, basic auth checked before
+/// routing (except `/-/healthy` and `/-/ready`), and its extra headers on every response.
+pub async fn serve(app: Arc<App>, listener: TcpListener, web: Option<Arc<crate::web::Web>>) {
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -48,16 +50,49 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
             _ = app.shutdown.cancelled() => break,
         };
         let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, req).await) }
-        });
-        let conn = auto::Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let web = web.clone();
+        let watcher = graceful.watcher();
+        // The TLS handshake runs in the connection's own task: a slow or broken client
+        // never holds up the accept loop, and a failed handshake only drops its connection.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let io = match web.as_ref().and_then(|w| w.acceptor()) {
+                None => tokio_util::either::Either::Left(stream),
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(crate::web::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(tls)) => tokio_util::either::Either::Right(tls),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            if web.as_ref().is_some_and(|w| !w.http2()) {
+                builder = builder.http1_only();
+            }
+            let service = service_fn(move |req: Request<Incoming>| {
+                let app = app.clone();
+                let web = web.clone();
+                async move {
+                    let Some(web) = web else {
+                        return Ok::<_, Infallible>(handle(app, req).await);
+                    };
+                    let mut response = match web.check_auth(req.uri().path(), req.headers()).await {
+                        Ok(()) => handle(app, req).await,
+                        Err(denied) => denied,
+                    };
+                    web.decorate(&mut response);
+                    Ok(response)
+                }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -67,6 +102,21 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) {
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/-/reload" {
+        if req.method() != Method::POST && req.method() != Method::PUT {
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "use POST /-/reload\n");
+            resp.headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("POST, PUT"));
+            return resp;
+        }
+        return match app.reload().await {
+            Ok(()) => text(StatusCode::OK, "config reloaded\n"),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("{e}; the running configuration stays in force\n"),
+            ),
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -80,7 +130,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let format = Format::negotiate(accept);
     match req.uri().path() {
         "/metrics" => {
-            if app.config.mode == Mode::Scrape {
+            if app.current().config.mode == Mode::Scrape {
                 let wait = scrape_wait(req.headers());
                 app.refresh_due(wait).await;
             }
@@ -136,8 +186,13 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
             "target parameter is missing; use /probe?target=<registry name>\n",
         );
     };
-    let Some(rt) = app.target(&name) else {
-        let known: Vec<&str> = app.targets.iter().map(|t| t.target.name.as_str()).collect();
+    let generation = app.current();
+    let Some(rt) = generation.target(&name) else {
+        let known: Vec<&str> = generation
+            .targets
+            .iter()
+            .map(|t| t.target.name.as_str())
+            .collect();
         return text(
             StatusCode::BAD_REQUEST,
             &format!(
@@ -160,7 +215,7 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
         },
     };
     let results = app.execute(rt, only.as_deref()).await;
-    let metrics = Metrics::new(&app.config.runbook_base_url);
+    let metrics = Metrics::new(&generation.config.runbook_base_url);
     metrics.declare_target(&rt.target);
     for result in &results {
         metrics.record(&rt.target.name, result);
@@ -246,7 +301,7 @@ fn index_page(app: &App) -> String {
          <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
          <table><tr><th>Registry</th><th>Check</th><th>Status</th><th>Reason</th><th>HTTP</th><th>Last run</th><th>Message</th></tr>",
     );
-    for rt in &app.targets {
+    for rt in &app.current().targets {
         let name = &rt.target.name;
         let results = app.store.latest(name);
         let probe = format!(

@@ -594,11 +594,14 @@ fn the_readme_demo_command_runs() {
             .unwrap()
             .port()
     };
+    let prometheus_port = free().to_string();
     let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo"))
         .arg("--once")
         .env("EXPORTER_BIN", env!("CARGO_BIN_EXE_oci-registry-exporter"))
         .env("DEMO_PORT", free().to_string())
         .env("REGISTRY_PORT", free().to_string())
+        .env("PROMETHEUS_PORT", &prometheus_port)
+        .env_remove("NO_PROMETHEUS")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -615,4 +618,9 @@ fn the_readme_demo_command_runs() {
     ] {
         assert!(stdout.contains(line), "missing {line} in:\n{stdout}");
     }
+    let alerts_page = format!("http://127.0.0.1:{prometheus_port}/alerts");
+    assert!(
+        stdout.contains(&alerts_page),
+        "the demo does not print its Prometheus alerts page {alerts_page}:\n{stdout}"
+    );
 }

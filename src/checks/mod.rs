@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::catalogue::Diagnosis;
 use crate::client::{RegistryClient, Request, RequestError, RequestRecord, Response, Trail};
@@ -349,11 +350,23 @@ fn merge_facts(into: &mut Facts, from: Facts) {
 }
 
 /// Runs one check with the target's timeout and fills in duration and request trail.
+///
+/// The run is the span `check` (see `telemetry`); its requests are child spans.
 pub async fn run_check(
     kind: CheckKind,
     target: &Target,
     client: &Arc<RegistryClient>,
 ) -> CheckResult {
+    let span = tracing::info_span!(
+        "check",
+        registry = %target.name,
+        check = kind.short_name(),
+        status = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        http_status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
     let cx = CheckContext::new(client.clone());
     let started = Instant::now();
     let fut = async {
@@ -365,7 +378,8 @@ pub async fn run_check(
             CheckKind::Capabilities => capabilities::run(target, &cx).await,
             CheckKind::Referrers => referrers::run(target, &cx).await,
         }
-    };
+    }
+    .instrument(span.clone());
     let mut result = match tokio::time::timeout(target.timeout, fut).await {
         Ok(result) => result,
         Err(_) => CheckResult::new(
@@ -380,6 +394,15 @@ pub async fn run_check(
     };
     result.duration = started.elapsed();
     result.finished_at = SystemTime::now();
+    span.record("status", result.status.as_str());
+    span.record("reason", result.reason.as_str());
+    if let Some(code) = result.http_status {
+        span.record("http_status", code);
+    }
+    span.record("duration_ms", result.duration.as_millis() as u64);
+    if result.status == Status::Fail {
+        span.record("otel.status_code", "error");
+    }
     let (requests, facts) = cx.trail.take();
     result.requests = requests;
     merge_facts(&mut result.facts, facts);

@@ -1,0 +1,219 @@
+//! Configuration reload through SIGHUP and POST /-/reload, against the real binary and a
+//! real registry: removed registries and checks leave /metrics, added ones start at once,
+//! an invalid config is refused and the running one stays.
+
+mod common;
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{sample, status_of};
+use support::{Kind, TestRegistry};
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--config",
+            ])
+            .arg(config)
+            .env_remove("OCI__RegistryUrl")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            port,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        for _ in 0..100 {
+            if let Ok(resp) = self
+                .http
+                .get(format!("http://127.0.0.1:{}{path}", self.port))
+                .send()
+                .await
+            {
+                return (resp.status().as_u16(), resp.text().await.unwrap());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the exporter never answered {path}");
+    }
+
+    async fn post(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .post(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Polls /metrics until `pred` holds (at most 10 s).
+    async fn metrics_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let mut body = String::new();
+        for _ in 0..100 {
+            body = self.get("/metrics").await.1;
+            if pred(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what} never happened:\n{body}");
+    }
+}
+
+fn registry(name: &str, url: &str, checks: &str) -> String {
+    format!(
+        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"300ms\"\nchecks = [{checks}]\n"
+    )
+}
+
+#[tokio::test]
+async fn sighup_and_post_reload_apply_or_refuse() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let both = "\"registry\", \"pull\"";
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            registry("a", &reg.url, both),
+            registry("b", &reg.url, both)
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&path);
+    let body = d
+        .metrics_until("a first round of a and b", |m| {
+            status_of(m, "a", "pull").is_some() && status_of(m, "b", "pull").is_some()
+        })
+        .await;
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0)
+    );
+    let first_success = sample(
+        &body,
+        "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+
+    // SIGHUP: b removed, c added, a loses its pull check.
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            registry("a", &reg.url, "\"registry\""),
+            registry("c", &reg.url, both)
+        ),
+    )
+    .unwrap();
+    d.hup();
+    let body = d
+        .metrics_until("c checked and b gone", |m| {
+            status_of(m, "c", "pull").as_deref() == Some("pass") && !m.contains("registry=\"b\"")
+        })
+        .await;
+    assert!(
+        !body.contains("registry=\"a\",check=\"pull\""),
+        "a's dropped check left /metrics:\n{body}"
+    );
+    assert_eq!(status_of(&body, "a", "registry").as_deref(), Some("pass"));
+    let (code, _) = d.get("/probe?target=b").await;
+    assert_eq!(code, 400, "b is no longer configured");
+
+    // An invalid config is refused with its message; the running one stays.
+    std::fs::write(&path, "[[registries]]\nname = \"a\"\nurl = \"not a url\"\n").unwrap();
+    let (code, text) = d.post("/-/reload").await;
+    assert_eq!(code, 500);
+    assert_eq!(
+        text.trim(),
+        "invalid config: registries[0].url: \"not a url\" is not a valid URL (relative URL without a base); write an absolute URL such as \"https://registry.example.com\"; the running configuration stays in force"
+    );
+    let body = d.get("/metrics").await.1;
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(d.get("/probe?target=c").await.0, 200, "c still configured");
+    d.hup();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        d.get("/probe?target=c").await.0,
+        200,
+        "a refused SIGHUP reload changes nothing"
+    );
+
+    let (code, _) = d.get("/-/reload").await;
+    assert_eq!(code, 405, "GET /-/reload is not allowed");
+
+    std::fs::write(&path, registry("a", &reg.url, both)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (code, text) = d.post("/-/reload").await;
+    assert_eq!((code, text.trim()), (200, "config reloaded"));
+    let body = d
+        .metrics_until("c gone after the good reload", |m| {
+            !m.contains("registry=\"c\"")
+        })
+        .await;
+    assert_eq!(
+        sample(
+            &body,
+            "oci_registry_exporter_config_last_reload_successful",
+            &[]
+        ),
+        Some(1.0)
+    );
+    let later = sample(
+        &body,
+        "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+    assert!(later > first_success, "{later} > {first_success}");
+}
