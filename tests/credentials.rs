@@ -539,3 +539,66 @@ async fn mutual_tls_with_and_without_a_client_certificate() {
         r.message
     );
 }
+
+#[tokio::test]
+async fn a_refused_cached_token_is_dropped_and_renewed_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut server = mockito::Server::new_async().await;
+    let challenge = format!(
+        "Bearer realm=\"{}/token\",service=\"mock\",scope=\"repository:library/alpine:pull\"",
+        server.url()
+    );
+    let issued = Arc::new(AtomicUsize::new(0));
+    let issued2 = issued.clone();
+    let token_endpoint = server
+        .mock("GET", "/token")
+        .match_query(mockito::Matcher::Any)
+        .with_body_from_request(move |_| {
+            let n = issued2.fetch_add(1, Ordering::SeqCst);
+            format!("{{\"token\":\"t{n}\",\"expires_in\":300}}").into_bytes()
+        })
+        .expect(2)
+        .create_async()
+        .await;
+    // t0 works once, then the registry revokes it; t1 works.
+    let t0_uses = Arc::new(AtomicUsize::new(0));
+    let uses = t0_uses.clone();
+    server
+        .mock("HEAD", "/v2/library/alpine/manifests/latest")
+        .with_status_code_from_request(move |req| {
+            match req
+                .header("authorization")
+                .first()
+                .and_then(|v| v.to_str().ok())
+            {
+                Some("Bearer t0") if uses.fetch_add(1, Ordering::SeqCst) == 0 => 200,
+                Some("Bearer t1") => 200,
+                _ => 401,
+            }
+        })
+        .with_header("www-authenticate", &challenge)
+        .create_async()
+        .await;
+    let cfg = config_from_toml(&toml("mock", &server.url(), "checks = [\"pull\"]"));
+    let exporter = Exporter::start(cfg).await;
+    let (_, first) = exporter.get("/probe?target=mock&check=pull").await;
+    assert_eq!(
+        status_of(&first, "mock", "pull").as_deref(),
+        Some("pass"),
+        "{first}"
+    );
+    let (_, second) = exporter.get("/probe?target=mock&check=pull").await;
+    assert_eq!(
+        status_of(&second, "mock", "pull").as_deref(),
+        Some("pass"),
+        "{second}"
+    );
+    token_endpoint.assert_async().await;
+    assert_eq!(
+        t0_uses.load(Ordering::SeqCst),
+        2,
+        "t0 was used from the cache once more"
+    );
+    exporter.stop().await;
+}
