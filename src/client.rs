@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderMap};
@@ -22,6 +22,7 @@ use url::Url;
 use crate::checks::{AuthMethod, Facts, RateLimit, Reason};
 use crate::config::{Credentials, SecretError, Target};
 use crate::docker_config::{self, DockerAuth, DockerConfigError};
+use crate::tls::ChainExpiries;
 
 /// Bodies larger than this are cut off: a registry that streams forever cannot exhaust memory.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -347,6 +348,7 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, CachedToken>>,
     challenge: Mutex<Option<BearerChallenge>>,
     docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
+    chain_expiries: Arc<ChainExpiries>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -374,40 +376,16 @@ impl RegistryClient {
             registry: target.name.clone(),
             detail,
         };
-        let mut builder = reqwest::Client::builder()
+        let (tls, chain_expiries) =
+            crate::tls::client_config(&target.tls).map_err(|e| err(e.to_string()))?;
+        let builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .timeout(target.timeout)
             .connect_timeout(target.timeout)
             .pool_idle_timeout(target.interval.max(Duration::from_secs(90)))
             .redirect(reqwest::redirect::Policy::limited(5))
-            // The peer certificate comes back with each response: its expiry is exported.
-            .tls_info(true);
-        if let Some(path) = &target.tls.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| err(format!("{}: {}", path.display(), e.kind())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|_| err(format!("{}: no PEM certificate", path.display())))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        if let Some((cert, key)) = &target.tls.client_cert {
-            let mut pem = std::fs::read(cert)
-                .map_err(|e| err(format!("{}: {}", cert.display(), e.kind())))?;
-            pem.push(b'\n');
-            pem.extend(
-                std::fs::read(key).map_err(|e| err(format!("{}: {}", key.display(), e.kind())))?,
-            );
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
-                err(format!(
-                    "{} and {} are not a PEM certificate and key",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
-            builder = builder.identity(identity);
-        }
-        if target.tls.insecure_skip_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
+            // Trust, client certificate and the chain-expiry recorder: see `tls`.
+            .tls_backend_preconfigured(tls);
         let http = builder.build().map_err(|e| err(e.to_string()))?;
         Ok(RegistryClient {
             http,
@@ -416,11 +394,20 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
             docker: Mutex::new(None),
+            chain_expiries,
         })
     }
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// The earliest expiry of the chain the host of `url` presented, for https URLs.
+    fn chain_expiry(&self, url: &Url) -> Option<SystemTime> {
+        if url.scheme() != "https" {
+            return None;
+        }
+        self.chain_expiries.get(url.host_str()?)
     }
 
     /// The authentication method in use now (a Docker config may resolve to a helper,
@@ -617,7 +604,7 @@ impl RegistryClient {
         let result = async {
             let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
             let status = resp.status();
-            if let Some(expiry) = peer_certificate_expiry(&resp) {
+            if let Some(expiry) = self.chain_expiry(resp.url()) {
                 trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
             }
             let headers = std::mem::take(resp.headers_mut());
@@ -770,7 +757,7 @@ impl RegistryClient {
                 realm: shown.clone(),
                 detail: transport_error(&e).to_string(),
             })?;
-            if let Some(expiry) = peer_certificate_expiry(&resp) {
+            if let Some(expiry) = self.chain_expiry(resp.url()) {
                 trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
             }
             let status = resp.status();
@@ -866,17 +853,6 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
     })
-}
-
-/// `notAfter` of the peer's leaf certificate, when the connection is TLS.
-fn peer_certificate_expiry(resp: &reqwest::Response) -> Option<SystemTime> {
-    let info = resp.extensions().get::<reqwest::tls::TlsInfo>()?;
-    let der = info.peer_certificate()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let secs = cert.validity().not_after.timestamp();
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
 /// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and a 429's `Retry-After`.

@@ -13,6 +13,7 @@
 //! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
 //! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
+//! - `tls`: client TLS: trust, client certificate, and the earliest expiry of each chain.
 //! - `web`: the exporter-toolkit web config file: TLS, basic auth, extra headers, reloads.
 
 pub mod app;
@@ -27,6 +28,7 @@ pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 use std::future::Future;

@@ -442,6 +442,38 @@ async fn tls_certificate_expiry_is_exported() {
 }
 
 #[tokio::test]
+async fn the_tls_expiry_is_the_earliest_of_the_chain() {
+    // The intermediate expires on 1 January next year; the leaf (rcgen's default) in 4096.
+    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    let year: i32 = now[..4].parse().unwrap();
+    let reg = TestRegistry::start_with(
+        Kind::Tls,
+        support::Options {
+            intermediate_not_after: Some((year + 1, 1, 1)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let ca = reg.ca_file.clone().unwrap();
+    let cfg = config_from_toml(&toml(
+        "chain",
+        &reg.url,
+        &format!("ca_file = \"{}\"", ca.display()),
+    ));
+    let r = run_one(&cfg, CheckKind::Registry).await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    let expiry = r
+        .facts
+        .tls_certificate_expiry
+        .expect("an expiry is recorded");
+    let expected = humantime::parse_rfc3339(&format!("{}-01-01T00:00:00Z", year + 1)).unwrap();
+    assert_eq!(
+        expiry, expected,
+        "the intermediate's notAfter, not the leaf's"
+    );
+}
+
+#[tokio::test]
 async fn rate_limit_headers_and_retry_after_are_honoured() {
     let mut server = mockito::Server::new_async().await;
     server
@@ -580,7 +612,11 @@ async fn a_refused_cached_token_is_dropped_and_renewed_once() {
         .with_header("www-authenticate", &challenge)
         .create_async()
         .await;
-    let cfg = config_from_toml(&toml("mock", &server.url(), "checks = [\"pull\"]"));
+    // Scrape mode: no background round may use the cache between the two probes.
+    let cfg = config_from_toml(&format!(
+        "mode = \"scrape\"\n{}",
+        toml("mock", &server.url(), "checks = [\"pull\"]")
+    ));
     let exporter = Exporter::start(cfg).await;
     let (_, first) = exporter.get("/probe?target=mock&check=pull").await;
     assert_eq!(

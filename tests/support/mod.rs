@@ -125,6 +125,9 @@ pub struct Options {
     /// Tls only: require a client certificate signed by a generated client CA
     /// (`http.tls.clientcas`); see [`TestRegistry::client_cert`].
     pub require_client_cert: bool,
+    /// Tls only: serve the leaf with an intermediate CA that expires on this
+    /// `(year, month, day)`, before the leaf does (the chain's earliest expiry).
+    pub intermediate_not_after: Option<(i32, u8, u8)>,
 }
 
 impl Default for Options {
@@ -133,6 +136,7 @@ impl Default for Options {
             delete_enabled: None,
             seed: true,
             require_client_cert: false,
+            intermediate_not_after: None,
         }
     }
 }
@@ -346,7 +350,10 @@ impl TestRegistry {
                 token_server = Some(TokenServer::start(issuer));
             }
             Kind::Tls => {
-                let t = tls::server_tls();
+                let t = match opts.intermediate_not_after {
+                    None => tls::server_tls(),
+                    Some(date) => tls::server_tls_with_intermediate(date),
+                };
                 let cert = dir.path().join("server-cert.pem");
                 let key = dir.path().join("server-key.pem");
                 let ca = dir.path().join("ca.pem");

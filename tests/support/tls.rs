@@ -49,6 +49,49 @@ pub fn server_tls() -> ServerTls {
     }
 }
 
+/// Like [`server_tls`], but root CA → intermediate CA → leaf, with the intermediate
+/// expiring on `not_after` (year, month, day); `cert_pem` holds the leaf and then the
+/// intermediate, as a server sends its chain.
+pub fn server_tls_with_intermediate(not_after: (i32, u8, u8)) -> ServerTls {
+    let root_key = KeyPair::generate().expect("generate root key");
+    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("root params");
+    root_params.distinguished_name = dn("regharness root CA");
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root_cert = root_params.self_signed(&root_key).expect("self-sign root");
+    let root = Issuer::new(root_params, root_key);
+
+    let int_key = KeyPair::generate().expect("generate intermediate key");
+    let mut int_params = CertificateParams::new(Vec::<String>::new()).expect("intermediate params");
+    int_params.distinguished_name = dn("regharness intermediate CA");
+    int_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    int_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    int_params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    int_params.use_authority_key_identifier_extension = true;
+    let int_cert = int_params
+        .signed_by(&int_key, &root)
+        .expect("sign intermediate");
+    let intermediate = Issuer::new(int_params, int_key);
+
+    let leaf_key = KeyPair::generate().expect("generate leaf key");
+    let mut leaf_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("leaf params");
+    leaf_params.distinguished_name = dn("localhost");
+    leaf_params.is_ca = IsCa::ExplicitNoCa;
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf_params.use_authority_key_identifier_extension = true;
+    let leaf_cert = leaf_params
+        .signed_by(&leaf_key, &intermediate)
+        .expect("sign leaf certificate");
+    ServerTls {
+        ca_pem: root_cert.pem(),
+        cert_pem: format!("{}{}", leaf_cert.pem(), int_cert.pem()),
+        key_pem: leaf_key.serialize_pem(),
+    }
+}
+
 /// A client CA and a client certificate it signed, for mutual TLS.
 pub struct ClientTls {
     pub ca_pem: String,

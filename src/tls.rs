@@ -1,0 +1,225 @@
+//! The client side of TLS: trust (platform roots plus `ca_file`, or none with
+//! `insecure_skip_verify`), the client certificate, and the earliest `notAfter` of every
+//! verified chain, which reqwest alone does not expose (it hands back the leaf only).
+//!
+//! Owns building the rustls `ClientConfig` reqwest uses, and [`ChainExpiry`], a verifier
+//! that wraps the real one and records, per server name, the earliest expiry among the
+//! leaf and the intermediates the server sent. It does not decide what an expiry means:
+//! the client attaches it to the result and `metrics` exports it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use crate::config::TlsSettings;
+
+/// Why the TLS settings could not be turned into a client configuration. Names files,
+/// never their content.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+    #[error("{0}")]
+    Rustls(String),
+}
+
+/// The earliest `notAfter` of the chains verified so far, per server name.
+#[derive(Debug, Default)]
+pub struct ChainExpiries(Mutex<HashMap<String, SystemTime>>);
+
+impl ChainExpiries {
+    /// The earliest expiry of the chain `host` presented on its latest handshake.
+    pub fn get(&self, host: &str) -> Option<SystemTime> {
+        // std Mutex: held only to read or insert, never across an .await.
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .copied()
+    }
+
+    fn put(&self, host: String, expiry: SystemTime) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(host, expiry);
+    }
+}
+
+/// A verifier that asks the real one, then notes the chain's earliest expiry.
+#[derive(Debug)]
+struct ChainExpiry {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: Arc<ChainExpiries>,
+}
+
+fn not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+impl ServerCertVerifier for ChainExpiry {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let earliest = std::iter::once(end_entity)
+            .chain(intermediates)
+            .filter_map(not_after)
+            .min();
+        if let Some(earliest) = earliest {
+            self.seen.put(server_name.to_str().into_owned(), earliest);
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `insecure_skip_verify`: any certificate is accepted, but the handshake signatures are
+/// still checked, so the connection is at least to the holder of the presented key.
+#[derive(Debug)]
+struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    std::fs::read(path).map_err(|e| TlsSetupError::File {
+        path: path.display().to_string(),
+        problem: e.kind().to_string(),
+    })
+}
+
+/// The rustls configuration for one registry's client, and where it records expiries.
+pub fn client_config(
+    tls: &TlsSettings,
+) -> Result<(ClientConfig, Arc<ChainExpiries>), TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let rustls_err = |e: rustls::Error| TlsSetupError::Rustls(e.to_string());
+    let inner: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        Arc::new(AcceptAnyCertificate(
+            provider.signature_verification_algorithms,
+        ))
+    } else {
+        let mut extra = Vec::new();
+        if let Some(path) = &tls.ca_file {
+            let pem = read(path)?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                extra.push(cert.map_err(|_| TlsSetupError::File {
+                    path: path.display().to_string(),
+                    problem: "not a PEM certificate bundle".into(),
+                })?);
+            }
+        }
+        Arc::new(
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+                .map_err(rustls_err)?,
+        )
+    };
+    let seen = Arc::new(ChainExpiries::default());
+    let verifier = Arc::new(ChainExpiry {
+        inner,
+        seen: seen.clone(),
+    });
+    let builder = ClientConfig::builder_with_provider(provider.clone() as Arc<CryptoProvider>)
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let cert_pem = read(cert)?;
+            let key_pem = read(key)?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<_, _>>()
+                .map_err(|_| TlsSetupError::File {
+                    path: cert.display().to_string(),
+                    problem: "not a PEM certificate".into(),
+                })?;
+            let key_der =
+                PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsSetupError::File {
+                    path: key.display().to_string(),
+                    problem: "not a PEM private key".into(),
+                })?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(rustls_err)?
+        }
+    };
+    // reqwest negotiates HTTP/2 through ALPN only when the configuration offers it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((config, seen))
+}
