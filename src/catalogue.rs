@@ -415,6 +415,13 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
                 "or remove `push` from `checks` for this registry",
             ],
         ),
+        (K::Referrers, R::Unsupported) => d(
+            "the registry has no OCI referrers API (an OCI distribution spec 1.1 feature); clients such as cosign, notation and oras fall back to sha256-<hex> tags",
+            &[
+                "upgrade the registry to a version with the referrers API (Distribution 3, Harbor 2.8+, Zot, ...)",
+                "until then, make sure signing and verification tools use the tag fallback",
+            ],
+        ),
         (_, R::Unsupported) => d(
             "the registry does not support a capability clients may rely on",
             &[

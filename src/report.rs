@@ -176,7 +176,7 @@ pub fn doctor_text(results: &[(String, CheckResult)]) -> String {
         let s = style(r.status);
         let _ = writeln!(
             out,
-            "{s}{:<4}{s:#}  {registry:<width$}  {:<32}  {}",
+            "{s}{:<4}{s:#}  {registry:<width$}  {:<34}  {}",
             r.status.as_str().to_uppercase(),
             r.check.id(),
             r.message
