@@ -162,6 +162,32 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsSetupError> {
     })
 }
 
+/// Platform verifiers by their extra roots. Building one reads and parses every system CA
+/// (about 19 M instructions and 110 KiB each, measured in docs/benchmarks.md), so registries
+/// with the same trust share one instead of each paying for it. Keyed by the roots' bytes,
+/// so a `ca_file` changed before a reload gets a verifier of its own.
+type VerifierCache = Mutex<HashMap<Vec<Vec<u8>>, Arc<dyn ServerCertVerifier>>>;
+
+fn shared_verifier(
+    extra: Vec<CertificateDer<'static>>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, TlsSetupError> {
+    static CACHE: std::sync::OnceLock<VerifierCache> = std::sync::OnceLock::new();
+    let key: Vec<Vec<u8>> = extra.iter().map(|c| c.as_ref().to_vec()).collect();
+    let cache = CACHE.get_or_init(Default::default);
+    // std Mutex: held while building at most one verifier, never across an .await.
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(v) = cache.get(&key) {
+        return Ok(v.clone());
+    }
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| TlsSetupError::Rustls(e.to_string()))?,
+    );
+    cache.insert(key, verifier.clone());
+    Ok(verifier)
+}
+
 /// The rustls configuration for one registry's client, and where it records expiries.
 pub fn client_config(
     tls: &TlsSettings,
@@ -183,10 +209,7 @@ pub fn client_config(
                 })?);
             }
         }
-        Arc::new(
-            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-                .map_err(rustls_err)?,
-        )
+        shared_verifier(extra, &provider)?
     };
     let seen = Arc::new(ChainExpiries::default());
     let verifier = Arc::new(ChainExpiry {
