@@ -474,6 +474,45 @@ async fn the_tls_expiry_is_the_earliest_of_the_chain() {
 }
 
 #[tokio::test]
+async fn an_https_token_endpoint_has_its_certificate_expiry_exported() {
+    let reg = TestRegistry::start_with(
+        Kind::Token,
+        support::Options {
+            token_tls: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(reg.token_url.as_deref().unwrap().starts_with("https://"));
+    let ca = reg.ca_file.clone().unwrap();
+    let with_ca = config_from_toml(&toml(
+        "t",
+        &reg.url,
+        &format!(
+            "{}\nca_file = \"{}\"",
+            basic("bob", "bobsecret"),
+            ca.display()
+        ),
+    ));
+    let r = run_one(&with_ca, CheckKind::Credentials).await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    assert!(r.facts.token_endpoint_tls_certificate_expiry.is_some());
+    assert!(
+        r.facts.tls_certificate_expiry.is_none(),
+        "the registry itself is plain HTTP"
+    );
+    // Without the CA the token endpoint's certificate is refused.
+    let without = config_from_toml(&toml("t", &reg.url, &basic("bob", "bobsecret")));
+    let r = run_one(&without, CheckKind::Credentials).await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::TokenEndpointUnreachable),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
 async fn rate_limit_headers_and_retry_after_are_honoured() {
     let mut server = mockito::Server::new_async().await;
     server

@@ -28,12 +28,7 @@ use support::{Kind, TestRegistry};
 /// this test. A dashboard query that returns no data fails the test unless it reads one of
 /// these; a metric listed here that Prometheus does receive fails it too, so the list shrinks
 /// as features land: remove an entry when the test says it is served.
-const PENDING_METRICS: &[&str] = &[
-    // Declared, but nothing here produces it: the test token service speaks plain HTTP, so
-    // there is no token-endpoint certificate. It stays until the harness's token server
-    // gains TLS.
-    "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds",
-];
+const PENDING_METRICS: &[&str] = &[];
 
 /// Scrape and rule evaluation interval of the test's Prometheus.
 const PROMETHEUS_INTERVAL: &str = "1s";
@@ -419,7 +414,14 @@ async fn prometheus_evaluates_the_rules_and_dashboards_against_the_exporter() {
         TestRegistry::start(Kind::Basic),
         TestRegistry::start(Kind::ReadOnly),
         TestRegistry::start(Kind::Tls),
-        TestRegistry::start(Kind::Token),
+        // The token service over HTTPS: the token-endpoint certificate metric.
+        TestRegistry::start_with(
+            Kind::Token,
+            support::Options {
+                token_tls: true,
+                ..Default::default()
+            }
+        ),
     );
     // What no Distribution 2.8 here produces: a referrers API and RateLimit headers (as
     // Docker Hub sends them). mockito stands in for such a registry.
@@ -492,6 +494,7 @@ name = "token"
 url = "{token}"
 username = "{token_user}"
 password = "{token_password}"
+ca_file = "{token_ca}"
 
 # healthy, with a referrers API and rate-limit headers (mockito)
 [[registries]]
@@ -508,6 +511,7 @@ checks = ["registry", "pull", "referrers"]
         tls = tls.url,
         ca = tls.ca_file.as_ref().unwrap().display(),
         token = token.url,
+        token_ca = token.ca_file.as_ref().unwrap().display(),
         token_user = support::TOKEN_ADMIN_USER,
         token_password = support::TOKEN_ADMIN_PASSWORD,
     ));

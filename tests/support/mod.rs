@@ -128,6 +128,9 @@ pub struct Options {
     /// Tls only: serve the leaf with an intermediate CA that expires on this
     /// `(year, month, day)`, before the leaf does (the chain's earliest expiry).
     pub intermediate_not_after: Option<(i32, u8, u8)>,
+    /// Token only: the token server speaks HTTPS with a generated CA, which becomes
+    /// [`TestRegistry::ca_file`] (the registry itself stays plain HTTP).
+    pub token_tls: bool,
 }
 
 impl Default for Options {
@@ -137,6 +140,7 @@ impl Default for Options {
             seed: true,
             require_client_cert: false,
             intermediate_not_after: None,
+            token_tls: false,
         }
     }
 }
@@ -347,7 +351,18 @@ impl TestRegistry {
                 std::fs::write(&path, &material.cert_pem).expect("write rootcertbundle");
                 bundle = Some(path);
                 let issuer = Arc::new(TokenIssuer::new(&material));
-                token_server = Some(TokenServer::start(issuer));
+                if opts.token_tls {
+                    let t = tls::server_tls();
+                    let ca = dir.path().join("token-ca.pem");
+                    std::fs::write(&ca, &t.ca_pem).expect("write token CA");
+                    token_server = Some(TokenServer::start_with_tls(
+                        issuer,
+                        Some((&t.cert_pem, &t.key_pem)),
+                    ));
+                    ca_file = Some(ca);
+                } else {
+                    token_server = Some(TokenServer::start(issuer));
+                }
             }
             Kind::Tls => {
                 let t = match opts.intermediate_not_after {

@@ -280,6 +280,19 @@ struct Running {
     thread: JoinHandle<()>,
 }
 
+async fn serve_http<S>(stream: S, ctx: Arc<Ctx>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
+}
+
 /// The token server. Dropping it stops it.
 pub struct TokenServer {
     pub addr: SocketAddr,
@@ -297,6 +310,29 @@ struct Ctx {
 
 impl TokenServer {
     pub fn start(issuer: Arc<TokenIssuer>) -> TokenServer {
+        Self::start_with_tls(issuer, None)
+    }
+
+    /// Like [`Self::start`], serving HTTPS with `tls` (PEM certificate chain, PEM key).
+    pub fn start_with_tls(issuer: Arc<TokenIssuer>, tls: Option<(&str, &str)>) -> TokenServer {
+        let acceptor = tls.map(|(cert_pem, key_pem)| {
+            use rustls::pki_types::pem::PemObject;
+            let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("token server certificate PEM");
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .expect("token server key PEM");
+            let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("token server TLS config");
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("bind token server on 127.0.0.1:0");
         listener
@@ -325,14 +361,16 @@ impl TokenServer {
                             accepted = listener.accept() => {
                                 let Ok((stream, _)) = accepted else { continue };
                                 let ctx = ctx.clone();
+                                let acceptor = acceptor.clone();
                                 tokio::spawn(async move {
-                                    let svc = hyper::service::service_fn(move |req| {
-                                        let ctx = ctx.clone();
-                                        async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
-                                    });
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                        .await;
+                                    match acceptor {
+                                        None => serve_http(stream, ctx).await,
+                                        Some(acceptor) => {
+                                            if let Ok(tls) = acceptor.accept(stream).await {
+                                                serve_http(tls, ctx).await;
+                                            }
+                                        }
+                                    }
                                 });
                             }
                         }
@@ -344,7 +382,7 @@ impl TokenServer {
             .expect("spawn token server thread");
         TokenServer {
             addr,
-            realm: format!("http://{addr}/token"),
+            realm: format!("{scheme}://{addr}/token"),
             issuer,
             requests,
             running: Mutex::new(Some(Running { shutdown, thread })),
