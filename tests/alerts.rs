@@ -8,6 +8,8 @@
 //!
 //! What the rules and dashboards do against a live exporter is tests/prometheus.rs.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +17,8 @@ use std::process::Command;
 use oci_registry_exporter::metrics::METRICS;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
+
+use common::promql::metric_names;
 
 const RULES: &str = "alerts/oci-registry-exporter.rules.yml";
 const RUNBOOKS: &str = "docs/runbooks/alerts.md";
@@ -145,49 +149,6 @@ fn heading_anchors(markdown: &str) -> BTreeSet<String> {
         }
     }
     anchors
-}
-
-/// Metric names in a PromQL expression: identifiers outside strings and label matchers
-/// that name this exporter's metrics, plus `up`.
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut chars = expr.char_indices().peekable();
-    let mut depth_braces = 0;
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' | '\'' | '`' => {
-                let mut escaped = false;
-                for (_, d) in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if d == '\\' && c != '`' {
-                        escaped = true;
-                    } else if d == c {
-                        break;
-                    }
-                }
-            }
-            '{' => depth_braces += 1,
-            '}' => depth_braces -= 1,
-            c if depth_braces == 0 && (c.is_ascii_alphabetic() || c == '_' || c == ':') => {
-                let mut end = i + c.len_utf8();
-                while let Some(&(j, d)) = chars.peek() {
-                    if d.is_ascii_alphanumeric() || d == '_' || d == ':' {
-                        end = j + d.len_utf8();
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                let word = &expr[i..end];
-                if word.starts_with("oci_registry_") || word == "up" {
-                    names.insert(word.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    names
 }
 
 /// The name `METRICS` declares for a scraped series name (histogram suffixes stripped).

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::promql::metric_names;
 use common::{Exporter, config_from_toml};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
@@ -262,49 +263,6 @@ fn variable_query_as_promql(query: &str) -> Result<String, String> {
     } else {
         Err(format!("unsupported variable query {q:?}"))
     }
-}
-
-/// Metric names in a PromQL expression (identifiers outside strings and label matchers
-/// that name this exporter's metrics, plus `up`).
-fn metric_names(expr: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut chars = expr.char_indices().peekable();
-    let mut braces = 0;
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' | '\'' | '`' => {
-                let mut escaped = false;
-                for (_, d) in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if d == '\\' && c != '`' {
-                        escaped = true;
-                    } else if d == c {
-                        break;
-                    }
-                }
-            }
-            '{' => braces += 1,
-            '}' => braces -= 1,
-            c if braces == 0 && (c.is_ascii_alphabetic() || c == '_') => {
-                let mut end = i + 1;
-                while let Some(&(j, d)) = chars.peek() {
-                    if d.is_ascii_alphanumeric() || d == '_' || d == ':' {
-                        end = j + 1;
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                let word = &expr[i..end];
-                if word.starts_with("oci_registry_") || word == "up" {
-                    names.insert(word.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    names
 }
 
 /// Every query of the dashboards that must return data: (where, PromQL as written).

@@ -1,6 +1,8 @@
 //! Test helpers that run the exporter: in-process, on 127.0.0.1, with a bounded wait.
 #![allow(dead_code)]
 
+pub mod promql;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
