@@ -275,6 +275,8 @@ pub struct Metrics {
     referrers: Family<RegistryLabels, Gauge>,
     reload_ok: Gauge,
     reload_time: FloatGauge,
+    // std Mutex: never held across .await. The current reason per registry × check.
+    reasons: Mutex<HashMap<(String, CheckKind), Reason>>,
     // std Mutex: never held across .await. The last version label per registry, so an old
     // version's series can be removed when the registry is upgraded or forgotten.
     versions: Mutex<HashMap<String, String>>,
@@ -339,6 +341,7 @@ impl Metrics {
             referrers: Family::default(),
             versions: Mutex::new(HashMap::new()),
             reload_ok: Gauge::default(),
+            reasons: Mutex::new(HashMap::new()),
             reload_time: FloatGauge::default(),
             registry: Registry::default(),
         };
@@ -451,14 +454,19 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(i64::from(status == result.status));
         }
-        for &reason in Reason::ALL {
-            if reason != result.reason {
-                self.reason.remove(&ReasonLabels {
-                    registry: registry.to_string(),
-                    check,
-                    reason,
-                });
-            }
+        // Only the previous reason has a series to remove: the last one is remembered
+        // rather than trying every reason on each result (a hot path at scale).
+        let previous = self
+            .reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((registry.to_string(), check), result.reason);
+        if let Some(previous) = previous.filter(|p| *p != result.reason) {
+            self.reason.remove(&ReasonLabels {
+                registry: registry.to_string(),
+                check,
+                reason: previous,
+            });
         }
         self.reason
             .get_or_create(&ReasonLabels {
@@ -591,6 +599,10 @@ impl Metrics {
 
     /// Removes the series of one check of a registry (a reload dropped the check).
     pub fn forget_check(&self, registry: &str, check: CheckKind) {
+        self.reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(registry.to_string(), check));
         let labels = CheckLabels {
             registry: registry.to_string(),
             check,
