@@ -152,19 +152,23 @@ pub const DEBUG_HEADERS: &[&str] = &[
 ];
 
 fn debug_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    // One pass over the response's headers (their names are lower case already), rather
+    // than a lookup per listed name, which parses each name again on every request.
     let mut out = Vec::new();
-    for name in DEBUG_HEADERS {
-        for value in headers.get_all(*name) {
-            let Ok(text) = value.to_str() else { continue };
-            let text = if *name == "location" {
-                text.split('?').next().unwrap_or_default()
-            } else {
-                text
-            };
-            // Bounded: a hostile registry cannot bloat the debug output or the history.
-            let text: String = text.chars().take(256).collect();
-            out.push((name.to_string(), text));
+    for (name, value) in headers {
+        let name = name.as_str();
+        if !DEBUG_HEADERS.contains(&name) {
+            continue;
         }
+        let Ok(text) = value.to_str() else { continue };
+        let text = if name == "location" {
+            text.split('?').next().unwrap_or_default()
+        } else {
+            text
+        };
+        // Bounded: a hostile registry cannot bloat the debug output or the history.
+        let text: String = text.chars().take(256).collect();
+        out.push((name.to_string(), text));
     }
     out
 }
