@@ -130,103 +130,32 @@ pub fn runbook_url(base: &str, kind: CheckKind, reason: Option<Reason>) -> Strin
 /// Every reason a check can report besides `ok`: its runbook has a section for each.
 pub fn reasons(kind: CheckKind) -> &'static [Reason] {
     use Reason as R;
-    const TRANSPORT: [Reason; 5] = [
-        R::ConnectionRefused,
-        R::Dns,
-        R::Tls,
-        R::Timeout,
-        R::ConnectionError,
-    ];
+    // Every check can meet the transport failures and the generic answers; every check
+    // that sends credentials can meet the authentication failures too.
     macro_rules! list {
-        ($($r:ident),* $(,)?) => {{
-            const L: &[Reason] = &[TRANSPORT[0], TRANSPORT[1], TRANSPORT[2], TRANSPORT[3], TRANSPORT[4], $(R::$r),*];
+        (@ $($r:ident),*) => {{
+            const L: &[Reason] = &[
+                R::ConnectionRefused, R::Dns, R::Tls, R::Timeout, R::ConnectionError,
+                R::ServerError, R::RateLimited, R::UnexpectedStatus, R::InvalidResponse,
+                $(R::$r),*
+            ];
             L
         }};
+        (authenticated; $($r:ident),*) => {
+            list!(@ Unauthorized, InvalidCredentials, Forbidden, MissingPassword,
+                SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError $(, $r)*)
+        };
+        ($($r:ident),*) => { list!(@ $($r),*) };
     }
     match kind {
-        CheckKind::Registry => list!(
-            NotARegistry,
-            ServerError,
-            RateLimited,
-            UnexpectedStatus,
-            InvalidResponse
-        ),
-        CheckKind::Credentials => list!(
-            Unauthorized,
-            InvalidCredentials,
-            Forbidden,
-            MissingPassword,
-            SecretUnreadable,
-            TokenEndpointUnreachable,
-            TokenEndpointError,
-            ServerError,
-            RateLimited,
-            UnexpectedStatus,
-            InvalidResponse,
-        ),
-        CheckKind::Pull => list!(
-            NotFound,
-            Unauthorized,
-            InvalidCredentials,
-            Forbidden,
-            MissingPassword,
-            SecretUnreadable,
-            TokenEndpointUnreachable,
-            TokenEndpointError,
-            ServerError,
-            RateLimited,
-            UnexpectedStatus,
-            InvalidResponse,
-        ),
-        CheckKind::Push => list!(
-            NoCredentials,
-            NotFound,
-            Unauthorized,
-            InvalidCredentials,
-            Forbidden,
-            ReadOnly,
-            MissingPassword,
-            SecretUnreadable,
-            TokenEndpointUnreachable,
-            TokenEndpointError,
-            ServerError,
-            RateLimited,
-            UnexpectedStatus,
-            InvalidResponse,
-        ),
-        CheckKind::Capabilities => list!(
-            Unsupported,
-            NoCredentials,
-            ReadOnly,
-            NotARegistry,
-            NotFound,
-            Unauthorized,
-            InvalidCredentials,
-            Forbidden,
-            MissingPassword,
-            SecretUnreadable,
-            TokenEndpointUnreachable,
-            TokenEndpointError,
-            ServerError,
-            RateLimited,
-            UnexpectedStatus,
-            InvalidResponse,
-        ),
-        CheckKind::Referrers => list!(
-            Unsupported,
-            NotFound,
-            Unauthorized,
-            InvalidCredentials,
-            Forbidden,
-            MissingPassword,
-            SecretUnreadable,
-            TokenEndpointUnreachable,
-            TokenEndpointError,
-            ServerError,
-            RateLimited,
-            UnexpectedStatus,
-            InvalidResponse,
-        ),
+        CheckKind::Registry => list!(NotARegistry),
+        CheckKind::Credentials => list!(authenticated;),
+        CheckKind::Pull => list!(authenticated; NotFound),
+        CheckKind::Push => list!(authenticated; NoCredentials, NotFound, ReadOnly),
+        CheckKind::Capabilities => {
+            list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotARegistry, NotFound)
+        }
+        CheckKind::Referrers => list!(authenticated; Unsupported, NotFound),
     }
 }
 
