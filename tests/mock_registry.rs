@@ -167,17 +167,7 @@ async fn registry_check_sends_no_credentials_and_a_401_means_reachable() {
 #[tokio::test]
 async fn a_hanging_server_is_a_timeout_within_the_configured_bound() {
     // Accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hold = tokio::spawn(async move {
-        let mut held = Vec::new();
-        for _ in 0..8 {
-            match tokio::time::timeout(Duration::from_secs(5), listener.accept()).await {
-                Ok(Ok((s, _))) => held.push(s),
-                _ => break,
-            }
-        }
-    });
+    let (addr, hold) = common::hanging_server(Duration::from_secs(5)).await;
     let cfg = config_from_toml(&format!(
         "[[registries]]\nname = \"hang\"\nurl = \"http://{addr}\"\ntimeout = \"500ms\"\n"
     ));

@@ -506,17 +506,7 @@ async fn interval_mode_repeats_and_status_page_shows_results() {
 #[tokio::test]
 async fn a_scrape_waits_no_longer_than_prometheus_allows() {
     // A registry that accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hold = tokio::spawn(async move {
-        let mut held = Vec::new();
-        for _ in 0..8 {
-            match tokio::time::timeout(Duration::from_secs(20), listener.accept()).await {
-                Ok(Ok((s, _))) => held.push(s),
-                _ => break,
-            }
-        }
-    });
+    let (addr, hold) = common::hanging_server(Duration::from_secs(20)).await;
     let config = config_from_toml(&format!(
         "mode = \"scrape\"\n[[registries]]\nname = \"hang\"\nurl = \"http://{addr}\"\ntimeout = \"10s\"\n"
     ));

@@ -13,6 +13,23 @@ use oci_registry_exporter::config::{Config, Target};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A server on 127.0.0.1 that accepts connections and never answers; it holds at most 8
+/// connections and stops by itself after `idle` without a new one. Abort the handle when done.
+pub async fn hanging_server(idle: Duration) -> (SocketAddr, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(idle, listener.accept()).await {
+                Ok(Ok((s, _))) => held.push(s),
+                _ => break,
+            }
+        }
+    });
+    (addr, hold)
+}
+
 /// Parses a TOML config text the way `--config` would.
 pub fn config_from_toml(text: &str) -> Config {
     let dir = tempfile::tempdir().expect("tempdir");
