@@ -7,7 +7,8 @@
 
 use serde::Serialize;
 
-use crate::checks::{CheckKind, CheckResult, Reason, Status};
+pub use crate::outcome::Diagnosis;
+use crate::outcome::{AuthMethod, CheckKind, CheckResult, ErrorCode, Reason, Status};
 
 /// Where runbooks live unless `runbook_base_url` says otherwise.
 pub const DEFAULT_RUNBOOK_BASE_URL: &str =
@@ -142,8 +143,9 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
             L
         }};
         (authenticated; $($r:ident),*) => {
-            list!(@ Unauthorized, InvalidCredentials, Forbidden, MissingPassword,
-                SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError $(, $r)*)
+            list!(@ Unauthorized, InvalidCredentials, CredentialsExpired, Forbidden,
+                MissingPassword, SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError
+                $(, $r)*)
         };
         ($($r:ident),*) => { list!(@ $($r),*) };
     }
@@ -151,11 +153,12 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
         CheckKind::Registry => list!(NotARegistry),
         CheckKind::Credentials => list!(authenticated;),
         CheckKind::Pull => list!(authenticated; NotFound),
-        CheckKind::Push => list!(authenticated; NoCredentials, NotFound, ReadOnly),
+        CheckKind::Push => list!(authenticated; NoCredentials, RepositoryNotFound, ReadOnly),
         CheckKind::Capabilities => {
-            list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotARegistry, NotFound)
+            list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotARegistry, NotFound,
+                RepositoryNotFound)
         }
-        CheckKind::Referrers => list!(authenticated; Unsupported, NotFound),
+        CheckKind::Referrers => list!(authenticated; Unsupported, NotFound, Nonconformant),
     }
 }
 
@@ -165,24 +168,16 @@ pub fn annotate(result: &mut CheckResult, runbook_base_url: &str) {
     result.runbook_url = runbook_url(runbook_base_url, result.check, Some(result.reason));
 }
 
-/// A likely cause of a result, and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Diagnosis {
-    pub cause: &'static str,
-    pub fix: &'static [&'static str],
-}
-
-/// Picks the likely cause of a non-pass result from its check, reason and evidence.
+/// Picks the likely cause of a non-pass result from its typed facts: check × reason ×
+/// authentication method × OCI error code. No string in the evidence is consulted.
 pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
     if matches!(result.status, Status::Pass) {
         return None;
     }
-    let method = result
-        .evidence
-        .get("auth_method")
-        .map(String::as_str)
-        .unwrap_or("anonymous");
+    let method = result.facts.auth_method.unwrap_or(AuthMethod::Anonymous);
+    let anonymous = method == AuthMethod::Anonymous;
     let d = |cause, fix| Some(Diagnosis { cause, fix });
+    use AuthMethod as M;
     use CheckKind as K;
     use Reason as R;
     match (result.check, result.reason) {
@@ -274,41 +269,52 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
                 "check the registry's auth configuration (realm, service)",
             ],
         ),
-        (_, R::InvalidCredentials) | (K::Pull, R::Unauthorized) if method != "anonymous" => {
-            match method {
-                "bearer" => d(
-                    "the static bearer token was rejected: it expired or was revoked",
-                    &[
-                        "issue a new token and update token_file (the file is re-read, no restart needed)",
-                    ],
-                ),
-                "docker_config" | "credential_helper" | "identity_token" => d(
-                    "the credentials from the Docker config were rejected: rotated, revoked, or an expired identity token",
-                    &[
-                        "log in again to refresh the Docker config (docker login), or update the pull secret",
-                        "for a credential helper, check that it returns current credentials: echo <host> | docker-credential-<name> get",
-                    ],
-                ),
-                _ => d(
-                    "credentials rejected: rotated or revoked, or a mistyped username or password",
-                    &[
-                        "verify them by hand: docker login <registry>",
-                        "update password_file (re-read at each use, no restart needed) or OCI__Password",
-                    ],
-                ),
-            }
-        }
-        (_, R::InvalidCredentials) => d(
-            "the registry or its token service rejected the request's credentials",
-            &["verify the credentials by hand: docker login <registry>"],
-        ),
-        (_, R::Unauthorized) => d(
+        // Without credentials there is no password to check: the advice is to configure some.
+        (_, R::Unauthorized | R::InvalidCredentials) if anonymous => d(
             "the registry requires authentication and no credentials are configured",
             &[
                 "create a read-only robot account for monitoring",
                 "set username and password_file (or token_file, or docker_config) for this registry",
             ],
         ),
+        (_, R::InvalidCredentials | R::Unauthorized) => match method {
+            M::Bearer => d(
+                "the static bearer token was rejected: it expired or was revoked",
+                &[
+                    "issue a new token and update token_file (the file is re-read, no restart needed)",
+                ],
+            ),
+            M::DockerConfig | M::CredentialHelper | M::IdentityToken => d(
+                "the credentials from the Docker config were rejected: rotated, revoked, or an expired identity token",
+                &[
+                    "log in again to refresh the Docker config (docker login), or update the pull secret",
+                    "for a credential helper, check that it returns current credentials: echo <host> | docker-credential-<name> get",
+                ],
+            ),
+            M::Basic | M::Anonymous => d(
+                "credentials rejected: rotated or revoked, or a mistyped username or password",
+                &[
+                    "verify them by hand: docker login <registry>",
+                    "update password_file (re-read at each use, no restart needed) or OCI__Password",
+                ],
+            ),
+        },
+        (_, R::CredentialsExpired) => match method {
+            M::CredentialHelper | M::DockerConfig => d(
+                "the registry's temporary token has expired and the Docker config or credential helper handed out a stale one",
+                &[
+                    "check that the credential helper fetches fresh tokens: echo <host> | docker-credential-<name> get",
+                    "for ECR, use docker-credential-ecr-login in credHelpers rather than a token written into config.json",
+                ],
+            ),
+            _ => d(
+                "the credentials are a temporary token that has expired (ECR's authorization tokens last 12 hours)",
+                &[
+                    "use a credential helper that refreshes the token (docker_config with credHelpers, e.g. ecr-login for ECR)",
+                    "or refresh the password file on a schedule shorter than the token's lifetime",
+                ],
+            ),
+        },
         (K::Push, R::Forbidden) => d(
             "valid credentials without push permission on the push test repository",
             &[
@@ -316,11 +322,39 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
                 "or point `push_test_repository` at a repository the account may push to",
             ],
         ),
+        (K::Capabilities, R::Forbidden) => d(
+            "valid credentials without a permission a capability probe needs (pull on `test_repository`, push and delete on `push_test_repository`)",
+            &[
+                "grant the monitoring account pull on `test_repository` and push on `push_test_repository`",
+                "grant delete too, so probes can clean up after themselves",
+            ],
+        ),
+        (K::Credentials, R::Forbidden) => d(
+            "the registry accepted the login but forbids the account access",
+            &[
+                "check the account's permissions and whether it is disabled",
+                "for organisation registries, check that the account is a member with access",
+            ],
+        ),
         (_, R::Forbidden) => d(
             "valid credentials without permission on the repository",
             &[
                 "grant pull on `test_repository` to the monitoring account",
                 "or point `test_repository` at a repository the account may read",
+            ],
+        ),
+        (_, R::RepositoryNotFound) => d(
+            "`push_test_repository` does not exist, and the registry does not create repositories on push (ECR; Harbor and GitLab need the project to exist)",
+            &[
+                "create the repository (ECR: aws ecr create-repository; Harbor: create the project)",
+                "or point `push_test_repository` at a repository that exists and the account may push to",
+            ],
+        ),
+        (_, R::NotFound) if result.facts.error_code == Some(ErrorCode::NameUnknown) => d(
+            "the test repository does not exist, so pulls cannot be verified",
+            &[
+                "push a small image to `test_repository`:`test_tag`",
+                "or set `test_repository` and `test_tag` to an image that exists",
             ],
         ),
         (_, R::NotFound) => d(
@@ -337,6 +371,13 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
                 "otherwise expect pushes to fail until it ends",
             ],
         ),
+        (K::Capabilities, R::NoCredentials) => d(
+            "the write probes (upload, mount, delete) need credentials on this registry and none are configured",
+            &[
+                "configure credentials with push permission on `push_test_repository`",
+                "or accept a lower score: the read probes still run",
+            ],
+        ),
         (_, R::NoCredentials) => d(
             "the push check needs credentials and none are configured",
             &[
@@ -349,6 +390,13 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             &[
                 "upgrade the registry to a version with the referrers API (Distribution 3, Harbor 2.8+, Zot, ...)",
                 "until then, make sure signing and verification tools use the tag fallback",
+            ],
+        ),
+        (_, R::Nonconformant) => d(
+            "the registry serves the referrers API, but not as the OCI spec says: the index comes with another Content-Type (Harbor 2.9 and 2.10 send application/json)",
+            &[
+                "upgrade the registry (Harbor 2.11 fixed it)",
+                "meanwhile, clients that check the type (oras-go) fall back to sha256-<hex> tags: make sure signing and verification use the fallback",
             ],
         ),
         (_, R::Unsupported) => d(

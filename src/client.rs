@@ -15,13 +15,12 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use tracing::Instrument as _;
 use url::Url;
 
-use crate::checks::{AuthMethod, Facts, RateLimit, Reason};
 use crate::config::{Credentials, SecretError, Target};
 use crate::docker_config::{self, DockerAuth, DockerConfigError};
+use crate::outcome::{AuthMethod, AuthUsed, Facts, RateLimit, Reason, RequestRecord};
 use crate::tls::ChainExpiries;
 
 /// Bodies larger than this are cut off: a registry that streams forever cannot exhaust memory.
@@ -106,33 +105,6 @@ impl Response {
     }
 }
 
-/// How a request was authenticated, for the trail and the debug output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthUsed {
-    None,
-    Basic,
-    Bearer,
-    Token,
-}
-
-/// One request as made, for logs, debug output and the request-duration histogram.
-/// It holds the path only: never a header value or a query string.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestRecord {
-    pub method: String,
-    pub path: String,
-    pub status: Option<u16>,
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
-    pub auth: AuthUsed,
-    /// What the auth layer did around this request, e.g. "token fetched for scope ...".
-    pub note: Option<String>,
-    /// Response headers worth showing in debug output (see [`DEBUG_HEADERS`]); never
-    /// `Authorization`, `Set-Cookie` or a URL query.
-    pub headers: Vec<(String, String)>,
-}
-
 /// Response headers kept for debug output. None of them carries a credential; `Location`
 /// is cut to its path, because its query may hold upload state.
 pub const DEBUG_HEADERS: &[&str] = &[
@@ -206,6 +178,11 @@ impl Trail {
         self.with(|t| t.facts.token_request_duration.is_some())
     }
 
+    /// Whether any request so far carried credentials or a token.
+    pub fn sent_credentials(&self) -> bool {
+        self.with(|t| t.records.iter().any(|r| r.auth != AuthUsed::None))
+    }
+
     /// The requests made so far, in order, and the facts learned.
     pub fn take(&self) -> (Vec<RequestRecord>, Facts) {
         self.with(|t| (std::mem::take(&mut t.records), std::mem::take(&mut t.facts)))
@@ -252,6 +229,12 @@ pub enum TokenError {
         "token endpoint {realm} rejected the credentials (HTTP {status}); check username and password"
     )]
     Rejected { realm: String, status: u16 },
+    /// No credentials are configured and the token service hands out no anonymous token
+    /// for the scope (GHCR does so for private packages).
+    #[error(
+        "token endpoint {realm} refuses an anonymous token (HTTP {status}): the repository is private; configure credentials for this registry"
+    )]
+    AnonymousRefused { realm: String, status: u16 },
     #[error("token endpoint {realm} answered HTTP {status}; check the registry's token service")]
     Status { realm: String, status: u16 },
     #[error("token endpoint {realm} sent an invalid answer: {detail}")]
@@ -265,6 +248,7 @@ impl TokenError {
         match self {
             TokenError::Unreachable { .. } => Reason::TokenEndpointUnreachable,
             TokenError::Rejected { .. } => Reason::InvalidCredentials,
+            TokenError::AnonymousRefused { .. } => Reason::Unauthorized,
             TokenError::Status { .. } | TokenError::Invalid { .. } | TokenError::BadRealm => {
                 Reason::TokenEndpointError
             }
@@ -340,6 +324,17 @@ enum Resolved {
     Identity(SecretString),
 }
 
+/// What a registry said about authentication.
+#[derive(Debug, Clone)]
+enum Negotiated {
+    /// `GET /v2/` answered 2xx without credentials.
+    Open,
+    /// A `Basic` challenge.
+    Basic,
+    /// A `Bearer` challenge: the token flow.
+    Bearer(BearerChallenge),
+}
+
 /// How long credentials from a Docker config or helper are reused before a fresh lookup.
 const DOCKER_CONFIG_CACHE: Duration = Duration::from_secs(60);
 
@@ -350,7 +345,8 @@ pub struct RegistryClient {
     credentials: Credentials,
     // std Mutex: never held across .await.
     tokens: Mutex<HashMap<String, CachedToken>>,
-    challenge: Mutex<Option<BearerChallenge>>,
+    /// How the registry wants to be authenticated, once it has said so.
+    challenge: Mutex<Option<Negotiated>>,
     docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
     chain_expiries: Arc<ChainExpiries>,
 }
@@ -473,6 +469,14 @@ impl RegistryClient {
 
     /// Sends a request, authenticating as configured, and records it in `trail`.
     ///
+    /// Authentication is negotiated as Docker, containers/image and skopeo do it: the
+    /// registry is asked first (`GET /v2/` without credentials, once per client; every
+    /// later challenge updates what was learnt), and credentials go only where a challenge
+    /// asked for them: Basic after a Basic challenge, a token after a Bearer one. GHCR
+    /// answers Basic credentials sent before any challenge with 403 DENIED and no
+    /// challenge (renovatebot/renovate#11446), so nothing is sent pre-emptively. A static
+    /// bearer token (`token`) is sent as configured.
+    ///
     /// With the token flow, a 401 carrying a `Bearer` challenge leads to one token
     /// exchange and one retry; a cached token that is refused is dropped and renewed once.
     pub async fn send(&self, req: Request, trail: &Trail) -> Result<Response, RequestError> {
@@ -484,16 +488,25 @@ impl RegistryClient {
                 detail: format!("cannot build the request URL: {e}"),
             })?;
         if req.anonymous {
-            return self.send_once(&req, &url, &Auth::None, trail, None).await;
+            let resp = self.send_once(&req, &url, &Auth::None, trail, None).await?;
+            self.learn(&resp, req.path == "v2/");
+            return Ok(resp);
         }
         let (creds, _) = self.resolve().await?;
         let scope_key = req.scope.clone().unwrap_or_default();
+        if matches!(creds, Resolved::Basic { .. } | Resolved::Identity(_)) && self.known().is_none()
+        {
+            self.ping(trail).await?;
+        }
 
         let mut note = None;
         let mut auth = self.auth_for(&creds, &scope_key, trail, &mut note).await?;
         let mut resp = self
             .send_once(&req, &url, &auth, trail, note.take())
             .await?;
+        if matches!(auth, Auth::None) {
+            self.learn(&resp, req.path == "v2/");
+        }
 
         if resp.status == StatusCode::UNAUTHORIZED && !matches!(creds, Resolved::Bearer(_)) {
             let challenges = Challenges::parse(&resp.headers);
@@ -504,7 +517,7 @@ impl RegistryClient {
                 if !insufficient {
                     self.forget_token(&scope_key);
                     let scope = req.scope.clone().or(ch.scope.clone());
-                    *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(ch.clone());
+                    self.set_known(Negotiated::Bearer(ch.clone()));
                     let token = self
                         .fetch_token(&creds, &ch, scope.as_deref(), trail)
                         .await?;
@@ -516,9 +529,59 @@ impl RegistryClient {
                     ));
                     resp = self.send_once(&req, &url, &auth, trail, note).await?;
                 }
+            } else if let (true, Auth::None, Resolved::Basic { username, password }) =
+                (challenges.basic, &auth, &creds)
+            {
+                // The registry asked for Basic on this request (open at /v2/, protected
+                // per repository): answer the challenge once.
+                self.set_known(Negotiated::Basic);
+                auth = Auth::Basic(username.clone(), password.clone());
+                let note = Some("credentials sent after a Basic challenge".to_string());
+                resp = self.send_once(&req, &url, &auth, trail, note).await?;
             }
         }
         Ok(resp)
+    }
+
+    /// What the registry has said about authentication so far.
+    fn known(&self) -> Option<Negotiated> {
+        self.challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_known(&self, negotiated: Negotiated) {
+        *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(negotiated);
+    }
+
+    /// Learns from an answer to a request sent without credentials: a challenge says how
+    /// to authenticate; a 2xx on `/v2/` says the registry is open.
+    fn learn(&self, resp: &Response, api_root: bool) {
+        if resp.status == StatusCode::UNAUTHORIZED {
+            let ch = Challenges::parse(&resp.headers);
+            if let Some(bearer) = ch.bearer {
+                self.set_known(Negotiated::Bearer(bearer));
+            } else {
+                // Basic, or a 401 that names no scheme: Basic is all that could be sent.
+                self.set_known(Negotiated::Basic);
+            }
+        } else if api_root && resp.status.is_success() {
+            self.set_known(Negotiated::Open);
+        }
+    }
+
+    /// `GET /v2/` without credentials, to learn how the registry wants to be addressed.
+    async fn ping(&self, trail: &Trail) -> Result<(), RequestError> {
+        let req = Request::new(Method::GET, "v2/").anonymous();
+        let url = self.base.join("v2/").map_err(|e| RequestError::Transport {
+            reason: Reason::ConnectionError,
+            detail: format!("cannot build the request URL: {e}"),
+        })?;
+        let note = Some("ping: how does the registry want to authenticate".to_string());
+        let resp = self.send_once(&req, &url, &Auth::None, trail, note).await?;
+        self.learn(&resp, true);
+        Ok(())
     }
 
     async fn auth_for(
@@ -535,22 +598,17 @@ impl RegistryClient {
             *note = Some("cached token".into());
             return Ok(Auth::Token(token));
         }
-        // Once the registry has said it wants tokens, fetch one up front for a new scope
-        // instead of paying a 401 round trip each time.
-        let known = self
-            .challenge
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(ch) = known {
-            let scope = (!scope_key.is_empty()).then_some(scope_key);
-            let token = self.fetch_token(creds, &ch, scope, trail).await?;
-            self.store_token(scope_key, &token);
-            *note = Some(format!("token fetched for scope \"{scope_key}\""));
-            return Ok(Auth::Token(token.token));
-        }
-        match creds {
-            Resolved::Basic { username, password } => {
+        match (self.known(), creds) {
+            // Once the registry has said it wants tokens, fetch one up front for a new
+            // scope instead of paying a 401 round trip each time.
+            (Some(Negotiated::Bearer(ch)), _) => {
+                let scope = (!scope_key.is_empty()).then_some(scope_key);
+                let token = self.fetch_token(creds, &ch, scope, trail).await?;
+                self.store_token(scope_key, &token);
+                *note = Some(format!("token fetched for scope \"{scope_key}\""));
+                Ok(Auth::Token(token.token))
+            }
+            (Some(Negotiated::Basic), Resolved::Basic { username, password }) => {
                 Ok(Auth::Basic(username.clone(), password.clone()))
             }
             _ => Ok(Auth::None),
@@ -769,6 +827,13 @@ impl RegistryClient {
             let rejected = status == StatusCode::UNAUTHORIZED
                 || status == StatusCode::FORBIDDEN
                 || (status == StatusCode::BAD_REQUEST && matches!(creds, Resolved::Identity(_)));
+            if rejected && matches!(creds, Resolved::Anonymous) {
+                return Err(TokenError::AnonymousRefused {
+                    realm: shown.clone(),
+                    status: status.as_u16(),
+                }
+                .into());
+            }
             if rejected {
                 return Err(TokenError::Rejected {
                     realm: shown.clone(),
@@ -802,6 +867,7 @@ impl RegistryClient {
         record.status = match &result {
             Ok(_) => Some(200),
             Err(RequestError::Token(TokenError::Rejected { status, .. }))
+            | Err(RequestError::Token(TokenError::AnonymousRefused { status, .. }))
             | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
             Err(_) => None,
         };

@@ -4,7 +4,9 @@
 //! - `config`: raw and validated configuration, environment seed keys, every validation rule.
 //! - `client`: one HTTP client per registry: TLS, bounded bodies, basic/bearer/token auth.
 //! - `docker_config`: credentials from a Docker config.json and credential helpers.
-//! - `checks`: one file per check, all `run(target, cx) -> CheckResult`; result types.
+//! - `outcome`: the result types (check kinds, statuses, reasons, facts, `CheckResult`); a leaf.
+//! - `distribution`: the typed OCI Distribution API: digests, scopes, error codes, operations.
+//! - `checks`: one file per check, all `run(target, cx) -> CheckResult`; they only classify.
 //! - `catalogue`: what each check is, why it matters, likely causes and fixes, runbook links.
 //! - `app`: shared state: targets, latest results, the concurrency bound, rounds of checks.
 //! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
@@ -21,9 +23,11 @@ pub mod catalogue;
 pub mod checks;
 pub mod client;
 pub mod config;
+pub mod distribution;
 pub mod docker_config;
 pub mod doctor;
 pub mod metrics;
+pub mod outcome;
 pub mod report;
 pub mod scheduler;
 pub mod server;

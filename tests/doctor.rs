@@ -124,7 +124,7 @@ async fn exit_codes_text_and_json() {
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &doc["results"][0];
-    assert_eq!(r["reason"], "unauthorized");
+    assert_eq!(r["reason"], "invalid_credentials");
     assert!(
         r["cause"]
             .as_str()

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config_from_toml, run_one};
+use common::{basic_challenge, config_from_toml, run_one};
 use mockito::Matcher;
 use oci_registry_exporter::checks::{CheckKind, Reason, Status};
 
@@ -20,6 +20,7 @@ fn config(url: &str, extra: &str) -> oci_registry_exporter::Config {
 #[tokio::test]
 async fn pull_403_is_fail_forbidden() {
     let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
     let m = server
         .mock("HEAD", MANIFEST)
         .match_header("authorization", Matcher::Regex("^Basic ".into()))
@@ -241,6 +242,7 @@ async fn credentials_are_not_forwarded_on_a_redirect_to_another_host() {
         .create_async()
         .await;
     let mut origin = mockito::Server::new_async().await;
+    basic_challenge(&mut origin).await;
     let redirected = origin
         .mock("HEAD", MANIFEST)
         .match_header("authorization", Matcher::Regex("^Basic ".into()))

@@ -596,7 +596,7 @@ checks = ["registry", "pull", "referrers"]
             "OciRegistryCredentialsInvalid",
             "credentials=invalid_credentials",
         ),
-        ("OciRegistryCredentialsInvalid", "pull=unauthorized"),
+        ("OciRegistryCredentialsInvalid", "pull=invalid_credentials"),
         ("OciRegistryPushDenied", "reason: read_only"),
     ] {
         if let Some(a) = state.alerts.iter().find(|a| label(a, "alertname") == alert) {

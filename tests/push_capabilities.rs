@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{config_from_toml, run_one};
+use common::{basic_challenge, config_from_toml, run_one};
 use mockito::Matcher;
 use oci_registry_exporter::checks::capabilities::NOWHERE_DIGEST;
 use oci_registry_exporter::checks::{
@@ -20,6 +20,7 @@ use oci_registry_exporter::checks::{
 };
 use oci_registry_exporter::client::RegistryClient;
 use oci_registry_exporter::config::Config;
+use oci_registry_exporter::outcome::AuthUsed;
 use support::{Kind, Options, TestRegistry};
 
 use CapabilityStatus::{Denied as D, Error as E, Supported as S, Unsupported as U};
@@ -133,17 +134,20 @@ async fn open_registry_with_delete() {
     );
     assert_eq!(r.facts.upload_cancelled, Some(true));
     assert!(r.message.contains("cancelled"), "{}", r.message);
+    // The ping learns that /v2/ is open, so no credentials are sent at all.
+    assert!(r.requests.iter().all(|q| q.auth == AuthUsed::None));
     assert_eq!(
         requests(&r),
         [
+            "GET /v2/".to_string(),
             format!("POST /v2/{PUSH_REPO}/blobs/uploads/"),
             format!(
                 "DELETE /v2/{PUSH_REPO}/blobs/uploads/{}",
-                r.requests[1].path.rsplit('/').next().unwrap()
+                r.requests[2].path.rsplit('/').next().unwrap()
             ),
         ]
     );
-    assert_eq!(r.requests[1].status, Some(204));
+    assert_eq!(r.requests[2].status, Some(204));
 
     // Anonymous writes work here, so every write probe is sent.
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
@@ -195,11 +199,11 @@ async fn open_registry_with_delete() {
     let r = run_one(&anonymous, CheckKind::Referrers).await;
     assert_eq!(ev(&r, "fallback_tag"), format!("{tag}: present"));
 
-    // A missing test tag: referrers fails clearly; capabilities still probes the API
-    // with a digest that names nothing, and cannot probe a mount.
+    // A missing test tag: referrers cannot be verified (info, as for pull); capabilities
+    // still probes the API with a digest that names nothing, and cannot probe a mount.
     let missing = config(&reg.url, "test_tag = \"no-such-tag\"");
     let r = run_one(&missing, CheckKind::Referrers).await;
-    assert_eq!(outcome(&r), (Status::Fail, Reason::NotFound, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::NotFound, Some(404)));
     assert!(r.message.contains("no-such-tag"), "{}", r.message);
     let r = run_one(&missing, CheckKind::Capabilities).await;
     assert_eq!(states(&r), [S, U, S, E, S], "{}", r.message);
@@ -227,7 +231,10 @@ async fn basic_auth_registry_without_delete() {
 
     let wrong = config(&reg.url, &login(support::BASIC_USER, "not-it"));
     let r = run_one(&wrong, CheckKind::Push).await;
-    assert_eq!(outcome(&r), (Status::Fail, Reason::Unauthorized, Some(401)));
+    assert_eq!(
+        outcome(&r),
+        (Status::Fail, Reason::InvalidCredentials, Some(401))
+    );
     assert!(!r.message.contains("not-it"));
 
     let anonymous = config(&reg.url, "");
@@ -344,11 +351,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
     // reader gets pull only: the insufficient_scope challenge names the problem.
     let r = run_one(&reader, CheckKind::Push).await;
     assert_eq!(outcome(&r), (Status::Fail, Reason::Forbidden, Some(401)));
-    assert!(
-        r.message.contains("valid credentials, no push permission"),
-        "{}",
-        r.message
-    );
+    assert!(r.message.contains("no push permission"), "{}", r.message);
     // The scope without delete was tried too.
     assert_eq!(ev(&r, "scope"), format!("repository:{PUSH_REPO}:pull,push"));
 
@@ -656,7 +659,7 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
     assert_eq!(r.facts.referrers_count, Some(0));
     m.remove_async().await;
 
-    // 200 but not an index: clients would break, so this fails.
+    // 200 and an index, but the wrong Content-Type: the API is there, not quite right.
     let m = server
         .mock("GET", referrers_path().as_str())
         .with_status(200)
@@ -667,7 +670,7 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
     let r = run_one(&cfg, CheckKind::Referrers).await;
     assert_eq!(
         outcome(&r),
-        (Status::Fail, Reason::InvalidResponse, Some(200))
+        (Status::Warn, Reason::Nonconformant, Some(200))
     );
     assert!(r.message.contains("Content-Type"), "{}", r.message);
     m.remove_async().await;
@@ -678,11 +681,9 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
         .with_body("{\"errors\":[]}")
         .create_async()
         .await;
+    // 200 but no index: not the API, so clients fall back to tags.
     let r = run_one(&cfg, CheckKind::Referrers).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Fail, Reason::InvalidResponse, Some(200))
-    );
+    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(200)));
     m.remove_async().await;
 
     for (code, status, reason) in [
@@ -716,6 +717,7 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
 #[tokio::test]
 async fn push_answers_403_5xx_and_refused() {
     let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
     let cfg = config(&server.url(), &login("a", "b"));
     let uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
     for (code, status, reason) in [
@@ -723,7 +725,7 @@ async fn push_answers_403_5xx_and_refused() {
         (500, Status::Fail, Reason::ServerError),
         (429, Status::Fail, Reason::RateLimited),
         (405, Status::Fail, Reason::ReadOnly),
-        (404, Status::Fail, Reason::NotFound),
+        (404, Status::Fail, Reason::RepositoryNotFound),
         (200, Status::Warn, Reason::UnexpectedStatus),
     ] {
         let m = server
@@ -738,7 +740,8 @@ async fn push_answers_403_5xx_and_refused() {
             (status, reason, Some(code as u16)),
             "HTTP {code}"
         );
-        assert_eq!(r.requests.len(), 1, "HTTP {code}: nothing to cancel");
+        // The ping, then the POST: nothing to cancel.
+        assert_eq!(r.requests.len(), 2, "HTTP {code}: nothing to cancel");
         m.remove_async().await;
     }
     let r = run_one(
@@ -752,6 +755,7 @@ async fn push_answers_403_5xx_and_refused() {
 #[tokio::test]
 async fn push_cancels_on_the_registry_only_and_reports_a_refused_cancel() {
     let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
     let cfg = config(&server.url(), &login("a", "b"));
     let uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
     let session = format!("{uploads}u-1");
@@ -803,8 +807,10 @@ async fn push_cancels_on_the_registry_only_and_reports_a_refused_cancel() {
         "{}",
         r.message
     );
-    assert_eq!(r.requests.len(), 1);
+    // The ping and the POST; no DELETE went elsewhere.
+    assert_eq!(r.requests.len(), 2);
     server.reset();
+    basic_challenge(&mut server).await;
 
     // The cancel refused for want of delete (Distribution's token auth): still a pass.
     server

@@ -217,7 +217,7 @@ async fn basic_auth_right_wrong_and_missing_credentials() {
     let r = run_one(&wrong, CheckKind::Pull).await;
     assert_eq!(
         (r.status, r.reason, r.http_status),
-        (Status::Fail, Reason::Unauthorized, Some(401))
+        (Status::Fail, Reason::InvalidCredentials, Some(401))
     );
     assert!(!r.message.contains("not-the-password"));
 
@@ -227,7 +227,11 @@ async fn basic_auth_right_wrong_and_missing_credentials() {
     assert!(r.message.contains("Basic"), "{}", r.message);
     let r = run_one(&anonymous, CheckKind::Pull).await;
     assert_eq!((r.status, r.reason), (Status::Fail, Reason::Unauthorized));
-    assert!(r.message.contains("none is configured"), "{}", r.message);
+    assert!(
+        r.message.contains("no credentials are configured"),
+        "{}",
+        r.message
+    );
 }
 
 #[tokio::test]
@@ -256,7 +260,7 @@ async fn probe_returns_one_registry_and_rejects_unknown_targets() {
     assert_eq!(status_of(&body, "bad", "pull").as_deref(), Some("fail"));
     assert_eq!(
         reason_of(&body, "bad", "pull").as_deref(),
-        Some("unauthorized")
+        Some("invalid_credentials")
     );
     assert_eq!(
         sample(

@@ -5,12 +5,10 @@
 //! against `GET /v2/`, performing the token exchange for real on token registries. What a
 //! credential may do with a repository is the pull and push checks' question.
 
-use reqwest::Method;
-
-use super::{CheckContext, CheckKind, CheckResult, Reason, Status};
-use crate::checks::AuthMethod;
-use crate::client::{Challenges, Request, RequestError};
+use super::{AuthMethod, CheckContext, CheckKind, CheckResult, Reason, Status};
+use crate::client::{Challenges, RequestError};
 use crate::config::Target;
+use crate::distribution::{Answer, Class};
 
 const KIND: CheckKind = CheckKind::Credentials;
 
@@ -19,7 +17,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
         Ok(method) => method,
         Err(e) => return unusable(&e),
     };
-    let resp = match cx.send(Request::new(Method::GET, "v2/")).await {
+    let resp = match cx.api().ping(false).await {
         Ok(resp) => resp,
         Err(e) => {
             let mut r = CheckResult::from_request_error(KIND, "validating the credentials", &e);
@@ -27,69 +25,106 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             return r;
         }
     };
-    let code = resp.status.as_u16();
+    let answer = Answer::of(&resp);
+    let code = answer.status;
     let used_token = cx.trail_has_token_request();
     let anonymous = method == AuthMethod::Anonymous;
-    let (status, reason, message) = match code {
-        200..=299 if anonymous && used_token => (
+    let m = method.as_str();
+    let (status, reason, message) = match answer.class {
+        Class::Success if anonymous && used_token => (
             Status::Pass,
             Reason::Ok,
-            "no credentials configured; the registry's token service hands out anonymous tokens".to_string(),
+            "no credentials configured; the registry's token service hands out anonymous tokens"
+                .to_string(),
         ),
-        200..=299 if anonymous => (
+        Class::Success if anonymous => (
             Status::Pass,
             Reason::Ok,
             "no credentials configured and none needed: the registry is open".to_string(),
         ),
-        200..=299 if used_token => (
+        Class::Success if used_token => (
             Status::Pass,
             Reason::Ok,
-            format!("credentials ({}) accepted by the registry's token service", method.as_str()),
+            format!("credentials ({m}) accepted by the registry's token service"),
         ),
-        200..=299 => (
+        // Nothing asked for credentials, so none were sent (as Docker and skopeo do).
+        Class::Success if !cx.sent_credentials() => (
             Status::Pass,
             Reason::Ok,
-            format!("credentials ({}) accepted by the registry", method.as_str()),
+            format!(
+                "the registry's API root is open, so the credentials ({m}) were not needed there; they are sent where a repository asks for them"
+            ),
         ),
-        401 if anonymous => {
+        Class::Success => (
+            Status::Pass,
+            Reason::Ok,
+            format!("credentials ({m}) accepted by the registry"),
+        ),
+        Class::Unauthenticated | Class::NotPermitted if anonymous => {
             let ch = Challenges::parse(&resp.headers);
-            let scheme = if ch.bearer.is_some() { "token" } else { "Basic" };
+            let scheme = if ch.bearer.is_some() {
+                "token"
+            } else {
+                "Basic"
+            };
             (
                 Status::Info,
                 Reason::Unauthorized,
-                format!("the registry requires {scheme} authentication and no credentials are configured; set username and password_file, token_file or docker_config"),
+                format!(
+                    "the registry requires {scheme} authentication and no credentials are configured; set username and password_file, token_file or docker_config"
+                ),
             )
         }
-        401 => (
+        Class::Unauthenticated => (
             Status::Fail,
             Reason::InvalidCredentials,
-            format!("the registry rejected the credentials ({}): they are wrong, rotated or revoked; update the secret", method.as_str()),
+            format!(
+                "the registry rejected the credentials ({m}): they are wrong, rotated or revoked; update the secret"
+            ),
         ),
-        403 => (
+        Class::CredentialsExpired => (
+            Status::Fail,
+            Reason::CredentialsExpired,
+            format!(
+                "the registry says the credentials ({m}) have expired ({}); refresh them",
+                answer.describe()
+            ),
+        ),
+        Class::NotPermitted | Class::ReadOnly => (
             Status::Fail,
             Reason::Forbidden,
-            "the registry accepted the login but forbids access (HTTP 403); check the account's permissions".to_string(),
+            format!(
+                "the registry accepted the login but forbids access ({}); check the account's permissions",
+                answer.describe()
+            ),
         ),
-        429 => (
+        Class::RateLimited => (
             Status::Warn,
             Reason::RateLimited,
-            "the registry is rate limiting the exporter (HTTP 429); raise `interval`".to_string(),
+            format!(
+                "the registry is rate limiting the exporter ({}); raise `interval`",
+                answer.describe()
+            ),
         ),
-        500..=599 => (
+        Class::ServerError => (
             Status::Fail,
             Reason::ServerError,
             format!("the registry answered HTTP {code}: credentials cannot be verified"),
         ),
-        _ => (
+        Class::RepositoryUnknown | Class::NotFound | Class::Unsupported | Class::Unexpected => (
             Status::Warn,
             Reason::UnexpectedStatus,
-            format!("GET /v2/ answered HTTP {code}, expected 200 or 401"),
+            format!(
+                "GET /v2/ answered {}, expected 200 or 401",
+                answer.describe()
+            ),
         ),
     };
     let mut r = CheckResult::new(KIND, status, reason, message)
         .with_http_status(code)
-        .with_evidence("auth_method", method.as_str());
+        .with_evidence("auth_method", m);
     r.facts.auth_method = Some(method);
+    r.facts.error_code = answer.error.map(|e| e.code);
     r.api_version = resp.api_version();
     r
 }

@@ -12,292 +12,21 @@ pub mod push;
 pub mod referrers;
 pub mod registry;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use std::fmt::Write as _;
-
-use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
-use serde::Serialize;
 use tracing::Instrument as _;
 
-use crate::catalogue::Diagnosis;
-use crate::client::{RegistryClient, Request, RequestError, RequestRecord, Response, Trail};
+use crate::client::{RegistryClient, RequestError, Trail};
 use crate::config::Target;
+use crate::distribution::{Answer, Api, Class};
+pub use crate::outcome::{
+    AuthMethod, Capability, CapabilityStatus, CheckKind, CheckResult, Facts, RateLimit, Reason,
+    Status,
+};
 
-/// Every check this exporter knows, in the order they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckKind {
-    Registry,
-    Credentials,
-    Pull,
-    Push,
-    Capabilities,
-    Referrers,
-}
-
-impl EncodeLabelValue for CheckKind {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(self.short_name())
-    }
-}
-
-impl CheckKind {
-    pub const ALL: &'static [CheckKind] = &[
-        CheckKind::Registry,
-        CheckKind::Credentials,
-        CheckKind::Pull,
-        CheckKind::Push,
-        CheckKind::Capabilities,
-        CheckKind::Referrers,
-    ];
-
-    /// The short name: config key values, the `check` label, `/probe?check=`.
-    pub fn short_name(self) -> &'static str {
-        match self {
-            CheckKind::Registry => "registry",
-            CheckKind::Credentials => "credentials",
-            CheckKind::Pull => "pull",
-            CheckKind::Push => "push",
-            CheckKind::Capabilities => "capabilities",
-            CheckKind::Referrers => "referrers",
-        }
-    }
-
-    /// The stable id, e.g. `check.integration.oci.registry`.
-    pub fn id(self) -> &'static str {
-        match self {
-            CheckKind::Registry => "check.integration.oci.registry",
-            CheckKind::Credentials => "check.integration.oci.credentials",
-            CheckKind::Pull => "check.integration.oci.pull",
-            CheckKind::Push => "check.integration.oci.push",
-            CheckKind::Capabilities => "check.integration.oci.capabilities",
-            CheckKind::Referrers => "check.integration.oci.referrers",
-        }
-    }
-
-    /// Accepts the short name or the id.
-    pub fn parse(name: &str) -> Option<CheckKind> {
-        let name = name.trim();
-        CheckKind::ALL
-            .iter()
-            .copied()
-            .find(|c| c.short_name() == name || c.id() == name)
-    }
-}
-
-/// Declares a label enum with its list of values and their names, so the names live once.
-macro_rules! label_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
-
-        impl EncodeLabelValue for $name {
-            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-                encoder.write_str(self.as_str())
-            }
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text,)+
-                }
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-    };
-}
-
-label_enum! {
-    /// The outcome class of one check run.
-    Status {
-        Pass => "pass",
-        Info => "info",
-        Warn => "warn",
-        Fail => "fail",
-        Skip => "skip",
-    }
-}
-
-label_enum! {
-    /// A bounded, machine-readable reason for a status: a label value, never free text.
-    Reason {
-        Ok => "ok",
-        ConnectionRefused => "connection_refused",
-        Dns => "dns",
-        Tls => "tls",
-        Timeout => "timeout",
-        ConnectionError => "connection_error",
-        Unauthorized => "unauthorized",
-        InvalidCredentials => "invalid_credentials",
-        Forbidden => "forbidden",
-        NotFound => "not_found",
-        /// Something answers, but not as an OCI registry does.
-        NotARegistry => "not_a_registry",
-        UnexpectedStatus => "unexpected_status",
-        ServerError => "server_error",
-        RateLimited => "rate_limited",
-        InvalidResponse => "invalid_response",
-        TokenEndpointUnreachable => "token_endpoint_unreachable",
-        TokenEndpointError => "token_endpoint_error",
-        MissingPassword => "missing_password",
-        SecretUnreadable => "secret_unreadable",
-        /// A write check was skipped because no credentials are configured.
-        NoCredentials => "no_credentials",
-        /// The registry refuses writes (HTTP 405): read-only or maintenance mode.
-        ReadOnly => "read_only",
-        /// The registry lacks an API or capability the check looks for.
-        Unsupported => "unsupported",
-    }
-}
-
-label_enum! {
-    /// A registry capability probed by the capabilities check.
-    Capability {
-        ApiVersion => "api_version",
-        Referrers => "referrers",
-        ChunkedUpload => "chunked_upload",
-        CrossRepoMount => "cross_repo_mount",
-        Delete => "delete",
-    }
-}
-
-label_enum! {
-    /// What a capability probe found.
-    CapabilityStatus {
-        Supported => "supported",
-        Unsupported => "unsupported",
-        /// No permission to probe it: no credentials, or an insufficient scope.
-        Denied => "denied",
-        Error => "error",
-    }
-}
-
-label_enum! {
-    /// How the exporter authenticates to a registry (a label value).
-    AuthMethod {
-        Anonymous => "anonymous",
-        Basic => "basic",
-        Bearer => "bearer",
-        DockerConfig => "docker_config",
-        CredentialHelper => "credential_helper",
-        IdentityToken => "identity_token",
-    }
-}
-
-/// Typed facts a check (or its client) learned besides its status, each exported by
-/// `Metrics::record` when present. `None` and empty mean "not observed in this run".
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Facts {
-    /// Credentials check: the authentication method in use.
-    pub auth_method: Option<AuthMethod>,
-    /// How long the last token exchange took.
-    #[serde(with = "humantime_serde")]
-    pub token_request_duration: Option<Duration>,
-    /// When the token obtained in this run expires, if the token server said.
-    #[serde(with = "humantime_serde")]
-    pub token_expiry: Option<SystemTime>,
-    /// Earliest `notAfter` of the registry's certificate chain.
-    #[serde(with = "humantime_serde")]
-    pub tls_certificate_expiry: Option<SystemTime>,
-    /// Earliest `notAfter` of the token endpoint's certificate chain.
-    #[serde(with = "humantime_serde")]
-    pub token_endpoint_tls_certificate_expiry: Option<SystemTime>,
-    /// `RateLimit-Limit` and `RateLimit-Remaining`, when the registry sends them.
-    pub rate_limit: Option<RateLimit>,
-    /// `Retry-After` of a 429, for the scheduler.
-    #[serde(with = "humantime_serde")]
-    pub retry_after: Option<Duration>,
-    /// Push check: whether the upload session it opened was cancelled.
-    pub upload_cancelled: Option<bool>,
-    /// Capabilities check: the state of each capability it probed.
-    pub capabilities: Vec<(Capability, CapabilityStatus)>,
-    /// Referrers check: how many referrers the test image has.
-    pub referrers_count: Option<u64>,
-}
-
-/// A registry's advertised request budget.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct RateLimit {
-    pub limit: f64,
-    pub remaining: f64,
-}
-
-/// What one check run found.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckResult {
-    pub check: CheckKind,
-    pub status: Status,
-    pub reason: Reason,
-    /// One line in plain words, free of secrets.
-    pub message: String,
-    /// The HTTP status that decided the outcome; `None` when no response came.
-    pub http_status: Option<u16>,
-    /// The registry's API version header, when it looked like one.
-    pub api_version: Option<String>,
-    /// Typed facts for metrics beyond status (tokens, TLS, rate limits, capabilities).
-    pub facts: Facts,
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
-    #[serde(with = "humantime_serde")]
-    pub finished_at: SystemTime,
-    /// Facts for logs and debug output (digest, media type, API version, auth method).
-    pub evidence: BTreeMap<&'static str, String>,
-    /// Every HTTP request the check made, in order.
-    pub requests: Vec<RequestRecord>,
-    /// The likely cause and its fix steps, for results that are not a pass.
-    pub diagnosis: Option<Diagnosis>,
-    /// The runbook section for this check and reason.
-    pub runbook_url: String,
-}
-
+// An inherent impl outside `outcome`, so that the leaf module need not know `client`.
 impl CheckResult {
-    pub fn new(
-        check: CheckKind,
-        status: Status,
-        reason: Reason,
-        message: impl Into<String>,
-    ) -> Self {
-        CheckResult {
-            check,
-            status,
-            reason,
-            message: message.into(),
-            http_status: None,
-            api_version: None,
-            facts: Facts::default(),
-            duration: Duration::ZERO,
-            finished_at: SystemTime::now(),
-            evidence: BTreeMap::new(),
-            requests: Vec::new(),
-            diagnosis: None,
-            runbook_url: String::new(),
-        }
-    }
-
-    pub fn with_http_status(mut self, status: u16) -> Self {
-        self.http_status = Some(status);
-        self
-    }
-
-    pub fn with_evidence(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.evidence.insert(key, value.into());
-        self
-    }
-
     /// The failed result for a request that got no usable answer.
     pub fn from_request_error(check: CheckKind, what: &str, err: &RequestError) -> Self {
         CheckResult::new(check, Status::Fail, err.reason(), format!("{what}: {err}"))
@@ -325,9 +54,127 @@ impl CheckContext {
         }
     }
 
-    /// Sends one request through the registry's client, recording it in the trail.
-    pub async fn send(&self, request: Request) -> Result<Response, RequestError> {
-        self.client.send(request, &self.trail).await
+    /// The Distribution API of the registry, its requests recorded in this run's trail.
+    pub fn api(&self) -> Api<'_> {
+        Api::new(&self.client, &self.trail)
+    }
+
+    /// Whether any request of this run so far carried credentials or a token.
+    pub fn sent_credentials(&self) -> bool {
+        self.trail.sent_credentials()
+    }
+}
+
+/// The status, reason and words for an answer that is not a success: one table for every
+/// check, from the answer's class (status, OCI error code and message, challenge) and
+/// whether the check acted with credentials. `doing` names the act ("pulling a:b"),
+/// `repo` the repository it concerned.
+pub(crate) fn refused(
+    kind: CheckKind,
+    answer: &Answer,
+    anonymous: bool,
+    doing: &str,
+    repo: &str,
+) -> CheckResult {
+    let what = answer.describe();
+    let writes = kind == CheckKind::Push;
+    let permission = if writes { "push" } else { "pull" };
+    let (status, reason, message) = match answer.class {
+        Class::Success => (
+            Status::Pass,
+            Reason::Ok,
+            format!("{doing} succeeded ({what})"),
+        ),
+        Class::Unauthenticated | Class::NotPermitted if anonymous => (
+            Status::Fail,
+            Reason::Unauthorized,
+            format!(
+                "{doing} requires authentication and no credentials are configured ({what}); configure credentials: username and password_file, token_file or docker_config"
+            ),
+        ),
+        Class::Unauthenticated => (
+            Status::Fail,
+            Reason::InvalidCredentials,
+            format!(
+                "the registry rejected the credentials when {doing} ({what}): they are wrong, rotated or revoked"
+            ),
+        ),
+        Class::NotPermitted => (
+            Status::Fail,
+            Reason::Forbidden,
+            format!(
+                "valid credentials, but no {permission} permission on {repo} ({what}); grant {permission} on the repository"
+            ),
+        ),
+        Class::CredentialsExpired => (
+            Status::Fail,
+            Reason::CredentialsExpired,
+            format!(
+                "the registry says the credentials have expired when {doing} ({what}{}); refresh them",
+                quoted_message(answer)
+            ),
+        ),
+        Class::ReadOnly if writes => (
+            Status::Fail,
+            Reason::ReadOnly,
+            format!(
+                "the registry refuses writes to {repo} ({what}{}): it is in read-only or maintenance mode, so pushes by users fail too",
+                quoted_message(answer)
+            ),
+        ),
+        Class::Unsupported if writes => (
+            Status::Fail,
+            Reason::ReadOnly,
+            format!("the registry does not accept uploads to {repo} ({what})"),
+        ),
+        Class::RepositoryUnknown | Class::NotFound if writes => (
+            Status::Fail,
+            Reason::RepositoryNotFound,
+            format!(
+                "{repo} does not exist ({what}) and the registry does not create repositories on push; create the repository or point `push_test_repository` at one"
+            ),
+        ),
+        Class::RepositoryUnknown => (
+            Status::Info,
+            Reason::NotFound,
+            format!(
+                "{doing} found no repository {repo} ({what}), so this cannot be verified; push a test image or set `test_repository` and `test_tag` to an image that exists"
+            ),
+        ),
+        Class::NotFound => (
+            Status::Info,
+            Reason::NotFound,
+            format!(
+                "{doing} found no such image ({what}), so this cannot be verified; push it or set `test_repository` and `test_tag` to an image that exists"
+            ),
+        ),
+        Class::RateLimited => (
+            Status::Fail,
+            Reason::RateLimited,
+            format!("{doing} is rate limited ({what}); users are limited too"),
+        ),
+        Class::ServerError => (
+            Status::Fail,
+            Reason::ServerError,
+            format!("the registry answered {what} when {doing}: it is unhealthy"),
+        ),
+        Class::ReadOnly | Class::Unsupported | Class::Unexpected => (
+            Status::Warn,
+            Reason::UnexpectedStatus,
+            format!("the registry answered {what} when {doing}, which the check does not expect"),
+        ),
+    };
+    let mut result =
+        CheckResult::new(kind, status, reason, message).with_http_status(answer.status);
+    result.facts.error_code = answer.error.as_ref().map(|e| e.code.clone());
+    result
+}
+
+/// `: "<registry's message>"`, or nothing.
+fn quoted_message(answer: &Answer) -> String {
+    match &answer.error {
+        Some(e) if !e.message.is_empty() => format!(": \"{}\"", e.message),
+        _ => String::new(),
     }
 }
 
@@ -347,6 +194,7 @@ fn merge_facts(into: &mut Facts, from: Facts) {
         into.capabilities = from.capabilities;
     }
     into.referrers_count = into.referrers_count.or(from.referrers_count);
+    into.error_code = into.error_code.take().or(from.error_code);
 }
 
 /// Runs one check with the target's timeout and fills in duration and request trail.
@@ -406,6 +254,11 @@ pub async fn run_check(
     let (requests, facts) = cx.trail.take();
     result.requests = requests;
     merge_facts(&mut result.facts, facts);
+    // Advice depends on the method in use (a Docker config may resolve to a helper or to
+    // nothing), so every result carries it.
+    if result.facts.auth_method.is_none() {
+        result.facts.auth_method = client.auth_method().await.ok();
+    }
     result
         .evidence
         .entry("auth_method")

@@ -3,28 +3,28 @@
 //! Owns the meaning of the API root's answer. It sends no credentials: whether they are
 //! accepted is the credentials check's question, so a 401 here means "reachable".
 
-use reqwest::Method;
-
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status};
-use crate::client::{Challenges, Request};
+use crate::client::Challenges;
 use crate::config::Target;
+use crate::distribution::{Answer, Class};
 
 const KIND: CheckKind = CheckKind::Registry;
 
 pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
-    let resp = match cx.send(Request::new(Method::GET, "v2/").anonymous()).await {
+    let resp = match cx.api().ping(true).await {
         Ok(resp) => resp,
         Err(e) => return CheckResult::from_request_error(KIND, "registry API root GET /v2/", &e),
     };
-    let code = resp.status.as_u16();
+    let answer = Answer::of(&resp);
+    let code = answer.status;
     let api_version = resp.api_version();
-    let (status, reason, message) = match code {
-        200..=299 => (
+    let (status, reason, message) = match (code, answer.class) {
+        (_, Class::Success) => (
             Status::Pass,
             Reason::Ok,
             "registry API /v2/ is reachable and open to anonymous clients".to_string(),
         ),
-        401 => {
+        (401, _) => {
             let ch = Challenges::parse(&resp.headers);
             let scheme = match (&ch.bearer, ch.basic) {
                 (Some(_), _) => "token (Bearer)",
@@ -37,17 +37,20 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 format!("registry API /v2/ is reachable and requires {scheme} authentication"),
             )
         }
-        429 => (
+        (_, Class::RateLimited) => (
             Status::Warn,
             Reason::RateLimited,
-            "registry API /v2/ answered 429: the exporter is rate limited; raise `interval`".into(),
+            format!(
+                "registry API /v2/ answered {}: the exporter is rate limited; raise `interval`",
+                answer.describe()
+            ),
         ),
-        404 => (
+        (404, _) => (
             Status::Warn,
             Reason::NotARegistry,
             "GET /v2/ answered 404: the URL does not point at an OCI registry; check `url`".into(),
         ),
-        500..=599 => (
+        (_, Class::ServerError) => (
             Status::Warn,
             Reason::ServerError,
             format!("registry API /v2/ answered HTTP {code}: the registry is unhealthy"),
@@ -55,7 +58,10 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
         _ => (
             Status::Warn,
             Reason::UnexpectedStatus,
-            format!("registry API /v2/ answered HTTP {code}, expected 200 or 401"),
+            format!(
+                "registry API /v2/ answered {}, expected 200 or 401",
+                answer.describe()
+            ),
         ),
     };
     let mut result = CheckResult::new(KIND, status, reason, message).with_http_status(code);

@@ -185,3 +185,15 @@ pub fn reason_of(body: &str, registry: &str, check: &str) -> Option<String> {
             Some(l[start..end].to_string())
         })
 }
+
+/// Makes `/v2/` ask for Basic, as a htpasswd registry does: the exporter sends credentials
+/// only after a challenge (see the auth negotiation in `client`).
+#[allow(dead_code)] // Not every test binary that includes `common` uses it.
+pub async fn basic_challenge(server: &mut mockito::ServerGuard) {
+    server
+        .mock("GET", "/v2/")
+        .with_status(401)
+        .with_header("www-authenticate", "Basic realm=\"mock\"")
+        .create_async()
+        .await;
+}
