@@ -6,6 +6,12 @@
 //! that wraps the real one and records, per server name, the earliest expiry among the
 //! leaf and the intermediates the server sent. It does not decide what an expiry means:
 //! the client attaches it to the result and `metrics` exports it.
+//!
+//! Between the two sits [`ListedCertificate`]: a server certificate that is itself in
+//! `ca_file` (byte for byte) is trusted even when it is a CA certificate, as Go clients,
+//! curl and skopeo trust the `openssl req -x509` certificate of Docker's registry docs,
+//! which webpki refuses as `CaUsedAsEndEntity` (rustls/webpki#205). Its names and dates
+//! are still checked; everything else goes through the platform verifier.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,7 +22,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::TlsSettings;
 
@@ -90,6 +97,109 @@ impl ServerCertVerifier for ChainExpiry {
             self.seen.put(server_name.to_str().into_owned(), earliest);
         }
         Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Trusts a presented certificate that is exactly one of the `ca_file` certificates when
+/// the platform verifier refuses it: the user pinned that very certificate, so the chain
+/// question is answered, and what remains to check is that it names the server and is
+/// within its dates. Any other certificate, and any certificate the platform verifier
+/// accepts, gets the platform verifier's answer unchanged.
+#[derive(Debug)]
+struct ListedCertificate {
+    inner: Arc<dyn ServerCertVerifier>,
+    listed: Vec<CertificateDer<'static>>,
+}
+
+/// A `notBefore`/`notAfter` as a `UnixTime`; dates before 1970 count as 1970.
+fn unix_time(t: x509_parser::time::ASN1Time) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(
+        u64::try_from(t.timestamp()).unwrap_or(0),
+    ))
+}
+
+/// Checks the names and dates of a certificate whose trust is already settled.
+fn check_listed(
+    end_entity: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    // rustls/webpki's own name matching (SANs only, IP addresses as iPAddress entries).
+    rustls::client::verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        unix_time(validity.not_before),
+        unix_time(validity.not_after),
+    );
+    if now.as_secs() < not_before.as_secs() {
+        return Err(CertificateError::NotValidYetContext {
+            time: now,
+            not_before,
+        }
+        .into());
+    }
+    if now.as_secs() > not_after.as_secs() {
+        return Err(CertificateError::ExpiredContext {
+            time: now,
+            not_after,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+impl ServerCertVerifier for ListedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        if !self
+            .listed
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Err(refused);
+        }
+        check_listed(end_entity, server_name, now)?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -209,7 +319,15 @@ pub fn client_config(
                 })?);
             }
         }
-        shared_verifier(extra, &provider)?
+        let platform = shared_verifier(extra.clone(), &provider)?;
+        if extra.is_empty() {
+            platform
+        } else {
+            Arc::new(ListedCertificate {
+                inner: platform,
+                listed: extra,
+            })
+        }
     };
     let seen = Arc::new(ChainExpiries::default());
     let verifier = Arc::new(ChainExpiry {
