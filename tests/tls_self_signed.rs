@@ -1,5 +1,5 @@
 //! TLS against real Distribution registries served with certificates made the way people
-//! make them.
+//! make them, and the words the exporter uses when TLS fails.
 //!
 //! Docker's registry documentation ("Test an insecure registry", section "Use self-signed
 //! certificates", docs.docker.com/registry/insecure/) makes the registry's certificate with
@@ -173,6 +173,11 @@ async fn self_signed_certificate_in_ca_file_that_does_not_name_the_host_is_refus
         "{}",
         r.message
     );
+    assert!(
+        r.message.contains("does not name 127.0.0.1"),
+        "{}",
+        r.message
+    );
     if let Some(out) = skopeo_inspect(&reg, &cert_dir_with(dir.path(), &cert.cert)) {
         assert!(
             !out.status.success(),
@@ -199,6 +204,12 @@ async fn self_signed_certificate_not_in_ca_file_is_refused() {
         assert_eq!(
             (r.status, r.reason, r.http_status),
             (Status::Fail, Reason::Tls, None),
+            "{name}: {}",
+            r.message
+        );
+        assert!(
+            r.message
+                .contains("the certificate is a CA certificate used as a server certificate"),
             "{name}: {}",
             r.message
         );
@@ -235,6 +246,33 @@ async fn expired_self_signed_certificate_in_ca_file_is_refused() {
     assert_eq!(
         (r.status, r.reason, r.http_status),
         (Status::Fail, Reason::Tls, None),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains("the certificate has expired"),
+        "{}",
+        r.message
+    );
+}
+
+// An https:// url on a port that speaks plain HTTP: rustls reads "HTTP/1.1 400" as a record of
+// an unknown content type ("received corrupt message"); say what it means instead.
+#[tokio::test]
+async fn https_url_on_a_plain_http_registry_says_the_port_speaks_plain_http() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    let url = reg.url.replace("http://", "https://");
+    let config = config_from_toml(&registry_toml("plain", &url, ""));
+    let r = run_one(&config, CheckKind::Registry).await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::Tls, None),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains("the port speaks plain HTTP, not TLS; use http:// in url"),
         "{}",
         r.message
     );
