@@ -277,3 +277,56 @@ async fn https_url_on_a_plain_http_registry_says_the_port_speaks_plain_http() {
         r.message
     );
 }
+
+// The doctor's output is its report: rustls's `logging` records (and the platform verifier's
+// "failed to verify TLS certificate") must not land on stderr next to it unless asked for.
+#[tokio::test]
+async fn doctor_shows_a_readable_tls_error_and_no_rustls_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = openssl_req_x509(dir.path(), "domain", "IP:127.0.0.1,DNS:localhost");
+    let reg = registry_with(&cert).await;
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        registry_toml("selfsigned", &reg.url, "checks = [\"registry\"]"),
+    )
+    .unwrap();
+    let run = |level: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"));
+        c.env_remove("OCI__RegistryUrl")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .arg("check")
+            .arg("--config")
+            .arg(&cfg);
+        if let Some(level) = level {
+            c.arg("--log.level").arg(level);
+        }
+        c.output().expect("run the doctor")
+    };
+    let out = run(None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a failure exits 2:\n{stdout}");
+    assert!(
+        stdout.contains("the certificate is a CA certificate used as a server certificate"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("CaUsedAsEndEntity"), "{stdout}");
+    let noise: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("rustls") || l.contains("certificate"))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "no TLS library lines on stderr: {noise:?}"
+    );
+
+    // Asked for by name, they are there.
+    let out = run(Some("warn,rustls=debug"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.lines().any(|l| l.contains("rustls")),
+        "--log.level names rustls, so its lines are shown:\n{stderr}"
+    );
+}
