@@ -983,6 +983,11 @@ fn classify(e: &reqwest::Error) -> (Reason, String) {
     if e.is_timeout() {
         return (Reason::Timeout, "timed out waiting for the registry".into());
     }
+    // A rustls error anywhere in the chain decides, in words that name the fix; this also
+    // covers an https:// url on a plain-HTTP port, which rustls sees as a corrupt message.
+    if let Some(text) = crate::tls::describe_error(e) {
+        return (Reason::Tls, format!("TLS failed: {text}"));
+    }
     let mut texts = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {

@@ -32,7 +32,8 @@ struct Cli {
     /// Validate the configuration, print warnings, and exit 0 (valid) or 1 (invalid).
     #[arg(long = "check-config")]
     check_config: bool,
-    /// Log level: error, warn, info, debug, trace (or a tracing filter).
+    /// Log level: error, warn, info, debug, trace (or a tracing filter). rustls, hyper, h2
+    /// and reqwest log only at debug or trace, or when named (warn,rustls=debug).
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
     /// Log format: logfmt or json.

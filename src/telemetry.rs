@@ -1,7 +1,8 @@
 //! Logs and traces: the process-wide `tracing` subscriber and the optional OTLP export.
 //!
 //! Owns how diagnostics leave the process: log lines on stderr (logfmt or JSON, filtered by
-//! `--log.level`, never coloured) and, when an OTLP endpoint is configured (`--otlp.endpoint`
+//! `--log.level`, never coloured; the TLS and HTTP libraries stay quiet below `debug`
+//! unless `--log.level` names them) and, when an OTLP endpoint is configured (`--otlp.endpoint`
 //! or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
 //! the export of this crate's spans over OTLP/HTTP (protobuf) with a batch processor.
 //! [`init`] installs both; the returned [`TelemetryGuard`] flushes and shuts the exporter
@@ -149,7 +150,7 @@ pub fn init(
     otlp_endpoint: Option<&str>,
 ) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::builder()
-        .parse(level)
+        .parse(quiet_dependencies(level))
         .map_err(|e| TelemetryError::Level {
             level: level.to_string(),
             detail: e.to_string(),
@@ -209,6 +210,53 @@ pub fn init(
         tracing::info!(endpoint = %endpoint, "exporting spans over OTLP/HTTP");
     }
     Ok(TelemetryGuard { provider })
+}
+
+/// The TLS and HTTP libraries under the registry client. Their records (rustls's "Sending
+/// fatal alert BadCertificate", the platform verifier's "failed to verify TLS certificate")
+/// repeat, in their own terms, a failure the check result already states in plain words.
+const DEPENDENCY_TARGETS: [&str; 8] = [
+    "rustls",
+    "rustls_platform_verifier",
+    "tokio_rustls",
+    "hyper_rustls",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+];
+
+/// `level` with the [`DEPENDENCY_TARGETS`] turned off, unless it asks for them: a global
+/// `debug` or `trace` (everything), or a directive for one of them or a prefix of one
+/// (`warn,rustls=debug` also covers `rustls_platform_verifier`, as tracing's target
+/// prefixes do). A directive narrower than a library (`hyper_util::client=trace`) keeps
+/// the library's `off`: the filter applies the most specific directive, so it still wins.
+fn quiet_dependencies(level: &str) -> String {
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    let verbose = directives
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case("debug") || d.eq_ignore_ascii_case("trace"));
+    if verbose {
+        return level.to_string();
+    }
+    let named: Vec<&str> = directives
+        .iter()
+        .filter_map(|d| {
+            let target = d.split(['=', '[']).next()?.trim();
+            d.contains('=').then_some(target).filter(|t| !t.is_empty())
+        })
+        .collect();
+    let mut out = level.to_string();
+    for dep in DEPENDENCY_TARGETS {
+        if !named.iter().any(|t| dep.starts_with(t)) {
+            if !out.trim().is_empty() {
+                out.push(',');
+            }
+            out.push_str(dep);
+            out.push_str("=off");
+        }
+    }
+    out
 }
 
 /// The traces endpoint, or `None` when export is off. The flag wins over the environment;
@@ -545,6 +593,29 @@ mod tests {
             assert!(!e.contains("hunter2"), "{e}");
             assert!(e.contains("--otlp.endpoint"), "{e}");
         }
+    }
+
+    #[test]
+    fn tls_and_http_libraries_are_quiet_unless_asked_for() {
+        let has = |q: &str, d: &str| q.split(',').any(|x| x == d);
+        let q = quiet_dependencies("warn");
+        assert!(q.starts_with("warn,"), "{q}");
+        for dep in DEPENDENCY_TARGETS {
+            assert!(has(&q, &format!("{dep}=off")), "{q}");
+        }
+        assert!(EnvFilter::builder().parse(&q).is_ok(), "{q}");
+        // A global debug or trace asks for everything.
+        assert_eq!(quiet_dependencies("debug"), "debug");
+        assert_eq!(quiet_dependencies("info,TRACE"), "info,TRACE");
+        // Naming a library asks for it (and for what its name is a prefix of).
+        let q = quiet_dependencies("warn,rustls=debug");
+        assert!(!has(&q, "rustls=off"), "{q}");
+        assert!(!has(&q, "rustls_platform_verifier=off"), "{q}");
+        assert!(has(&q, "tokio_rustls=off") && has(&q, "hyper=off"), "{q}");
+        // A narrower directive is added to, not overridden: the most specific one wins.
+        let q = quiet_dependencies("info,hyper_util::client=trace");
+        assert!(q.starts_with("info,hyper_util::client=trace,"), "{q}");
+        assert!(has(&q, "hyper_util=off") && has(&q, "rustls=off"), "{q}");
     }
 
     #[test]

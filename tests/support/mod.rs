@@ -131,6 +131,16 @@ pub struct Options {
     /// Token only: the token server speaks HTTPS with a generated CA, which becomes
     /// [`TestRegistry::ca_file`] (the registry itself stays plain HTTP).
     pub token_tls: bool,
+    /// Tls only: serve this certificate instead of generating a CA and a leaf, e.g. one
+    /// made by `openssl req -x509`. It becomes [`TestRegistry::ca_file`] as it is.
+    pub server_cert: Option<ServerCert>,
+}
+
+/// PEM files of a server certificate and its private key made outside the harness.
+#[derive(Debug, Clone)]
+pub struct ServerCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for Options {
@@ -141,6 +151,7 @@ impl Default for Options {
             require_client_cert: false,
             intermediate_not_after: None,
             token_tls: false,
+            server_cert: None,
         }
     }
 }
@@ -169,6 +180,8 @@ pub struct TestRegistry {
     port: u16,
     ca_pem: Option<String>,
     identity_pem: Option<String>,
+    /// The harness's own client accepts any server certificate ([`Options::server_cert`]).
+    harness_trusts_any: bool,
     child: Option<Child>,
     token_server: Option<TokenServer>,
     // Last, so the directory outlives the process handle on drop.
@@ -336,6 +349,7 @@ impl TestRegistry {
         let mut client_ca = None;
         let mut client_cert = None;
         let mut identity_pem = None;
+        let mut harness_trusts_any = false;
         match kind {
             Kind::Basic => {
                 let hash = bcrypt::hash_with_result(BASIC_PASSWORD, 4)
@@ -363,6 +377,14 @@ impl TestRegistry {
                 } else {
                     token_server = Some(TokenServer::start(issuer));
                 }
+            }
+            Kind::Tls if opts.server_cert.is_some() => {
+                let given = opts.server_cert.clone().expect("checked by the guard");
+                ca_file = Some(given.cert.clone());
+                tls_files = Some((given.cert, given.key));
+                // A certificate from outside may be one rustls refuses (that is what such
+                // tests are about), and seeding must not depend on the exporter's verdict.
+                harness_trusts_any = true;
             }
             Kind::Tls => {
                 let t = match opts.intermediate_not_after {
@@ -409,6 +431,7 @@ impl TestRegistry {
             ca_pem,
             client_cert,
             identity_pem,
+            harness_trusts_any,
             child: None,
             token_server,
             dir,
@@ -592,6 +615,15 @@ impl TestRegistry {
     /// A fresh reqwest client suited to this registry (no proxy; trusts the
     /// generated CA for Tls).
     pub fn client(&self) -> reqwest::Client {
+        if self.harness_trusts_any {
+            return reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(10))
+                .tls_danger_accept_invalid_certs(true)
+                .build()
+                .expect("build reqwest client");
+        }
         http_client_with_identity(self.ca_pem.as_deref(), self.identity_pem.as_deref())
     }
 
