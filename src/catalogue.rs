@@ -351,14 +351,21 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             ],
         ),
         (_, R::NotFound) if result.facts.error_code == Some(ErrorCode::NameUnknown) => d(
-            "the test repository does not exist, so pulls cannot be verified",
+            "the test repository does not exist, so this check has nothing to verify",
+            &[
+                "push a small image to `test_repository`:`test_tag`",
+                "or set `test_repository` and `test_tag` to an image that exists",
+            ],
+        ),
+        (K::Pull, R::NotFound) => d(
+            "the test image does not exist, so pulls cannot be verified",
             &[
                 "push a small image to `test_repository`:`test_tag`",
                 "or set `test_repository` and `test_tag` to an image that exists",
             ],
         ),
         (_, R::NotFound) => d(
-            "the test image does not exist, so pulls cannot be verified",
+            "the test image does not exist, so this check has nothing to verify",
             &[
                 "push a small image to `test_repository`:`test_tag`",
                 "or set `test_repository` and `test_tag` to an image that exists",

@@ -12,7 +12,7 @@ use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 
 use crate::catalogue;
-use crate::checks::{CheckResult, Status};
+use crate::outcome::{CheckKind, CheckResult, Reason, Status};
 
 /// The version of the doctor's JSON schema; bumped on any incompatible change.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
@@ -100,6 +100,63 @@ pub fn probe_debug(
     out
 }
 
+/// Reasons that mean the registry could not be reached at all.
+const UNREACHABLE: &[Reason] = &[
+    Reason::ConnectionRefused,
+    Reason::Dns,
+    Reason::Tls,
+    Reason::Timeout,
+    Reason::ConnectionError,
+];
+
+/// Reasons that mean the configured credentials are the problem.
+const CREDENTIALS: &[Reason] = &[
+    Reason::InvalidCredentials,
+    Reason::CredentialsExpired,
+    Reason::Unauthorized,
+    Reason::MissingPassword,
+    Reason::SecretUnreadable,
+    Reason::TokenEndpointUnreachable,
+    Reason::TokenEndpointError,
+];
+
+/// For each result, the check whose failure explains it (its root cause), if another
+/// result of the same registry is that root: the registry check failing to reach `/v2/`
+/// explains every other transport failure, and the credentials check rejecting the
+/// credentials explains every other authentication failure. A root is never its own
+/// consequence.
+pub fn root_causes(results: &[(String, CheckResult)]) -> Vec<Option<CheckKind>> {
+    let root_of = |registry: &str, kind: CheckKind, reasons: &[Reason]| {
+        results.iter().any(|(reg, r)| {
+            reg == registry
+                && r.check == kind
+                && r.status == Status::Fail
+                && reasons.contains(&r.reason)
+        })
+    };
+    results
+        .iter()
+        .map(|(registry, r)| {
+            if matches!(r.status, Status::Pass | Status::Skip) {
+                return None;
+            }
+            if r.check != CheckKind::Registry
+                && UNREACHABLE.contains(&r.reason)
+                && root_of(registry, CheckKind::Registry, UNREACHABLE)
+            {
+                return Some(CheckKind::Registry);
+            }
+            if r.check != CheckKind::Credentials
+                && CREDENTIALS.contains(&r.reason)
+                && root_of(registry, CheckKind::Credentials, CREDENTIALS)
+            {
+                return Some(CheckKind::Credentials);
+            }
+            None
+        })
+        .collect()
+}
+
 /// One result in the doctor's JSON.
 #[derive(Serialize)]
 struct JsonResult<'a> {
@@ -117,13 +174,17 @@ struct JsonResult<'a> {
     cause: Option<&'static str>,
     fix: &'static [&'static str],
     runbook_url: &'a str,
+    /// The check whose failure explains this result, when another check is its root cause.
+    consequence_of: Option<&'static str>,
 }
 
 /// The doctor's JSON document (schema in docs/doctor.md).
 pub fn doctor_json(results: &[(String, CheckResult)], exit_code: u8) -> String {
+    let roots = root_causes(results);
     let items: Vec<JsonResult<'_>> = results
         .iter()
-        .map(|(registry, r)| JsonResult {
+        .zip(&roots)
+        .map(|((registry, r), root)| JsonResult {
             registry,
             check: r.check.short_name(),
             check_id: r.check.id(),
@@ -138,6 +199,7 @@ pub fn doctor_json(results: &[(String, CheckResult)], exit_code: u8) -> String {
             cause: r.diagnosis.as_ref().map(|d| d.cause),
             fix: r.diagnosis.as_ref().map(|d| d.fix).unwrap_or(&[]),
             runbook_url: &r.runbook_url,
+            consequence_of: root.map(CheckKind::id),
         })
         .collect();
     let mut summary = serde_json::Map::new();
@@ -166,31 +228,47 @@ fn style(status: Status) -> Style {
     Style::new().fg_color(Some(colour.into())).bold()
 }
 
-/// The doctor's text: a line per check, then cause, fix and runbook for each non-pass.
+/// The doctor's text: a line per check, then the root causes (said once, with the checks
+/// they explain), then cause, fix and runbook for every other non-pass result.
 /// Colour codes are written always; the caller's `anstream` writer strips them when the
 /// output is not a terminal or `NO_COLOR` is set.
 pub fn doctor_text(results: &[(String, CheckResult)]) -> String {
+    let roots = root_causes(results);
     let mut out = String::new();
     let width = results.iter().map(|(r, _)| r.len()).max().unwrap_or(0);
-    for (registry, r) in results {
+    for ((registry, r), root) in results.iter().zip(&roots) {
         let s = style(r.status);
+        let because = match root {
+            Some(kind) => format!(" [consequence of {}]", kind.short_name()),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{s}{:<4}{s:#}  {registry:<width$}  {:<34}  {}",
+            "{s}{:<4}{s:#}  {registry:<width$}  {:<34}  {}{because}",
             r.status.as_str().to_uppercase(),
             r.check.id(),
             r.message
         );
     }
-    let problems: Vec<&(String, CheckResult)> = results
-        .iter()
-        .filter(|(_, r)| !matches!(r.status, Status::Pass | Status::Skip))
-        .collect();
-    for (registry, r) in problems {
+    for ((registry, r), root) in results.iter().zip(&roots) {
+        if matches!(r.status, Status::Pass | Status::Skip) || root.is_some() {
+            continue;
+        }
         let s = style(r.status);
+        let explained: Vec<&str> = results
+            .iter()
+            .zip(&roots)
+            .filter(|((reg, _), root)| reg == registry && **root == Some(r.check))
+            .map(|((_, c), _)| c.check.short_name())
+            .collect();
+        let heading = if explained.is_empty() {
+            String::new()
+        } else {
+            "ROOT CAUSE ".to_string()
+        };
         let _ = writeln!(
             out,
-            "\n{s}{}{s:#} {} on {registry}: {} (reason {}, HTTP {})",
+            "\n{s}{heading}{}{s:#} {} on {registry}: {} (reason {}, HTTP {})",
             r.status.as_str().to_uppercase(),
             r.check.id(),
             r.message,
@@ -199,6 +277,13 @@ pub fn doctor_text(results: &[(String, CheckResult)]) -> String {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "none".into())
         );
+        if !explained.is_empty() {
+            let _ = writeln!(
+                out,
+                "  also explains: {} (fix this first; they follow)",
+                explained.join(", ")
+            );
+        }
         if let Some(d) = &r.diagnosis {
             let _ = writeln!(out, "  likely cause: {}", d.cause);
             for (i, step) in d.fix.iter().enumerate() {

@@ -101,3 +101,52 @@ fn every_reason_is_documented_and_every_metric_is_served() {
         "a served metric is missing from METRICS"
     );
 }
+
+/// docs/compatibility.md: every row of the matrix links a test, and every test it names
+/// exists in the file it links (a renamed test would otherwise leave a dead claim).
+#[test]
+fn every_compatibility_row_links_an_existing_test() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/compatibility.md")).unwrap();
+    let matrix = doc
+        .split("## Matrix")
+        .nth(1)
+        .expect("a Matrix section")
+        .split("\n## ")
+        .next()
+        .unwrap_or_default();
+    let rows: Vec<&str> = matrix
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| registry") && !l.starts_with("|---"))
+        .collect();
+    assert!(rows.len() >= 12, "the matrix has {} rows", rows.len());
+    for row in rows {
+        let test_cell = row
+            .trim_end_matches('|')
+            .rsplit('|')
+            .next()
+            .unwrap_or_default();
+        let mut links = 0;
+        for part in test_cell.split("](../tests/").skip(1) {
+            let file = part.split(')').next().unwrap_or_default();
+            assert!(
+                root.join("tests").join(file).is_file(),
+                "{row}: tests/{file} does not exist"
+            );
+            links += 1;
+        }
+        // Each named test, [`name`](../tests/file.rs), exists in its file.
+        for piece in test_cell.split("[`").skip(1) {
+            let Some((name, rest)) = piece.split_once("`](../tests/") else {
+                continue;
+            };
+            let file = rest.split(')').next().unwrap_or_default();
+            let text = std::fs::read_to_string(root.join("tests").join(file)).unwrap();
+            assert!(
+                text.contains(&format!("fn {name}(")),
+                "{row}: tests/{file} has no test named {name}"
+            );
+        }
+        assert!(links > 0, "a row without a test link: {row}");
+    }
+}

@@ -257,3 +257,82 @@ async fn probe_debug_shows_the_trail_and_history_keeps_results() {
     assert_eq!(code, 404);
     exporter.stop().await;
 }
+
+/// With a wrong password on the htpasswd registry, every check the password affects gives
+/// credential advice, and the root cause is named once, at its own check, with the checks
+/// it explains; the others are marked as its consequences instead of repeating it.
+#[tokio::test]
+async fn wrong_password_names_the_root_cause_once_and_gives_credential_advice() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &format!(
+            "[[registries]]\nname = \"bad\"\nurl = \"{}\"\nusername = \"alice\"\npassword = \"stale-password\"\n",
+            reg.url
+        ),
+    );
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(!text.contains("stale-password"), "{text}");
+    assert_eq!(
+        text.matches("ROOT CAUSE").count(),
+        1,
+        "the root cause is said once:\n{text}"
+    );
+    let root = text
+        .lines()
+        .find(|l| l.contains("ROOT CAUSE"))
+        .unwrap_or_default();
+    assert!(root.contains("check.integration.oci.credentials"), "{text}");
+    assert!(
+        text.contains("also explains: pull, push, capabilities, referrers"),
+        "{text}"
+    );
+    for check in ["pull", "push", "capabilities", "referrers"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("check.integration.oci.{check} ")))
+            .unwrap_or_else(|| panic!("no line for {check}:\n{text}"));
+        assert!(line.ends_with("[consequence of credentials]"), "{line}");
+    }
+    assert_eq!(
+        text.matches("likely cause:").count(),
+        1,
+        "consequences do not repeat the cause:\n{text}"
+    );
+    assert!(text.contains("credentials rejected"), "{text}");
+    assert!(!text.contains("no credentials are configured"), "{text}");
+
+    // The JSON says the same: every affected check has credential advice and points at
+    // its root cause.
+    let out = bin()
+        .args(["check", "--format", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in doc["results"].as_array().unwrap() {
+        if r["status"] == "pass" {
+            continue;
+        }
+        assert!(
+            r["cause"]
+                .as_str()
+                .unwrap_or("")
+                .contains("credentials rejected"),
+            "{r}"
+        );
+        if r["check"] != "credentials" {
+            assert_eq!(
+                r["consequence_of"], "check.integration.oci.credentials",
+                "{r}"
+            );
+        }
+    }
+}

@@ -470,3 +470,43 @@ async fn ghcr_private_package_without_credentials_is_unauthorized_not_a_bad_pass
     assert!(!advice.contains("check username and password"), "{advice}");
     assert!(!advice.contains("rotated"), "{advice}");
 }
+
+// Artifactory serves Docker repositories under a path prefix
+// (`https://host/artifactory/api/docker/<repo-key>/v2/...`, JFrog's "Repository Path"
+// method): every request, the auth ping included, keeps the prefix.
+#[tokio::test]
+async fn artifactory_path_prefix_is_kept_in_every_request() {
+    let mut server = mockito::Server::new_async().await;
+    let prefix = "/artifactory/api/docker/docker-local";
+    let ping = server
+        .mock("GET", format!("{prefix}/v2/").as_str())
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header("www-authenticate", "Basic realm=\"Artifactory Realm\"")
+        .expect_at_least(1)
+        .create_async()
+        .await;
+    let head = server
+        .mock("HEAD", format!("{prefix}{MANIFEST}").as_str())
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(200)
+        .with_header("docker-content-digest", DIGEST)
+        .with_header("content-type", OCI_MANIFEST)
+        .create_async()
+        .await;
+    let cfg = config(&format!("{}{prefix}", server.url()), LOGIN);
+    let r = run(&cfg, CheckKind::Pull).await;
+    assert_eq!(
+        outcome(&r),
+        (Status::Pass, Reason::Ok, Some(200)),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.requests.iter().all(|q| q.path.starts_with(prefix)),
+        "{:?}",
+        r.requests
+    );
+    ping.assert_async().await;
+    head.assert_async().await;
+}

@@ -52,6 +52,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         probes: Vec::new(),
         evidence: BTreeMap::new(),
         api_version: None,
+        subject_refused: None,
     };
     let aborted = probing.probe_all().await.err();
     probing.finish(aborted)
@@ -84,6 +85,9 @@ struct Probing<'a> {
     probes: Vec<Probe>,
     evidence: BTreeMap<&'static str, String>,
     api_version: Option<String>,
+    /// Why the test image could not be read, when it was refused (its reason and note):
+    /// the mount probe, which needs it, is denied for the same reason.
+    subject_refused: Option<(Reason, String)>,
 }
 
 impl Probing<'_> {
@@ -216,15 +220,17 @@ impl Probing<'_> {
                 ) =>
             {
                 let reason = self.denied_reason(&answer);
+                let note = format!(
+                    "denied ({} reading the test image {image})",
+                    answer.describe()
+                );
+                self.subject_refused = Some((reason, note.clone()));
                 self.push(
                     cap,
                     CapabilityStatus::Denied,
                     Some(answer.status),
                     reason,
-                    format!(
-                        "denied ({} reading the test image {image})",
-                        answer.describe()
-                    ),
+                    note,
                 );
                 return Ok(None);
             }
@@ -347,6 +353,10 @@ impl Probing<'_> {
         }
         let target = self.target;
         let (from, repo) = (&target.test_repository, &target.push_test_repository);
+        if let (None, Some((reason, note))) = (subject, self.subject_refused.clone()) {
+            self.push(cap, CapabilityStatus::Denied, None, reason, note);
+            return Ok(());
+        }
         let Some(manifest) = subject else {
             self.push(
                 cap,

@@ -136,8 +136,16 @@ impl Answer {
             return "HTTP 401 insufficient_scope".to_string();
         }
         match &self.error {
-            Some(e) => format!("HTTP {} {}", self.status, e.code.as_str()),
-            None => format!("HTTP {}", self.status),
+            // Codes that only restate the status add nothing.
+            Some(e)
+                if !matches!(
+                    (self.status, &e.code),
+                    (401, ErrorCode::Unauthorized) | (429, ErrorCode::TooManyRequests)
+                ) =>
+            {
+                format!("HTTP {} {}", self.status, e.code.as_str())
+            }
+            _ => format!("HTTP {}", self.status),
         }
     }
 }
