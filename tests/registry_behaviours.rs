@@ -178,7 +178,18 @@ async fn distribution_htpasswd_gets_credentials_only_after_its_challenge() {
         ]
     );
 
+    // skopeo, an independent client, agrees: the right password pulls the manifest.
+    assert!(skopeo_inspect(
+        &reg,
+        support::BASIC_USER,
+        support::BASIC_PASSWORD
+    ));
+
     let wrong = config(&reg.url, "username = \"alice\"\npassword = \"not-it\"");
+    assert!(
+        !skopeo_inspect(&reg, "alice", "not-it"),
+        "skopeo is refused the wrong password too"
+    );
     for kind in [
         CheckKind::Credentials,
         CheckKind::Pull,
@@ -200,6 +211,28 @@ async fn distribution_htpasswd_gets_credentials_only_after_its_challenge() {
         );
         assert!(!cause(&r).contains("no credentials are configured"));
     }
+}
+
+/// `skopeo inspect --raw` of the seed image with these credentials: whether it succeeded.
+/// skopeo comes with the registry (scripts/test installs both).
+fn skopeo_inspect(reg: &TestRegistry, user: &str, password: &str) -> bool {
+    let image = format!(
+        "docker://{}/{}:{}",
+        reg.url.trim_start_matches("http://"),
+        support::SEED_REPO,
+        support::SEED_TAG
+    );
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds"])
+        .arg(format!("{user}:{password}"))
+        .arg(&image)
+        // Only 127.0.0.1 is contacted: no proxy, no credentials from the environment.
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .output()
+        .expect("skopeo runs (scripts/test installs it)");
+    out.status.success()
 }
 
 // ECR does not create repositories on push: an upload into a missing one is 404
