@@ -336,3 +336,88 @@ async fn wrong_password_names_the_root_cause_once_and_gives_credential_advice() 
         }
     }
 }
+
+/// The doctor over every kind of real registry, configured as its users would (right
+/// credentials, the CA for TLS): read as the on-call engineer would, no line may be a false
+/// alarm. The only failure is the true one: the read-only registry refuses pushes. The text
+/// is printed so a person can read it (`cargo test --test doctor -- --nocapture`).
+#[tokio::test]
+async fn every_kind_of_registry_gets_no_false_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let mut registries = Vec::new();
+    for kind in Kind::ALL {
+        registries.push((kind, TestRegistry::start(kind).await));
+    }
+    for (kind, reg) in &registries {
+        let name = format!("{kind:?}").to_lowercase();
+        let login = match kind {
+            Kind::Basic => format!(
+                "username = \"{}\"\npassword = \"{}\"\n",
+                support::BASIC_USER,
+                support::BASIC_PASSWORD
+            ),
+            Kind::Token => format!(
+                "username = \"{}\"\npassword = \"{}\"\n",
+                support::TOKEN_ADMIN_USER,
+                support::TOKEN_ADMIN_PASSWORD
+            ),
+            // Open, read-only and TLS registries take anyone; push needs some credentials.
+            _ => "username = \"monitor\"\npassword = \"any\"\n".to_string(),
+        };
+        let ca = reg
+            .ca_file
+            .as_ref()
+            .map(|p| format!("ca_file = \"{}\"\n", p.display()))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "[[registries]]\nname = \"{name}\"\nurl = \"{}\"\n{login}{ca}",
+            reg.url
+        ));
+    }
+    let cfg = write_config(&dir, &text);
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    let out = bin()
+        .args(["check", "--format", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in doc["results"].as_array().unwrap() {
+        let (registry, check, status) = (
+            r["registry"].as_str().unwrap(),
+            r["check"].as_str().unwrap(),
+            r["status"].as_str().unwrap(),
+        );
+        let advice = format!("{} {}", r["cause"], r["fix"]);
+        assert!(
+            !advice.contains("no credentials are configured"),
+            "{registry}/{check}: credentials are configured: {r}"
+        );
+        match (registry, check) {
+            ("readonly", "push") => {
+                assert_eq!(
+                    (status, r["reason"].as_str()),
+                    ("fail", Some("read_only")),
+                    "{r}"
+                );
+            }
+            // Distribution 2.8 has no referrers API: a warning, never a failure.
+            (_, "referrers" | "capabilities") => assert_eq!(
+                (status, r["reason"].as_str()),
+                ("warn", Some("unsupported")),
+                "{r}"
+            ),
+            _ => assert!(
+                matches!(status, "pass" | "info"),
+                "{registry}/{check} is a false alarm: {r}\n{report}"
+            ),
+        }
+    }
+}
