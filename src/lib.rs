@@ -4,6 +4,7 @@
 //! - `config`: raw and validated configuration, environment seed keys, every validation rule.
 //! - `client`: one HTTP client per registry: TLS, bounded bodies, basic/bearer/token auth.
 //! - `docker_config`: credentials from a Docker config.json and credential helpers.
+//! - `fuzzing`: entry points for the fuzz targets under `fuzz/` (parsers of remote input).
 //! - `outcome`: the result types (check kinds, statuses, reasons, facts, `CheckResult`); a leaf.
 //! - `distribution`: the typed OCI Distribution API: digests, scopes, error codes, operations.
 //! - `checks`: one file per check, all `run(target, cx) -> CheckResult`; they only classify.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod distribution;
 pub mod docker_config;
 pub mod doctor;
+pub mod fuzzing;
 pub mod metrics;
 pub mod outcome;
 pub mod report;

@@ -189,15 +189,6 @@ impl<'a> Api<'a> {
         repo: &str,
         digest: &Digest,
     ) -> Result<Result<Digest, String>, RequestError> {
-        #[derive(Deserialize)]
-        struct Descriptor {
-            digest: String,
-        }
-        #[derive(Deserialize)]
-        struct Manifest {
-            config: Option<Descriptor>,
-            manifests: Option<Vec<Descriptor>>,
-        }
         let mut digest = digest.clone();
         // An index is descended once: its first manifest has a config blob.
         for _ in 0..2 {
@@ -208,19 +199,11 @@ impl<'a> Api<'a> {
                     Answer::of(&resp).describe()
                 )));
             }
-            let Ok(manifest) = serde_json::from_slice::<Manifest>(&resp.body) else {
-                return Ok(Err("the test manifest is not manifest JSON".into()));
-            };
-            if let Some(config) = manifest.config.and_then(|c| Digest::parse(&c.digest)) {
-                return Ok(Ok(config));
-            }
-            match manifest
-                .manifests
-                .and_then(|m| m.into_iter().next())
-                .and_then(|d| Digest::parse(&d.digest))
-            {
-                Some(child) => digest = child,
-                None => break,
+            match manifest_links(&resp.body) {
+                Err(why) => return Ok(Err(why)),
+                Ok((Some(config), _)) => return Ok(Ok(config)),
+                Ok((None, Some(child))) => digest = child,
+                Ok((None, None)) => break,
             }
         }
         Ok(Err("the test manifest names no config blob to mount".into()))
@@ -478,6 +461,29 @@ impl UploadSession {
     }
 }
 
+/// A manifest's config blob and, for an index, its first child manifest: what the mount
+/// probe needs. Lenient on everything else.
+pub(crate) fn manifest_links(body: &[u8]) -> Result<(Option<Digest>, Option<Digest>), String> {
+    #[derive(Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    #[derive(Deserialize)]
+    struct Manifest {
+        config: Option<Descriptor>,
+        manifests: Option<Vec<Descriptor>>,
+    }
+    let manifest = serde_json::from_slice::<Manifest>(body)
+        .map_err(|_| "the test manifest is not manifest JSON".to_string())?;
+    Ok((
+        manifest.config.and_then(|c| Digest::parse(&c.digest)),
+        manifest
+            .manifests
+            .and_then(|m| m.into_iter().next())
+            .and_then(|d| Digest::parse(&d.digest)),
+    ))
+}
+
 /// The media type of a response without parameters, lower-cased.
 fn media_type(resp: &Response) -> String {
     resp.header("content-type")
@@ -495,7 +501,7 @@ fn content_type(resp: &Response) -> Option<String> {
 
 /// The number of descriptors in an OCI image index, or why the body is not one. Lenient
 /// on purpose (unknown fields, a missing `mediaType`): only what clients need is checked.
-fn parse_index(body: &[u8]) -> Result<u64, String> {
+pub(crate) fn parse_index(body: &[u8]) -> Result<u64, String> {
     #[derive(Deserialize)]
     struct Index {
         #[serde(rename = "schemaVersion")]
@@ -519,7 +525,7 @@ fn parse_index(body: &[u8]) -> Result<u64, String> {
 }
 
 /// The target of `Link: <...>; rel="next"`, as OCI pagination sends it.
-fn next_link(resp: &Response) -> Option<String> {
+pub(crate) fn next_link(resp: &Response) -> Option<String> {
     resp.headers
         .get_all("link")
         .iter()

@@ -1,0 +1,96 @@
+//! Entry points for the fuzz targets under `fuzz/`: each feeds arbitrary bytes to one parser
+//! of registry- or user-controlled input, the way the exporter calls it.
+//!
+//! Owns nothing the exporter runs; it exists so that the fuzz targets reach crate-private
+//! parsers without making them public API. A panic reached from here is a bug in the
+//! parser behind it (see `scripts/fuzz` and docs/operations.md).
+
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::client::{Challenges, Response};
+use crate::distribution::{self, Answer, OciError};
+
+/// Headers from `data`, one `name: value` per line (invalid ones are skipped, as the HTTP
+/// stack would never deliver them).
+fn headers(data: &[u8]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(value.trim_ascii()),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// A response with a status from the first two bytes, headers, and the rest as body.
+fn response(data: &[u8]) -> Response {
+    let (status, rest) = match data {
+        [a, b, rest @ ..] => (100 + (u16::from_be_bytes([*a, *b]) % 500), rest),
+        _ => (200, data),
+    };
+    let (head, body) = match rest.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&rest[..i], &rest[i + 2..]),
+        None => (rest, &[][..]),
+    };
+    Response {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        headers: headers(head),
+        body: body.to_vec().into(),
+    }
+}
+
+/// `WWW-Authenticate` challenges: one header value per line.
+pub fn www_authenticate(data: &[u8]) {
+    let mut map = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            map.append(reqwest::header::WWW_AUTHENTICATE, value);
+        }
+    }
+    let _ = Challenges::parse(&map);
+}
+
+/// An answer as `distribution::Answer::of` reads it: status, OCI error body, challenge.
+pub fn registry_answer(data: &[u8]) {
+    let _ = OciError::parse(data);
+    let resp = response(data);
+    let answer = Answer::of(&resp);
+    let _ = answer.describe();
+}
+
+/// A referrers index and its `Link` pagination header.
+pub fn referrers_index(data: &[u8]) {
+    let _ = distribution::parse_index(data);
+    let resp = response(data);
+    let _ = distribution::parse_index(&resp.body);
+    let _ = distribution::next_link(&resp);
+}
+
+/// A manifest as the mount probe reads it (config blob, first child).
+pub fn manifest(data: &[u8]) {
+    let _ = distribution::manifest_links(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = distribution::Digest::parse(text);
+    }
+}
+
+/// A `Location` (or `Link` target) joined onto a registry's base URL.
+pub fn location(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for base in ["https://registry.example/", "http://127.0.0.1:5000/prefix/"] {
+        // The base URLs are literals that parse.
+        let base = Url::parse(base).expect("a literal base URL parses");
+        let _ = distribution::same_origin(&base, text);
+    }
+}
