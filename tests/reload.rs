@@ -99,7 +99,7 @@ impl Daemon {
 
 fn registry(name: &str, url: &str, checks: &str) -> String {
     format!(
-        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"300ms\"\nchecks = [{checks}]\n"
+        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"1s\"\nchecks = [{checks}]\n"
     )
 }
 
