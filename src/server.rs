@@ -136,7 +136,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             }
             metrics_response(format, app.metrics.encode(format))
         }
-        "/probe" => probe(&app, req.uri().query().unwrap_or(""), format).await,
+        "/probe" => {
+            let wait = scrape_timeout(req.headers());
+            probe(&app, req.uri().query().unwrap_or(""), format, wait).await
+        }
         "/-/healthy" => text(StatusCode::OK, "healthy\n"),
         "/-/ready" => {
             if app.is_ready() {
@@ -158,17 +161,37 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn scrape_wait(headers: &http::HeaderMap) -> Duration {
+    scrape_timeout(headers).unwrap_or(DEFAULT_SCRAPE_WAIT)
+}
+
+/// How long Prometheus waits for this answer (`X-Prometheus-Scrape-Timeout-Seconds`), less
+/// the margin that gets the answer to it in time; `None` without the header.
+fn scrape_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     headers
         .get("x-prometheus-scrape-timeout-seconds")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| Duration::from_secs_f64(s).saturating_sub(SCRAPE_TIMEOUT_OFFSET))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map(|d| d.saturating_sub(SCRAPE_TIMEOUT_OFFSET))
         .map(|d| d.max(Duration::from_millis(100)))
-        .unwrap_or(DEFAULT_SCRAPE_WAIT)
 }
 
-async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
+/// How many registry names the 400 for an unknown `/probe` target lists: enough to spot a
+/// typo, bounded however many registries are configured.
+const UNKNOWN_TARGET_EXAMPLES: usize = 5;
+
+/// `/probe?target=NAME[&check=C][&debug=true]`: that registry's checks, now, through
+/// [`App::probe`] (concurrent probes share one run), answered within `wait` when
+/// Prometheus said how long it waits; a run that takes longer goes on for the probes that
+/// come next, and this one answers `probe_success 0`.
+async fn probe(
+    app: &Arc<App>,
+    query: &str,
+    format: Format,
+    wait: Option<Duration>,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
     let mut target = None;
     let mut check = None;
     let mut debug = false;
@@ -188,16 +211,27 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
     };
     let generation = app.current();
     let Some(rt) = generation.target(&name) else {
-        let known: Vec<&str> = generation
+        let examples: Vec<&str> = generation
             .targets
             .iter()
+            .take(UNKNOWN_TARGET_EXAMPLES)
             .map(|t| t.target.name.as_str())
             .collect();
+        let n = generation.targets.len();
+        let configured = if n == 1 {
+            format!("1 is configured: {}", examples.join(", "))
+        } else if n <= UNKNOWN_TARGET_EXAMPLES {
+            format!("{n} are configured: {}", examples.join(", "))
+        } else {
+            format!(
+                "{n} are configured, e.g. {}; see / for all of them",
+                examples.join(", ")
+            )
+        };
         return text(
             StatusCode::BAD_REQUEST,
             &format!(
-                "unknown target {name:?}: /probe only reaches configured registries (configured: {})\n",
-                known.join(", ")
+                "unknown target {name:?}: /probe only reaches configured registries; {configured}\n"
             ),
         );
     };
@@ -214,13 +248,31 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
             }
         },
     };
-    let results = app.execute(rt, only.as_deref()).await;
-    let metrics = Metrics::new(&generation.config.runbook_base_url);
+    let run = app.probe(rt, only);
+    let results = match wait {
+        Some(wait) => tokio::time::timeout(wait, run).await.ok().flatten(),
+        None => run.await,
+    };
+    let metrics = Metrics::for_probe();
     metrics.declare_target(&rt.target);
-    for result in &results {
+    let success = results.as_deref().is_some_and(|results| {
+        results
+            .iter()
+            .all(|r| matches!(r.status, Status::Pass | Status::Info | Status::Skip))
+    });
+    for result in results.iter().flat_map(|r| r.iter()) {
         metrics.record(&rt.target.name, result);
     }
+    metrics.record_probe(success, started.elapsed());
     if debug {
+        let Some(results) = results else {
+            let body = format!(
+                "the checks of {name:?} did not finish within the scrape timeout (less {} ms), or a reload or shutdown stopped them; a probe joining the run still going gets its results\n\n{}",
+                SCRAPE_TIMEOUT_OFFSET.as_millis(),
+                metrics.encode(Format::Classic)
+            );
+            return text(StatusCode::OK, &body);
+        };
         // blackbox_exporter's habit: the request trail and each verdict, then the metrics.
         let body = report::probe_debug(
             &rt.target.name,

@@ -296,7 +296,7 @@ async fn probe_returns_one_registry_and_rejects_unknown_targets() {
     assert_eq!(code, 400);
     assert_eq!(
         body.trim(),
-        "unknown target \"http://127.0.0.1:1\": /probe only reaches configured registries (configured: good, bad)"
+        "unknown target \"http://127.0.0.1:1\": /probe only reaches configured registries; 2 are configured: good, bad"
     );
     let (code, body) = exporter.get("/probe").await;
     assert_eq!(
