@@ -396,7 +396,6 @@ impl App {
         rt.first_round_done.store(true, Ordering::Release);
     }
 
-
     /// A full round for one registry, recorded. Skipped when another round finished less
     /// than `fresh_for` ago (scrape mode's `min_interval`): waiting on the lock then finding
     /// fresh results is how two concurrent scrapes share one round.
