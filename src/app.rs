@@ -1,11 +1,12 @@
 //! The running exporter's shared state: the current generation of configuration and
-//! targets, the latest results, the metrics, and the bound on concurrent checks.
+//! targets, the latest results, the metrics, and the bounds on concurrent checks.
 //!
 //! Owns how a round of checks runs for one registry ([`App::execute`]), where its results
-//! go ([`App::record`]: the store, the metrics, the log), and configuration reloads
-//! ([`App::reload`]: a new [`Generation`] replaces the old one whole). It does not decide
-//! when rounds run: that is the scheduler (interval mode) or the HTTP handlers (scrape
-//! mode, `/probe`).
+//! go ([`App::record`]: the store, the metrics, the log), `/probe` runs ([`App::probe`]:
+//! one shared run per registry and check selection, on the probes' own concurrency budget),
+//! and configuration reloads ([`App::reload`]: a new [`Generation`] replaces the old one
+//! whole, and nothing of the old one is recorded after). It does not decide when rounds
+//! run: that is the scheduler (interval mode) or the HTTP handlers (scrape mode, `/probe`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,14 +33,36 @@ pub struct TargetRuntime {
     /// Serialises rounds of one registry, so two scrapes never probe it twice at once.
     round: tokio::sync::Mutex<Option<Instant>>,
     first_round_done: AtomicBool,
-    /// The generation's bound on concurrent checks, shared by all its targets.
+    /// The generation's bound on concurrent scheduled checks (interval and scrape mode),
+    /// shared by all its targets.
     permits: Arc<Semaphore>,
+    /// The generation's bound on concurrent `/probe` checks: a budget of its own, so a probe
+    /// flood (against a black-holed registry, say) cannot starve the schedule.
+    probe_permits: Arc<Semaphore>,
+    /// The latest `/probe` run per check selection: while one runs, probes of the same
+    /// selection wait for it instead of starting another (singleflight).
+    // std Mutex: never held across .await.
+    probes: Mutex<HashMap<Vec<CheckKind>, ProbeRun>>,
+    /// The generation's token: a result of a retired generation is never recorded.
+    retired: CancellationToken,
     runbook_base_url: Arc<str>,
 }
 
+/// The results of one `/probe` run, shared by every probe that joined it; `None` when
+/// shutdown or a reload cancelled the run.
+type ProbeResults = Option<Arc<Vec<CheckResult>>>;
+
+struct ProbeRun {
+    results: Shared<BoxFuture<'static, ProbeResults>>,
+    /// Set by the run's task when it ends: a later probe starts a new run instead of being
+    /// served results that may be old by then.
+    done: Arc<AtomicBool>,
+}
+
 /// One loaded configuration and the runtimes built from it. A reload builds a new one and
-/// retires the old: its scheduler loops stop, and a round in flight is dropped, so a
-/// removed registry cannot bring its series back after the reload.
+/// retires the old: its scheduler loops stop, rounds and probe runs in flight are dropped,
+/// and [`App::record`] refuses any result of it that still arrives, so a removed registry
+/// cannot bring its series back after the reload.
 pub struct Generation {
     pub config: Config,
     pub targets: Vec<Arc<TargetRuntime>>,
@@ -48,6 +73,9 @@ pub struct Generation {
 impl Generation {
     fn build(config: Config) -> Result<Generation, ClientBuildError> {
         let permits = Arc::new(Semaphore::new(config.max_concurrency));
+        // Derived, not configured: probes may run as many checks at once as the schedule.
+        let probe_permits = Arc::new(Semaphore::new(config.max_concurrency));
+        let retired = CancellationToken::new();
         let runbook_base_url: Arc<str> = Arc::from(config.runbook_base_url.as_str());
         let mut targets = Vec::with_capacity(config.registries.len());
         for target in &config.registries {
@@ -57,13 +85,16 @@ impl Generation {
                 round: tokio::sync::Mutex::new(None),
                 first_round_done: AtomicBool::new(false),
                 permits: permits.clone(),
+                probe_permits: probe_permits.clone(),
+                probes: Mutex::new(HashMap::new()),
+                retired: retired.clone(),
                 runbook_base_url: runbook_base_url.clone(),
             }));
         }
         Ok(Generation {
             config,
             targets,
-            retired: CancellationToken::new(),
+            retired,
         })
     }
 
@@ -174,7 +205,10 @@ impl Store {
 }
 
 pub struct App {
-    // std RwLock: held only to clone or swap the Arc, never across an .await.
+    // std RwLock: never held across an .await. Written by a reload to swap generations and
+    // forget what the old one exported; read to clone the Arc, and by `record` while it
+    // writes, so a result is either recorded before a reload (and forgotten with its
+    // registry) or refused after it.
     generation: RwLock<Arc<Generation>>,
     pub metrics: Metrics,
     pub store: Store,
@@ -252,10 +286,10 @@ impl App {
         for w in &next.config.warnings {
             tracing::warn!("{w}");
         }
-        let old = std::mem::replace(
-            &mut *self.generation.write().unwrap_or_else(|p| p.into_inner()),
-            next.clone(),
-        );
+        // Swap, retire and forget under the write lock: `record` holds the read lock, so no
+        // result of the old generation lands after its registry was forgotten.
+        let mut current = self.generation.write().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut *current, next.clone());
         old.retired.cancel();
         for rt in &old.targets {
             let name = &rt.target.name;
@@ -277,6 +311,7 @@ impl App {
         for rt in &next.targets {
             self.metrics.declare_target(&rt.target);
         }
+        drop(current);
         if next.config.mode == Mode::Interval {
             crate::scheduler::start(self, &next);
         }
@@ -292,24 +327,67 @@ impl App {
         rt: &TargetRuntime,
         only: Option<&[CheckKind]>,
     ) -> Vec<CheckResult> {
-        let checks = only.unwrap_or(&rt.target.checks);
-        let mut results = Vec::with_capacity(checks.len());
-        for &kind in checks {
-            // The semaphore is never closed, so acquire cannot fail.
-            let _permit = rt
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
-            let mut result = checks::run_check(kind, &rt.target, &rt.client).await;
-            catalogue::annotate(&mut result, &rt.runbook_base_url);
-            results.push(result);
-        }
-        results
+        execute_with(rt, only.unwrap_or(&rt.target.checks), &rt.permits).await
+    }
+
+    /// `/probe`: runs the given checks (default: the configured ones) of one registry on the
+    /// probes' own concurrency budget. Concurrent probes of the same registry and selection
+    /// share one run; it goes on when the probe that started it gives up (a scrape timeout),
+    /// so that the probes arriving meanwhile join it rather than start more. `None` when
+    /// shutdown or a reload cancelled the run. Records nothing.
+    pub async fn probe(
+        self: &Arc<Self>,
+        rt: &Arc<TargetRuntime>,
+        only: Option<Vec<CheckKind>>,
+    ) -> ProbeResults {
+        let selection = only.unwrap_or_else(|| rt.target.checks.clone());
+        let results = {
+            let mut runs = rt.probes.lock().unwrap_or_else(|p| p.into_inner());
+            match runs.get(&selection) {
+                Some(run) if !run.done.load(Ordering::Acquire) => run.results.clone(),
+                _ => {
+                    let done = Arc::new(AtomicBool::new(false));
+                    let task = {
+                        let (app, rt, selection, done) =
+                            (self.clone(), rt.clone(), selection.clone(), done.clone());
+                        self.tasks.spawn(async move {
+                            let results = tokio::select! {
+                                r = execute_with(&rt, &selection, &rt.probe_permits) => Some(Arc::new(r)),
+                                _ = app.shutdown.cancelled() => None,
+                                _ = rt.retired.cancelled() => None,
+                            };
+                            done.store(true, Ordering::Release);
+                            results
+                        })
+                    };
+                    // A panicked run (a JoinError) answers like a cancelled one.
+                    let results = task.map(|joined| joined.ok().flatten()).boxed().shared();
+                    runs.insert(
+                        selection,
+                        ProbeRun {
+                            results: results.clone(),
+                            done,
+                        },
+                    );
+                    results
+                }
+            }
+        };
+        results.await
     }
 
     /// Stores, exports and logs a round's results: the one sink for scheduled results.
+    /// Results of a generation a reload retired are dropped: the new one owns `/metrics`.
     pub fn record(&self, rt: &TargetRuntime, results: Vec<CheckResult>) {
+        // Held while writing, see `generation`.
+        let _current = self.generation.read().unwrap_or_else(|p| p.into_inner());
+        if rt.retired.is_cancelled() {
+            tracing::debug!(
+                registry = %rt.target.name,
+                "results of a configuration replaced by a reload are dropped"
+            );
+            return;
+        }
         for result in results {
             log_result(&rt.target.name, &result);
             self.metrics.record(&rt.target.name, &result);
@@ -336,7 +414,8 @@ impl App {
     }
 
     /// Scrape mode: runs the rounds that are due, waiting at most `deadline`. Rounds that
-    /// outlast it go on in the background and are served by a later scrape.
+    /// outlast it go on in the background and are served by a later scrape, unless a reload
+    /// retires their generation first: then they are dropped, requests and all.
     pub async fn refresh_due(self: &Arc<Self>, deadline: Duration) {
         let generation = self.current();
         let fresh_for = generation.config.min_interval;
@@ -348,12 +427,30 @@ impl App {
                 tokio::select! {
                     _ = app.round(&rt, fresh_for) => {}
                     _ = app.shutdown.cancelled() => {}
+                    _ = rt.retired.cancelled() => {}
                 }
             }));
         }
         let all = futures_util::future::join_all(handles);
         let _ = tokio::time::timeout(deadline, all).await;
     }
+}
+
+/// Runs `checks` of one registry one after the other, each holding a permit of `permits`.
+async fn execute_with(
+    rt: &TargetRuntime,
+    checks: &[CheckKind],
+    permits: &Semaphore,
+) -> Vec<CheckResult> {
+    let mut results = Vec::with_capacity(checks.len());
+    for &kind in checks {
+        // The semaphore is never closed, so acquire cannot fail.
+        let _permit = permits.acquire().await.expect("semaphore is never closed");
+        let mut result = checks::run_check(kind, &rt.target, &rt.client).await;
+        catalogue::annotate(&mut result, &rt.runbook_base_url);
+        results.push(result);
+    }
+    results
 }
 
 fn log_result(registry: &str, r: &CheckResult) {

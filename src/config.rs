@@ -23,8 +23,10 @@ use crate::checks::CheckKind;
 
 /// Default interval between two rounds of checks of one registry.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-/// Default time one check may take, all its requests included.
+/// Default time one check may take, all its requests included (at most the interval).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest interval allowed: anything shorter turns a registry's loop into a busy loop.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Default age under which scrape mode reuses a result instead of probing again.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Default bound on checks running at once, across all registries.
@@ -449,6 +451,7 @@ impl Config {
         };
         validate_duration("defaults.interval", raw.defaults.interval)?;
         validate_duration("defaults.timeout", raw.defaults.timeout)?;
+        validate_interval("defaults.interval", raw.defaults.interval)?;
         if raw.registries.is_empty() {
             return Err(ConfigError::invalid(
                 "registries",
@@ -479,9 +482,26 @@ impl Config {
             let d = &raw.defaults;
             let url = resolve_url(&key("url"), reg.url.as_deref().or(d.url.as_deref()))?;
             let interval = reg.interval.or(d.interval).unwrap_or(DEFAULT_INTERVAL);
-            let timeout = reg.timeout.or(d.timeout).unwrap_or(DEFAULT_TIMEOUT);
             validate_duration(&key("interval"), Some(interval))?;
+            validate_interval(&key("interval"), Some(interval))?;
+            // An unset timeout is the default, shortened to the interval: a check must end
+            // before the next round of its registry is due.
+            let timeout = reg
+                .timeout
+                .or(d.timeout)
+                .unwrap_or(DEFAULT_TIMEOUT.min(interval));
             validate_duration(&key("timeout"), Some(timeout))?;
+            if timeout > interval {
+                return Err(ConfigError::invalid(
+                    key("timeout"),
+                    format!(
+                        "{} is longer than the interval ({})",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(interval)
+                    ),
+                    "set timeout to at most the interval, or lengthen the interval",
+                ));
+            }
             let checks = match reg.checks.as_ref().or(d.checks.as_ref()) {
                 None => CheckKind::ALL.to_vec(),
                 Some(names) => resolve_checks(&key("checks"), names)?,
@@ -640,6 +660,21 @@ fn validate_duration(key: &str, d: Option<Duration>) -> Result<(), ConfigError> 
             key,
             "must be greater than zero",
             "set a duration such as \"10s\"",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Intervals of at least [`MIN_INTERVAL`]: `interval = "1ns"` would spin a registry's loop.
+fn validate_interval(key: &str, d: Option<Duration>) -> Result<(), ConfigError> {
+    match d {
+        Some(d) if d < MIN_INTERVAL => Err(ConfigError::invalid(
+            key,
+            format!(
+                "{} is shorter than the minimum interval of 1s",
+                humantime::format_duration(d)
+            ),
+            "set a duration of at least \"1s\", such as \"60s\"",
         )),
         _ => Ok(()),
     }

@@ -100,13 +100,30 @@ pub async fn run_with_web(
     web: Option<web::Web>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    run_with_limits(config, listener, web, server::Limits::default(), shutdown).await
+}
+
+/// [`run_with_web`] with the HTTP server's limits (`--web.read-header-timeout`,
+/// `--web.idle-timeout`, `--web.max-connections`).
+pub async fn run_with_limits(
+    config: Config,
+    listener: TcpListener,
+    web: Option<web::Web>,
+    limits: server::Limits,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let app = Arc::new(App::new(config)?);
     let generation = app.current();
     if generation.config.mode == Mode::Interval {
         scheduler::start(&app, &generation);
     }
     reload_on_sighup(&app);
-    let server = tokio::spawn(server::serve(app.clone(), listener, web.map(Arc::new)));
+    let server = tokio::spawn(server::serve(
+        app.clone(),
+        listener,
+        web.map(Arc::new),
+        limits,
+    ));
     shutdown.await;
     tracing::info!("shutting down");
     app.shutdown.cancel();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use oci_registry_exporter::{
-    Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run_with_web, telemetry, web,
+    Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run_with_limits, server, telemetry, web,
 };
 
 #[derive(Parser, Debug)]
@@ -29,6 +29,17 @@ struct Cli {
     /// Re-read when it or a file it names changes (certificate rotation).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
+    /// How long a client may take to send a request's headers (in HTTP/1.1 also the wait
+    /// for the next request on a kept-alive connection), e.g. "10s".
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
+    read_header_timeout: std::time::Duration,
+    /// A connection with no request in progress for this long is closed, e.g. "60s".
+    #[arg(long = "web.idle-timeout", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: std::time::Duration,
+    /// Connections served at once; lowered to half the open-files limit if that is less.
+    /// 16 more are kept for /-/healthy and /-/ready.
+    #[arg(long = "web.max-connections", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Validate the configuration, print warnings, and exit 0 (valid) or 1 (invalid).
     #[arg(long = "check-config")]
     check_config: bool,
@@ -230,9 +241,23 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))?;
         tracing::info!(address = %listener.local_addr()?, registries = config.registries.len(), mode = ?config.mode, "listening");
-        run_with_web(config, listener, web, shutdown).await?;
+        let limits = server::Limits {
+            read_header_timeout: cli.read_header_timeout,
+            idle_timeout: cli.idle_timeout,
+            max_connections: cli.max_connections as usize,
+        };
+        run_with_limits(config, listener, web, limits, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A positive duration such as "10s" or "1m 30s", for the server's timeouts.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be greater than zero; write a duration such as \"10s\"".into()),
+        Err(e) => Err(format!("{e}; write a duration such as \"10s\"")),
+    }
 }
 
 /// ":9793" listens on all interfaces, as Prometheus exporters do.

@@ -5,6 +5,11 @@
 //! the two text formats: OpenMetrics 1.0 (prometheus-client's own) and the classic 0.0.4
 //! format, derived from it for scrapers that do not ask for OpenMetrics. It does not run
 //! checks or decide statuses.
+//!
+//! Two sets of series: `/metrics` ([`Metrics::new`]) serves the registries' series and the
+//! exporter's own; a `/probe` answer ([`Metrics::for_probe`]) serves one registry's series
+//! and `probe_success`/`probe_duration_seconds`, never the exporter's own, so that alerts
+//! on the exporter never fire from a Probe job. [`MetricDoc::served_on`] says which.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -30,6 +35,44 @@ pub struct MetricDoc {
     pub kind: &'static str,
     pub labels: &'static [&'static str],
     pub help: &'static str,
+}
+
+/// Which endpoint serves a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedOn {
+    /// `/metrics` only: the exporter's own series.
+    Metrics,
+    /// `/probe` only: `probe_*`, as blackbox_exporter's.
+    Probe,
+    /// Both: a registry's series.
+    Both,
+}
+
+impl ServedOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedOn::Metrics => "/metrics",
+            ServedOn::Probe => "/probe",
+            ServedOn::Both => "/metrics, /probe",
+        }
+    }
+}
+
+impl MetricDoc {
+    /// Decided by the name, so that a new metric lands on the right endpoint without more
+    /// bookkeeping: `oci_registry_exporter_*` and the check catalogue are the exporter's
+    /// own (`/metrics` only), `probe_*` belongs to a probe answer, the rest to a registry.
+    pub fn served_on(&self) -> ServedOn {
+        if self.name.starts_with("probe_") {
+            ServedOn::Probe
+        } else if self.name.starts_with("oci_registry_exporter_")
+            || self.name == "oci_registry_check_info"
+        {
+            ServedOn::Metrics
+        } else {
+            ServedOn::Both
+        }
+    }
 }
 
 /// Every metric, in the order they are served. A test keeps docs/metrics.md equal to it.
@@ -178,6 +221,18 @@ pub const METRICS: &[MetricDoc] = &[
         labels: &["version", "revision"],
         help: "1 with the exporter's version and source revision",
     },
+    MetricDoc {
+        name: "probe_success",
+        kind: "gauge",
+        labels: &[],
+        help: "1 when every check the probe ran passed or was info or skip, 0 otherwise (a fail or warn, or no answer within the scrape timeout)",
+    },
+    MetricDoc {
+        name: "probe_duration_seconds",
+        kind: "gauge",
+        labels: &[],
+        help: "How long the probe took, from the request to the answer",
+    },
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -250,7 +305,8 @@ fn request_histogram() -> Histogram {
     Histogram::new(REQUEST_BUCKETS.iter().copied())
 }
 
-/// The exporter's series. One instance backs `/metrics`; `/probe` builds a fresh one.
+/// The exporter's series. One instance backs `/metrics`; `/probe` builds a fresh one with
+/// [`Metrics::for_probe`].
 pub struct Metrics {
     registry: Registry,
     status: Family<StatusLabels, Gauge>,
@@ -275,6 +331,8 @@ pub struct Metrics {
     referrers: Family<RegistryLabels, Gauge>,
     reload_ok: Gauge,
     reload_time: FloatGauge,
+    probe_success: Gauge,
+    probe_duration: FloatGauge,
     // std Mutex: never held across .await. The current reason per registry × check.
     reasons: Mutex<HashMap<(String, CheckKind), Reason>>,
     // std Mutex: never held across .await. The last version label per registry, so an old
@@ -306,6 +364,15 @@ impl Format {
     }
 }
 
+/// Whether `endpoint` serves the metric `name` (as registered: counters without `_total`).
+fn served_here(name: &str, endpoint: ServedOn) -> bool {
+    let doc = METRICS
+        .iter()
+        .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
+        .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"));
+    matches!(doc.served_on(), ServedOn::Both) || doc.served_on() == endpoint
+}
+
 fn help(name: &str) -> &'static str {
     METRICS
         .iter()
@@ -315,8 +382,20 @@ fn help(name: &str) -> &'static str {
 }
 
 impl Metrics {
-    /// The exporter's series; `runbook_base_url` is used by `oci_registry_check_info`.
+    /// The series of `/metrics`; `runbook_base_url` is used by `oci_registry_check_info`.
     pub fn new(runbook_base_url: &str) -> Metrics {
+        Metrics::build(ServedOn::Metrics, runbook_base_url)
+    }
+
+    /// The series of one `/probe` answer: the registry's, `probe_success` and
+    /// `probe_duration_seconds` (see [`Metrics::record_probe`]), none of the exporter's own.
+    pub fn for_probe() -> Metrics {
+        Metrics::build(ServedOn::Probe, "")
+    }
+
+    /// Registers what `endpoint` serves: every metric of [`METRICS`] whose
+    /// [`MetricDoc::served_on`] is `endpoint` or [`ServedOn::Both`].
+    fn build(endpoint: ServedOn, runbook_base_url: &str) -> Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             status: Family::default(),
@@ -343,11 +422,16 @@ impl Metrics {
             reload_ok: Gauge::default(),
             reasons: Mutex::new(HashMap::new()),
             reload_time: FloatGauge::default(),
+            probe_success: Gauge::default(),
+            probe_duration: FloatGauge::default(),
             registry: Registry::default(),
         };
+        // Registers a metric when `endpoint` serves it.
         macro_rules! reg {
             ($name:literal, $metric:expr) => {
-                registry.register($name, help($name), $metric.clone())
+                if served_here($name, endpoint) {
+                    registry.register($name, help($name), $metric.clone())
+                }
             };
         }
         reg!("oci_registry_check_status", m.status);
@@ -391,6 +475,11 @@ impl Metrics {
             "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
             m.reload_time
         );
+        reg!("probe_success", m.probe_success);
+        reg!("probe_duration_seconds", m.probe_duration);
+        if endpoint == ServedOn::Probe {
+            return Metrics { registry, ..m };
+        }
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -583,6 +672,12 @@ impl Metrics {
                 .get_or_create(&reg)
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// A probe's verdict: `success` when every check it ran passed or was info or skip.
+    pub fn record_probe(&self, success: bool, duration: std::time::Duration) {
+        self.probe_success.set(i64::from(success));
+        self.probe_duration.set(duration.as_secs_f64());
     }
 
     /// Records the outcome of a configuration load or reload.

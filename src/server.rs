@@ -1,11 +1,14 @@
 //! The HTTP endpoints: `/metrics`, `/probe`, `/-/healthy`, `/-/ready` and the `/` page.
 //!
-//! Owns routing, query parsing, content negotiation and graceful shutdown of connections.
+//! Owns routing, query parsing, content negotiation, the connections' limits (header-read
+//! and idle timeouts, a cap with a reserve for health checks) and graceful shutdown.
 //! It does not run checks itself: it asks the app (scrape mode, `/probe`) and renders what
 //! the metrics module encodes.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -13,10 +16,12 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::checks::{CheckKind, Status};
@@ -31,11 +36,195 @@ const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
+/// The HTTP server's limits: `--web.read-header-timeout`, `--web.idle-timeout` and
+/// `--web.max-connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a complete request head. In HTTP/1.1 hyper counts
+    /// it from when the server starts waiting for the head, so it also closes a kept-alive
+    /// connection that sends no next request for that long.
+    pub read_header_timeout: Duration,
+    /// A connection with no request in progress for this long is closed: one that never
+    /// sends a byte, an idle HTTP/2 connection, an idle HTTP/1.1 one.
+    pub idle_timeout: Duration,
+    /// Connections served at once, besides the [`RESERVED_CONNECTIONS`]; lowered to fit the
+    /// descriptor limit (see [`connection_cap`]).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            read_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+        }
+    }
+}
+
+/// Connections kept for `/-/healthy` and `/-/ready` when the others are all taken. A
+/// connection beyond the cap takes one of these slots, evicting the oldest that has not sent
+/// a complete request head yet, so half-sent requests cannot hold them: a health check,
+/// which sends its request at once, always gets through.
+pub const RESERVED_CONNECTIONS: usize = 16;
+/// How long a reserved connection may take to send its request head.
+const RESERVED_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection asked to close (idle, shutdown) may take to finish its request.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The connections served at once: `configured`, at most half the open-files limit less
+/// the reserve, leaving the other half for registry connections, files and the reserve
+/// (1,137 half-sent requests exhausted a 1,024 limit and silenced `/-/healthy`).
+pub fn connection_cap(configured: usize) -> usize {
+    match open_files_limit() {
+        Some(limit) => {
+            let fits = (limit / 2)
+                .saturating_sub(RESERVED_CONNECTIONS as u64)
+                .max(1);
+            configured.min(usize::try_from(fits).unwrap_or(usize::MAX))
+        }
+        None => configured,
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` ("Max open files" in /proc/self/limits, which needs no unsafe
+/// code and no system call a systemd filter could deny); `None` when unknown or unlimited.
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Which slots connections hold: up to the cap, then the reserve.
+struct Admission {
+    general: Arc<Semaphore>,
+    // std Mutex: never held across .await. Reserved connections that may be evicted (no
+    // complete request head yet), oldest first.
+    reserve: Mutex<VecDeque<(u64, CancellationToken)>>,
+    next_id: AtomicU64,
+}
+
+/// A connection's place: a permit under the cap, or a reserved slot (evictable until its
+/// request head arrives; `evicted` is cancelled to drop the connection).
+enum Slot {
+    General {
+        _permit: OwnedSemaphorePermit,
+    },
+    Reserved {
+        admission: Arc<Admission>,
+        id: u64,
+        evicted: CancellationToken,
+    },
+}
+
+impl Admission {
+    fn new(cap: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            general: Arc::new(Semaphore::new(cap)),
+            reserve: Mutex::new(VecDeque::with_capacity(RESERVED_CONNECTIONS + 1)),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// Never refuses: over the cap, the oldest reserved connection still waiting for its
+    /// request head makes room.
+    fn admit(self: &Arc<Self>) -> Slot {
+        if let Ok(permit) = self.general.clone().try_acquire_owned() {
+            return Slot::General { _permit: permit };
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let evicted = CancellationToken::new();
+        let mut reserve = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
+        reserve.push_back((id, evicted.clone()));
+        if reserve.len() > RESERVED_CONNECTIONS
+            && let Some((_, oldest)) = reserve.pop_front()
+        {
+            oldest.cancel();
+        }
+        Slot::Reserved {
+            admission: self.clone(),
+            id,
+            evicted,
+        }
+    }
+
+    /// A reserved connection's request head arrived: it is answered, not evicted.
+    fn keep(&self, id: u64) {
+        self.reserve
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(i, _)| *i != id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Slot::Reserved { admission, id, .. } = self {
+            admission.keep(*id);
+        }
+    }
+}
+
+/// Requests in progress on one connection and when the last one ended, for the idle timeout.
+struct Activity {
+    in_flight: AtomicUsize,
+    // std Mutex: never held across .await.
+    last: Mutex<tokio::time::Instant>,
+}
+
+impl Activity {
+    /// When the connection has been idle for `idle`, as far as is known now.
+    fn idle_deadline(&self, idle: Duration) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return now + idle;
+        }
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) + idle
+    }
+}
+
+/// Marks a request in progress until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves until the app's shutdown token is cancelled, then lets open requests finish.
 /// With a web config (`--web.config.file`, see `crate::web`): TLS, basic auth checked before
 /// routing (except `/-/healthy` and `/-/ready`), and its extra headers on every response.
-pub async fn serve(app: Arc<App>, listener: TcpListener, web: Option<Arc<crate::web::Web>>) {
-    let graceful = GracefulShutdown::new();
+/// The accept loop never stops: [`Limits`] bound how long a connection may dawdle and how
+/// many are served, and [`RESERVED_CONNECTIONS`] keep room for the health checks.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    web: Option<Arc<crate::web::Web>>,
+    limits: Limits,
+) {
+    let cap = connection_cap(limits.max_connections);
+    tracing::info!(
+        max_connections = cap,
+        reserved = RESERVED_CONNECTIONS,
+        read_header_timeout_s = limits.read_header_timeout.as_secs_f64(),
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "serving HTTP"
+    );
+    let admission = Admission::new(cap);
+    let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -49,56 +238,148 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, web: Option<Arc<crate::
             },
             _ = app.shutdown.cancelled() => break,
         };
-        let app = app.clone();
-        let web = web.clone();
-        let watcher = graceful.watcher();
-        // The TLS handshake runs in the connection's own task: a slow or broken client
-        // never holds up the accept loop, and a failed handshake only drops its connection.
-        tokio::spawn(async move {
-            let io = match web.as_ref().and_then(|w| w.acceptor()) {
-                None => tokio_util::either::Either::Left(stream),
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(crate::web::HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(tls)) => tokio_util::either::Either::Right(tls),
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-            };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            if web.as_ref().is_some_and(|w| !w.http2()) {
-                builder = builder.http1_only();
-            }
-            let service = service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
-                let web = web.clone();
-                async move {
-                    let Some(web) = web else {
-                        return Ok::<_, Infallible>(handle(app, req).await);
-                    };
-                    let mut response = match web.check_auth(req.uri().path(), req.headers()).await {
-                        Ok(()) => handle(app, req).await,
-                        Err(denied) => denied,
-                    };
-                    web.decorate(&mut response);
-                    Ok(response)
-                }
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
+        let slot = admission.admit();
+        connections.spawn(connection(
+            app.clone(),
+            web.clone(),
+            stream,
+            peer,
+            slot,
+            limits,
+        ));
     }
     // Open connections get a few seconds to finish their request.
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    connections.close();
+    let _ = tokio::time::timeout(CLOSE_GRACE, connections.wait()).await;
+}
+
+/// One connection, from the TLS handshake to its close: on its own task, so a slow or broken
+/// client never holds up the accept loop.
+async fn connection(
+    app: Arc<App>,
+    web: Option<Arc<crate::web::Web>>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    slot: Slot,
+    limits: Limits,
+) {
+    let (reserved, evicted) = match &slot {
+        Slot::General { .. } => (None, CancellationToken::new()),
+        Slot::Reserved {
+            admission,
+            id,
+            evicted,
+        } => (Some((admission.clone(), *id)), evicted.clone()),
+    };
+    let handshake = async {
+        match web.as_ref().and_then(|w| w.acceptor()) {
+            None => Some(tokio_util::either::Either::Left(stream)),
+            Some(acceptor) => {
+                match tokio::time::timeout(crate::web::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(tls)) => Some(tokio_util::either::Either::Right(tls)),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        None
+                    }
+                }
+            }
+        }
+    };
+    let io = tokio::select! {
+        io = handshake => io,
+        _ = evicted.cancelled() => None,
+        _ = app.shutdown.cancelled() => None,
+    };
+    let Some(io) = io else { return };
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(if reserved.is_some() {
+            limits.read_header_timeout.min(RESERVED_HEADER_TIMEOUT)
+        } else {
+            limits.read_header_timeout
+        })
+        // A reserved slot answers one request and is given back.
+        .keep_alive(reserved.is_none());
+    if web.as_ref().is_some_and(|w| !w.http2()) {
+        builder = builder.http1_only();
+    }
+    let activity = Arc::new(Activity {
+        in_flight: AtomicUsize::new(0),
+        last: Mutex::new(tokio::time::Instant::now()),
+    });
+    let service = {
+        let activity = activity.clone();
+        let app = app.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            let web = web.clone();
+            let in_flight = InFlight::start(&activity);
+            let reserved = reserved.clone();
+            async move {
+                let _in_flight = in_flight;
+                if let Some((admission, id)) = reserved {
+                    admission.keep(id);
+                    if !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
+                        return Ok::<_, Infallible>(text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
+                        ));
+                    }
+                }
+                let Some(web) = web else {
+                    return Ok(handle(app, req).await);
+                };
+                let mut response = match web
+                    .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
+                    .await
+                {
+                    Ok(()) => handle(app, req).await,
+                    Err(denied) => denied,
+                };
+                web.decorate(&mut response);
+                Ok(response)
+            }
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        let idle_at = activity.idle_deadline(limits.idle_timeout);
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            // Evicted from the reserve: a newer connection needs the slot.
+            _ = evicted.cancelled() => break,
+            _ = app.shutdown.cancelled(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            _ = tokio::time::sleep_until(idle_at), if closing.is_none() => {
+                if activity.idle_deadline(limits.idle_timeout) <= tokio::time::Instant::now() {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+            }
+            // A request that does not finish within the grace period is cut off.
+            _ = tokio::time::sleep_until(closing.unwrap_or_else(tokio::time::Instant::now)), if closing.is_some() => break,
+        }
+    }
+    drop(slot);
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
@@ -136,7 +417,10 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             }
             metrics_response(format, app.metrics.encode(format))
         }
-        "/probe" => probe(&app, req.uri().query().unwrap_or(""), format).await,
+        "/probe" => {
+            let wait = scrape_timeout(req.headers());
+            probe(&app, req.uri().query().unwrap_or(""), format, wait).await
+        }
         "/-/healthy" => text(StatusCode::OK, "healthy\n"),
         "/-/ready" => {
             if app.is_ready() {
@@ -158,17 +442,37 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn scrape_wait(headers: &http::HeaderMap) -> Duration {
+    scrape_timeout(headers).unwrap_or(DEFAULT_SCRAPE_WAIT)
+}
+
+/// How long Prometheus waits for this answer (`X-Prometheus-Scrape-Timeout-Seconds`), less
+/// the margin that gets the answer to it in time; `None` without the header.
+fn scrape_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     headers
         .get("x-prometheus-scrape-timeout-seconds")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| Duration::from_secs_f64(s).saturating_sub(SCRAPE_TIMEOUT_OFFSET))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map(|d| d.saturating_sub(SCRAPE_TIMEOUT_OFFSET))
         .map(|d| d.max(Duration::from_millis(100)))
-        .unwrap_or(DEFAULT_SCRAPE_WAIT)
 }
 
-async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
+/// How many registry names the 400 for an unknown `/probe` target lists: enough to spot a
+/// typo, bounded however many registries are configured.
+const UNKNOWN_TARGET_EXAMPLES: usize = 5;
+
+/// `/probe?target=NAME[&check=C][&debug=true]`: that registry's checks, now, through
+/// [`App::probe`] (concurrent probes share one run), answered within `wait` when
+/// Prometheus said how long it waits; a run that takes longer goes on for the probes that
+/// come next, and this one answers `probe_success 0`.
+async fn probe(
+    app: &Arc<App>,
+    query: &str,
+    format: Format,
+    wait: Option<Duration>,
+) -> Response<Body> {
+    let started = std::time::Instant::now();
     let mut target = None;
     let mut check = None;
     let mut debug = false;
@@ -188,16 +492,27 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
     };
     let generation = app.current();
     let Some(rt) = generation.target(&name) else {
-        let known: Vec<&str> = generation
+        let examples: Vec<&str> = generation
             .targets
             .iter()
+            .take(UNKNOWN_TARGET_EXAMPLES)
             .map(|t| t.target.name.as_str())
             .collect();
+        let n = generation.targets.len();
+        let configured = if n == 1 {
+            format!("1 is configured: {}", examples.join(", "))
+        } else if n <= UNKNOWN_TARGET_EXAMPLES {
+            format!("{n} are configured: {}", examples.join(", "))
+        } else {
+            format!(
+                "{n} are configured, e.g. {}; see / for all of them",
+                examples.join(", ")
+            )
+        };
         return text(
             StatusCode::BAD_REQUEST,
             &format!(
-                "unknown target {name:?}: /probe only reaches configured registries (configured: {})\n",
-                known.join(", ")
+                "unknown target {name:?}: /probe only reaches configured registries; {configured}\n"
             ),
         );
     };
@@ -214,13 +529,31 @@ async fn probe(app: &Arc<App>, query: &str, format: Format) -> Response<Body> {
             }
         },
     };
-    let results = app.execute(rt, only.as_deref()).await;
-    let metrics = Metrics::new(&generation.config.runbook_base_url);
+    let run = app.probe(rt, only);
+    let results = match wait {
+        Some(wait) => tokio::time::timeout(wait, run).await.ok().flatten(),
+        None => run.await,
+    };
+    let metrics = Metrics::for_probe();
     metrics.declare_target(&rt.target);
-    for result in &results {
+    let success = results.as_deref().is_some_and(|results| {
+        results
+            .iter()
+            .all(|r| matches!(r.status, Status::Pass | Status::Info | Status::Skip))
+    });
+    for result in results.iter().flat_map(|r| r.iter()) {
         metrics.record(&rt.target.name, result);
     }
+    metrics.record_probe(success, started.elapsed());
     if debug {
+        let Some(results) = results else {
+            let body = format!(
+                "the checks of {name:?} did not finish within the scrape timeout (less {} ms), or a reload or shutdown stopped them; a probe joining the run still going gets its results\n\n{}",
+                SCRAPE_TIMEOUT_OFFSET.as_millis(),
+                metrics.encode(Format::Classic)
+            );
+            return text(StatusCode::OK, &body);
+        };
         // blackbox_exporter's habit: the request trail and each verdict, then the metrics.
         let body = report::probe_debug(
             &rt.target.name,

@@ -32,9 +32,13 @@
 //! `debug=true`, `/result`, `/`, `/-/reload`, unknown paths) except `/-/healthy` and
 //! `/-/ready`, which stay open so that Kubernetes probes need no credentials. Successful
 //! verifications are cached (user + SHA-256 of the password, never the password) so a scrape
-//! does not cost a bcrypt; failures are never cached, bcrypt runs one at a time off the async
-//! threads, and an unknown user costs a bcrypt too (no user enumeration by timing). Neither
-//! the password nor the `Authorization` header is ever logged.
+//! does not cost a bcrypt; failures are never cached. bcrypt runs off the async threads, a
+//! few at a time (one per core, at most 4), and the clients waiting take turns by address
+//! (an IPv6 /64 counts as one), so a flood of wrong passwords from one place delays a login
+//! from elsewhere by about one verification, not by the length of the flood. An unknown user
+//! costs one verification too, against a dummy hash as dear as the dearest configured one,
+//! the first time as every time (no user enumeration by timing). Neither the password nor
+//! the `Authorization` header is ever logged.
 //!
 //! **Reloading**: [`Web::acceptor`] and [`Web::check_auth`] stat the web config file and the
 //! files it names (cheap) and rebuild everything when one changed, so a rotated certificate
@@ -42,11 +46,12 @@
 //! logged (once) and the previous good configuration keeps serving. Switching between TLS and
 //! plain HTTP needs a restart.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -64,7 +69,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use serde_yaml_ng::{Mapping, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client gets to complete the TLS handshake before the connection is dropped.
@@ -78,6 +83,14 @@ const REALM: &str = "oci-registry-exporter";
 
 /// Successful verifications kept; the cache is emptied when it is full.
 const AUTH_CACHE_LIMIT: usize = 1024;
+
+/// Most bcrypt verifications at once, whatever the number of cores: each keeps a core busy.
+const MAX_BCRYPT_PARALLELISM: usize = 4;
+
+/// A valid bcrypt hash (of "oci-registry-exporter: no such user", with a fixed salt) after
+/// `$2b$NN$`: unknown users are verified against it at the configured cost, so they cost
+/// what a wrong password costs without hashing anything first.
+const DUMMY_HASH_TAIL: &str = "abcdefghijklmnopqrstuutLBWyGJLxiYcaQhW5ScfOiGHLTYMiyi";
 
 /// Headers that may be configured, with their allowed values (empty: any), as exporter-toolkit.
 const ALLOWED_HEADERS: &[(&str, &[&str])] = &[
@@ -140,8 +153,128 @@ pub enum WebConfigError {
 pub struct Web {
     path: PathBuf,
     state: Mutex<State>,
-    /// One bcrypt at a time, as exporter-toolkit: a flood of bad passwords costs one CPU.
-    bcrypt_gate: Arc<Semaphore>,
+    /// The bcrypt verifications running at once and the clients waiting their turn.
+    bcrypt_gate: Arc<FairGate>,
+}
+
+/// Who waits for a bcrypt verification: a client address, an IPv6 /64 as one (a single
+/// host usually holds a whole /64), or "unknown" without an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    V4(u32),
+    V6Prefix(u64),
+    Unknown,
+}
+
+impl Client {
+    fn of(peer: Option<IpAddr>) -> Client {
+        match peer.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => Client::V4(u32::from(v4)),
+            Some(IpAddr::V6(v6)) => Client::V6Prefix((u128::from(v6) >> 64) as u64),
+            None => Client::Unknown,
+        }
+    }
+}
+
+/// A semaphore whose waiters take turns by client: a permit set free goes to the next
+/// client in a round robin, not to the longest waiter, so one client's hundred requests
+/// wait behind each other, not in front of everyone else.
+struct FairGate {
+    // std Mutex: never held across .await.
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    free: usize,
+    /// Clients with waiters, in turn order; each client appears at most once.
+    turns: VecDeque<Client>,
+    waiting: HashMap<Client, VecDeque<oneshot::Sender<Grant>>>,
+}
+
+/// A permit of a [`FairGate`], handed to the next waiter when dropped.
+struct Grant {
+    gate: Option<Arc<FairGate>>,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release();
+        }
+    }
+}
+
+impl FairGate {
+    fn new(permits: usize) -> Arc<FairGate> {
+        Arc::new(FairGate {
+            state: Mutex::new(GateState {
+                free: permits,
+                turns: VecDeque::new(),
+                waiting: HashMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a permit; cancel-safe (a waiter dropped before its turn loses nothing).
+    async fn acquire(self: &Arc<Self>, client: Client) -> Grant {
+        let rx = {
+            let mut state = self.lock();
+            if state.free > 0 {
+                state.free -= 1;
+                return Grant {
+                    gate: Some(self.clone()),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            let queue = state.waiting.entry(client).or_default();
+            queue.push_back(tx);
+            if queue.len() == 1 {
+                state.turns.push_back(client);
+            }
+            rx
+        };
+        // The sender is dropped only after handing over a grant, or with the gate itself,
+        // which this waiter keeps alive; a grant is always sent.
+        rx.await.unwrap_or(Grant { gate: None })
+    }
+
+    /// A permit came back: the next client in turn gets it, or it is free again.
+    fn release(self: &Arc<Self>) {
+        let mut state = self.lock();
+        while let Some(client) = state.turns.pop_front() {
+            let Some(queue) = state.waiting.get_mut(&client) else {
+                continue;
+            };
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                state.waiting.remove(&client);
+            } else {
+                state.turns.push_back(client);
+            }
+            let Some(tx) = next else { continue };
+            let grant = Grant {
+                gate: Some(self.clone()),
+            };
+            match tx.send(grant) {
+                Ok(()) => return,
+                // That waiter gave up: defuse the grant (this loop passes it on) and go on.
+                Err(mut unsent) => unsent.gate = None,
+            }
+        }
+        state.free += 1;
+    }
+}
+
+/// Verifications at once: one per core, at least one, at most [`MAX_BCRYPT_PARALLELISM`].
+fn bcrypt_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_BCRYPT_PARALLELISM)
 }
 
 struct State {
@@ -200,7 +333,7 @@ impl Web {
                 watched: attempt.watched,
                 seen: attempt.seen,
             }),
-            bcrypt_gate: Arc::new(Semaphore::new(1)),
+            bcrypt_gate: FairGate::new(bcrypt_parallelism()),
         })
     }
 
@@ -245,11 +378,13 @@ impl Web {
     }
 
     /// Checks the request's basic auth credentials where the path needs them. The error is
-    /// the 401 to send (pass it through [`Web::decorate`] like any other response).
+    /// the 401 to send (pass it through [`Web::decorate`] like any other response). `peer`,
+    /// the client's address, decides whose turn it is when verifications queue.
     pub async fn check_auth(
         &self,
         path: &str,
         headers: &HeaderMap,
+        peer: Option<IpAddr>,
     ) -> Result<(), Response<Full<Bytes>>> {
         let Some(auth) = self.current().auth.clone() else {
             return Ok(());
@@ -265,9 +400,7 @@ impl Web {
         if auth.is_cached(&key) {
             return Ok(());
         }
-        let Ok(permit) = self.bcrypt_gate.clone().acquire_owned().await else {
-            return Err(unauthorized());
-        };
+        let permit = self.bcrypt_gate.acquire(Client::of(peer)).await;
         // Another request may have verified the same credentials while this one waited.
         if auth.is_cached(&key) {
             return Ok(());
@@ -366,8 +499,7 @@ struct BasicAuth {
     users: HashMap<String, String>,
     verified: Mutex<HashSet<CacheKey>>,
     /// Verified against for unknown users, at the highest configured cost.
-    dummy: OnceLock<String>,
-    cost: u32,
+    dummy: String,
 }
 
 impl BasicAuth {
@@ -391,11 +523,7 @@ impl BasicAuth {
         match self.users.get(user) {
             Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             None => {
-                let dummy = self.dummy.get_or_init(|| {
-                    bcrypt::hash(b"oci-registry-exporter: no such user", self.cost)
-                        .unwrap_or_default()
-                });
-                let _ = bcrypt::verify(password, dummy);
+                let _ = bcrypt::verify(password, &self.dummy);
                 false
             }
         }
@@ -851,8 +979,7 @@ fn build_auth(cx: &Ctx<'_>, users: &[(String, String)]) -> Result<BasicAuth, Web
     Ok(BasicAuth {
         users: map,
         verified: Mutex::new(HashSet::new()),
-        dummy: OnceLock::new(),
-        cost,
+        dummy: format!("$2b${cost:02}${DUMMY_HASH_TAIL}"),
     })
 }
 
@@ -1423,6 +1550,60 @@ mod tests {
         assert_eq!(basic_credentials(&h), None);
     }
 
+    #[test]
+    fn the_dummy_hash_is_valid_at_every_cost() {
+        for cost in [4, 10, 12] {
+            let dummy = format!("$2b${cost:02}${DUMMY_HASH_TAIL}");
+            let parts: bcrypt::HashParts = dummy.parse().unwrap();
+            assert_eq!(parts.get_cost(), cost);
+            if cost == 4 {
+                // An error would make unknown users cheaper than wrong passwords.
+                assert!(matches!(bcrypt::verify("x", &dummy), Ok(false)));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bcrypt_gate_takes_turns_by_client() {
+        let gate = FairGate::new(1);
+        let flood = Client::of(Some(IpAddr::from([127, 0, 0, 1])));
+        let other = Client::of(Some(IpAddr::from([127, 0, 0, 2])));
+        let held = gate.acquire(flood).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        // Ten waiters of one client, then one of another.
+        for (i, client) in (0..10).map(|i| (i, flood)).chain([(10, other)]) {
+            let (g, order) = (gate.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let _grant = g.acquire(client).await;
+                order.lock().unwrap().push(i);
+            }));
+            tokio::task::yield_now().await;
+            while gate
+                .lock()
+                .waiting
+                .values()
+                .map(VecDeque::len)
+                .sum::<usize>()
+                <= i
+            {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(
+            order.iter().position(|&i| i == 10),
+            Some(1),
+            "the other client goes second, not eleventh: {order:?}"
+        );
+        // Every permit came back.
+        assert_eq!(gate.lock().free, 1);
+    }
+
     #[tokio::test]
     async fn verified_credentials_are_cached_and_changes_reload() {
         let dir = tempfile::tempdir().unwrap();
@@ -1442,24 +1623,28 @@ mod tests {
             );
             h
         };
-        assert!(web.check_auth("/metrics", &HeaderMap::new()).await.is_err());
         assert!(
-            web.check_auth("/-/healthy", &HeaderMap::new())
+            web.check_auth("/metrics", &HeaderMap::new(), None)
+                .await
+                .is_err()
+        );
+        assert!(
+            web.check_auth("/-/healthy", &HeaderMap::new(), None)
                 .await
                 .is_ok()
         );
         assert!(
-            web.check_auth("/metrics", &auth("alice", "wrong"))
+            web.check_auth("/metrics", &auth("alice", "wrong"), None)
                 .await
                 .is_err()
         );
         assert!(
-            web.check_auth("/metrics", &auth("bob", "secret"))
+            web.check_auth("/metrics", &auth("bob", "secret"), None)
                 .await
                 .is_err()
         );
         assert!(
-            web.check_auth("/metrics", &auth("alice", "secret"))
+            web.check_auth("/metrics", &auth("alice", "secret"), None)
                 .await
                 .is_ok()
         );
@@ -1479,12 +1664,12 @@ mod tests {
         )
         .unwrap();
         assert!(
-            web.check_auth("/metrics", &auth("alice", "secret"))
+            web.check_auth("/metrics", &auth("alice", "secret"), None)
                 .await
                 .is_err()
         );
         assert!(
-            web.check_auth("/metrics", &auth("alice", "other"))
+            web.check_auth("/metrics", &auth("alice", "other"), None)
                 .await
                 .is_ok()
         );
@@ -1492,7 +1677,7 @@ mod tests {
         // A broken change keeps the previous config.
         std::fs::write(&p, "basic_auth_users:\n  alice: plaintext\n").unwrap();
         assert!(
-            web.check_auth("/metrics", &auth("alice", "other"))
+            web.check_auth("/metrics", &auth("alice", "other"), None)
                 .await
                 .is_ok()
         );

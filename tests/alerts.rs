@@ -801,3 +801,74 @@ fn metric_names_are_found_outside_strings_and_matchers() {
         "ociregistryunreachable"
     );
 }
+
+/// What `/probe` serves, scraped by a Probe job, must fire none of the exporter's own alerts
+/// (it used to carry `oci_registry_exporter_config_last_reload_successful 0`, which fired
+/// OciRegistryExporterConfigReloadFailed for every probe target). The input series are the
+/// real answer of `/probe` against a registry on 127.0.0.1, run through promtool.
+#[tokio::test]
+async fn probe_series_fire_no_exporter_alert() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(200)
+        .with_header("docker-distribution-api-version", "registry/2.0")
+        .with_body("{}")
+        .create_async()
+        .await;
+    let config = common::config_from_toml(&format!(
+        "mode = \"scrape\"\n[[registries]]\nname = \"hub\"\nurl = \"{}\"\nchecks = [\"registry\"]\n",
+        server.url()
+    ));
+    let exporter = common::Exporter::start(config).await;
+    let (code, body) = exporter.get("/probe?target=hub").await;
+    assert_eq!(code, 200, "{body}");
+    exporter.stop().await;
+
+    // Each sample, as Prometheus stores it for the probe job (job and instance added).
+    let mut series = String::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name_labels, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        let target = "job=\"oci-registry-exporter-probe\", instance=\"hub\"";
+        let selector = match name_labels.split_once('{') {
+            Some((name, labels)) => format!("{name}{{{target}, {labels}"),
+            None => format!("{name_labels}{{{target}}}"),
+        };
+        series.push_str(&format!(
+            "      - series: '{selector}'\n        values: '{value}x60'\n"
+        ));
+    }
+    series.push_str(
+        "      - series: 'up{job=\"oci-registry-exporter-probe\", instance=\"hub\"}'\n        values: '1x60'\n",
+    );
+    let mut alert_tests = String::new();
+    for alert in alerts()
+        .iter()
+        .filter(|a| a.group == "oci-registry-exporter.exporter")
+    {
+        alert_tests.push_str(&format!(
+            "      - eval_time: 40m\n        alertname: {}\n        exp_alerts: []\n",
+            alert.name
+        ));
+    }
+    assert!(!alert_tests.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let test_file = dir.path().join("probe.test.yml");
+    std::fs::write(
+        &test_file,
+        format!(
+            "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - name: probe series\n    interval: 1m\n    input_series:\n{series}    alert_rule_test:\n{alert_tests}",
+            root().join(RULES).display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = promtool(&["test", "rules", test_file.to_str().unwrap()]);
+    assert!(
+        ok,
+        "an exporter-level alert fired from /probe's series:\n{out}\n{body}"
+    );
+}

@@ -63,6 +63,14 @@ fn each_invalid_rule_has_its_exact_message() {
             "defaults.interval: must be greater than zero; set a duration such as \"10s\"",
         ),
         (
+            "invalid-short-interval.toml",
+            "registries[0].interval: 1ns is shorter than the minimum interval of 1s; set a duration of at least \"1s\", such as \"60s\"",
+        ),
+        (
+            "invalid-timeout-over-interval.toml",
+            "registries[0].timeout: 10s is longer than the interval (5s); set timeout to at most the interval, or lengthen the interval",
+        ),
+        (
             "invalid-bad-duration.toml",
             "registries[0].interval: invalid value string \"every minute\", expected a duration; write a duration such as \"30s\" or \"1m 30s\"",
         ),
@@ -118,6 +126,20 @@ fn each_invalid_rule_has_its_exact_message() {
             );
         }
     }
+}
+
+#[test]
+fn an_unset_timeout_is_never_longer_than_the_interval() {
+    let config = load_str(
+        "toml",
+        "[[registries]]\nname = \"a\"\nurl = \"https://a.example.com\"\ninterval = \"3s\"\n",
+    );
+    assert_eq!(config.registries[0].interval, Duration::from_secs(3));
+    assert_eq!(
+        config.registries[0].timeout,
+        Duration::from_secs(3),
+        "the 10s default timeout is shortened to the interval"
+    );
 }
 
 #[test]

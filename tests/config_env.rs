@@ -110,10 +110,13 @@ fn exporter_prefix_sets_top_level_and_default_keys() {
         jail.set_env("OCI_REGISTRY_EXPORTER_MODE", "scrape");
         jail.set_env("OCI_REGISTRY_EXPORTER_MIN_INTERVAL", "45s");
         jail.set_env("OCI_REGISTRY_EXPORTER_DEFAULTS__TIMEOUT", "1m 30s");
+        // A timeout may not exceed the interval (60s by default).
+        jail.set_env("OCI_REGISTRY_EXPORTER_DEFAULTS__INTERVAL", "2m");
         let config = Config::load(None).unwrap();
         assert_eq!(config.mode, Mode::Scrape);
         assert_eq!(config.min_interval, Duration::from_secs(45));
         assert_eq!(config.registries[0].timeout, Duration::from_secs(90));
+        assert_eq!(config.registries[0].interval, Duration::from_secs(120));
         Ok(())
     });
 }

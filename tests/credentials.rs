@@ -529,14 +529,14 @@ async fn rate_limit_headers_and_retry_after_are_honoured() {
         .expect(1)
         .create_async()
         .await;
-    let cfg = config_from_toml(&toml(
-        "hub",
-        &server.url(),
-        "checks = [\"registry\", \"pull\"]\ninterval = \"200ms\"",
+    // The shortest interval allowed (1 s), and a timeout no longer than it.
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"hub\"\nurl = \"{}\"\ntimeout = \"1s\"\ninterval = \"1s\"\nchecks = [\"registry\", \"pull\"]\n",
+        server.url()
     ));
     let exporter = Exporter::start(cfg).await;
     exporter.wait_ready().await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let body = exporter.metrics().await;
     assert_eq!(
         sample(
@@ -558,7 +558,7 @@ async fn rate_limit_headers_and_retry_after_are_honoured() {
         reason_of(&body, "hub", "pull").as_deref(),
         Some("rate_limited")
     );
-    // At a 200 ms interval the pull would have run ~5 times; Retry-After: 30 held it to one.
+    // At a 1 s interval the pull would have run ~3 times; Retry-After: 30 held it to one.
     limited.assert_async().await;
     exporter.stop().await;
 }

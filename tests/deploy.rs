@@ -1087,6 +1087,13 @@ fn systemd_unit_is_hardened() {
             "the unit should show how config.toml names credential {id} (%d/{id})"
         );
     }
+    // Descriptors: each scrape connection and each registry connection is one; the
+    // exporter caps its connections from this limit (issue 12: 1,137 half-sent requests
+    // exhausted a 1,024 default and silenced /-/healthy).
+    let nofile: u64 = one("LimitNOFILE")
+        .parse()
+        .expect("LimitNOFILE= a number (soft and hard limit alike)");
+    assert!(nofile >= 8192, "LimitNOFILE={nofile} is below 8192");
     let exec = one("ExecStart");
     let argv: Vec<&str> = exec.split_whitespace().collect();
     assert!(

@@ -7,7 +7,8 @@ const BEGIN: &str = "<!-- BEGIN GENERATED METRICS TABLE -->";
 const END: &str = "<!-- END GENERATED METRICS TABLE -->";
 
 fn table() -> String {
-    let mut out = String::from("| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n");
+    let mut out =
+        String::from("| Metric | Type | Labels | Served on | Meaning |\n|---|---|---|---|---|\n");
     for m in METRICS {
         let labels = if m.labels.is_empty() {
             "–".to_string()
@@ -19,8 +20,12 @@ fn table() -> String {
                 .join(", ")
         };
         out.push_str(&format!(
-            "| `{}` | {} | {} | {}. |\n",
-            m.name, m.kind, labels, m.help
+            "| `{}` | {} | {} | {} | {}. |\n",
+            m.name,
+            m.kind,
+            labels,
+            m.served_on().as_str(),
+            m.help
         ));
     }
     out
@@ -46,7 +51,7 @@ fn metrics_doc_matches_the_code() {
 #[test]
 fn every_reason_is_documented_and_every_metric_is_served() {
     use oci_registry_exporter::checks::{CheckKind, CheckResult, Reason, Status};
-    use oci_registry_exporter::metrics::{Format, Metrics};
+    use oci_registry_exporter::metrics::{Format, Metrics, ServedOn};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
     let text = std::fs::read_to_string(path).unwrap();
     for reason in Reason::ALL {
@@ -85,21 +90,35 @@ fn every_reason_is_documented_and_every_metric_is_served() {
     r.facts.capabilities = vec![(Capability::Referrers, CapabilityStatus::Unsupported)];
     r.facts.referrers_count = Some(0);
     m.record("x", &r);
-    let served = m.encode(Format::Classic);
-    for doc in METRICS {
-        assert!(
-            served.contains(&format!("# TYPE {} {}", doc.name, doc.kind)),
-            "{} ({}) is documented but not served:\n{served}",
-            doc.name,
-            doc.kind
+    let probe = Metrics::for_probe();
+    probe.declare_target(&config.registries[0]);
+    probe.record("x", &r);
+    probe.record_probe(true, std::time::Duration::from_millis(5));
+    for (endpoint, metrics) in [(ServedOn::Metrics, &m), (ServedOn::Probe, &probe)] {
+        let served = metrics.encode(Format::Classic);
+        let mut expected = 0;
+        for doc in METRICS {
+            let here = doc.served_on() == endpoint || doc.served_on() == ServedOn::Both;
+            expected += usize::from(here);
+            assert_eq!(
+                served.contains(&format!("# TYPE {} {}", doc.name, doc.kind)),
+                here,
+                "{} ({}) is documented as served on {}, {} serves it {}:\n{served}",
+                doc.name,
+                doc.kind,
+                doc.served_on().as_str(),
+                endpoint.as_str(),
+                if here { "not" } else { "too" },
+            );
+        }
+        let types = served.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(
+            types,
+            expected,
+            "a metric {} serves is missing from METRICS",
+            endpoint.as_str()
         );
     }
-    let types = served.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(
-        types,
-        METRICS.len(),
-        "a served metric is missing from METRICS"
-    );
 }
 
 /// docs/compatibility.md: every row of the matrix links a test, and every test it names

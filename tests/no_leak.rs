@@ -58,8 +58,8 @@ async fn secrets_appear_in_no_output() {
     let config_text = format!(
         r#"
 [defaults]
-interval = "300ms"
-timeout = "5s"
+interval = "2s"
+timeout = "2s"
 
 [[registries]]
 name = "basic-inline"
@@ -106,7 +106,7 @@ docker_config = "{dc}"
     let exporter = Exporter::start(config).await;
     exporter.wait_ready().await;
     // Several rounds: cached tokens, renewals and failures all get logged.
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let mut outputs = vec![
         ("debug of config", debug_config),
         ("/metrics", exporter.metrics().await),

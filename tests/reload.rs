@@ -99,7 +99,7 @@ impl Daemon {
 
 fn registry(name: &str, url: &str, checks: &str) -> String {
     format!(
-        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"300ms\"\nchecks = [{checks}]\n"
+        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"1s\"\nchecks = [{checks}]\n"
     )
 }
 
@@ -216,4 +216,55 @@ async fn sighup_and_post_reload_apply_or_refuse() {
     )
     .unwrap();
     assert!(later > first_success, "{later} > {first_success}");
+}
+
+/// Scrape mode: a round still in flight when a reload removes its registry must not record
+/// anything afterwards (it used to bring the removed registry back into /metrics as `fail`).
+#[tokio::test]
+async fn a_scrape_round_in_flight_never_reaches_the_next_generation() {
+    // A registry that accepts connections and never answers: its check runs to its timeout.
+    let (addr, hold) = common::hanging_server(Duration::from_secs(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "mode = \"scrape\"\n[[registries]]\nname = \"hang\"\nurl = \"http://{addr}\"\ntimeout = \"2s\"\nchecks = [\"registry\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = oci_registry_exporter::Config::load(Some(&path)).unwrap();
+    let exporter = common::Exporter::start(config).await;
+    // This scrape gives up after 0.5 s; the round goes on in the background.
+    let (code, _, body) = exporter
+        .get_with("/metrics", &[("X-Prometheus-Scrape-Timeout-Seconds", "1")])
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(status_of(&body, "hang", "registry"), None, "still running");
+
+    // The reload removes "hang" while its round is in flight; the new registry refuses at once.
+    std::fs::write(
+        &path,
+        "mode = \"scrape\"\n[[registries]]\nname = \"other\"\nurl = \"http://127.0.0.1:1\"\nchecks = [\"registry\"]\n",
+    )
+    .unwrap();
+    let resp = reqwest::Client::new()
+        .post(exporter.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // Past the old round's timeout: had it survived, it would have recorded by now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let body = exporter.metrics().await;
+    assert!(
+        !body.contains("registry=\"hang\""),
+        "the removed registry came back from a round of the old generation:\n{body}"
+    );
+    assert!(status_of(&body, "other", "registry").is_some(), "{body}");
+    let (_, page) = exporter.get("/").await;
+    assert!(!page.contains(">hang<"), "the status page lists it too");
+    exporter.stop().await;
+    hold.abort();
 }

@@ -645,3 +645,93 @@ fn invalid_web_configs_are_named_precisely() {
         "{stdout}"
     );
 }
+
+/// The median latency of `n` sequential GETs with these credentials, each on a new connection.
+async fn median_latency(url: &str, user: (&str, &str), n: usize) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..n {
+        let client = http_client();
+        let started = Instant::now();
+        let code = status(&client, url, Some(user)).await;
+        times.push(started.elapsed());
+        assert!(code == 200 || code == 401, "{code}");
+    }
+    times.sort();
+    times[n / 2]
+}
+
+/// A flood of wrong passwords must not queue a correct login behind it (it used to: bcrypt ran
+/// one at a time, first come first served, so 64 flooding threads delayed a login by ~4 s),
+/// and an unknown user must cost what a wrong password costs, the first time too.
+#[tokio::test]
+async fn a_wrong_password_flood_does_not_delay_a_correct_login() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cost 8: one verification is tens of milliseconds (hundreds in a debug build), long
+    // enough to tell queueing from noise, short enough for a 32-client flood.
+    let hash = bcrypt::hash("right", 8).unwrap();
+    let config = write(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    );
+    let exporter = Exporter::start(&config);
+    let url = exporter.url("http", "/metrics");
+
+    // Before anything else: the first unknown user costs one verification, not a hash too.
+    let client = http_client();
+    let started = Instant::now();
+    assert_eq!(status(&client, &url, Some(("mallory", "x"))).await, 401);
+    let first_unknown = started.elapsed();
+    let wrong = median_latency(&url, ("alice", "wrong"), 5).await;
+    let unknown = median_latency(&url, ("nobody", "wrong"), 5).await;
+    println!(
+        "one verification: wrong password {wrong:?}, unknown user {unknown:?}, first unknown user {first_unknown:?}"
+    );
+    assert!(
+        first_unknown < wrong.mul_f64(1.7) && unknown < wrong.mul_f64(1.5),
+        "unknown users must take as long as wrong passwords: first unknown {first_unknown:?}, unknown {unknown:?}, wrong {wrong:?}"
+    );
+
+    // 32 clients sending wrong passwords as fast as answers come, for at most 6 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..32)
+        .map(|i| {
+            let url = url.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let client = http_client();
+                let deadline = Instant::now() + Duration::from_secs(6);
+                let password = format!("wrong-{i}");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline
+                {
+                    let _ = get(&client, &url, Some(("alice", &password))).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The correct login comes from another address, as Prometheus would.
+    let prometheus = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let code = status(&prometheus, &url, Some(("alice", "right"))).await;
+    let login = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flood {
+        let _ = f.await;
+    }
+    println!(
+        "correct login during a 32-client wrong-password flood: {login:?} ({:.1} verifications)",
+        login.as_secs_f64() / wrong.as_secs_f64()
+    );
+    assert_eq!(code, 200);
+    assert!(
+        login < wrong * 8,
+        "a correct login took {login:?} during the flood, {:.1} times one verification ({wrong:?})",
+        login.as_secs_f64() / wrong.as_secs_f64()
+    );
+}
