@@ -103,6 +103,20 @@ fn string_map(v: Option<&Yaml>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The recording rules: (recorded name, expr).
+fn recording_rules() -> Vec<(String, String)> {
+    let doc = yaml(RULES);
+    let mut out = Vec::new();
+    for group in seq(&doc["groups"]) {
+        for rule in seq(&group["rules"]) {
+            if let Some(name) = text(rule, "record") {
+                out.push((name.to_string(), text(rule, "expr").unwrap().to_string()));
+            }
+        }
+    }
+    out
+}
+
 fn alerts() -> Vec<Alert> {
     let doc = yaml(RULES);
     let mut out = Vec::new();
@@ -461,6 +475,16 @@ fn dashboard_exprs(dashboard: &Json) -> Vec<(String, String)> {
 #[test]
 fn every_metric_the_rules_and_dashboards_query_is_declared() {
     let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let recorded: BTreeSet<String> = recording_rules().into_iter().map(|(n, _)| n).collect();
+    for (name, expr) in recording_rules() {
+        assert!(
+            name.split(':').count() == 3,
+            "recording rule {name}: not named level:metric:operations"
+        );
+        for m in metric_names(&expr) {
+            used.entry(m).or_default().insert(format!("record {name}"));
+        }
+    }
     for a in alerts() {
         for m in metric_names(&a.expr) {
             used.entry(m)
@@ -477,7 +501,8 @@ fn every_metric_the_rules_and_dashboards_query_is_declared() {
     }
     let mut problems = Vec::new();
     for (metric, places) in &used {
-        let declared = metric == "up" || declared_name(metric).is_some();
+        let declared =
+            metric == "up" || declared_name(metric).is_some() || recorded.contains(metric);
         let pending = UNDECLARED_METRICS.contains(&metric.as_str());
         if !declared && !pending {
             problems.push(format!(
