@@ -131,13 +131,15 @@ pub fn runbook_url(base: &str, kind: CheckKind, reason: Option<Reason>) -> Strin
 /// Every reason a check can report besides `ok`: its runbook has a section for each.
 pub fn reasons(kind: CheckKind) -> &'static [Reason] {
     use Reason as R;
-    // Every check can meet the transport failures and the generic answers; every check
-    // that sends credentials can meet the authentication failures too.
+    // Every check can meet the transport failures, the generic answers and the exporter's
+    // own faults; every check that sends credentials can meet the authentication failures
+    // too.
     macro_rules! list {
         (@ $($r:ident),*) => {{
             const L: &[Reason] = &[
                 R::ConnectionRefused, R::Dns, R::Tls, R::Timeout, R::ConnectionError,
                 R::ServerError, R::RateLimited, R::UnexpectedStatus, R::InvalidResponse,
+                R::InternalError,
                 $(R::$r),*
             ];
             L
@@ -421,6 +423,13 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             "the registry answered a status the check does not expect",
             &[
                 "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        (_, R::InternalError) => d(
+            "the check panicked: a bug in the exporter, not a fault of the registry; the other checks and registries kept running",
+            &[
+                "report it with the message and the exporter's error log line (`a check panicked`), and the exporter's version",
+                "the check runs again at its next turn; if it keeps panicking, remove it from `checks` for this registry until a fix is released",
             ],
         ),
         (_, R::Ok) => None,

@@ -27,8 +27,16 @@ use crate::tls::ChainExpiries;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Token responses are small; anything larger is refused.
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
-/// When a token server does not say how long a token lives.
+/// When a token server does not say how long a token lives, or says zero or less: the
+/// Docker token spec's default.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a token is trusted, whatever the server says: a lifetime near `u64::MAX`
+/// seconds overflows time arithmetic, and a day is longer than any real token lives.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest `Retry-After` honoured: the scheduler adds it to `Instant::now()`, so a
+/// registry's `Retry-After: 18446744073709551615` must not overflow it, nor silence its
+/// own monitoring for longer than an hour.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// A token is renewed this long before it expires.
 const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(10);
 
@@ -705,9 +713,12 @@ impl RegistryClient {
     }
 
     fn store_token(&self, scope_key: &str, token: &FetchedToken) {
-        let lifetime = token.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let renew_at =
-            Instant::now() + lifetime.saturating_sub(TOKEN_RENEW_MARGIN.min(lifetime / 2));
+        // `parse_token` bounds the lifetime; checked all the same, so no answer can panic.
+        let lifetime = token.expires_in.min(MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
+        let renew_at = now
+            .checked_add(lifetime.saturating_sub(TOKEN_RENEW_MARGIN.min(lifetime / 2)))
+            .unwrap_or(now);
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -882,7 +893,10 @@ impl RegistryClient {
         trail.facts(|f| {
             f.token_request_duration = Some(took);
             if let Ok(t) = &result {
-                f.token_expiry = t.expires_in.map(|d| SystemTime::now() + d);
+                f.token_expiry = t
+                    .stated_lifetime
+                    .then(|| SystemTime::now().checked_add(t.expires_in))
+                    .flatten();
             }
         });
         result
@@ -898,7 +912,24 @@ enum Auth {
 
 struct FetchedToken {
     token: SecretString,
-    expires_in: Option<Duration>,
+    /// How long the token lives: what the server said, within 1 s ..= [`MAX_TOKEN_LIFETIME`],
+    /// or [`DEFAULT_TOKEN_LIFETIME`].
+    expires_in: Duration,
+    /// Whether the server stated a usable lifetime (only then is an expiry reported).
+    stated_lifetime: bool,
+}
+
+/// The lifetime a token server states in `expires_in`, bounded: zero, negative or not a
+/// number means the spec's default; more than [`MAX_TOKEN_LIFETIME`] is cut to it.
+fn token_lifetime(expires_in: Option<&serde_json::Number>) -> Option<Duration> {
+    let n = expires_in?;
+    let secs = match (n.as_u64(), n.as_f64()) {
+        (Some(secs), _) => secs,
+        // A fraction or a number beyond u64 (1e300): whole seconds, saturating.
+        (None, Some(f)) if f.is_finite() && f >= 1.0 => f.min(u64::MAX as f64) as u64,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME))
 }
 
 fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
@@ -906,7 +937,8 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
     struct TokenResponse {
         token: Option<String>,
         access_token: Option<String>,
-        expires_in: Option<u64>,
+        // Any JSON number: a negative or huge one must not make the whole answer invalid.
+        expires_in: Option<serde_json::Number>,
     }
     // serde_json's error names a position, never the content: no token leaks through it.
     let parsed: TokenResponse =
@@ -916,12 +948,11 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
         .filter(|t| !t.is_empty())
         .or(parsed.access_token.filter(|t| !t.is_empty()))
         .ok_or("neither `token` nor `access_token` is set")?;
+    let stated = token_lifetime(parsed.expires_in.as_ref());
     Ok(FetchedToken {
         token: SecretString::from(token),
-        expires_in: parsed
-            .expires_in
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs),
+        expires_in: stated.unwrap_or(DEFAULT_TOKEN_LIFETIME),
+        stated_lifetime: stated.is_some(),
     })
 }
 
@@ -957,7 +988,7 @@ fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
                     .and_then(|t| t.duration_since(SystemTime::now()).ok())
             });
         if let Some(delay) = delay {
-            trail.facts(|f| f.retry_after = Some(delay));
+            trail.facts(|f| f.retry_after = Some(delay.min(MAX_RETRY_AFTER)));
         }
     }
 }
@@ -1078,11 +1109,42 @@ mod tests {
     fn token_response_accepts_token_or_access_token() {
         let t = parse_token(br#"{"token":"a","expires_in":300}"#).unwrap();
         assert_eq!(t.token.expose_secret(), "a");
-        assert_eq!(t.expires_in, Some(Duration::from_secs(300)));
+        assert_eq!(t.expires_in, Duration::from_secs(300));
+        assert!(t.stated_lifetime);
         let t = parse_token(br#"{"access_token":"b"}"#).unwrap();
         assert_eq!(t.token.expose_secret(), "b");
-        assert_eq!(t.expires_in, None);
+        assert_eq!(t.expires_in, DEFAULT_TOKEN_LIFETIME);
+        assert!(!t.stated_lifetime);
         assert!(parse_token(br#"{"token":""}"#).is_err());
         assert!(parse_token(b"<html>").is_err());
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let trail = Trail::default();
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, "18446744073709551615".parse().unwrap());
+        observe_limits(&h, StatusCode::TOO_MANY_REQUESTS, &trail);
+        assert_eq!(trail.take().1.retry_after, Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        let lifetime = |json: &str| {
+            let t = parse_token(format!(r#"{{"token":"a","expires_in":{json}}}"#).as_bytes())
+                .expect("a token answer");
+            (t.expires_in, t.stated_lifetime)
+        };
+        assert_eq!(lifetime("18446744073709551615"), (MAX_TOKEN_LIFETIME, true));
+        assert_eq!(lifetime("1e300"), (MAX_TOKEN_LIFETIME, true));
+        assert_eq!(lifetime("86401"), (MAX_TOKEN_LIFETIME, true));
+        assert_eq!(lifetime("299.9"), (Duration::from_secs(299), true));
+        for spec_default in ["0", "-1", "-9223372036854775808", "0.5", "-1e300"] {
+            assert_eq!(
+                lifetime(spec_default),
+                (DEFAULT_TOKEN_LIFETIME, false),
+                "{spec_default}"
+            );
+        }
     }
 }

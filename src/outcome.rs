@@ -157,6 +157,8 @@ label_enum! {
         /// The registry serves the API, but not as the spec says (a wrong Content-Type);
         /// some clients cope, some fall back.
         Nonconformant => "nonconformant",
+        /// The check panicked: a bug in the exporter, contained to that one result.
+        InternalError => "internal_error",
     }
 }
 
