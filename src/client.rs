@@ -434,12 +434,12 @@ impl RegistryClient {
             } => Ok((
                 Resolved::Basic {
                     username: username.clone(),
-                    password: p.expose()?,
+                    password: p.read().await?,
                 },
                 AuthMethod::Basic,
             )),
             Credentials::Bearer { token } => {
-                Ok((Resolved::Bearer(token.expose()?), AuthMethod::Bearer))
+                Ok((Resolved::Bearer(token.read().await?), AuthMethod::Bearer))
             }
             Credentials::DockerConfig { path } => {
                 let cached = self

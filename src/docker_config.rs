@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
 use crate::outcome::AuthMethod;
+use crate::secret_file::{self, FileProblem};
 
 /// How long a credential helper may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,8 +48,12 @@ pub struct Found {
 /// The Docker config could not be used. The text never holds a secret.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DockerConfigError {
-    #[error("cannot read docker config {path}: {problem}; check docker_config or DOCKER_CONFIG")]
-    Read { path: String, problem: String },
+    #[error("cannot read docker config {path}: {problem}; {fix}")]
+    Read {
+        path: String,
+        problem: String,
+        fix: &'static str,
+    },
     #[error("docker config {path} is not valid JSON ({problem}); fix the file")]
     Parse { path: String, problem: String },
     #[error(
@@ -125,11 +130,16 @@ fn find<'a, T>(map: &'a HashMap<String, T>, key: &str) -> Option<&'a T> {
 /// nothing for it (docker then pulls anonymously, and so do we).
 pub async fn lookup(path: &Path, registry: &Url) -> Result<Option<Found>, DockerConfigError> {
     let shown = path.display().to_string();
-    let text = tokio::fs::read(path)
+    // Off the async workers, bounded in time and size, regular files only: see secret_file.
+    let text = secret_file::read(path)
         .await
         .map_err(|e| DockerConfigError::Read {
             path: shown.clone(),
-            problem: e.kind().to_string(),
+            problem: e.to_string(),
+            fix: match e {
+                FileProblem::Io(_) => "check docker_config or DOCKER_CONFIG",
+                _ => e.fix(),
+            },
         })?;
     let file: File = serde_json::from_slice(&text).map_err(|e| DockerConfigError::Parse {
         path: shown.clone(),

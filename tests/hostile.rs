@@ -172,3 +172,223 @@ async fn the_doctor_reports_that_token_answer_instead_of_exiting_101() {
     assert_eq!(res.len(), 2, "{out}");
     assert!(res.iter().all(|r| r["status"] == "pass"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------
+// 2. Secret files that block or never end.
+
+/// Keeps a FIFO from blocking a reader for ever: after `after`, opens it read-write (which
+/// never blocks on Linux) and writes a line, again and again until dropped. Only code that
+/// opens the FIFO (the code before the fix) is released by it; it keeps such a test bounded.
+struct FifoReleaser {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FifoReleaser {
+    fn start(path: PathBuf, after: Duration) -> FifoReleaser {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                if started.elapsed() >= after {
+                    use std::io::Write as _;
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&path)
+                    {
+                        let _ = f.write_all(b"pw\n");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        FifoReleaser {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FifoReleaser {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in a temp path");
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo {}", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_password_file_fails_promptly_and_the_exporter_stays_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("password");
+    mkfifo(&fifo);
+    let _release = FifoReleaser::start(fifo.clone(), Duration::from_secs(8));
+    let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
+    let text = format!(
+        "[[registries]]\nname = \"fifo\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nusername = \"alice\"\npassword_file = \"{}\"\nchecks = [\"credentials\"]\n",
+        server.url(),
+        fifo.display()
+    );
+    // Loading reads the secret once (a warning if unreadable): bounded too.
+    let started = Instant::now();
+    let cfg = config_from_toml(&text);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "loading took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.contains("not a regular file")),
+        "{:?}",
+        cfg.warnings
+    );
+
+    let started = Instant::now();
+    let r = run_one(&cfg, CheckKind::Credentials).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the check took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::SecretUnreadable),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message.contains(&fifo.display().to_string()),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("FIFO"), "{}", r.message);
+
+    let exporter = Exporter::start(cfg).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        let healthy = http
+            .get(exporter.url("/-/healthy"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        assert_eq!(healthy.ok(), Some(200), "/-/healthy stopped answering");
+        if let Ok(resp) = http.get(exporter.url("/metrics")).send().await {
+            let body = resp.text().await.unwrap_or_default();
+            seen = reason_of(&body, "fifo", "credentials");
+            if seen.as_deref() == Some("secret_unreadable") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("secret_unreadable"));
+    tokio::time::timeout(Duration::from_secs(12), exporter.stop())
+        .await
+        .expect("the exporter stops");
+}
+
+/// Caps the doctor's address space: code that reads `/dev/zero` to the end dies of it
+/// quickly instead of taking the machine's memory.
+fn with_address_space_limit(cmd: &mut tokio::process::Command, bytes: u64) {
+    cmd.env("MALLOC_ARENA_MAX", "2");
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[tokio::test]
+async fn dev_zero_as_password_file_is_refused_with_a_clear_message() {
+    let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[registries]]\nname = \"zero\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword_file = \"/dev/zero\"\nchecks = [\"credentials\"]\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    with_address_space_limit(&mut cmd, 1 << 30);
+    let (code, json, out) = doctor_json(cmd, &cfg, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(2), "{out}");
+    let res = results(&json);
+    assert_eq!(res.len(), 1, "{out}");
+    assert_eq!(res[0]["reason"], "secret_unreadable", "{out}");
+    let message = res[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("/dev/zero") && message.contains("not a regular file"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_password_file_behind_symlinks_is_read_as_kubernetes_mounts_it() {
+    // A Kubernetes secret volume: password -> ..data/password, ..data -> ..2024_01_01/.
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("..2024_01_01");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("password"), "pw\n").unwrap();
+    std::os::unix::fs::symlink("..2024_01_01", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/password", dir.path().join("password")).unwrap();
+
+    let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
+    let ok = server
+        .mock("GET", "/v2/")
+        .match_header(
+            "authorization",
+            support::basic_authorization("alice", "pw").as_str(),
+        )
+        .with_status(200)
+        .create_async()
+        .await;
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"k8s\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword_file = \"{}\"\n",
+        server.url(),
+        dir.path().join("password").display()
+    ));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let r = run_one(&cfg, CheckKind::Credentials).await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Pass, Reason::Ok),
+        "{}",
+        r.message
+    );
+    ok.assert_async().await;
+}
+
