@@ -212,9 +212,15 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // Its own process group, so that whatever the helper starts can be killed with it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| err(format!("cannot be started ({})", e.kind())))?;
+    // Declared after `child`, so dropped before it when this future is dropped (the
+    // check's timeout): the group is killed while its leader is not yet reaped, hence
+    // while its id cannot name another group.
+    let mut group = HelperGroup(child.id().and_then(|id| libc::pid_t::try_from(id).ok()));
     let run = async {
         if let Some(mut stdin) = child.stdin.take() {
             stdin
@@ -224,11 +230,18 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         }
         let mut out = Vec::new();
         if let Some(stdout) = child.stdout.take() {
+            // One byte past the limit tells an answer that is too long from one that fits.
             stdout
-                .take(MAX_HELPER_OUTPUT)
+                .take(MAX_HELPER_OUTPUT + 1)
                 .read_to_end(&mut out)
                 .await
                 .map_err(|e| err(format!("output could not be read ({})", e.kind())))?;
+        }
+        if out.len() as u64 > MAX_HELPER_OUTPUT {
+            return Err(err(format!(
+                "answered more than {} KiB, which is not a credential",
+                MAX_HELPER_OUTPUT / 1024
+            )));
         }
         let status = child
             .wait()
@@ -236,14 +249,21 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
             .map_err(|e| err(format!("could not be waited for ({})", e.kind())))?;
         Ok::<_, DockerConfigError>((status, out))
     };
-    let (status, out) = tokio::time::timeout(HELPER_TIMEOUT, run)
-        .await
-        .map_err(|_| {
-            err(format!(
-                "did not answer within {}s",
-                HELPER_TIMEOUT.as_secs()
-            ))
-        })??;
+    let answered = tokio::time::timeout(HELPER_TIMEOUT, run).await;
+    if let Ok(Ok(_)) = &answered {
+        // The helper exited by itself and is reaped: its group id may no longer be its
+        // own, and what it left running on purpose (an agent) is not ours to kill.
+        group.disarm();
+    }
+    // Timed out, or failed before it exited (too much output): kill it and everything it
+    // started, which would otherwise survive it, one orphan per run.
+    drop(group);
+    let (status, out) = answered.map_err(|_| {
+        err(format!(
+            "did not answer within {}s; it was killed with every process it started",
+            HELPER_TIMEOUT.as_secs()
+        ))
+    })??;
     if !status.success() {
         // The helpers' protocol: "credentials not found in native keychain" means none.
         if String::from_utf8_lossy(&out).contains("credentials not found") {
@@ -270,6 +290,30 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         auth,
         method: AuthMethod::CredentialHelper,
     }))
+}
+
+/// A running credential helper's process group (its id is the helper's pid); dropping it
+/// kills every process in the group, unless disarmed.
+struct HelperGroup(Option<libc::pid_t>);
+
+impl HelperGroup {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for HelperGroup {
+    fn drop(&mut self) {
+        // A pid of a child we spawned is > 1; anything else would name our own group or
+        // every process, so it is never signalled.
+        if let Some(pgid) = self.0.filter(|&p| p > 1) {
+            // SAFETY: killpg takes plain integers and touches no memory of ours; the group
+            // is the helper's own (`process_group(0)`). ESRCH (already gone) needs nothing.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

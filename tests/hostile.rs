@@ -392,3 +392,112 @@ async fn a_password_file_behind_symlinks_is_read_as_kubernetes_mounts_it() {
     ok.assert_async().await;
 }
 
+// ---------------------------------------------------------------------------------------
+// 7. A credential helper that hangs with a child, or talks without end.
+
+fn write_helper(dir: &Path, name: &str, script: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Whether `pid` is a live process (a zombie counts as dead).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+    }
+}
+
+/// A doctor config whose only registry takes credentials from a Docker config naming
+/// `helper` as its credsStore.
+fn helper_config(dir: &Path, url: &str, helper: &str) -> PathBuf {
+    let docker = dir.join("docker-config.json");
+    std::fs::write(&docker, format!("{{\"credsStore\":\"{helper}\"}}")).unwrap();
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[registries]]\nname = \"helper\"\nurl = \"{url}\"\ntimeout = \"10s\"\ndocker_config = \"{}\"\nchecks = [\"credentials\"]\n",
+            docker.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[tokio::test]
+async fn a_hung_credential_helper_leaves_no_process_of_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    write_helper(
+        dir.path(),
+        "hang",
+        "#!/bin/sh\nsleep 300 &\necho $! > \"$HOSTILE_CHILD_PIDFILE\"\nsleep 300\n",
+    );
+    let cfg = helper_config(dir.path(), "http://127.0.0.1:9", "hang");
+    let mut cmd = bin();
+    cmd.env("PATH", path_with(dir.path()))
+        .env("HOSTILE_CHILD_PIDFILE", &pidfile);
+    let (code, json, out) = doctor_json(cmd, &cfg, Duration::from_secs(30)).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(results(&json)[0]["reason"], "secret_unreadable", "{out}");
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the helper recorded its child")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // SIGKILL is delivered at once, but give the reaper a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(child) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let survived = alive(child);
+    if survived {
+        // Clean up the orphan this test made (by its pid) before failing.
+        // SAFETY: kill with a pid this test recorded; no memory is involved.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+    }
+    assert!(!survived, "the helper's child {child} survived the helper");
+}
+
+#[tokio::test]
+async fn a_credential_helper_that_talks_without_end_is_cut_off_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_helper(
+        dir.path(),
+        "chatty",
+        "#!/bin/sh\nexec yes '{\"Username\":\"a\"'\n",
+    );
+    let cfg = helper_config(dir.path(), "http://127.0.0.1:9", "chatty");
+    let mut cmd = bin();
+    cmd.env("PATH", path_with(dir.path()));
+    let started = Instant::now();
+    let (code, json, out) = doctor_json(cmd, &cfg, Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}: {out}",
+        started.elapsed()
+    );
+    assert_eq!(code, Some(2), "{out}");
+    let r = &results(&json)[0];
+    assert_eq!(r["reason"], "secret_unreadable", "{out}");
+    assert!(
+        r["message"].as_str().unwrap_or_default().contains("64 KiB"),
+        "{out}"
+    );
+}
+

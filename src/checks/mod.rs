@@ -301,8 +301,9 @@ pub async fn run_check(
     result.requests = requests;
     merge_facts(&mut result.facts, facts);
     // Advice depends on the method in use (a Docker config may resolve to a helper or to
-    // nothing), so every result carries it.
-    if result.facts.auth_method.is_none() {
+    // nothing), so every result carries it. Not when resolving is what just failed: a hung
+    // credential helper would cost its timeout a second time, outside the check's.
+    if result.facts.auth_method.is_none() && result.reason != Reason::SecretUnreadable {
         result.facts.auth_method = client.auth_method().await.ok();
     }
     result
