@@ -139,7 +139,7 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
             const L: &[Reason] = &[
                 R::ConnectionRefused, R::Dns, R::Tls, R::Timeout, R::ConnectionError,
                 R::ServerError, R::RateLimited, R::UnexpectedStatus, R::InvalidResponse,
-                R::InternalError,
+                R::InternalError, R::LocalResourceExhausted,
                 $(R::$r),*
             ];
             L
@@ -423,6 +423,14 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             "the registry answered a status the check does not expect",
             &[
                 "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        (_, R::LocalResourceExhausted) => d(
+            "the exporter ran out of file descriptors (EMFILE/ENFILE): its own limit, not a fault of the registry",
+            &[
+                "raise the exporter's descriptor limit: LimitNOFILE= in its systemd unit, ulimit -n, or the container runtime's nofile limit",
+                "lower max_concurrency, or split the registries over several exporters",
+                "compare ls /proc/<pid>/fd | wc -l with the limit in /proc/<pid>/limits; a count that only grows is a leak worth reporting",
             ],
         ),
         (_, R::InternalError) => d(

@@ -1023,6 +1023,25 @@ fn classify(e: &reqwest::Error) -> (Reason, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // The exporter's own descriptor limit: no registry is at fault, and reporting
+            // it as one (connection_error) sends operators to the wrong place.
+            if let Some(code @ (libc::EMFILE | libc::ENFILE)) = io.raw_os_error() {
+                let scope = if code == libc::EMFILE {
+                    "the process's"
+                } else {
+                    "the system's"
+                };
+                tracing::error!(
+                    error = %io,
+                    "the exporter ran out of file descriptors ({scope} limit); requests to registries fail until it has some again: raise LimitNOFILE (systemd) or ulimit -n, or lower max_concurrency"
+                );
+                return (
+                    Reason::LocalResourceExhausted,
+                    format!(
+                        "the exporter ran out of file descriptors ({scope} limit, \"{io}\"): its own problem, not the registry's; raise LimitNOFILE in its systemd unit or ulimit -n (the container's nofile limit), or lower max_concurrency"
+                    ),
+                );
+            }
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
                     return (Reason::ConnectionRefused, "connection refused".into());

@@ -159,6 +159,9 @@ label_enum! {
         Nonconformant => "nonconformant",
         /// The check panicked: a bug in the exporter, contained to that one result.
         InternalError => "internal_error",
+        /// The exporter itself ran out of file descriptors (EMFILE, ENFILE): its own
+        /// limit, not a fault of the registry.
+        LocalResourceExhausted => "local_resource_exhausted",
     }
 }
 

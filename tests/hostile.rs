@@ -501,3 +501,88 @@ async fn a_credential_helper_that_talks_without_end_is_cut_off_promptly() {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// 8. Descriptor exhaustion is the exporter's problem, not the registry's.
+
+/// A registry on 127.0.0.1 that answers every request 200 and keeps each connection open
+/// (HTTP/1.1 keep-alive), so every client of the exporter holds a descriptor.
+async fn keep_alive_registry() -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+                        if stream.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+#[tokio::test]
+async fn running_out_of_descriptors_is_local_resource_exhausted() {
+    let (url, server) = keep_alive_registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    let mut text = String::from("max_concurrency = 64\n");
+    for i in 0..120 {
+        text.push_str(&format!(
+            "[[registries]]\nname = \"r{i}\"\nurl = \"{url}\"\ntimeout = \"5s\"\nchecks = [\"registry\"]\n"
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let mut cmd = bin();
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (code, json, out) = doctor_json(cmd, &cfg, Duration::from_secs(60)).await;
+    let res = results(&json);
+    assert_eq!(res.len(), 120, "{out}");
+    let reasons: Vec<&str> = res
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        !reasons.contains(&"connection_error"),
+        "descriptor exhaustion blamed on the registry: {reasons:?}"
+    );
+    let exhausted: Vec<_> = res
+        .iter()
+        .filter(|r| r["reason"] == "local_resource_exhausted")
+        .collect();
+    assert!(!exhausted.is_empty(), "{reasons:?}\n{out}");
+    assert_eq!(code, Some(2), "{out}");
+    let message = exhausted[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("file descriptors") && message.contains("LimitNOFILE"),
+        "{message}"
+    );
+    assert!(out.contains("file descriptors"), "no error log line: {out}");
+    server.abort();
+}
+
