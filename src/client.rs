@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -113,8 +114,9 @@ impl Response {
     }
 }
 
-/// Response headers kept for debug output. None of them carries a credential; `Location`
-/// is cut to its path, because its query may hold upload state.
+/// Response headers kept for debug output. None of them carries a credential by design;
+/// `Location` is cut to its path, because its query may hold upload state. A registry may
+/// still echo a credential into any of them: [`Redactor`] blanks such values.
 pub const DEBUG_HEADERS: &[&str] = &[
     "content-type",
     "docker-content-digest",
@@ -131,7 +133,7 @@ pub const DEBUG_HEADERS: &[&str] = &[
     "range",
 ];
 
-fn debug_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+fn debug_headers(headers: &HeaderMap, redactor: &Redactor) -> Vec<(String, String)> {
     // One pass over the response's headers (their names are lower case already), rather
     // than a lookup per listed name, which parses each name again on every request.
     let mut out = Vec::new();
@@ -146,11 +148,72 @@ fn debug_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         } else {
             text
         };
+        // Checked whole, before the cut: a secret straddling the cut is still found.
+        if redactor.finds(text) {
+            out.push((name.to_string(), REDACTED.to_string()));
+            continue;
+        }
         // Bounded: a hostile registry cannot bloat the debug output or the history.
         let text: String = text.chars().take(256).collect();
         out.push((name.to_string(), text));
     }
     out
+}
+
+/// What replaces a value that holds a secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// The secrets a registry could echo back in what it answers: the credentials this client
+/// resolved (password, the base64 of `user:password` that Basic auth sends, a static or
+/// identity token) and every token it holds. Anything registry-controlled that reaches an
+/// output (kept headers, messages, evidence) goes through [`Redactor::finds`] or
+/// [`Redactor::scrub`] first.
+pub struct Redactor {
+    needles: Vec<SecretString>,
+}
+
+impl Redactor {
+    fn of(resolved: &Resolved) -> Vec<SecretString> {
+        let mut out = Vec::new();
+        let mut add = |text: String| {
+            if !text.is_empty() {
+                out.push(SecretString::from(text));
+            }
+        };
+        match resolved {
+            Resolved::Anonymous => {}
+            Resolved::Basic { username, password } => {
+                let password = password.expose_secret();
+                // Unpadded: a prefix of the padded form, so an echo without `=` is caught too.
+                add(base64::engine::general_purpose::STANDARD_NO_PAD
+                    .encode(format!("{username}:{password}")));
+                add(url::form_urlencoded::byte_serialize(password.as_bytes()).collect());
+                add(password.to_string());
+            }
+            Resolved::Bearer(token) | Resolved::Identity(token) => {
+                add(token.expose_secret().to_string());
+            }
+        }
+        out
+    }
+
+    /// Whether `text` holds any of the secrets.
+    pub fn finds(&self, text: &str) -> bool {
+        self.needles
+            .iter()
+            .any(|n| text.contains(n.expose_secret()))
+    }
+
+    /// `text` with every secret in it replaced by [`REDACTED`].
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for n in &self.needles {
+            if out.contains(n.expose_secret()) {
+                out = out.replace(n.expose_secret(), REDACTED);
+            }
+        }
+        out
+    }
 }
 
 /// The requests made by one check run, and the facts the client learned on the way
@@ -356,6 +419,8 @@ pub struct RegistryClient {
     /// How the registry wants to be authenticated, once it has said so.
     challenge: Mutex<Option<Negotiated>>,
     docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
+    /// The secrets of the credentials last resolved, for the [`Redactor`].
+    resolved_secrets: Mutex<Vec<SecretString>>,
     chain_expiries: Arc<ChainExpiries>,
 }
 
@@ -402,6 +467,7 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
             docker: Mutex::new(None),
+            resolved_secrets: Mutex::new(Vec::new()),
             chain_expiries,
         })
     }
@@ -425,6 +491,33 @@ impl RegistryClient {
     }
 
     async fn resolve(&self) -> Result<(Resolved, AuthMethod), RequestError> {
+        let resolved = self.resolve_now().await?;
+        *self
+            .resolved_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Redactor::of(&resolved.0);
+        Ok(resolved)
+    }
+
+    /// What hides the secrets this client knows from anything a registry sent back.
+    pub fn redactor(&self) -> Redactor {
+        let mut needles = self
+            .resolved_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        needles.extend(
+            self.tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|t| t.token.clone()),
+        );
+        needles.retain(|n| !n.expose_secret().is_empty());
+        Redactor { needles }
+    }
+
+    async fn resolve_now(&self) -> Result<(Resolved, AuthMethod), RequestError> {
         match &self.credentials {
             Credentials::Anonymous => Ok((Resolved::Anonymous, AuthMethod::Anonymous)),
             Credentials::Basic { password: None, .. } => Err(RequestError::MissingPassword),
@@ -679,7 +772,7 @@ impl RegistryClient {
             }
             let headers = std::mem::take(resp.headers_mut());
             observe_limits(&headers, status, trail);
-            kept_headers = debug_headers(&headers);
+            kept_headers = debug_headers(&headers, &self.redactor());
             let body = if req.read_body && req.method != Method::HEAD {
                 read_bounded(&mut resp, MAX_BODY_BYTES).await?
             } else {

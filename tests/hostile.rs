@@ -586,3 +586,111 @@ async fn running_out_of_descriptors_is_local_resource_exhausted() {
     server.abort();
 }
 
+// ---------------------------------------------------------------------------------------
+// 9. A registry that echoes the credential into a header the debug output keeps.
+
+fn all_kept_headers(r: &oci_registry_exporter::checks::CheckResult) -> String {
+    r.requests
+        .iter()
+        .flat_map(|q| q.headers.iter())
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_basic_credential_echoed_in_kept_headers_is_redacted() {
+    let password = "s3cr3t-echo-password";
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+    let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
+    server
+        .mock("HEAD", MANIFEST)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(200)
+        .with_header("docker-content-digest", "sha256:abc")
+        // The whole Authorization value, the raw password and the base64 alone, in
+        // headers the debug output keeps.
+        .with_header_from_request("www-authenticate", |req| {
+            req.header("authorization")
+                .first()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .with_header("content-type", &format!("text/plain; echo={password}"))
+        .with_header("location", &format!("/v2/echo/{encoded}/x?q=1"))
+        .create_async()
+        .await;
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"echo\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"{password}\"\n",
+        server.url()
+    ));
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    let kept = all_kept_headers(&r);
+    let mut debug = String::new();
+    oci_registry_exporter::report::result_debug(&mut debug, "echo", &r);
+    for text in [&kept, &debug] {
+        assert!(!text.contains(password), "{text}");
+        assert!(!text.contains(&encoded), "{text}");
+    }
+    assert!(kept.contains("www-authenticate: [redacted]"), "{kept}");
+    assert!(kept.contains("content-type: [redacted]"), "{kept}");
+    assert!(kept.contains("location: [redacted]"), "{kept}");
+    assert!(
+        kept.contains("docker-content-digest: sha256:abc"),
+        "harmless headers stay: {kept}"
+    );
+}
+
+#[tokio::test]
+async fn an_obtained_token_echoed_in_kept_headers_is_redacted() {
+    let token = "tok-echoed-0123456789";
+    let mut server = mockito::Server::new_async().await;
+    let realm = format!("{}/token", server.url());
+    server
+        .mock("GET", "/v2/")
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!("Bearer realm=\"{realm}\",service=\"echo\""),
+        )
+        .create_async()
+        .await;
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_status(200)
+        .with_body(format!("{{\"token\":\"{token}\",\"expires_in\":300}}"))
+        .create_async()
+        .await;
+    server
+        .mock("HEAD", MANIFEST)
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            &format!(
+                "Bearer realm=\"{realm}\",service=\"echo\",scope=\"repository:library/alpine:pull\""
+            ),
+        )
+        .create_async()
+        .await;
+    server
+        .mock("HEAD", MANIFEST)
+        .match_header("authorization", format!("Bearer {token}").as_str())
+        .with_status(200)
+        .with_header("www-authenticate", &format!("Bearer echo=\"{token}\""))
+        .create_async()
+        .await;
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"echo\"\nurl = \"{}\"\ntimeout = \"5s\"\n",
+        server.url()
+    ));
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+    let kept = all_kept_headers(&r);
+    assert!(!kept.contains(token), "{kept}");
+    assert!(kept.contains("www-authenticate: [redacted]"), "{kept}");
+}
+

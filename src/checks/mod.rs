@@ -297,7 +297,17 @@ pub async fn run_check(
     if result.status == Status::Fail {
         span.record("otel.status_code", "error");
     }
-    let (requests, facts) = cx.trail.take();
+    let (mut requests, facts) = cx.trail.take();
+    // A registry may echo a credential into what becomes a message, evidence or a note
+    // (a Content-Type, a challenge's scope); headers were redacted as they were kept.
+    let redactor = client.redactor();
+    result.message = redactor.scrub(&result.message);
+    for value in result.evidence.values_mut() {
+        *value = redactor.scrub(value);
+    }
+    for note in requests.iter_mut().filter_map(|r| r.note.as_mut()) {
+        *note = redactor.scrub(note);
+    }
     result.requests = requests;
     merge_facts(&mut result.facts, facts);
     // Advice depends on the method in use (a Docker config may resolve to a helper or to
