@@ -146,7 +146,8 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
         }};
         (authenticated; $($r:ident),*) => {
             list!(@ Unauthorized, InvalidCredentials, CredentialsExpired, Forbidden,
-                MissingPassword, SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError
+                MissingPassword, SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError,
+                InsecureTokenRealm
                 $(, $r)*)
         };
         ($($r:ident),*) => { list!(@ $($r),*) };
@@ -423,6 +424,13 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             "the registry answered a status the check does not expect",
             &[
                 "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        (_, R::InsecureTokenRealm) => d(
+            "the registry is reached over HTTPS but names a plain-HTTP token realm in its Bearer challenge: the credentials would travel in clear text, so the exporter does not send them",
+            &[
+                "configure the registry's token realm with an https:// URL (Distribution: auth.token.realm; behind a proxy, check that it rewrites the challenge to https)",
+                "read the realm the registry names: curl -sI <url>/v2/ | grep -i www-authenticate",
             ],
         ),
         (_, R::LocalResourceExhausted) => d(

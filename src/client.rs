@@ -312,6 +312,11 @@ pub enum TokenError {
     Invalid { realm: String, detail: String },
     #[error("the registry's token realm is not an http(s) URL; refusing to send credentials there")]
     BadRealm,
+    /// An HTTPS registry named a plain-HTTP realm: credentials would travel in clear text.
+    #[error(
+        "the registry is served over https:// but names the plain-HTTP token realm {realm}: the credentials would travel in clear text, so they are not sent; configure the registry's token realm with an https:// URL (Distribution: auth.token.realm)"
+    )]
+    InsecureRealm { realm: String },
 }
 
 impl TokenError {
@@ -323,6 +328,7 @@ impl TokenError {
             TokenError::Status { .. } | TokenError::Invalid { .. } | TokenError::BadRealm => {
                 Reason::TokenEndpointError
             }
+            TokenError::InsecureRealm { .. } => Reason::InsecureTokenRealm,
         }
     }
 }
@@ -852,6 +858,9 @@ impl RegistryClient {
             realm.host_str().unwrap_or_default(),
             realm.port().map(|p| format!(":{p}")).unwrap_or_default()
         ) + realm.path();
+        if !matches!(creds, Resolved::Anonymous) && !credentials_may_go_to(&self.base, &realm) {
+            return Err(TokenError::InsecureRealm { realm: shown }.into());
+        }
         let (builder, auth_used) = match creds {
             Resolved::Identity(refresh) => {
                 let mut form = vec![
@@ -994,6 +1003,13 @@ impl RegistryClient {
         });
         result
     }
+}
+
+/// Whether credentials may be sent to the token `realm` of the registry at `registry`:
+/// not in clear text when the registry itself is reached over TLS. A plain-HTTP registry
+/// sends its own credentials in clear text anyway, so its plain-HTTP realm changes nothing.
+fn credentials_may_go_to(registry: &Url, realm: &Url) -> bool {
+    registry.scheme() != "https" || realm.scheme() == "https"
 }
 
 enum Auth {
@@ -1229,6 +1245,36 @@ mod tests {
         assert!(!t.stated_lifetime);
         assert!(parse_token(br#"{"token":""}"#).is_err());
         assert!(parse_token(b"<html>").is_err());
+    }
+
+    #[test]
+    fn credentials_never_go_from_https_to_a_plain_http_realm() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let https = url("https://registry.example.com/");
+        let http = url("http://registry.example.com/");
+        assert!(!credentials_may_go_to(
+            &https,
+            &url("http://auth.example.com/token")
+        ));
+        assert!(credentials_may_go_to(
+            &https,
+            &url("https://auth.example.com/token")
+        ));
+        assert!(credentials_may_go_to(
+            &http,
+            &url("http://auth.example.com/token")
+        ));
+        assert!(credentials_may_go_to(
+            &http,
+            &url("https://auth.example.com/token")
+        ));
+        assert_eq!(
+            TokenError::InsecureRealm {
+                realm: "http://auth.example.com/token".into()
+            }
+            .reason(),
+            Reason::InsecureTokenRealm
+        );
     }
 
     #[test]

@@ -162,6 +162,9 @@ label_enum! {
         /// The exporter itself ran out of file descriptors (EMFILE, ENFILE): its own
         /// limit, not a fault of the registry.
         LocalResourceExhausted => "local_resource_exhausted",
+        /// An HTTPS registry named a plain-HTTP token realm: the credentials are not sent
+        /// there, as they would travel in clear text.
+        InsecureTokenRealm => "insecure_token_realm",
     }
 }
 

@@ -694,3 +694,98 @@ async fn an_obtained_token_echoed_in_kept_headers_is_redacted() {
     assert!(kept.contains("www-authenticate: [redacted]"), "{kept}");
 }
 
+// ---------------------------------------------------------------------------------------
+// 10. An HTTPS registry naming a plain-HTTP token realm.
+
+/// An HTTPS server on 127.0.0.1 (certificate from a generated CA) that answers every
+/// request with 401 and a Bearer challenge naming `realm`. Returns its URL and CA PEM.
+async fn tls_registry_naming(realm: String) -> (String, String, tokio::task::JoinHandle<()>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let material = support::tls::server_tls();
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(material.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(material.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let realm = realm.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"tls\"\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (
+        format!("https://127.0.0.1:{}", addr.port()),
+        material.ca_pem,
+        task,
+    )
+}
+
+#[tokio::test]
+async fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+    let mut token = mockito::Server::new_async().await;
+    let leaked = token
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_status(200)
+        .with_body(r#"{"token":"t","expires_in":300}"#)
+        .expect(0)
+        .create_async()
+        .await;
+    let (url, ca_pem, task) = tls_registry_naming(format!("{}/token", token.url())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"downgrade\"\nurl = \"{url}\"\ntimeout = \"5s\"\nca_file = \"{}\"\nusername = \"alice\"\npassword = \"clear-text-password\"\n",
+        ca.display()
+    ));
+    for kind in [CheckKind::Credentials, CheckKind::Pull] {
+        let r = run_one(&cfg, kind).await;
+        assert_eq!(r.status, Status::Fail, "{kind:?}: {}", r.message);
+        assert_eq!(
+            r.reason.as_str(),
+            "insecure_token_realm",
+            "{kind:?}: {}",
+            r.message
+        );
+        assert!(
+            r.message.contains("http://") && r.message.contains("https://"),
+            "the message names the realm and the fix: {}",
+            r.message
+        );
+        assert!(!r.message.contains("clear-text-password"), "{}", r.message);
+    }
+    leaked.assert_async().await;
+    task.abort();
+}
+
