@@ -204,16 +204,49 @@ impl Redactor {
             .any(|n| text.contains(n.expose_secret()))
     }
 
-    /// `text` with every secret in it replaced by [`REDACTED`].
+    /// `text` with every secret in it replaced by [`REDACTED`]. Only whole words count
+    /// (no letter or digit on either side): the exporter's own words stay intact when a
+    /// secret is short ("b" is not taken out of "but"), and an echo is still caught, as it
+    /// always sits between separators (`echo=<secret>`, `Basic <base64>`, a path segment).
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         for n in &self.needles {
-            if out.contains(n.expose_secret()) {
-                out = out.replace(n.expose_secret(), REDACTED);
-            }
+            out = replace_words(&out, n.expose_secret(), REDACTED);
         }
         out
     }
+}
+
+/// `text` with each occurrence of `word` that has no letter or digit on either side
+/// replaced by `with`.
+fn replace_words(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() || !text.contains(word) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        // What precedes may already be in `out` when the match starts `rest`.
+        let before = rest[..i].chars().next_back().or(out.chars().next_back());
+        let after = rest[i + word.len()..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        // Not a whole word: keep its first character and look again after it.
+        let keep = if alone {
+            0
+        } else {
+            word.chars().next().map_or(1, char::len_utf8)
+        };
+        out.push_str(&rest[..i + keep]);
+        if alone {
+            out.push_str(with);
+            rest = &rest[i + word.len()..];
+        } else {
+            rest = &rest[i + keep..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The requests made by one check run, and the facts the client learned on the way
@@ -1275,6 +1308,20 @@ mod tests {
             .reason(),
             Reason::InsecureTokenRealm
         );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_as_whole_words() {
+        let r = Redactor {
+            needles: vec![SecretString::from("b"), SecretString::from("s3cr3t")],
+        };
+        assert_eq!(
+            r.scrub("but a b, echo=s3cr3t; xs3cr3t"),
+            "but a [redacted], echo=[redacted]; xs3cr3t"
+        );
+        assert_eq!(r.scrub("bb b"), "bb [redacted]");
+        assert_eq!(replace_words("ébé", "b", "X"), "ébé");
+        assert!(r.finds("xs3cr3tx"), "headers are blanked on any occurrence");
     }
 
     #[test]
