@@ -380,14 +380,21 @@ pub struct BearerChallenge {
 pub struct Challenges {
     pub bearer: Option<BearerChallenge>,
     pub basic: bool,
+    /// A `WWW-Authenticate` value could not be read: bytes outside visible ASCII, or no
+    /// challenge syntax (broken quoting). `distribution::Answer::of` judges what that means.
+    pub unreadable: bool,
 }
 
 impl Challenges {
     pub fn parse(headers: &HeaderMap) -> Challenges {
         let mut out = Challenges::default();
         for value in headers.get_all(header::WWW_AUTHENTICATE) {
-            let Ok(text) = value.to_str() else { continue };
+            let Ok(text) = value.to_str() else {
+                out.unreadable = true;
+                continue;
+            };
             let Ok(parsed) = http_auth::parse_challenges(text) else {
+                out.unreadable = true;
                 continue;
             };
             for c in parsed {
@@ -1261,9 +1268,22 @@ mod tests {
     }
 
     #[test]
-    fn garbage_challenges_are_ignored() {
+    fn garbage_challenges_are_ignored_and_noted() {
         let c = Challenges::parse(&headers(&["Bearer realm=\"unterminated", "=,=,"]));
-        assert_eq!(c, Challenges::default());
+        assert_eq!(
+            c,
+            Challenges {
+                unreadable: true,
+                ..Challenges::default()
+            }
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_bytes("Bearer realm=\"http://x/tökén\"".as_bytes()).unwrap(),
+        );
+        let c = Challenges::parse(&h);
+        assert!(c.unreadable && c.bearer.is_none() && !c.basic, "{c:?}");
     }
 
     #[test]

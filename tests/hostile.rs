@@ -789,3 +789,51 @@ async fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
     task.abort();
 }
 
+// ---------------------------------------------------------------------------------------
+// 12b. An unreadable challenge is an invalid response, not invalid credentials.
+
+#[tokio::test]
+async fn a_non_ascii_challenge_is_an_invalid_response() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            "Bearer realm=\"http://127.0.0.1:9/tökén\"",
+        )
+        .create_async()
+        .await;
+    server
+        .mock("HEAD", MANIFEST)
+        .with_status(401)
+        .with_header(
+            "www-authenticate",
+            "Bearer realm=\"http://127.0.0.1:9/tökén\"",
+        )
+        .create_async()
+        .await;
+    let with_credentials = config_from_toml(&format!(
+        "[[registries]]\nname = \"garbled\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"pw\"\n",
+        server.url()
+    ));
+    let anonymous = config_from_toml(&format!(
+        "[[registries]]\nname = \"garbled\"\nurl = \"{}\"\ntimeout = \"5s\"\n",
+        server.url()
+    ));
+    for (cfg, kind) in [
+        (&with_credentials, CheckKind::Credentials),
+        (&with_credentials, CheckKind::Pull),
+        (&anonymous, CheckKind::Credentials),
+        (&anonymous, CheckKind::Pull),
+    ] {
+        let r = run_one(cfg, kind).await;
+        assert_eq!(
+            (r.status, r.reason),
+            (Status::Fail, Reason::InvalidResponse),
+            "{kind:?}: {}",
+            r.message
+        );
+        assert!(r.message.contains("WWW-Authenticate"), "{}", r.message);
+    }
+}

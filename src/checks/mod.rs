@@ -88,6 +88,13 @@ pub(crate) fn refused(
             Reason::Ok,
             format!("{doing} succeeded ({what})"),
         ),
+        Class::BadChallenge => (
+            Status::Fail,
+            Reason::InvalidResponse,
+            format!(
+                "the registry answered {what} when {doing}: its WWW-Authenticate challenge cannot be parsed (bytes outside ASCII or broken quoting), so neither the credentials nor their absence can be judged; check the auth configuration of the registry or of the proxy in front of it"
+            ),
+        ),
         Class::Unauthenticated | Class::NotPermitted if anonymous => (
             Status::Fail,
             Reason::Unauthorized,
