@@ -465,6 +465,8 @@ pub struct RegistryClient {
     /// How the registry wants to be authenticated, once it has said so.
     challenge: Mutex<Option<Negotiated>>,
     docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
+    /// Held while the Docker config is looked up (a tokio mutex: held across the helper).
+    docker_lookup: tokio::sync::Mutex<()>,
     /// The secrets of the credentials last resolved, for the [`Redactor`].
     resolved_secrets: Mutex<Vec<SecretString>>,
     chain_expiries: Arc<ChainExpiries>,
@@ -513,6 +515,7 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
             docker: Mutex::new(None),
+            docker_lookup: tokio::sync::Mutex::new(()),
             resolved_secrets: Mutex::new(Vec::new()),
             chain_expiries,
         })
@@ -581,14 +584,20 @@ impl RegistryClient {
                 Ok((Resolved::Bearer(token.read().await?), AuthMethod::Bearer))
             }
             Credentials::DockerConfig { path } => {
-                let cached = self
-                    .docker
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                if let Some((at, resolved, method)) = cached
-                    && at.elapsed() < DOCKER_CONFIG_CACHE
-                {
+                let cached = || {
+                    self.docker
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .filter(|(at, _, _)| at.elapsed() < DOCKER_CONFIG_CACHE)
+                };
+                if let Some((_, resolved, method)) = cached() {
+                    return Ok((resolved, method));
+                }
+                // One lookup at a time: checks of this registry that run at once (a round
+                // and a /probe) wait for it rather than each running the credential helper.
+                let _one = self.docker_lookup.lock().await;
+                if let Some((_, resolved, method)) = cached() {
                     return Ok((resolved, method));
                 }
                 let (resolved, method) = match docker_config::lookup(path, &self.base).await? {
