@@ -131,20 +131,23 @@ pub fn runbook_url(base: &str, kind: CheckKind, reason: Option<Reason>) -> Strin
 /// Every reason a check can report besides `ok`: its runbook has a section for each.
 pub fn reasons(kind: CheckKind) -> &'static [Reason] {
     use Reason as R;
-    // Every check can meet the transport failures and the generic answers; every check
-    // that sends credentials can meet the authentication failures too.
+    // Every check can meet the transport failures, the generic answers and the exporter's
+    // own faults; every check that sends credentials can meet the authentication failures
+    // too.
     macro_rules! list {
         (@ $($r:ident),*) => {{
             const L: &[Reason] = &[
                 R::ConnectionRefused, R::Dns, R::Tls, R::Timeout, R::ConnectionError,
                 R::ServerError, R::RateLimited, R::UnexpectedStatus, R::InvalidResponse,
+                R::InternalError, R::LocalResourceExhausted,
                 $(R::$r),*
             ];
             L
         }};
         (authenticated; $($r:ident),*) => {
             list!(@ Unauthorized, InvalidCredentials, CredentialsExpired, Forbidden,
-                MissingPassword, SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError
+                MissingPassword, SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError,
+                InsecureTokenRealm
                 $(, $r)*)
         };
         ($($r:ident),*) => { list!(@ $($r),*) };
@@ -421,6 +424,28 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             "the registry answered a status the check does not expect",
             &[
                 "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        (_, R::InsecureTokenRealm) => d(
+            "the registry is reached over HTTPS but names a plain-HTTP token realm in its Bearer challenge: the credentials would travel in clear text, so the exporter does not send them",
+            &[
+                "configure the registry's token realm with an https:// URL (Distribution: auth.token.realm; behind a proxy, check that it rewrites the challenge to https)",
+                "read the realm the registry names: curl -sI <url>/v2/ | grep -i www-authenticate",
+            ],
+        ),
+        (_, R::LocalResourceExhausted) => d(
+            "the exporter ran out of file descriptors (EMFILE/ENFILE): its own limit, not a fault of the registry",
+            &[
+                "raise the exporter's descriptor limit: LimitNOFILE= in its systemd unit, ulimit -n, or the container runtime's nofile limit",
+                "lower max_concurrency, or split the registries over several exporters",
+                "compare ls /proc/<pid>/fd | wc -l with the limit in /proc/<pid>/limits; a count that only grows is a leak worth reporting",
+            ],
+        ),
+        (_, R::InternalError) => d(
+            "the check panicked: a bug in the exporter, not a fault of the registry; the other checks and registries kept running",
+            &[
+                "report it with the message and the exporter's error log line (`a check panicked`), and the exporter's version",
+                "the check runs again at its next turn; if it keeps panicking, remove it from `checks` for this registry until a fix is released",
             ],
         ),
         (_, R::Ok) => None,

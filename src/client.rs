@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
@@ -27,8 +28,16 @@ use crate::tls::ChainExpiries;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Token responses are small; anything larger is refused.
 pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
-/// When a token server does not say how long a token lives.
+/// When a token server does not say how long a token lives, or says zero or less: the
+/// Docker token spec's default.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a token is trusted, whatever the server says: a lifetime near `u64::MAX`
+/// seconds overflows time arithmetic, and a day is longer than any real token lives.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest `Retry-After` honoured: the scheduler adds it to `Instant::now()`, so a
+/// registry's `Retry-After: 18446744073709551615` must not overflow it, nor silence its
+/// own monitoring for longer than an hour.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// A token is renewed this long before it expires.
 const TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(10);
 
@@ -105,8 +114,9 @@ impl Response {
     }
 }
 
-/// Response headers kept for debug output. None of them carries a credential; `Location`
-/// is cut to its path, because its query may hold upload state.
+/// Response headers kept for debug output. None of them carries a credential by design;
+/// `Location` is cut to its path, because its query may hold upload state. A registry may
+/// still echo a credential into any of them: [`Redactor`] blanks such values.
 pub const DEBUG_HEADERS: &[&str] = &[
     "content-type",
     "docker-content-digest",
@@ -123,7 +133,7 @@ pub const DEBUG_HEADERS: &[&str] = &[
     "range",
 ];
 
-fn debug_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+fn debug_headers(headers: &HeaderMap, redactor: &Redactor) -> Vec<(String, String)> {
     // One pass over the response's headers (their names are lower case already), rather
     // than a lookup per listed name, which parses each name again on every request.
     let mut out = Vec::new();
@@ -138,10 +148,104 @@ fn debug_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         } else {
             text
         };
+        // Checked whole, before the cut: a secret straddling the cut is still found.
+        if redactor.finds(text) {
+            out.push((name.to_string(), REDACTED.to_string()));
+            continue;
+        }
         // Bounded: a hostile registry cannot bloat the debug output or the history.
         let text: String = text.chars().take(256).collect();
         out.push((name.to_string(), text));
     }
+    out
+}
+
+/// What replaces a value that holds a secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// The secrets a registry could echo back in what it answers: the credentials this client
+/// resolved (password, the base64 of `user:password` that Basic auth sends, a static or
+/// identity token) and every token it holds. Anything registry-controlled that reaches an
+/// output (kept headers, messages, evidence) goes through [`Redactor::finds`] or
+/// [`Redactor::scrub`] first.
+pub struct Redactor {
+    needles: Vec<SecretString>,
+}
+
+impl Redactor {
+    fn of(resolved: &Resolved) -> Vec<SecretString> {
+        let mut out = Vec::new();
+        let mut add = |text: String| {
+            if !text.is_empty() {
+                out.push(SecretString::from(text));
+            }
+        };
+        match resolved {
+            Resolved::Anonymous => {}
+            Resolved::Basic { username, password } => {
+                let password = password.expose_secret();
+                // Unpadded: a prefix of the padded form, so an echo without `=` is caught too.
+                add(base64::engine::general_purpose::STANDARD_NO_PAD
+                    .encode(format!("{username}:{password}")));
+                add(url::form_urlencoded::byte_serialize(password.as_bytes()).collect());
+                add(password.to_string());
+            }
+            Resolved::Bearer(token) | Resolved::Identity(token) => {
+                add(token.expose_secret().to_string());
+            }
+        }
+        out
+    }
+
+    /// Whether `text` holds any of the secrets.
+    pub fn finds(&self, text: &str) -> bool {
+        self.needles
+            .iter()
+            .any(|n| text.contains(n.expose_secret()))
+    }
+
+    /// `text` with every secret in it replaced by [`REDACTED`]. Only whole words count
+    /// (no letter or digit on either side): the exporter's own words stay intact when a
+    /// secret is short ("b" is not taken out of "but"), and an echo is still caught, as it
+    /// always sits between separators (`echo=<secret>`, `Basic <base64>`, a path segment).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for n in &self.needles {
+            out = replace_words(&out, n.expose_secret(), REDACTED);
+        }
+        out
+    }
+}
+
+/// `text` with each occurrence of `word` that has no letter or digit on either side
+/// replaced by `with`.
+fn replace_words(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() || !text.contains(word) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        // What precedes may already be in `out` when the match starts `rest`.
+        let before = rest[..i].chars().next_back().or(out.chars().next_back());
+        let after = rest[i + word.len()..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        // Not a whole word: keep its first character and look again after it.
+        let keep = if alone {
+            0
+        } else {
+            word.chars().next().map_or(1, char::len_utf8)
+        };
+        out.push_str(&rest[..i + keep]);
+        if alone {
+            out.push_str(with);
+            rest = &rest[i + word.len()..];
+        } else {
+            rest = &rest[i + keep..];
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -241,6 +345,11 @@ pub enum TokenError {
     Invalid { realm: String, detail: String },
     #[error("the registry's token realm is not an http(s) URL; refusing to send credentials there")]
     BadRealm,
+    /// An HTTPS registry named a plain-HTTP realm: credentials would travel in clear text.
+    #[error(
+        "the registry is served over https:// but names the plain-HTTP token realm {realm}: the credentials would travel in clear text, so they are not sent; configure the registry's token realm with an https:// URL (Distribution: auth.token.realm)"
+    )]
+    InsecureRealm { realm: String },
 }
 
 impl TokenError {
@@ -252,6 +361,7 @@ impl TokenError {
             TokenError::Status { .. } | TokenError::Invalid { .. } | TokenError::BadRealm => {
                 Reason::TokenEndpointError
             }
+            TokenError::InsecureRealm { .. } => Reason::InsecureTokenRealm,
         }
     }
 }
@@ -270,14 +380,21 @@ pub struct BearerChallenge {
 pub struct Challenges {
     pub bearer: Option<BearerChallenge>,
     pub basic: bool,
+    /// A `WWW-Authenticate` value could not be read: bytes outside visible ASCII, or no
+    /// challenge syntax (broken quoting). `distribution::Answer::of` judges what that means.
+    pub unreadable: bool,
 }
 
 impl Challenges {
     pub fn parse(headers: &HeaderMap) -> Challenges {
         let mut out = Challenges::default();
         for value in headers.get_all(header::WWW_AUTHENTICATE) {
-            let Ok(text) = value.to_str() else { continue };
+            let Ok(text) = value.to_str() else {
+                out.unreadable = true;
+                continue;
+            };
             let Ok(parsed) = http_auth::parse_challenges(text) else {
+                out.unreadable = true;
                 continue;
             };
             for c in parsed {
@@ -348,6 +465,10 @@ pub struct RegistryClient {
     /// How the registry wants to be authenticated, once it has said so.
     challenge: Mutex<Option<Negotiated>>,
     docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
+    /// Held while the Docker config is looked up (a tokio mutex: held across the helper).
+    docker_lookup: tokio::sync::Mutex<()>,
+    /// The secrets of the credentials last resolved, for the [`Redactor`].
+    resolved_secrets: Mutex<Vec<SecretString>>,
     chain_expiries: Arc<ChainExpiries>,
 }
 
@@ -394,6 +515,8 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             challenge: Mutex::new(None),
             docker: Mutex::new(None),
+            docker_lookup: tokio::sync::Mutex::new(()),
+            resolved_secrets: Mutex::new(Vec::new()),
             chain_expiries,
         })
     }
@@ -417,6 +540,33 @@ impl RegistryClient {
     }
 
     async fn resolve(&self) -> Result<(Resolved, AuthMethod), RequestError> {
+        let resolved = self.resolve_now().await?;
+        *self
+            .resolved_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Redactor::of(&resolved.0);
+        Ok(resolved)
+    }
+
+    /// What hides the secrets this client knows from anything a registry sent back.
+    pub fn redactor(&self) -> Redactor {
+        let mut needles = self
+            .resolved_secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        needles.extend(
+            self.tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|t| t.token.clone()),
+        );
+        needles.retain(|n| !n.expose_secret().is_empty());
+        Redactor { needles }
+    }
+
+    async fn resolve_now(&self) -> Result<(Resolved, AuthMethod), RequestError> {
         match &self.credentials {
             Credentials::Anonymous => Ok((Resolved::Anonymous, AuthMethod::Anonymous)),
             Credentials::Basic { password: None, .. } => Err(RequestError::MissingPassword),
@@ -426,22 +576,28 @@ impl RegistryClient {
             } => Ok((
                 Resolved::Basic {
                     username: username.clone(),
-                    password: p.expose()?,
+                    password: p.read().await?,
                 },
                 AuthMethod::Basic,
             )),
             Credentials::Bearer { token } => {
-                Ok((Resolved::Bearer(token.expose()?), AuthMethod::Bearer))
+                Ok((Resolved::Bearer(token.read().await?), AuthMethod::Bearer))
             }
             Credentials::DockerConfig { path } => {
-                let cached = self
-                    .docker
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                if let Some((at, resolved, method)) = cached
-                    && at.elapsed() < DOCKER_CONFIG_CACHE
-                {
+                let cached = || {
+                    self.docker
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .filter(|(at, _, _)| at.elapsed() < DOCKER_CONFIG_CACHE)
+                };
+                if let Some((_, resolved, method)) = cached() {
+                    return Ok((resolved, method));
+                }
+                // One lookup at a time: checks of this registry that run at once (a round
+                // and a /probe) wait for it rather than each running the credential helper.
+                let _one = self.docker_lookup.lock().await;
+                if let Some((_, resolved, method)) = cached() {
                     return Ok((resolved, method));
                 }
                 let (resolved, method) = match docker_config::lookup(path, &self.base).await? {
@@ -671,7 +827,7 @@ impl RegistryClient {
             }
             let headers = std::mem::take(resp.headers_mut());
             observe_limits(&headers, status, trail);
-            kept_headers = debug_headers(&headers);
+            kept_headers = debug_headers(&headers, &self.redactor());
             let body = if req.read_body && req.method != Method::HEAD {
                 read_bounded(&mut resp, MAX_BODY_BYTES).await?
             } else {
@@ -705,9 +861,12 @@ impl RegistryClient {
     }
 
     fn store_token(&self, scope_key: &str, token: &FetchedToken) {
-        let lifetime = token.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let renew_at =
-            Instant::now() + lifetime.saturating_sub(TOKEN_RENEW_MARGIN.min(lifetime / 2));
+        // `parse_token` bounds the lifetime; checked all the same, so no answer can panic.
+        let lifetime = token.expires_in.min(MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
+        let renew_at = now
+            .checked_add(lifetime.saturating_sub(TOKEN_RENEW_MARGIN.min(lifetime / 2)))
+            .unwrap_or(now);
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -748,6 +907,9 @@ impl RegistryClient {
             realm.host_str().unwrap_or_default(),
             realm.port().map(|p| format!(":{p}")).unwrap_or_default()
         ) + realm.path();
+        if !matches!(creds, Resolved::Anonymous) && !credentials_may_go_to(&self.base, &realm) {
+            return Err(TokenError::InsecureRealm { realm: shown }.into());
+        }
         let (builder, auth_used) = match creds {
             Resolved::Identity(refresh) => {
                 let mut form = vec![
@@ -882,11 +1044,21 @@ impl RegistryClient {
         trail.facts(|f| {
             f.token_request_duration = Some(took);
             if let Ok(t) = &result {
-                f.token_expiry = t.expires_in.map(|d| SystemTime::now() + d);
+                f.token_expiry = t
+                    .stated_lifetime
+                    .then(|| SystemTime::now().checked_add(t.expires_in))
+                    .flatten();
             }
         });
         result
     }
+}
+
+/// Whether credentials may be sent to the token `realm` of the registry at `registry`:
+/// not in clear text when the registry itself is reached over TLS. A plain-HTTP registry
+/// sends its own credentials in clear text anyway, so its plain-HTTP realm changes nothing.
+fn credentials_may_go_to(registry: &Url, realm: &Url) -> bool {
+    registry.scheme() != "https" || realm.scheme() == "https"
 }
 
 enum Auth {
@@ -898,7 +1070,24 @@ enum Auth {
 
 struct FetchedToken {
     token: SecretString,
-    expires_in: Option<Duration>,
+    /// How long the token lives: what the server said, within 1 s ..= [`MAX_TOKEN_LIFETIME`],
+    /// or [`DEFAULT_TOKEN_LIFETIME`].
+    expires_in: Duration,
+    /// Whether the server stated a usable lifetime (only then is an expiry reported).
+    stated_lifetime: bool,
+}
+
+/// The lifetime a token server states in `expires_in`, bounded: zero, negative or not a
+/// number means the spec's default; more than [`MAX_TOKEN_LIFETIME`] is cut to it.
+fn token_lifetime(expires_in: Option<&serde_json::Number>) -> Option<Duration> {
+    let n = expires_in?;
+    let secs = match (n.as_u64(), n.as_f64()) {
+        (Some(secs), _) => secs,
+        // A fraction or a number beyond u64 (1e300): whole seconds, saturating.
+        (None, Some(f)) if f.is_finite() && f >= 1.0 => f.min(u64::MAX as f64) as u64,
+        _ => return None,
+    };
+    (secs > 0).then(|| Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME))
 }
 
 fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
@@ -906,7 +1095,8 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
     struct TokenResponse {
         token: Option<String>,
         access_token: Option<String>,
-        expires_in: Option<u64>,
+        // Any JSON number: a negative or huge one must not make the whole answer invalid.
+        expires_in: Option<serde_json::Number>,
     }
     // serde_json's error names a position, never the content: no token leaks through it.
     let parsed: TokenResponse =
@@ -916,12 +1106,11 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
         .filter(|t| !t.is_empty())
         .or(parsed.access_token.filter(|t| !t.is_empty()))
         .ok_or("neither `token` nor `access_token` is set")?;
+    let stated = token_lifetime(parsed.expires_in.as_ref());
     Ok(FetchedToken {
         token: SecretString::from(token),
-        expires_in: parsed
-            .expires_in
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs),
+        expires_in: stated.unwrap_or(DEFAULT_TOKEN_LIFETIME),
+        stated_lifetime: stated.is_some(),
     })
 }
 
@@ -957,7 +1146,7 @@ fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
                     .and_then(|t| t.duration_since(SystemTime::now()).ok())
             });
         if let Some(delay) = delay {
-            trail.facts(|f| f.retry_after = Some(delay));
+            trail.facts(|f| f.retry_after = Some(delay.min(MAX_RETRY_AFTER)));
         }
     }
 }
@@ -992,6 +1181,25 @@ fn classify(e: &reqwest::Error) -> (Reason, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            // The exporter's own descriptor limit: no registry is at fault, and reporting
+            // it as one (connection_error) sends operators to the wrong place.
+            if let Some(code @ (libc::EMFILE | libc::ENFILE)) = io.raw_os_error() {
+                let scope = if code == libc::EMFILE {
+                    "the process's"
+                } else {
+                    "the system's"
+                };
+                tracing::error!(
+                    error = %io,
+                    "the exporter ran out of file descriptors ({scope} limit); requests to registries fail until it has some again: raise LimitNOFILE (systemd) or ulimit -n, or lower max_concurrency"
+                );
+                return (
+                    Reason::LocalResourceExhausted,
+                    format!(
+                        "the exporter ran out of file descriptors ({scope} limit, \"{io}\"): its own problem, not the registry's; raise LimitNOFILE in its systemd unit or ulimit -n (the container's nofile limit), or lower max_concurrency"
+                    ),
+                );
+            }
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
                     return (Reason::ConnectionRefused, "connection refused".into());
@@ -1069,20 +1277,108 @@ mod tests {
     }
 
     #[test]
-    fn garbage_challenges_are_ignored() {
+    fn garbage_challenges_are_ignored_and_noted() {
         let c = Challenges::parse(&headers(&["Bearer realm=\"unterminated", "=,=,"]));
-        assert_eq!(c, Challenges::default());
+        assert_eq!(
+            c,
+            Challenges {
+                unreadable: true,
+                ..Challenges::default()
+            }
+        );
+        let mut h = HeaderMap::new();
+        h.append(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_bytes("Bearer realm=\"http://x/tökén\"".as_bytes()).unwrap(),
+        );
+        let c = Challenges::parse(&h);
+        assert!(c.unreadable && c.bearer.is_none() && !c.basic, "{c:?}");
     }
 
     #[test]
     fn token_response_accepts_token_or_access_token() {
         let t = parse_token(br#"{"token":"a","expires_in":300}"#).unwrap();
         assert_eq!(t.token.expose_secret(), "a");
-        assert_eq!(t.expires_in, Some(Duration::from_secs(300)));
+        assert_eq!(t.expires_in, Duration::from_secs(300));
+        assert!(t.stated_lifetime);
         let t = parse_token(br#"{"access_token":"b"}"#).unwrap();
         assert_eq!(t.token.expose_secret(), "b");
-        assert_eq!(t.expires_in, None);
+        assert_eq!(t.expires_in, DEFAULT_TOKEN_LIFETIME);
+        assert!(!t.stated_lifetime);
         assert!(parse_token(br#"{"token":""}"#).is_err());
         assert!(parse_token(b"<html>").is_err());
+    }
+
+    #[test]
+    fn credentials_never_go_from_https_to_a_plain_http_realm() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let https = url("https://registry.example.com/");
+        let http = url("http://registry.example.com/");
+        assert!(!credentials_may_go_to(
+            &https,
+            &url("http://auth.example.com/token")
+        ));
+        assert!(credentials_may_go_to(
+            &https,
+            &url("https://auth.example.com/token")
+        ));
+        assert!(credentials_may_go_to(
+            &http,
+            &url("http://auth.example.com/token")
+        ));
+        assert!(credentials_may_go_to(
+            &http,
+            &url("https://auth.example.com/token")
+        ));
+        assert_eq!(
+            TokenError::InsecureRealm {
+                realm: "http://auth.example.com/token".into()
+            }
+            .reason(),
+            Reason::InsecureTokenRealm
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_as_whole_words() {
+        let r = Redactor {
+            needles: vec![SecretString::from("b"), SecretString::from("s3cr3t")],
+        };
+        assert_eq!(
+            r.scrub("but a b, echo=s3cr3t; xs3cr3t"),
+            "but a [redacted], echo=[redacted]; xs3cr3t"
+        );
+        assert_eq!(r.scrub("bb b"), "bb [redacted]");
+        assert_eq!(replace_words("ébé", "b", "X"), "ébé");
+        assert!(r.finds("xs3cr3tx"), "headers are blanked on any occurrence");
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let trail = Trail::default();
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, "18446744073709551615".parse().unwrap());
+        observe_limits(&h, StatusCode::TOO_MANY_REQUESTS, &trail);
+        assert_eq!(trail.take().1.retry_after, Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        let lifetime = |json: &str| {
+            let t = parse_token(format!(r#"{{"token":"a","expires_in":{json}}}"#).as_bytes())
+                .expect("a token answer");
+            (t.expires_in, t.stated_lifetime)
+        };
+        assert_eq!(lifetime("18446744073709551615"), (MAX_TOKEN_LIFETIME, true));
+        assert_eq!(lifetime("1e300"), (MAX_TOKEN_LIFETIME, true));
+        assert_eq!(lifetime("86401"), (MAX_TOKEN_LIFETIME, true));
+        assert_eq!(lifetime("299.9"), (Duration::from_secs(299), true));
+        for spec_default in ["0", "-1", "-9223372036854775808", "0.5", "-1e300"] {
+            assert_eq!(
+                lifetime(spec_default),
+                (DEFAULT_TOKEN_LIFETIME, false),
+                "{spec_default}"
+            );
+        }
     }
 }

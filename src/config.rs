@@ -3,9 +3,10 @@
 //! Owns loading (a TOML or YAML file through figment, then environment variables on top),
 //! the seed keys of existing doctor deployments (`OCI__RegistryUrl`, `Registry__Url`, ...),
 //! and every validation rule. `Config::resolve` is the only way to get a [`Config`], so
-//! nothing invalid gets past it. It does not read secrets: a password file is read when a
-//! check needs it (see [`Secret::expose`]), so a rotation is picked up and one registry's
-//! missing secret never stops the others.
+//! nothing invalid gets past it. It does not keep secrets: a password file is read when a
+//! check needs it (see [`Secret::read`]), so a rotation is picked up and one registry's
+//! missing secret never stops the others; loading only reads it once (bounded, see
+//! `secret_file`) to warn about an unreadable one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::checks::CheckKind;
+use crate::secret_file::{self, FileProblem};
 
 /// Default interval between two rounds of checks of one registry.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -367,30 +369,62 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A secret that could not be read. Its text names the file, never the content.
+/// A secret that could not be read. Its text names the file and the fix, never the content.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "cannot read secret file {path}: {problem}; check that the file exists and is readable by the exporter"
-)]
+#[error("cannot read secret file {path}: {problem}; {fix}")]
 pub struct SecretError {
     pub path: String,
     pub problem: String,
+    pub fix: String,
+}
+
+impl SecretError {
+    fn of(path: &Path, problem: FileProblem) -> SecretError {
+        SecretError {
+            path: path.display().to_string(),
+            problem: problem.to_string(),
+            fix: problem.fix().to_string(),
+        }
+    }
+}
+
+/// A secret file's content without one trailing newline (as `echo` and Kubernetes tooling
+/// write it).
+fn secret_text(path: &Path, bytes: Vec<u8>) -> Result<SecretString, SecretError> {
+    let text = String::from_utf8(bytes).map_err(|_| SecretError {
+        path: path.display().to_string(),
+        problem: "it is not UTF-8 text".into(),
+        fix: "write the secret as text".into(),
+    })?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    Ok(SecretString::from(trimmed.to_string()))
 }
 
 impl Secret {
-    /// The current value. A file is read on every call so a rotated secret is picked up;
-    /// one trailing newline (as `echo` and Kubernetes tooling write) is dropped.
+    /// The current value, for async code: a file is read on every call (so a rotated
+    /// secret is picked up) off the async workers, bounded as `secret_file` says.
+    pub async fn read(&self) -> Result<SecretString, SecretError> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(path) => {
+                let bytes = secret_file::read(path)
+                    .await
+                    .map_err(|p| SecretError::of(path, p))?;
+                secret_text(path, bytes)
+            }
+        }
+    }
+
+    /// The current value, for synchronous code (loading the config, tests). It blocks the
+    /// caller for at most `secret_file::READ_TIMEOUT`; async code uses [`Secret::read`].
     pub fn expose(&self) -> Result<SecretString, SecretError> {
         match self {
             Secret::Inline(s) => Ok(s.clone()),
             Secret::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| SecretError {
-                    path: path.display().to_string(),
-                    problem: e.kind().to_string(),
-                })?;
-                let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-                let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-                Ok(SecretString::from(trimmed.to_string()))
+                let bytes =
+                    secret_file::read_blocking(path).map_err(|p| SecretError::of(path, p))?;
+                secret_text(path, bytes)
             }
         }
     }
@@ -404,6 +438,7 @@ impl Secret {
                     Secret::Inline(_) => "(inline)".into(),
                 },
                 problem: "empty".into(),
+                fix: "write the secret into it".into(),
             }),
             Ok(_) => None,
         }
@@ -521,11 +556,15 @@ impl Config {
                     }
                 }
                 Credentials::DockerConfig { path } => {
-                    if let Err(e) = std::fs::metadata(path) {
+                    // Bounded as every read of it is: a FIFO or a hung mount cannot stall loading.
+                    if let Err(e) = secret_file::read_blocking(path) {
                         warnings.push(format!(
-                            "registry \"{name}\": cannot read docker config {}: {}; check docker_config or DOCKER_CONFIG",
+                            "registry \"{name}\": cannot read docker config {}: {e}; {}",
                             path.display(),
-                            e.kind()
+                            match e {
+                                FileProblem::Io(_) => "check docker_config or DOCKER_CONFIG",
+                                _ => e.fix(),
+                            }
                         ));
                     }
                 }

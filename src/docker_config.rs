@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
 use crate::outcome::AuthMethod;
+use crate::secret_file::{self, FileProblem};
 
 /// How long a credential helper may take.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,8 +48,12 @@ pub struct Found {
 /// The Docker config could not be used. The text never holds a secret.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DockerConfigError {
-    #[error("cannot read docker config {path}: {problem}; check docker_config or DOCKER_CONFIG")]
-    Read { path: String, problem: String },
+    #[error("cannot read docker config {path}: {problem}; {fix}")]
+    Read {
+        path: String,
+        problem: String,
+        fix: &'static str,
+    },
     #[error("docker config {path} is not valid JSON ({problem}); fix the file")]
     Parse { path: String, problem: String },
     #[error(
@@ -125,11 +130,16 @@ fn find<'a, T>(map: &'a HashMap<String, T>, key: &str) -> Option<&'a T> {
 /// nothing for it (docker then pulls anonymously, and so do we).
 pub async fn lookup(path: &Path, registry: &Url) -> Result<Option<Found>, DockerConfigError> {
     let shown = path.display().to_string();
-    let text = tokio::fs::read(path)
+    // Off the async workers, bounded in time and size, regular files only: see secret_file.
+    let text = secret_file::read(path)
         .await
         .map_err(|e| DockerConfigError::Read {
             path: shown.clone(),
-            problem: e.kind().to_string(),
+            problem: e.to_string(),
+            fix: match e {
+                FileProblem::Io(_) => "check docker_config or DOCKER_CONFIG",
+                _ => e.fix(),
+            },
         })?;
     let file: File = serde_json::from_slice(&text).map_err(|e| DockerConfigError::Parse {
         path: shown.clone(),
@@ -202,9 +212,15 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        // Its own process group, so that whatever the helper starts can be killed with it.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| err(format!("cannot be started ({})", e.kind())))?;
+    // Declared after `child`, so dropped before it when this future is dropped (the
+    // check's timeout): the group is killed while its leader is not yet reaped, hence
+    // while its id cannot name another group.
+    let mut group = HelperGroup(child.id().and_then(|id| libc::pid_t::try_from(id).ok()));
     let run = async {
         if let Some(mut stdin) = child.stdin.take() {
             stdin
@@ -214,11 +230,18 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         }
         let mut out = Vec::new();
         if let Some(stdout) = child.stdout.take() {
+            // One byte past the limit tells an answer that is too long from one that fits.
             stdout
-                .take(MAX_HELPER_OUTPUT)
+                .take(MAX_HELPER_OUTPUT + 1)
                 .read_to_end(&mut out)
                 .await
                 .map_err(|e| err(format!("output could not be read ({})", e.kind())))?;
+        }
+        if out.len() as u64 > MAX_HELPER_OUTPUT {
+            return Err(err(format!(
+                "answered more than {} KiB, which is not a credential",
+                MAX_HELPER_OUTPUT / 1024
+            )));
         }
         let status = child
             .wait()
@@ -226,14 +249,21 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
             .map_err(|e| err(format!("could not be waited for ({})", e.kind())))?;
         Ok::<_, DockerConfigError>((status, out))
     };
-    let (status, out) = tokio::time::timeout(HELPER_TIMEOUT, run)
-        .await
-        .map_err(|_| {
-            err(format!(
-                "did not answer within {}s",
-                HELPER_TIMEOUT.as_secs()
-            ))
-        })??;
+    let answered = tokio::time::timeout(HELPER_TIMEOUT, run).await;
+    if let Ok(Ok(_)) = &answered {
+        // The helper exited by itself and is reaped: its group id may no longer be its
+        // own, and what it left running on purpose (an agent) is not ours to kill.
+        group.disarm();
+    }
+    // Timed out, or failed before it exited (too much output): kill it and everything it
+    // started, which would otherwise survive it, one orphan per run.
+    drop(group);
+    let (status, out) = answered.map_err(|_| {
+        err(format!(
+            "did not answer within {}s; it was killed with every process it started",
+            HELPER_TIMEOUT.as_secs()
+        ))
+    })??;
     if !status.success() {
         // The helpers' protocol: "credentials not found in native keychain" means none.
         if String::from_utf8_lossy(&out).contains("credentials not found") {
@@ -260,6 +290,30 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         auth,
         method: AuthMethod::CredentialHelper,
     }))
+}
+
+/// A running credential helper's process group (its id is the helper's pid); dropping it
+/// kills every process in the group, unless disarmed.
+struct HelperGroup(Option<libc::pid_t>);
+
+impl HelperGroup {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for HelperGroup {
+    fn drop(&mut self) {
+        // A pid of a child we spawned is > 1; anything else would name our own group or
+        // every process, so it is never signalled.
+        if let Some(pgid) = self.0.filter(|&p| p > 1) {
+            // SAFETY: killpg takes plain integers and touches no memory of ours; the group
+            // is the helper's own (`process_group(0)`). ESRCH (already gone) needs nothing.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
 //! - `report`: debug text, the doctor's text and JSON.
 //! - `scheduler`: interval mode's background loop per registry.
+//! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
 //! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
 //! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod report;
 pub mod scheduler;
+pub mod secret_file;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -157,6 +157,14 @@ label_enum! {
         /// The registry serves the API, but not as the spec says (a wrong Content-Type);
         /// some clients cope, some fall back.
         Nonconformant => "nonconformant",
+        /// The check panicked: a bug in the exporter, contained to that one result.
+        InternalError => "internal_error",
+        /// The exporter itself ran out of file descriptors (EMFILE, ENFILE): its own
+        /// limit, not a fault of the registry.
+        LocalResourceExhausted => "local_resource_exhausted",
+        /// An HTTPS registry named a plain-HTTP token realm: the credentials are not sent
+        /// there, as they would travel in clear text.
+        InsecureTokenRealm => "insecure_token_realm",
     }
 }
 

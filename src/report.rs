@@ -118,6 +118,7 @@ const CREDENTIALS: &[Reason] = &[
     Reason::SecretUnreadable,
     Reason::TokenEndpointUnreachable,
     Reason::TokenEndpointError,
+    Reason::InsecureTokenRealm,
 ];
 
 /// For each result, the check whose failure explains it (its root cause), if another

@@ -79,6 +79,19 @@ fn lower_layers_do_not_import_higher_ones() {
         ("distribution/answer.rs", &["checks", "catalogue", "app"]),
         ("distribution/types.rs", &["checks", "client", "catalogue"]),
         ("catalogue.rs", &["checks", "client", "distribution"]),
+        (
+            "secret_file.rs",
+            &[
+                "checks",
+                "client",
+                "config",
+                "docker_config",
+                "distribution",
+                "catalogue",
+                "outcome",
+                "app",
+            ],
+        ),
     ];
     for (file, forbidden) in rules {
         let path = src().join(file);

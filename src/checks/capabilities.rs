@@ -303,7 +303,7 @@ impl Probing<'_> {
                 cap,
                 CapabilityStatus::Error,
                 Some(answer.status),
-                error_reason(answer.status),
+                error_reason(&answer),
                 format!("error ({})", answer.describe()),
             ),
         }
@@ -595,7 +595,7 @@ impl Probing<'_> {
             ),
             _ => (
                 CapabilityStatus::Error,
-                error_reason(code),
+                error_reason(answer),
                 format!("error ({what})"),
             ),
         };
@@ -723,10 +723,11 @@ impl Probing<'_> {
 }
 
 /// The reason for an answer that is neither success nor a refusal.
-fn error_reason(code: u16) -> Reason {
-    match code {
-        429 => Reason::RateLimited,
-        500..=599 => Reason::ServerError,
+fn error_reason(answer: &Answer) -> Reason {
+    match answer.class {
+        Class::RateLimited => Reason::RateLimited,
+        Class::ServerError => Reason::ServerError,
+        Class::BadChallenge => Reason::InvalidResponse,
         _ => Reason::UnexpectedStatus,
     }
 }

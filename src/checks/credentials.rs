@@ -60,6 +60,14 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             Reason::Ok,
             format!("credentials ({m}) accepted by the registry"),
         ),
+        Class::BadChallenge => (
+            Status::Fail,
+            Reason::InvalidResponse,
+            format!(
+                "GET /v2/ answered {}: the challenge cannot be parsed (bytes outside ASCII or broken quoting), so the credentials ({m}) cannot be judged; check the auth configuration of the registry or of the proxy in front of it",
+                answer.describe()
+            ),
+        ),
         Class::Unauthenticated | Class::NotPermitted if anonymous => {
             let ch = Challenges::parse(&resp.headers);
             let scheme = if ch.bearer.is_some() {

@@ -12,9 +12,12 @@ pub mod push;
 pub mod referrers;
 pub mod registry;
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::client::{RegistryClient, RequestError, Trail};
@@ -84,6 +87,13 @@ pub(crate) fn refused(
             Status::Pass,
             Reason::Ok,
             format!("{doing} succeeded ({what})"),
+        ),
+        Class::BadChallenge => (
+            Status::Fail,
+            Reason::InvalidResponse,
+            format!(
+                "the registry answered {what} when {doing}: its WWW-Authenticate challenge cannot be parsed (bytes outside ASCII or broken quoting), so neither the credentials nor their absence can be judged; check the auth configuration of the registry or of the proxy in front of it"
+            ),
         ),
         Class::Unauthenticated | Class::NotPermitted if anonymous => (
             Status::Fail,
@@ -197,9 +207,51 @@ fn merge_facts(into: &mut Facts, from: Facts) {
     into.error_code = into.error_code.take().or(from.error_code);
 }
 
+/// The longest panic message kept in a result.
+const MAX_PANIC_TEXT: usize = 200;
+
+/// Runs a check's future and turns a panic into a `fail` result with reason
+/// `internal_error` and an error log line: one check's bug never takes its registry's
+/// schedule, a `/probe` answer or the doctor's report down with it.
+///
+/// `AssertUnwindSafe` holds because what a check shares outlives it only behind mutexes
+/// whose every user recovers from poisoning (`RegistryClient`'s caches, the `Trail`), and
+/// a half-written cache entry is at worst a token fetched again.
+pub(crate) async fn contain_panic<F>(kind: CheckKind, registry: &str, fut: F) -> CheckResult
+where
+    F: Future<Output = CheckResult>,
+{
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            let text: String = text.chars().take(MAX_PANIC_TEXT).collect();
+            tracing::error!(
+                registry,
+                check = kind.short_name(),
+                panic = %text,
+                "a check panicked: a bug in the exporter, not a registry fault; the check fails with reason internal_error and runs again at its next turn"
+            );
+            CheckResult::new(
+                kind,
+                Status::Fail,
+                Reason::InternalError,
+                format!(
+                    "the check panicked ({text}): a bug in the exporter, not a registry fault; report it with this message and the exporter's version"
+                ),
+            )
+        }
+    }
+}
+
 /// Runs one check with the target's timeout and fills in duration and request trail.
 ///
-/// The run is the span `check` (see `telemetry`); its requests are child spans.
+/// The run is the span `check` (see `telemetry`); its requests are child spans. A panic
+/// in the check becomes a `fail` result (see [`contain_panic`]).
 pub async fn run_check(
     kind: CheckKind,
     target: &Target,
@@ -228,7 +280,8 @@ pub async fn run_check(
         }
     }
     .instrument(span.clone());
-    let mut result = match tokio::time::timeout(target.timeout, fut).await {
+    let contained = contain_panic(kind, &target.name, fut);
+    let mut result = match tokio::time::timeout(target.timeout, contained).await {
         Ok(result) => result,
         Err(_) => CheckResult::new(
             kind,
@@ -251,12 +304,23 @@ pub async fn run_check(
     if result.status == Status::Fail {
         span.record("otel.status_code", "error");
     }
-    let (requests, facts) = cx.trail.take();
+    let (mut requests, facts) = cx.trail.take();
+    // A registry may echo a credential into what becomes a message, evidence or a note
+    // (a Content-Type, a challenge's scope); headers were redacted as they were kept.
+    let redactor = client.redactor();
+    result.message = redactor.scrub(&result.message);
+    for value in result.evidence.values_mut() {
+        *value = redactor.scrub(value);
+    }
+    for note in requests.iter_mut().filter_map(|r| r.note.as_mut()) {
+        *note = redactor.scrub(note);
+    }
     result.requests = requests;
     merge_facts(&mut result.facts, facts);
     // Advice depends on the method in use (a Docker config may resolve to a helper or to
-    // nothing), so every result carries it.
-    if result.facts.auth_method.is_none() {
+    // nothing), so every result carries it. Not when resolving is what just failed: a hung
+    // credential helper would cost its timeout a second time, outside the check's.
+    if result.facts.auth_method.is_none() && result.reason != Reason::SecretUnreadable {
         result.facts.auth_method = client.auth_method().await.ok();
     }
     result
@@ -264,4 +328,29 @@ pub async fn run_check(
         .entry("auth_method")
         .or_insert_with(|| target.credentials.method().to_string());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_check_becomes_fail_internal_error() {
+        let panicking = async {
+            // The real panic issue 12 found: an `Instant` pushed past its range.
+            let _ = Instant::now() + std::time::Duration::from_secs(u64::MAX);
+            CheckResult::new(CheckKind::Pull, Status::Pass, Reason::Ok, "unreachable")
+        };
+        let r = contain_panic(CheckKind::Pull, "reg", panicking).await;
+        assert_eq!(
+            (r.check, r.status, r.reason),
+            (CheckKind::Pull, Status::Fail, Reason::InternalError)
+        );
+        assert!(r.message.contains("overflow"), "{}", r.message);
+        assert!(r.message.contains("bug in the exporter"), "{}", r.message);
+
+        let fine = async { CheckResult::new(CheckKind::Pull, Status::Pass, Reason::Ok, "ok") };
+        let r = contain_panic(CheckKind::Pull, "reg", fine).await;
+        assert_eq!((r.status, r.reason), (Status::Pass, Reason::Ok));
+    }
 }

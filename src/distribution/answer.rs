@@ -62,6 +62,10 @@ pub enum Class {
     Success,
     /// 401 without `insufficient_scope`: the credentials, or their absence, were refused.
     Unauthenticated,
+    /// 401 whose `WWW-Authenticate` challenge cannot be read (bytes outside visible ASCII,
+    /// broken quoting) and names no usable scheme: how to authenticate is unknown, so the
+    /// answer says nothing about the credentials. A malformed answer, not a refusal.
+    BadChallenge,
     /// 401 `insufficient_scope`, or 403: known, but not allowed to do this.
     NotPermitted,
     /// The credentials were valid once and have expired. ECR answers 403 DENIED "Your
@@ -104,6 +108,7 @@ impl Answer {
         let says = |needle: &str| error.as_ref().is_some_and(|e| e.message_has(needle));
         let class = match status {
             200..=299 => Class::Success,
+            401 if unreadable_challenge(resp) => Class::BadChallenge,
             401 if insufficient_scope(resp) => Class::NotPermitted,
             401 => Class::Unauthenticated,
             403 if says("read only mode") || says("read-only mode") => Class::ReadOnly,
@@ -135,6 +140,9 @@ impl Answer {
         if self.status == 401 && self.class == Class::NotPermitted {
             return "HTTP 401 insufficient_scope".to_string();
         }
+        if self.class == Class::BadChallenge {
+            return "HTTP 401 with an unreadable WWW-Authenticate challenge".to_string();
+        }
         match &self.error {
             // Codes that only restate the status add nothing.
             Some(e)
@@ -148,6 +156,12 @@ impl Answer {
             _ => format!("HTTP {}", self.status),
         }
     }
+}
+
+/// A 401 whose challenge cannot be read and names no scheme that could be answered.
+fn unreadable_challenge(resp: &Response) -> bool {
+    let ch = Challenges::parse(&resp.headers);
+    ch.unreadable && ch.bearer.is_none() && !ch.basic
 }
 
 /// A 401 whose Bearer challenge says the token lacks an action.
@@ -215,6 +229,31 @@ mod tests {
             Class::NotFound
         );
         assert_eq!(answer(404, "404 page not found").class, Class::NotFound);
+    }
+
+    #[test]
+    fn an_unreadable_challenge_is_a_bad_challenge_not_a_refusal() {
+        let with = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.append(
+                "www-authenticate",
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            );
+            Answer::of(&Response {
+                status: StatusCode::UNAUTHORIZED,
+                headers,
+                body: Default::default(),
+            })
+            .class
+        };
+        assert_eq!(
+            with("Bearer realm=\"http://x/tökén\"".as_bytes()),
+            Class::BadChallenge
+        );
+        assert_eq!(with(b"Bearer realm=\"unterminated"), Class::BadChallenge);
+        assert_eq!(with(b"Basic realm=\"x\""), Class::Unauthenticated);
+        // No challenge at all is still a plain refusal.
+        assert_eq!(answer(401, "").class, Class::Unauthenticated);
     }
 
     #[test]
