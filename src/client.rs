@@ -1068,7 +1068,7 @@ enum Auth {
     Token(SecretString),
 }
 
-struct FetchedToken {
+pub(crate) struct FetchedToken {
     token: SecretString,
     /// How long the token lives: what the server said, within 1 s ..= [`MAX_TOKEN_LIFETIME`],
     /// or [`DEFAULT_TOKEN_LIFETIME`].
@@ -1090,7 +1090,7 @@ fn token_lifetime(expires_in: Option<&serde_json::Number>) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME))
 }
 
-fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
+pub(crate) fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         token: Option<String>,
@@ -1115,7 +1115,7 @@ fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
 }
 
 /// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and a 429's `Retry-After`.
-fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
+pub(crate) fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
     let number = |name: &str| {
         let v = headers.get(name)?.to_str().ok()?;
         v.split(';')

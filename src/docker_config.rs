@@ -67,7 +67,7 @@ pub enum DockerConfigError {
 }
 
 #[derive(Deserialize, Default)]
-struct File {
+pub(crate) struct File {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
     #[serde(default, rename = "credHelpers")]
@@ -141,11 +141,7 @@ pub async fn lookup(path: &Path, registry: &Url) -> Result<Option<Found>, Docker
                 _ => e.fix(),
             },
         })?;
-    let file: File = serde_json::from_slice(&text).map_err(|e| DockerConfigError::Parse {
-        path: shown.clone(),
-        // serde_json's message names a position and an expectation, never the content.
-        problem: format!("line {} column {}", e.line(), e.column()),
-    })?;
+    let file = parse(&text, &shown)?;
     let key = registry_key(registry);
     let helper = find(&file.cred_helpers, &key).or(file.creds_store.as_ref());
     if let Some(helper) = helper.filter(|h| !h.is_empty())
@@ -153,7 +149,25 @@ pub async fn lookup(path: &Path, registry: &Url) -> Result<Option<Found>, Docker
     {
         return Ok(Some(found));
     }
-    let Some(entry) = find(&file.auths, &key) else {
+    from_auths(&file, &key, &shown)
+}
+
+/// A Docker config file's JSON.
+pub(crate) fn parse(text: &[u8], shown: &str) -> Result<File, DockerConfigError> {
+    serde_json::from_slice(text).map_err(|e| DockerConfigError::Parse {
+        path: shown.to_string(),
+        // serde_json's message names a position and an expectation, never the content.
+        problem: format!("line {} column {}", e.line(), e.column()),
+    })
+}
+
+/// The credentials the `auths` section holds for the registry `key`.
+pub(crate) fn from_auths(
+    file: &File,
+    key: &str,
+    shown: &str,
+) -> Result<Option<Found>, DockerConfigError> {
+    let Some(entry) = find(&file.auths, key) else {
         return Ok(None);
     };
     if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
@@ -177,8 +191,8 @@ pub async fn lookup(path: &Path, registry: &Url) -> Result<Option<Found>, Docker
         return Ok(None);
     };
     let bad = || DockerConfigError::BadAuth {
-        path: shown.clone(),
-        host: key.clone(),
+        path: shown.to_string(),
+        host: key.to_string(),
     };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(auth.trim())
@@ -271,8 +285,13 @@ async fn run_helper(helper: &str, key: &str) -> Result<Option<Found>, DockerConf
         }
         return Err(err(format!("failed ({status})")));
     }
-    let answer: HelperAnswer = serde_json::from_slice(&out)
-        .map_err(|_| err("answered something that is not its JSON".into()))?;
+    helper_answer(&out).map_err(|()| err("answered something that is not its JSON".into()))
+}
+
+/// A credential helper's answer to `get`: `{"Username","Secret"}`; `<token>` as the
+/// username means an identity token.
+pub(crate) fn helper_answer(out: &[u8]) -> Result<Option<Found>, ()> {
+    let answer: HelperAnswer = serde_json::from_slice(out).map_err(|_| ())?;
     if answer.secret.is_empty() {
         return Ok(None);
     }

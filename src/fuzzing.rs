@@ -9,8 +9,9 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::client::{Challenges, Response};
+use crate::client::{self, Challenges, Response, Trail};
 use crate::distribution::{self, Answer, OciError};
+use crate::docker_config;
 
 /// Headers from `data`, one `name: value` per line (invalid ones are skipped, as the HTTP
 /// stack would never deliver them).
@@ -93,4 +94,35 @@ pub fn location(data: &[u8]) {
         let base = Url::parse(base).expect("a literal base URL parses");
         let _ = distribution::same_origin(&base, text);
     }
+}
+
+/// A token service's answer (`token`/`access_token`, `expires_in`).
+pub fn token_answer(data: &[u8]) {
+    let _ = client::parse_token(data);
+}
+
+/// `RateLimit-Limit`/`RateLimit-Remaining` and a 429's `Retry-After`, as the client reads them.
+pub fn rate_limit_headers(data: &[u8]) {
+    let map = headers(data);
+    let trail = Trail::default();
+    client::observe_limits(&map, StatusCode::TOO_MANY_REQUESTS, &trail);
+    client::observe_limits(&map, StatusCode::OK, &trail);
+}
+
+/// A Docker config.json (the `auths` lookup for a few registry keys) and a credential
+/// helper's answer.
+pub fn docker_config(data: &[u8]) {
+    if let Ok(file) = docker_config::parse(data, "fuzz.json") {
+        for url in [
+            "https://index.docker.io/v1/",
+            "https://ghcr.io/",
+            "http://127.0.0.1:5000/",
+        ] {
+            // The URLs are literals that parse.
+            let url = Url::parse(url).expect("a literal URL parses");
+            let key = docker_config::registry_key(&url);
+            let _ = docker_config::from_auths(&file, &key, "fuzz.json");
+        }
+    }
+    let _ = docker_config::helper_answer(data);
 }
