@@ -279,7 +279,10 @@ fn renders() -> &'static BTreeMap<String, String> {
             "{EXAMPLE}/kustomization.yaml sets `namespace: {NAMESPACE}` once"
         );
         let swapped = k
-            .replace(&namespace_line, &format!("\nnamespace: {OTHER_NAMESPACE}\n"))
+            .replace(
+                &namespace_line,
+                &format!("\nnamespace: {OTHER_NAMESPACE}\n"),
+            )
             .replace(
                 "\n  - ../../components/servicemonitor\n",
                 "\n  - ../../components/probe\n",
@@ -576,7 +579,11 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
     let mut seen_dirs = BTreeSet::new();
     for path in &kustomizations {
         let here = path.parent().unwrap();
-        let rel = here.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        let rel = here
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         seen_dirs.insert(rel.clone());
         let docs = yaml_documents(path);
         assert_eq!(docs.len(), 1, "{rel}/kustomization.yaml is one document");
@@ -593,7 +600,11 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
         );
         let (resources, components, generated_from) = kustomization_paths(k);
         let unique: BTreeSet<&String> = resources.iter().collect();
-        assert_eq!(unique.len(), resources.len(), "{rel}: a resource is listed twice");
+        assert_eq!(
+            unique.len(),
+            resources.len(),
+            "{rel}: a resource is listed twice"
+        );
         for r in resources.iter().chain(&components) {
             assert!(
                 here.join(r).exists(),
@@ -611,14 +622,20 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
         if rel != EXAMPLE {
             // The example's generator files are the secrets the user creates.
             for f in &generated_from {
-                assert!(here.join(f).is_file(), "{rel}: generator file {f} is missing");
+                assert!(
+                    here.join(f).is_file(),
+                    "{rel}: generator file {f} is missing"
+                );
             }
         }
         // Every manifest of the directory is listed.
         for entry in std::fs::read_dir(here).unwrap() {
             let p = entry.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if p.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_kustomization(&p) {
+            if p.is_file()
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && !is_kustomization(&p)
+            {
                 assert!(
                     resources.contains(&name),
                     "deploy/kubernetes/{rel}/{name} is not listed in its kustomization.yaml's resources"
@@ -631,8 +648,18 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
     assert_eq!(seen_dirs, want, "the kustomize tree's directories");
     // Every manifest is in a directory with a kustomization.
     for path in files.iter().filter(|p| !is_kustomization(p)) {
-        let parent = path.parent().unwrap().strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
-        assert!(seen_dirs.contains(&parent), "{} is in no kustomization's directory", path.display());
+        let parent = path
+            .parent()
+            .unwrap()
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            seen_dirs.contains(&parent),
+            "{} is in no kustomization's directory",
+            path.display()
+        );
     }
 }
 
@@ -644,12 +671,20 @@ fn namespace_is_set_only_in_the_overlay_and_no_placeholder_secret_ships() {
     let mut files = Vec::new();
     yaml_files(&dir, &mut files);
     for path in &files {
-        let rel = path.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let text = read(path);
-        assert!(!text.contains("CHANGE-ME"), "{rel} ships a CHANGE-ME placeholder");
+        assert!(
+            !text.contains("CHANGE-ME"),
+            "{rel} ships a CHANGE-ME placeholder"
+        );
         for doc in yaml_documents(path) {
             if is_kustomization(path) {
-                let expected = (rel == format!("{EXAMPLE}/kustomization.yaml")).then_some(NAMESPACE);
+                let expected =
+                    (rel == format!("{EXAMPLE}/kustomization.yaml")).then_some(NAMESPACE);
                 assert_eq!(doc["namespace"].as_str(), expected, "{rel}: namespace:");
                 continue;
             }
@@ -657,7 +692,11 @@ fn namespace_is_set_only_in_the_overlay_and_no_placeholder_secret_ships() {
                 doc["metadata"]["namespace"].is_null(),
                 "{rel} sets metadata.namespace; the overlay sets it"
             );
-            assert_ne!(doc["kind"].as_str(), Some("Secret"), "{rel} is a Secret: generate it in the overlay");
+            assert_ne!(
+                doc["kind"].as_str(),
+                Some("Secret"),
+                "{rel} is a Secret: generate it in the overlay"
+            );
         }
     }
 }
@@ -716,18 +755,26 @@ fn base_renders_the_exporter_alone_with_a_valid_config_and_no_secret() {
     .collect();
     assert_eq!(kinds(&base), want, "the base's objects");
     for m in &base {
-        assert_eq!(m.namespace(), None, "base: {} {} has a namespace", m.kind(), m.name());
+        assert_eq!(
+            m.namespace(),
+            None,
+            "base: {} {} has a namespace",
+            m.kind(),
+            m.name()
+        );
     }
     // Generated by configMapGenerator: its name carries the content hash, and the
     // Deployment mounts it by that name.
     let cm = config_configmap(&base);
     assert!(
-        cm.name().starts_with("oci-registry-exporter-config-") && cm.name() != "oci-registry-exporter-config-",
+        cm.name().starts_with("oci-registry-exporter-config-")
+            && cm.name() != "oci-registry-exporter-config-",
         "the config ConfigMap has no hash suffix: {}",
         cm.name()
     );
     let (_dir, path) = config_file(&base);
-    let config = Config::load(Some(&path)).unwrap_or_else(|e| panic!("base/config.toml is invalid: {e}"));
+    let config =
+        Config::load(Some(&path)).unwrap_or_else(|e| panic!("base/config.toml is invalid: {e}"));
     assert!(
         config.warnings.is_empty(),
         "base/config.toml needs secrets the base does not have: {:?}",
@@ -738,13 +785,17 @@ fn base_renders_the_exporter_alone_with_a_valid_config_and_no_secret() {
 #[test]
 fn each_component_adds_only_its_objects_to_the_base() {
     let base = rendered("base");
-    let base_objects: BTreeSet<(String, String)> =
-        base.iter().map(|m| (m.kind().into(), m.name().into())).collect();
+    let base_objects: BTreeSet<(String, String)> = base
+        .iter()
+        .map(|m| (m.kind().into(), m.name().into()))
+        .collect();
     for (component, kind) in COMPONENTS {
         let name = format!("base+{component}");
         let objects = rendered(&name);
-        let all: BTreeSet<(String, String)> =
-            objects.iter().map(|m| (m.kind().into(), m.name().into())).collect();
+        let all: BTreeSet<(String, String)> = objects
+            .iter()
+            .map(|m| (m.kind().into(), m.name().into()))
+            .collect();
         assert!(all.is_superset(&base_objects), "{name} lost base objects");
         let added: Vec<&Manifest> = objects
             .iter()
@@ -773,15 +824,26 @@ fn example_overlay_puts_everything_in_its_namespace_and_scrapes_once() {
     }
     let k = kinds(&objects);
     assert_eq!(k.get("ServiceMonitor"), Some(&1), "{k:?}");
-    assert_eq!(k.get("Probe"), None, "the ServiceMonitor and the Probe together check every registry twice");
+    assert_eq!(
+        k.get("Probe"),
+        None,
+        "the ServiceMonitor and the Probe together check every registry twice"
+    );
     assert_eq!(k.get("PrometheusRule"), Some(&1), "{k:?}");
-    assert_eq!(k.get("Secret"), Some(&2), "the two generated Secrets: {k:?}");
+    assert_eq!(
+        k.get("Secret"),
+        Some(&2),
+        "the two generated Secrets: {k:?}"
+    );
     // The secret files the user created are in the Secrets, under the keys config.toml uses.
     let secret = all_of_kind(&objects, "Secret")
         .into_iter()
         .find(|s| s.doc["type"].as_str() == Some("Opaque"))
         .expect("the password Secret");
-    assert_eq!(data_value(secret, "internal-password"), EXAMPLE_SECRET_FILES[0].1);
+    assert_eq!(
+        data_value(secret, "internal-password"),
+        EXAMPLE_SECRET_FILES[0].1
+    );
 }
 
 /// Moving the example to another namespace takes one edit, and the Probe's prober url,
@@ -790,7 +852,13 @@ fn example_overlay_puts_everything_in_its_namespace_and_scrapes_once() {
 fn namespace_override_moves_everything_and_the_probe_follows() {
     let objects = rendered("example-moved");
     for m in &objects {
-        assert_eq!(m.namespace(), Some(OTHER_NAMESPACE), "{} {}", m.kind(), m.name());
+        assert_eq!(
+            m.namespace(),
+            Some(OTHER_NAMESPACE),
+            "{} {}",
+            m.kind(),
+            m.name()
+        );
     }
     assert!(all_of_kind(&objects, "ServiceMonitor").is_empty());
     let p = one_of_kind(&objects, "Probe");
@@ -814,9 +882,17 @@ fn a_config_change_renames_the_config_map_and_rolls_the_pods() {
     let before = manifests();
     let after = rendered("example-changed-config");
     let (a, b) = (config_configmap(&before), config_configmap(&after));
-    assert_ne!(a.name(), b.name(), "the ConfigMap's name does not follow its content");
+    assert_ne!(
+        a.name(),
+        b.name(),
+        "the ConfigMap's name does not follow its content"
+    );
     let template = |m: &[Manifest]| one_of_kind(m, "Deployment").doc["spec"]["template"].clone();
-    assert_ne!(template(&before), template(&after), "the pod template did not change");
+    assert_ne!(
+        template(&before),
+        template(&after),
+        "the pod template did not change"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1029,7 +1105,10 @@ fn service_monitor_scrapes_metrics_of_the_service() {
 
 /// The Probe scrapes /probe through the Service in `namespace`, for registries configured in
 /// the ConfigMap (/probe refuses any other name).
-fn probe_targets_the_configured_registries_through_the_service(manifests: &[Manifest], namespace: &str) {
+fn probe_targets_the_configured_registries_through_the_service(
+    manifests: &[Manifest],
+    namespace: &str,
+) {
     let p = one_of_kind(manifests, "Probe");
     let s = one_of_kind(manifests, "Service");
     assert_eq!(
@@ -1059,7 +1138,10 @@ fn probe_targets_the_configured_registries_through_the_service(manifests: &[Mani
 #[test]
 fn probe_component_on_the_base_targets_the_base_registries() {
     // Without an overlay there is no namespace: the url keeps the default one.
-    probe_targets_the_configured_registries_through_the_service(&rendered("base+probe"), "monitoring");
+    probe_targets_the_configured_registries_through_the_service(
+        &rendered("base+probe"),
+        "monitoring",
+    );
 }
 
 #[test]
@@ -1544,10 +1626,16 @@ fn systemd_install_steps_copy_files_the_repository_has() {
                 "the unit installs {source}, which the repository does not have"
             );
             if dest[0] == CONFIG_PATH {
-                assert!(source.starts_with("config/"), "{source} is not from config/");
+                assert!(
+                    source.starts_with("config/"),
+                    "{source} is not from config/"
+                );
                 config_installed = true;
             }
         }
     }
-    assert!(config_installed, "the install steps put a config/ example at {CONFIG_PATH}");
+    assert!(
+        config_installed,
+        "the install steps put a config/ example at {CONFIG_PATH}"
+    );
 }
