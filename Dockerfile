@@ -3,8 +3,12 @@
 # Container image of oci-registry-exporter.
 #   docker build -t oci-registry-exporter .
 #   docker run --rm -p 9793:9793 -e OCI__RegistryUrl=https://registry.example.com oci-registry-exporter
+#   docker run --rm -p 9793:9793 \
+#     -v ./config/harbor-robot.toml:/etc/oci-registry-exporter/config.toml:ro \
+#     -v ./secrets:/var/run/secrets/oci-registry-exporter:ro oci-registry-exporter
 # The image runs as the unprivileged user 65532 (distroless `nonroot`) and needs no
-# writable file system; see deploy/docker/config.toml for the default configuration.
+# writable file system; see deploy/docker/config.toml for the default configuration and
+# config/ for an example per kind of registry (config/reference.toml lists every key).
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src

