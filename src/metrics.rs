@@ -216,6 +216,12 @@ pub const METRICS: &[MetricDoc] = &[
         help: "Unix time of the last successful configuration load or reload",
     },
     MetricDoc {
+        name: "oci_registry_exporter_local_resource_exhausted_total",
+        kind: "counter",
+        labels: &[],
+        help: "Check runs that failed because the exporter itself ran out of a local resource (file descriptors), not because of a registry: raise LimitNOFILE",
+    },
+    MetricDoc {
         name: "oci_registry_exporter_build_info",
         kind: "gauge",
         labels: &["version", "revision"],
@@ -330,6 +336,8 @@ pub struct Metrics {
     capability_score: Family<RegistryLabels, Gauge>,
     referrers: Family<RegistryLabels, Gauge>,
     reload_ok: Gauge,
+    /// Runs that ended `local_resource_exhausted`: the exporter's fault, counted apart.
+    exhausted: Counter,
     reload_time: FloatGauge,
     probe_success: Gauge,
     probe_duration: FloatGauge,
@@ -420,6 +428,7 @@ impl Metrics {
             referrers: Family::default(),
             versions: Mutex::new(HashMap::new()),
             reload_ok: Gauge::default(),
+            exhausted: Counter::default(),
             reasons: Mutex::new(HashMap::new()),
             reload_time: FloatGauge::default(),
             probe_success: Gauge::default(),
@@ -475,6 +484,10 @@ impl Metrics {
             "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
             m.reload_time
         );
+        reg!(
+            "oci_registry_exporter_local_resource_exhausted",
+            m.exhausted
+        );
         reg!("probe_success", m.probe_success);
         reg!("probe_duration_seconds", m.probe_duration);
         if endpoint == ServedOn::Probe {
@@ -529,6 +542,9 @@ impl Metrics {
     /// Turns one result into series: the one place that writes check metrics.
     pub fn record(&self, registry: &str, result: &CheckResult) {
         let check = result.check;
+        if result.reason == Reason::LocalResourceExhausted {
+            self.exhausted.inc();
+        }
         let labels = CheckLabels {
             registry: registry.to_string(),
             check,
@@ -849,6 +865,31 @@ mod tests {
             "oci_registry_check_runs_total{registry=\"hub\",check=\"pull\",status=\"fail\"} 1"
         ));
         assert!(!classic.contains("# EOF"));
+    }
+
+    // Issue 12 (8): running out of descriptors is the exporter's own problem, so it is
+    // counted at the exporter level as well as reported on the check.
+    #[test]
+    fn local_resource_exhaustion_is_counted_for_the_exporter() {
+        let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
+        let line = "oci_registry_exporter_local_resource_exhausted_total ";
+        assert!(m.encode(Format::Classic).contains(&format!("{line}0")));
+        for _ in 0..2 {
+            m.record(
+                "hub",
+                &CheckResult::new(
+                    CheckKind::Pull,
+                    Status::Fail,
+                    Reason::LocalResourceExhausted,
+                    "x",
+                ),
+            );
+        }
+        m.record(
+            "hub",
+            &CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Timeout, "x"),
+        );
+        assert!(m.encode(Format::Classic).contains(&format!("{line}2")));
     }
 
     #[test]
