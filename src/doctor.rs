@@ -34,21 +34,24 @@ pub enum DoctorError {
 pub async fn run(
     config: Config,
     registry: Option<&str>,
-    check: Option<&str>,
+    check: &[String],
 ) -> Result<Vec<(String, CheckResult)>, DoctorError> {
-    let only = match check {
-        None => None,
-        Some(name) => Some(vec![CheckKind::parse(name).ok_or_else(|| {
-            DoctorError::UnknownCheck {
-                name: name.to_string(),
-                known: CheckKind::ALL
-                    .iter()
-                    .map(|c| c.short_name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
-        })?]),
-    };
+    // Every --check value, in the order given, each once; none means the configured checks.
+    let mut kinds = Vec::new();
+    for name in check.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        let kind = CheckKind::parse(name).ok_or_else(|| DoctorError::UnknownCheck {
+            name: name.to_string(),
+            known: CheckKind::ALL
+                .iter()
+                .map(|c| c.short_name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    let only = (!kinds.is_empty()).then_some(kinds);
     if let Some(name) = registry
         && !config.registries.iter().any(|r| r.name == name)
     {

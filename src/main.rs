@@ -10,9 +10,21 @@ use oci_registry_exporter::{
     Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run_with_limits, server, telemetry, web,
 };
 
+/// `--version`: the version, the source revision, the build date and the compiler (build.rs).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nrevision:   ",
+    env!("ORE_BUILD_REVISION"),
+    "\nbuild date: ",
+    env!("ORE_BUILD_DATE"),
+    "\nrustc:      ",
+    env!("ORE_BUILD_RUSTC"),
+);
+
 #[derive(Parser, Debug)]
 #[command(
     version,
+    long_version = LONG_VERSION,
     about = "Health-checks OCI registries and exports the results to Prometheus"
 )]
 struct Cli {
@@ -20,7 +32,8 @@ struct Cli {
     command: Option<Command>,
     /// Configuration file (TOML or YAML by extension). Without it, the environment's seed
     /// keys (OCI__RegistryUrl, ...) configure the registry `default`.
-    #[arg(long, global = true)]
+    /// `--config.file` is accepted too, as Prometheus' own daemons spell it.
+    #[arg(long, visible_alias = "config.file", global = true)]
     config: Option<PathBuf>,
     /// Address to listen on, e.g. ":9793" or "127.0.0.1:9793".
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS)]
@@ -65,9 +78,10 @@ enum Command {
         /// Only this registry (its configured name).
         #[arg(long)]
         registry: Option<String>,
-        /// Only this check: a short name (pull) or an id (check.integration.oci.pull).
-        #[arg(long)]
-        check: Option<String>,
+        /// Only these checks: short names (pull) or ids (check.integration.oci.pull),
+        /// comma-separated or repeated (--check pull,push or --check pull --check push).
+        #[arg(long, value_delimiter = ',')]
+        check: Vec<String>,
         /// Output format.
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         format: String,
@@ -110,7 +124,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(doctor::EXIT_USAGE);
             }
         };
-        let code = doctor_main(&cli, registry.as_deref(), check.as_deref(), format.as_str());
+        let code = doctor_main(&cli, registry.as_deref(), check, format.as_str());
         telemetry.shutdown();
         return code;
     }
@@ -133,7 +147,7 @@ fn main() -> ExitCode {
     code
 }
 
-fn doctor_main(cli: &Cli, registry: Option<&str>, check: Option<&str>, format: &str) -> ExitCode {
+fn doctor_main(cli: &Cli, registry: Option<&str>, check: &[String], format: &str) -> ExitCode {
     use std::io::Write;
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

@@ -497,9 +497,8 @@ impl Metrics {
         build
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").into(),
-                revision: option_env!("OCI_REGISTRY_EXPORTER_REVISION")
-                    .unwrap_or("unknown")
-                    .into(),
+                // Set by build.rs: git's revision, or "unknown" outside a checkout.
+                revision: env!("ORE_BUILD_REVISION").into(),
             })
             .set(1);
         let info: Family<CheckInfoLabels, Gauge> = Family::default();

@@ -97,6 +97,22 @@ pub enum TelemetryError {
     AlreadyInstalled(String),
 }
 
+/// Refuses a directive that is a bare word but not a level: `EnvFilter` reads `verbose` as
+/// the name of a target to log at every level, which silently turns all other logging off.
+fn check_level(level: &str) -> Result<(), TelemetryError> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[', ':']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(TelemetryError::Level {
+                level: level.to_string(),
+                detail: format!("{directive:?} is neither a level nor target=level"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Keeps the span exporter alive; [`TelemetryGuard::shutdown`] (or dropping it) sends the
 /// spans still queued and stops the exporter. Hold it until the program is done.
 #[must_use = "dropping the guard stops the span export"]
@@ -149,6 +165,7 @@ pub fn init(
     format: LogFormat,
     otlp_endpoint: Option<&str>,
 ) -> Result<TelemetryGuard, TelemetryError> {
+    check_level(level)?;
     let filter = EnvFilter::builder()
         .parse(quiet_dependencies(level))
         .map_err(|e| TelemetryError::Level {
@@ -527,6 +544,24 @@ fn write_value(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_log_levels_are_refused() {
+        for ok in [
+            "info",
+            "WARN",
+            "warn,rustls=debug",
+            "oci_registry_exporter=trace",
+            "off",
+        ] {
+            assert!(check_level(ok).is_ok(), "{ok}");
+        }
+        let err = check_level("verbose").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--log.level \"verbose\" is not a level or filter: \"verbose\" is neither a level nor target=level; use error, warn, info, debug or trace"
+        );
+    }
 
     fn value(s: &str) -> String {
         let mut out = String::new();

@@ -421,3 +421,56 @@ async fn every_kind_of_registry_gets_no_false_alarm() {
         }
     }
 }
+
+/// `--check a,b`, repeated `--check`, and `--config.file` (Prometheus' spelling) all work;
+/// `--version` names the source revision and the compiler (issue 14's conventions).
+#[tokio::test]
+async fn check_lists_config_file_alias_and_version() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &format!("[[registries]]\nname = \"open\"\nurl = \"{}\"\n", reg.url),
+    );
+    let checks_of = |args: &[&str]| {
+        let out = bin()
+            .args(["check", "--format", "json"])
+            .args(args)
+            .arg("--config.file")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["check"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        checks_of(&["--check", "pull,registry"]),
+        ["pull", "registry"]
+    );
+    assert_eq!(
+        checks_of(&[
+            "--check",
+            "pull",
+            "--check",
+            "check.integration.oci.registry"
+        ]),
+        ["pull", "registry"]
+    );
+    let out = bin().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("revision:") && text.contains("rustc"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("revision:   unknown"),
+        "built in a git checkout, the revision is known:\n{text}"
+    );
+}
