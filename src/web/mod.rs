@@ -48,7 +48,8 @@
 //!
 //! # Layout
 //! - this file: [`Web`] (load, reload when a file changes, what the server calls) and the
-//!   snapshot of one loaded configuration, built from the parts below.
+//!   snapshot of one loaded configuration, built from the parts below. It decides when to
+//!   load and what to keep; it does not parse the file, build TLS or verify passwords.
 //! - `config`: the file itself: keys, types, relative paths, header values, and
 //!   [`WebConfigError`].
 //! - `tls`: the server's rustls configuration and the client-certificate verifiers.
