@@ -18,7 +18,8 @@
 //! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
 //! - `tls`: client TLS: trust, client certificate, and the earliest expiry of each chain.
-//! - `web`: the exporter-toolkit web config file: TLS, basic auth, extra headers, reloads.
+//! - `web`: the exporter-toolkit web config file (`config`), server TLS and client certificates
+//!   (`tls`), basic auth (`auth`), extra headers, reloads.
 
 pub mod app;
 pub mod catalogue;
