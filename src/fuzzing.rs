@@ -126,3 +126,10 @@ pub fn docker_config(data: &[u8]) {
     }
     let _ = docker_config::helper_answer(data);
 }
+
+/// A web config file (exporter-toolkit format), as `--web.config.file` reads it.
+pub fn web_config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::web::config_text_accepted(text);
+    }
+}

@@ -254,9 +254,20 @@ pub(super) fn parse(path: &Path) -> Result<Raw, WebConfigError> {
         path: shown.clone(),
         problem: io_problem(&e),
     })?;
+    parse_text(&text, path)
+}
+
+/// Whether the web config `text` is accepted: for the fuzz target (src/fuzzing.rs).
+pub(crate) fn accepts(text: &str) -> bool {
+    parse_text(text, Path::new("/etc/oci-registry-exporter/web.yml")).is_ok()
+}
+
+/// The web config `text` of the file at `path` (which relative file names are joined to).
+pub(super) fn parse_text(text: &str, path: &Path) -> Result<Raw, WebConfigError> {
+    let shown = path.display().to_string();
     // YAML first, on its own: its errors are syntax errors, worded by the YAML parser; and
     // `schema_error` looks in the tree for a key that is not a string, to name it.
-    let value: Value = serde_yaml_ng::from_str(&text).map_err(|e| WebConfigError::Syntax {
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| WebConfigError::Syntax {
         path: shown.clone(),
         problem: e.to_string(),
     })?;

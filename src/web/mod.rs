@@ -57,6 +57,8 @@
 
 mod auth;
 mod config;
+// For the fuzz target (src/fuzzing.rs): the parser of the web config text.
+pub(crate) use config::accepts as config_text_accepted;
 mod tls;
 
 pub use auth::UNAUTHENTICATED_PATHS;
