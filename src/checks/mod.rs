@@ -62,6 +62,19 @@ impl CheckContext {
         Api::new(&self.client, &self.trail)
     }
 
+    /// Whether the check acts without credentials (none configured, or a Docker config
+    /// without an entry for this registry); the failed result when they cannot be read.
+    pub async fn anonymous(&self, kind: CheckKind) -> Result<bool, CheckResult> {
+        match self.client.auth_method().await {
+            Ok(method) => Ok(method == AuthMethod::Anonymous),
+            Err(e) => Err(CheckResult::from_request_error(
+                kind,
+                "reading the credentials",
+                &e,
+            )),
+        }
+    }
+
     /// Whether any request of this run so far carried credentials or a token.
     pub fn sent_credentials(&self) -> bool {
         self.trail.sent_credentials()

@@ -13,9 +13,9 @@ const KIND: CheckKind = CheckKind::Pull;
 pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
     let repo = &target.test_repository;
     let image = format!("{repo}:{}", target.test_tag);
-    let anonymous = match cx.client.auth_method().await {
-        Ok(method) => method == super::AuthMethod::Anonymous,
-        Err(e) => return CheckResult::from_request_error(KIND, "reading the credentials", &e),
+    let anonymous = match cx.anonymous(KIND).await {
+        Ok(anonymous) => anonymous,
+        Err(failed) => return failed,
     };
     let lookup = match cx
         .api()

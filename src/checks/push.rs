@@ -4,7 +4,7 @@
 //! (`POST /v2/<repo>/blobs/uploads/`, which writes no blob, manifest or tag) and cancelled
 //! at once. Nothing is ever committed.
 
-use super::{AuthMethod, CheckContext, CheckKind, CheckResult, Reason, Status, refused};
+use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
 use crate::config::Target;
 use crate::distribution::{Answer, Class, Scope, UploadSession};
 
@@ -13,9 +13,9 @@ const KIND: CheckKind = CheckKind::Push;
 pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
     let repo = &target.push_test_repository;
     // A Docker config without an entry for this registry resolves to anonymous too.
-    let anonymous = match cx.client.auth_method().await {
-        Ok(method) => method == AuthMethod::Anonymous,
-        Err(e) => return CheckResult::from_request_error(KIND, "reading the credentials", &e),
+    let anonymous = match cx.anonymous(KIND).await {
+        Ok(anonymous) => anonymous,
+        Err(failed) => return failed,
     };
     if anonymous {
         return CheckResult::new(

@@ -7,21 +7,18 @@
 //! and clients (oras, cosign, notation) fall back to the tag schema `sha256-<hex>`, whose
 //! presence this check reports as evidence. A fail is only for what breaks clients.
 
-use reqwest::Method;
-
-use super::{AuthMethod, CheckContext, CheckKind, CheckResult, Reason, Status, refused};
-use crate::client::Request;
+use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
 use crate::config::Target;
-use crate::distribution::{Lookup, MANIFEST_MEDIA_TYPES, OCI_INDEX, Reference, Referrers, Scope};
+use crate::distribution::{Lookup, OCI_INDEX, Reference, Referrers};
 
 const KIND: CheckKind = CheckKind::Referrers;
 
 pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
     let repo = &target.test_repository;
     let image = format!("{repo}:{}", target.test_tag);
-    let anonymous = match cx.client.auth_method().await {
-        Ok(method) => method == AuthMethod::Anonymous,
-        Err(e) => return CheckResult::from_request_error(KIND, "reading the credentials", &e),
+    let anonymous = match cx.anonymous(KIND).await {
+        Ok(anonymous) => anonymous,
+        Err(failed) => return failed,
     };
     let api = cx.api();
     let found = match api
@@ -97,14 +94,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         }
         Referrers::NotTheApi { status: code, why } => {
             let tag = digest.fallback_tag();
-            let fallback = match api
-                .send(
-                    Request::new(Method::HEAD, format!("v2/{repo}/manifests/{tag}"))
-                        .accept(MANIFEST_MEDIA_TYPES)
-                        .scope(Scope::pull(repo).as_str()),
-                )
-                .await
-            {
+            let fallback = match api.head_manifest(repo, &Reference::Tag(&tag)).await {
                 Ok(r) if r.status.is_success() => "present".to_string(),
                 Ok(r) if r.status.as_u16() == 404 => "absent".to_string(),
                 Ok(r) => format!("unknown (HTTP {})", r.status.as_u16()),
