@@ -1,5 +1,6 @@
 //! Results rendered for people and scripts: the debug text of `/probe?debug=true` and of
-//! the status page's history, and the doctor CLI's text and JSON.
+//! the status page's history, and the doctor CLI's text and JSON; and the root-cause rule
+//! ([`root_cause`]) those and the `/` page share.
 //!
 //! Owns formats only. Everything it prints comes from `CheckResult`, whose fields hold no
 //! secret (the request trail keeps paths and a list of harmless headers), so nothing here
@@ -122,40 +123,50 @@ const CREDENTIALS: &[Reason] = &[
 ];
 
 /// For each result, the check whose failure explains it (its root cause), if another
-/// result of the same registry is that root: the registry check failing to reach `/v2/`
-/// explains every other transport failure, and the credentials check rejecting the
-/// credentials explains every other authentication failure. A root is never its own
-/// consequence.
+/// result of the same registry is that root: see [`root_cause`].
 pub fn root_causes(results: &[(String, CheckResult)]) -> Vec<Option<CheckKind>> {
-    let root_of = |registry: &str, kind: CheckKind, reasons: &[Reason]| {
-        results.iter().any(|(reg, r)| {
-            reg == registry
-                && r.check == kind
-                && r.status == Status::Fail
-                && reasons.contains(&r.reason)
-        })
-    };
     results
         .iter()
         .map(|(registry, r)| {
-            if matches!(r.status, Status::Pass | Status::Skip) {
-                return None;
-            }
-            if r.check != CheckKind::Registry
-                && UNREACHABLE.contains(&r.reason)
-                && root_of(registry, CheckKind::Registry, UNREACHABLE)
-            {
-                return Some(CheckKind::Registry);
-            }
-            if r.check != CheckKind::Credentials
-                && CREDENTIALS.contains(&r.reason)
-                && root_of(registry, CheckKind::Credentials, CREDENTIALS)
-            {
-                return Some(CheckKind::Credentials);
-            }
-            None
+            let siblings = results
+                .iter()
+                .filter(move |(reg, _)| reg == registry)
+                .map(|(_, s)| s);
+            root_cause(r, siblings)
         })
         .collect()
+}
+
+/// The check whose failure explains `r`, among `siblings` (the results of `r`'s registry,
+/// `r` included or not): the registry check failing to reach `/v2/` explains every other
+/// transport failure, and the credentials check rejecting the credentials explains every
+/// other authentication failure. A root is never its own consequence.
+pub fn root_cause<'a, I>(r: &CheckResult, siblings: I) -> Option<CheckKind>
+where
+    I: IntoIterator<Item = &'a CheckResult> + Clone,
+{
+    let root_of = |kind: CheckKind, reasons: &[Reason]| {
+        siblings
+            .clone()
+            .into_iter()
+            .any(|s| s.check == kind && s.status == Status::Fail && reasons.contains(&s.reason))
+    };
+    if matches!(r.status, Status::Pass | Status::Skip) {
+        return None;
+    }
+    if r.check != CheckKind::Registry
+        && UNREACHABLE.contains(&r.reason)
+        && root_of(CheckKind::Registry, UNREACHABLE)
+    {
+        return Some(CheckKind::Registry);
+    }
+    if r.check != CheckKind::Credentials
+        && CREDENTIALS.contains(&r.reason)
+        && root_of(CheckKind::Credentials, CREDENTIALS)
+    {
+        return Some(CheckKind::Credentials);
+    }
+    None
 }
 
 /// One result in the doctor's JSON.
