@@ -9,11 +9,12 @@ use crate::checks::{CheckKind, CheckResult, Status};
 use crate::client::ClientBuildError;
 use crate::config::Config;
 
-/// Exit codes, documented in README.
+/// Exit codes, documented in docs/operations.md ("Exit codes") and README. Usage errors
+/// exit [`crate::EXIT_USAGE`], as the daemon's do.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_WARN: u8 = 1;
 pub const EXIT_FAIL: u8 = 2;
-pub const EXIT_USAGE: u8 = 3;
+pub const EXIT_USAGE: u8 = crate::EXIT_USAGE;
 
 /// A doctor run that could not start: the message names the flag and the fix.
 #[derive(Debug, thiserror::Error)]

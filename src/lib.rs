@@ -15,7 +15,9 @@
 //! - `scheduler`: interval mode's background loop per registry.
 //! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
 //! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
-//! - `server`: HTTP endpoints `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/`.
+//! - `server`: HTTP endpoints: the metrics (`--web.telemetry-path`), `/probe`, `/result`,
+//!   `/-/healthy`, `/-/ready`, `/-/reload`, and routing `/` to `status_page`.
+//! - `status_page`: the `/` page: summary, trouble first, causes and fixes, recent results.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
 //! - `tls`: client TLS: trust, client certificate, and the earliest expiry of each chain.
 //! - `web`: the exporter-toolkit web config file (`config`), server TLS and client certificates
@@ -36,6 +38,7 @@ pub mod report;
 pub mod scheduler;
 pub mod secret_file;
 pub mod server;
+pub mod status_page;
 pub mod telemetry;
 pub mod tls;
 pub mod web;
@@ -50,6 +53,11 @@ pub use config::{Config, ConfigError, Mode, RawConfig};
 
 /// The default listen address: port 9793, in Prometheus' exporter range.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9793";
+
+/// The exit code of every usage error, the daemon's and the `check` subcommand's alike: a
+/// bad flag or flag value, an unreadable or invalid configuration or web configuration.
+/// Not clap's 2, which the doctor gives to a failed check (docs/operations.md, "Exit codes").
+pub const EXIT_USAGE: u8 = 3;
 
 /// Why the exporter could not run.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +123,22 @@ pub async fn run_with_limits(
     limits: server::Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let options = server::Options {
+        limits,
+        ..server::Options::default()
+    };
+    run_with_options(config, listener, web, options, shutdown).await
+}
+
+/// [`run_with_web`] with everything the command line tells the server: its limits and the
+/// telemetry path (`--web.telemetry-path`).
+pub async fn run_with_options(
+    config: Config,
+    listener: TcpListener,
+    web: Option<web::Web>,
+    options: server::Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let app = Arc::new(App::new(config)?);
     let generation = app.current();
     if generation.config.mode == Mode::Interval {
@@ -125,7 +149,7 @@ pub async fn run_with_limits(
         app.clone(),
         listener,
         web.map(Arc::new),
-        limits,
+        options,
     ));
     shutdown.await;
     tracing::info!("shutting down");

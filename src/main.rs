@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use oci_registry_exporter::{
-    Config, DEFAULT_LISTEN_ADDRESS, doctor, report, run_with_limits, server, telemetry, web,
+    Config, DEFAULT_LISTEN_ADDRESS, EXIT_USAGE, doctor, report, run_with_options, server,
+    telemetry, web,
 };
 
 /// `--version`: the version, the source revision, the build date and the compiler (build.rs).
@@ -38,6 +39,9 @@ struct Cli {
     /// Address to listen on, e.g. ":9793" or "127.0.0.1:9793".
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN_ADDRESS)]
     listen_address: String,
+    /// Path under which the metrics are served. Not /, /probe, /result or under /-/.
+    #[arg(long = "web.telemetry-path", default_value = server::TelemetryPath::DEFAULT)]
+    telemetry_path: String,
     /// Web config file (Prometheus exporter-toolkit format): TLS, basic auth, extra headers.
     /// Re-read when it or a file it names changes (certificate rotation).
     #[arg(long = "web.config.file")]
@@ -53,7 +57,8 @@ struct Cli {
     /// 16 more are kept for /-/healthy and /-/ready.
     #[arg(long = "web.max-connections", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
-    /// Validate the configuration, print warnings, and exit 0 (valid) or 1 (invalid).
+    /// Validate the configuration, print warnings, and exit 0 (valid) or 1 (invalid); bad
+    /// flags still exit 3.
     #[arg(long = "check-config")]
     check_config: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter). rustls, hyper, h2
@@ -73,7 +78,7 @@ struct Cli {
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     /// Run checks once, print the results with causes and fixes, and exit:
-    /// 0 all pass/info/skip, 1 a warning, 2 a failure, 3 bad usage or config.
+    /// 0 all pass/info/skip, 1 a warning, 2 a failure, 3 bad usage or config (as the daemon).
     Check {
         /// Only this registry (its configured name).
         #[arg(long)]
@@ -93,15 +98,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            // Help and version are not errors; bad usage of `check` is exit code 3.
+            // Help and version are not errors. Any other is a usage error, exit 3 for the
+            // daemon and `check` alike: not clap's 2, which is `check`'s "a check failed"
+            // (docs/operations.md, "Exit codes").
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ if std::env::args().nth(1).as_deref() == Some("check") => {
-                    ExitCode::from(doctor::EXIT_USAGE)
-                }
-                _ => ExitCode::from(2),
+                _ => ExitCode::from(EXIT_USAGE),
             };
         }
     };
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
             Ok(guard) => guard,
             Err(e) => {
                 eprintln!("error: {e}");
-                return ExitCode::from(doctor::EXIT_USAGE);
+                return ExitCode::from(EXIT_USAGE);
             }
         };
         let code = doctor_main(&cli, registry.as_deref(), check, format.as_str());
@@ -132,14 +136,14 @@ fn main() -> ExitCode {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let code = match real_main(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Err(Fatal { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
         }
     };
     // `run` has returned and the runtime is gone: send the spans still queued, then exit.
@@ -191,7 +195,34 @@ fn init_logging(
     telemetry::init(level, cli.log_format.parse()?, cli.otlp_endpoint.as_deref())
 }
 
-fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Why the daemon stopped on an error, and its exit code: [`EXIT_USAGE`] for what the user
+/// must fix in the flags or the configuration before it can start, 1 for a failure to run
+/// (the port is taken, no runtime, no signal handler).
+struct Fatal {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Fatal {
+    fn usage(error: impl Into<anyhow::Error>) -> Fatal {
+        Fatal {
+            code: EXIT_USAGE,
+            error: error.into(),
+        }
+    }
+
+    fn runtime(error: impl Into<anyhow::Error>) -> Fatal {
+        Fatal {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode, Fatal> {
+    // Flags first, in every mode: a bad flag value is a usage error even with --check-config.
+    let telemetry_path = server::TelemetryPath::parse(&cli.telemetry_path).map_err(Fatal::usage)?;
+    let addr = parse_listen_address(&cli.listen_address).map_err(Fatal::usage)?;
     let config = Config::load(cli.config.as_deref());
     // Read before anything listens: an invalid web config is a startup error.
     let web = cli
@@ -239,28 +270,37 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let config = config.context("invalid config")?;
-    let web = web.context("invalid web config")?;
+    let config = config.context("invalid config").map_err(Fatal::usage)?;
+    let web = web.context("invalid web config").map_err(Fatal::usage)?;
     if let Some(web) = &web {
         tracing::info!(path = %web.path().display(), "web config: {}", web.summary());
     }
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let addr = parse_listen_address(&cli.listen_address)?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .map_err(Fatal::runtime)?;
     runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
+        let shutdown = shutdown_signal().map_err(Fatal::runtime)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))?;
-        tracing::info!(address = %listener.local_addr()?, registries = config.registries.len(), mode = ?config.mode, "listening");
-        let limits = server::Limits {
-            read_header_timeout: cli.read_header_timeout,
-            idle_timeout: cli.idle_timeout,
-            max_connections: cli.max_connections as usize,
+            .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))
+            .map_err(Fatal::runtime)?;
+        let bound = listener.local_addr().map_err(Fatal::runtime)?;
+        tracing::info!(address = %bound, registries = config.registries.len(), mode = ?config.mode, "listening");
+        let options = server::Options {
+            limits: server::Limits {
+                read_header_timeout: cli.read_header_timeout,
+                idle_timeout: cli.idle_timeout,
+                max_connections: cli.max_connections as usize,
+            },
+            telemetry_path,
         };
-        run_with_limits(config, listener, web, limits, shutdown).await?;
+        // The only error: a registry's HTTP client cannot be built from its TLS settings.
+        run_with_options(config, listener, web, options, shutdown)
+            .await
+            .map_err(Fatal::usage)?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,15 +1,17 @@
-//! The HTTP endpoints: `/metrics`, `/probe`, `/-/healthy`, `/-/ready` and the `/` page.
+//! The HTTP endpoints: the metrics (`/metrics`, or `--web.telemetry-path`), `/probe`,
+//! `/result`, `/-/healthy`, `/-/ready`, `/-/reload` and the `/` page.
 //!
-//! Owns routing, query parsing, content negotiation, the connections' limits (header-read
-//! and idle timeouts, a cap with a reserve for health checks) and graceful shutdown.
-//! It does not run checks itself: it asks the app (scrape mode, `/probe`) and renders what
-//! the metrics module encodes.
+//! Owns routing, query parsing, content negotiation, the telemetry path and its validation
+//! ([`TelemetryPath`]), the connections' limits (header-read and idle timeouts, a cap with a
+//! reserve for health checks) and graceful shutdown. It does not run checks itself: it asks
+//! the app (scrape mode, `/probe`), serves what the metrics module encodes, and routes `/`
+//! to `status_page`, which renders it.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -27,7 +29,7 @@ use crate::app::App;
 use crate::checks::{CheckKind, Status};
 use crate::config::Mode;
 use crate::metrics::{Format, Metrics};
-use crate::report;
+use crate::{report, status_page};
 
 /// Subtracted from Prometheus' scrape timeout, so the answer is sent before it gives up.
 const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
@@ -60,6 +62,81 @@ impl Default for Limits {
             max_connections: 512,
         }
     }
+}
+
+/// Where the metrics are served: `--web.telemetry-path`, as Prometheus exporters call it
+/// (default `/metrics`). Checked when parsed, so it never hides another endpoint and can
+/// match a request's path at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryPath(Arc<str>);
+
+/// Why a `--web.telemetry-path` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryPathError {
+    #[error("--web.telemetry-path {0:?} does not start with \"/\"; give a path such as /metrics")]
+    NotAbsolute(String),
+    #[error(
+        "--web.telemetry-path {path:?} contains {found:?}, which a request path cannot match; use letters, digits and - . _ ~ / only"
+    )]
+    Character { path: String, found: char },
+    #[error(
+        "--web.telemetry-path {path:?} is taken by {by}; choose another path, such as /metrics"
+    )]
+    Taken { path: String, by: &'static str },
+}
+
+impl TelemetryPath {
+    /// Prometheus exporters' default.
+    pub const DEFAULT: &'static str = "/metrics";
+
+    /// Accepts a path that starts with `/`, holds only characters a request path carries
+    /// as they are (RFC 3986 `pchar`s: no space, `?` or `#`, nothing outside ASCII), and is
+    /// none of the other endpoints: `/`, `/probe`, `/result` or anything under `/-/`.
+    pub fn parse(path: &str) -> Result<TelemetryPath, TelemetryPathError> {
+        if !path.starts_with('/') {
+            return Err(TelemetryPathError::NotAbsolute(path.to_string()));
+        }
+        if let Some(found) = path
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(*c)))
+        {
+            return Err(TelemetryPathError::Character {
+                path: path.to_string(),
+                found,
+            });
+        }
+        let by = match path {
+            "/" => Some("the status page"),
+            "/probe" => Some("/probe"),
+            "/result" => Some("/result (the history's debug pages)"),
+            _ if path.starts_with("/-/") => Some("the /-/ endpoints (health, readiness, reload)"),
+            _ => None,
+        };
+        if let Some(by) = by {
+            return Err(TelemetryPathError::Taken {
+                path: path.to_string(),
+                by,
+            });
+        }
+        Ok(TelemetryPath(Arc::from(path)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TelemetryPath {
+    fn default() -> TelemetryPath {
+        TelemetryPath(Arc::from(TelemetryPath::DEFAULT))
+    }
+}
+
+/// What the command line tells the server: its [`Limits`] and the [`TelemetryPath`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: Limits,
+    pub telemetry_path: TelemetryPath,
 }
 
 /// Connections kept for `/-/healthy` and `/-/ready` when the others are all taken. A
@@ -213,14 +290,19 @@ pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     web: Option<Arc<crate::web::Web>>,
-    limits: Limits,
+    options: Options,
 ) {
+    let Options {
+        limits,
+        telemetry_path,
+    } = options;
     let cap = connection_cap(limits.max_connections);
     tracing::info!(
         max_connections = cap,
         reserved = RESERVED_CONNECTIONS,
         read_header_timeout_s = limits.read_header_timeout.as_secs_f64(),
         idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        telemetry_path = telemetry_path.as_str(),
         "serving HTTP"
     );
     let admission = Admission::new(cap);
@@ -246,6 +328,7 @@ pub async fn serve(
             peer,
             slot,
             limits,
+            telemetry_path.clone(),
         ));
     }
     // Open connections get a few seconds to finish their request.
@@ -262,6 +345,7 @@ async fn connection(
     peer: std::net::SocketAddr,
     slot: Slot,
     limits: Limits,
+    telemetry_path: TelemetryPath,
 ) {
     let (reserved, evicted) = match &slot {
         Slot::General { .. } => (None, CancellationToken::new()),
@@ -322,6 +406,7 @@ async fn connection(
         service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
             let web = web.clone();
+            let telemetry_path = telemetry_path.clone();
             let in_flight = InFlight::start(&activity);
             let reserved = reserved.clone();
             async move {
@@ -336,13 +421,13 @@ async fn connection(
                     }
                 }
                 let Some(web) = web else {
-                    return Ok(handle(app, req).await);
+                    return Ok(handle(app, req, &telemetry_path).await);
                 };
                 let mut response = match web
                     .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
                     .await
                 {
-                    Ok(()) => handle(app, req).await,
+                    Ok(()) => handle(app, req, &telemetry_path).await,
                     Err(denied) => denied,
                 };
                 web.decorate(&mut response);
@@ -382,7 +467,11 @@ async fn connection(
     drop(slot);
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    telemetry_path: &TelemetryPath,
+) -> Response<Body> {
     if req.uri().path() == "/-/reload" {
         if req.method() != Method::POST && req.method() != Method::PUT {
             let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "use POST /-/reload\n");
@@ -409,14 +498,15 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    match req.uri().path() {
-        "/metrics" => {
-            if app.current().config.mode == Mode::Scrape {
-                let wait = scrape_wait(req.headers());
-                app.refresh_due(wait).await;
-            }
-            metrics_response(format, app.metrics.encode(format))
+    let path = req.uri().path();
+    if path == telemetry_path.as_str() {
+        if app.current().config.mode == Mode::Scrape {
+            let wait = scrape_wait(req.headers());
+            app.refresh_due(wait).await;
         }
+        return metrics_response(format, app.metrics.encode(format));
+    }
+    match path {
         "/probe" => {
             let wait = scrape_timeout(req.headers());
             probe(&app, req.uri().query().unwrap_or(""), format, wait).await
@@ -432,11 +522,19 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
                 )
             }
         }
-        "/" => html(index_page(&app)),
+        "/" => html(status_page::render(
+            &app,
+            req.uri().query().unwrap_or(""),
+            telemetry_path.as_str(),
+            SystemTime::now(),
+        )),
         "/result" => result_page(&app, req.uri().query().unwrap_or("")),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /probe?target=NAME or /\n",
+            &format!(
+                "not found; try {}, /probe?target=NAME or /\n",
+                telemetry_path.as_str()
+            ),
         ),
     }
 }
@@ -611,93 +709,4 @@ fn html(body: String) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .body(Full::new(Bytes::from(body)))
         .expect("static headers are valid")
-}
-
-fn status_colour(s: Status) -> &'static str {
-    match s {
-        Status::Pass => "#2e7d32",
-        Status::Info => "#1565c0",
-        Status::Warn => "#f9a825",
-        Status::Fail => "#c62828",
-        Status::Skip => "#757575",
-    }
-}
-
-fn index_page(app: &App) -> String {
-    use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
-    use std::fmt::Write;
-    let mut out = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>OCI registry exporter</title>\
-         <style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;text-align:left;border-bottom:1px solid #ddd}\
-         .s{color:#fff;padding:2px 6px;border-radius:3px}</style></head><body>\
-         <h1>OCI registry exporter</h1><p><a href=\"/metrics\">Metrics</a> · \
-         <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
-         <table><tr><th>Registry</th><th>Check</th><th>Status</th><th>Reason</th><th>HTTP</th><th>Last run</th><th>Message</th></tr>",
-    );
-    for rt in &app.current().targets {
-        let name = &rt.target.name;
-        let results = app.store.latest(name);
-        let probe = format!(
-            "/probe?target={}",
-            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
-        );
-        if results.is_empty() {
-            let _ = write!(
-                out,
-                "<tr><td><a href=\"{}\">{}</a></td><td colspan=\"6\">no result yet</td></tr>",
-                attr(&probe),
-                esc(name)
-            );
-        }
-        for r in results {
-            let when = r
-                .finished_at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| {
-                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(d.as_secs()))
-                        .to_string()
-                })
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td><span class=\"s\" style=\"background:{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                attr(&probe),
-                esc(name),
-                r.check.short_name(),
-                status_colour(r.status),
-                r.status.as_str(),
-                r.reason.as_str(),
-                r.http_status
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "–".into()),
-                when,
-                esc(&r.message),
-            );
-        }
-    }
-    out.push_str("</table><h2>Recent results</h2><p>Failures are kept longer than other results.</p>\
-        <table><tr><th>Time</th><th>Registry</th><th>Check</th><th>Status</th><th>Reason</th><th>Message</th></tr>");
-    for (id, registry, r) in app.store.history() {
-        let when = humantime::format_rfc3339_seconds(
-            UNIX_EPOCH
-                + Duration::from_secs(
-                    r.finished_at
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0),
-                ),
-        );
-        let _ = write!(
-            out,
-            "<tr><td><a href=\"/result?id={id}\">{when}</a></td><td>{}</td><td>{}</td><td><span class=\"s\" style=\"background:{}\">{}</span></td><td>{}</td><td>{}</td></tr>",
-            esc(&registry),
-            r.check.short_name(),
-            status_colour(r.status),
-            r.status.as_str(),
-            r.reason.as_str(),
-            esc(&r.message),
-        );
-    }
-    out.push_str("</table></body></html>\n");
-    out
 }
