@@ -14,6 +14,8 @@
 //!   `oci_registry_check_runs_total` deltas vs the expected rate, CPU, RSS, `/metrics` latency and
 //!   size, last-run ages, new TCP connections and token requests per check-run.
 //! - `render`: `Metrics::record` and `Metrics::encode` for many registry × check pairs.
+//! - `page`: the `/` status page (`status_page::render`) for many registries, a tenth of
+//!   them failing, capped and with `?all=true`: time and size.
 //! - `loop`: one case in a loop with no measurement, for callgrind/perf.
 //! - `report`: prints the tables.
 //!
@@ -965,6 +967,54 @@ fn scale(a: &Args) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// page: the `/` status page for many registries
+
+fn page(a: &Args) {
+    let n: usize = a.num("registries", 1000);
+    let reps: usize = a.num("reps", 11);
+    let mut out = Out::new(a);
+    let app = App::new(many_registries_config(n, CheckKind::ALL)).expect("app");
+    let base = oci_registry_exporter::catalogue::DEFAULT_RUNBOOK_BASE_URL;
+    // Every tenth registry rejects the credentials: a failing root, its consequences, and
+    // their advice, as a real outage looks on the page.
+    for (i, rt) in app.current().targets.iter().enumerate() {
+        for &kind in CheckKind::ALL {
+            let mut r = if i % 10 == 0 && kind != CheckKind::Registry {
+                CheckResult::new(
+                    kind,
+                    Status::Fail,
+                    Reason::InvalidCredentials,
+                    "the registry rejected the credentials (basic): they are wrong, rotated or revoked; update the secret",
+                )
+                .with_http_status(401)
+            } else {
+                result_for(kind)
+            };
+            oci_registry_exporter::catalogue::annotate(&mut r, base);
+            app.store.put(&rt.target.name, r);
+        }
+    }
+    for (label, query) in [("capped", ""), ("all", "all=true")] {
+        let mut ms = Vec::with_capacity(reps);
+        let mut len = 0;
+        for _ in 0..reps {
+            let t = Instant::now();
+            let html = oci_registry_exporter::status_page::render(
+                &app,
+                query,
+                "/metrics",
+                SystemTime::now(),
+            );
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            len = html.len();
+            std::hint::black_box(html);
+        }
+        out.put(&format!("page.{n}.{label}_ms"), percentile(&ms, 0.5));
+        out.put(&format!("page.{n}.{label}_kib"), len as f64 / 1024.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // startup: App::new per registry
 
 fn startup(a: &Args) {
@@ -1633,7 +1683,9 @@ fn main() {
     }
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1) else {
-        eprintln!("usage: bench_driver overhead|compare|scale|render|loop|report --key value ...");
+        eprintln!(
+            "usage: bench_driver overhead|compare|scale|render|page|startup|loop|report --key value ..."
+        );
         std::process::exit(2);
     };
     let a = Args::parse(&argv[2..]);
@@ -1643,6 +1695,7 @@ fn main() {
         "scale" => scale(&a),
         "render" => render(&a),
         "startup" => startup(&a),
+        "page" => page(&a),
         "loop" => run_loop(&a),
         "report" => report(&a),
         other => panic!("unknown subcommand {other}"),
