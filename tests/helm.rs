@@ -513,6 +513,9 @@ fn values_schema_rejects_bad_values() {
         ("logFormat=text", "logFormat"),
         ("config.registries=null", "registries"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("telemetryPath=metrics", "telemetryPath"),
+        ("telemetryPath=/probe", "telemetryPath"),
+        ("telemetryPath=/-/healthy", "telemetryPath"),
     ] {
         let err = try_template_of(&chart_dir(), &["--set", set])
             .expect_err(&format!("--set {set} was accepted"));
@@ -1031,7 +1034,9 @@ fn service_monitor_and_probe_target_the_service() {
     let endpoints = seq(&sm["spec"]["endpoints"]);
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0]["port"].as_str(), Some(PORT_NAME));
-    assert_eq!(endpoints[0]["path"].as_str(), Some("/metrics"));
+    // The full values move the metrics: the ServiceMonitor follows the flag.
+    assert_eq!(endpoints[0]["path"].as_str(), Some("/internal/metrics"));
+    assert_eq!(flag(d, "--web.telemetry-path"), Some("/internal/metrics"));
     assert_eq!(
         sm["metadata"]["labels"]["release"].as_str(),
         Some("kube-prometheus-stack")
