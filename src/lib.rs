@@ -111,26 +111,11 @@ pub async fn run_with_web(
     web: Option<web::Web>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    run_with_limits(config, listener, web, server::Limits::default(), shutdown).await
+    run_with_options(config, listener, web, server::Options::default(), shutdown).await
 }
 
-/// [`run_with_web`] with the HTTP server's limits (`--web.read-header-timeout`,
-/// `--web.idle-timeout`, `--web.max-connections`).
-pub async fn run_with_limits(
-    config: Config,
-    listener: TcpListener,
-    web: Option<web::Web>,
-    limits: server::Limits,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
-    let options = server::Options {
-        limits,
-        ..server::Options::default()
-    };
-    run_with_options(config, listener, web, options, shutdown).await
-}
-
-/// [`run_with_web`] with everything the command line tells the server: its limits and the
+/// [`run_with_web`] with everything the command line tells the server: its limits
+/// (`--web.read-header-timeout`, `--web.idle-timeout`, `--web.max-connections`) and the
 /// telemetry path (`--web.telemetry-path`).
 pub async fn run_with_options(
     config: Config,
