@@ -13,7 +13,7 @@
 //! - `scale`: interval mode against the bench responder with N registries: check-runs/s from
 //!   `oci_registry_check_runs_total` deltas vs the expected rate, CPU, RSS, `/metrics` latency and
 //!   size, last-run ages, new TCP connections and token requests per check-run.
-//! - `render`: `Metrics::record` and `Metrics::encode` for many registry × check pairs.
+//! - `render`: `Store::put` and `Metrics::encode` for many registry × check pairs.
 //! - `page`: the `/` status page (`status_page::render`) for many registries, a tenth of
 //!   them failing, capped and with `?all=true`: time and size.
 //! - `loop`: one case in a loop with no measurement, for callgrind/perf.
@@ -37,6 +37,7 @@ use oci_registry_exporter::checks::{
 };
 use oci_registry_exporter::config::Config;
 use oci_registry_exporter::metrics::{Format, Metrics};
+use oci_registry_exporter::store::Store;
 
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -1039,7 +1040,7 @@ fn startup(a: &Args) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// render: Metrics::record and Metrics::encode at scale
+// render: Store::put and Metrics::encode at scale
 
 fn many_registries_config(n: usize, checks: &[CheckKind]) -> Config {
     let names: Vec<String> = checks
@@ -1100,21 +1101,27 @@ fn render(a: &Args) {
         };
         let config = many_registries_config(n, &kinds);
         let m = Metrics::new(oci_registry_exporter::catalogue::DEFAULT_RUNBOOK_BASE_URL);
+        let store = Store::new(0);
         for t in &config.registries {
-            m.declare_target(t);
+            store.declare(t);
         }
         let results: Vec<CheckResult> = kinds.iter().map(|&k| result_for(k)).collect();
         // First record creates the series; the timed ones update them, as in steady state.
         for t in &config.registries {
             for r in &results {
-                m.record(&t.name, r);
+                store.put(&t.name, r.clone());
             }
         }
+        // The clones are made before the clock starts: recording is what is timed.
+        let batch: Vec<(&str, CheckResult)> = config
+            .registries
+            .iter()
+            .flat_map(|t| results.iter().map(|r| (t.name.as_str(), r.clone())))
+            .collect();
         let t = Instant::now();
-        for t in &config.registries {
-            for r in &results {
-                m.record(&t.name, r);
-            }
+        for (name, r) in batch {
+            m.note(&r);
+            store.put(name, r);
         }
         let record_us = t.elapsed().as_secs_f64() * 1e6 / (n * kinds.len()) as f64;
         let mut om = Vec::new();
@@ -1123,10 +1130,10 @@ fn render(a: &Args) {
         let mut classic_len = 0;
         for _ in 0..reps {
             let t = Instant::now();
-            om_len = std::hint::black_box(m.encode(Format::OpenMetrics)).len();
+            om_len = std::hint::black_box(m.encode(&store, Format::OpenMetrics)).len();
             om.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
-            classic_len = std::hint::black_box(m.encode(Format::Classic)).len();
+            classic_len = std::hint::black_box(m.encode(&store, Format::Classic)).len();
             classic.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let p = format!("render.{n}x{}", kinds.len());
@@ -1137,7 +1144,7 @@ fn render(a: &Args) {
         out.put(&format!("{p}.classic_ms"), median(&classic));
         out.put(&format!("{p}.om_kib"), om_len as f64 / 1024.0);
         out.put(&format!("{p}.classic_kib"), classic_len as f64 / 1024.0);
-        let text = m.encode(Format::Classic);
+        let text = m.encode(&store, Format::Classic);
         let series = text.lines().filter(|l| !l.starts_with('#')).count();
         out.put(&format!("{p}.series"), series as f64);
         // Series per registry by family, for the report's explanation.
@@ -1527,7 +1534,7 @@ fn report(a: &Args) {
     if !sets.is_empty() {
         let _ = writeln!(
             s,
-            "\n### 6. `/metrics` rendering and recording, library level (`Metrics::encode`, `Metrics::record`; every series of a healthy registry present)\n"
+            "\n### 6. `/metrics` rendering and recording, library level (`Metrics::encode`, `Store::put`; every series of a healthy registry present)\n"
         );
         s += &row(&[
             "registries × checks".into(),

@@ -1,14 +1,15 @@
 //! The running exporter's shared state: the current generation of configuration and
-//! targets, the latest results, the metrics, and the bounds on concurrent checks.
+//! targets, the store of results, the exporter's own metrics, and the bounds on
+//! concurrent checks.
 //!
 //! Owns how a round of checks runs for one registry ([`App::execute`]), where its results
-//! go ([`App::record`]: the store, the metrics, the log), `/probe` runs ([`App::probe`]:
+//! go ([`App::record`]: the store, the log), `/probe` runs ([`App::probe`]:
 //! one shared run per registry and check selection, on the probes' own concurrency budget),
 //! and configuration reloads ([`App::reload`]: a new [`Generation`] replaces the old one
 //! whole, and nothing of the old one is recorded after). It does not decide when rounds
 //! run: that is the scheduler (interval mode) or the HTTP handlers (scrape mode, `/probe`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,6 +26,7 @@ use crate::checks::{self, CheckKind, CheckResult, Status};
 use crate::client::{ClientBuildError, RegistryClient};
 use crate::config::{Config, ConfigError, Mode, Target};
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// One configured registry and what runs against it.
 pub struct TargetRuntime {
@@ -112,98 +114,6 @@ pub enum ReloadError {
     Client(#[from] ClientBuildError),
 }
 
-/// The latest result of each check of each registry, and a bounded history for the
-/// status page: the last `size` failures and, apart, the last `size` other results, so
-/// failures stay visible longer than the successes around them.
-pub struct Store {
-    // std Mutex: never held across .await.
-    results: Mutex<HashMap<String, BTreeMap<CheckKind, CheckResult>>>,
-    history: Mutex<History>,
-}
-
-struct History {
-    size: usize,
-    next_id: u64,
-    failures: VecDeque<(u64, String, CheckResult)>,
-    others: VecDeque<(u64, String, CheckResult)>,
-}
-
-impl Store {
-    pub fn new(history_size: usize) -> Store {
-        Store {
-            results: Mutex::new(HashMap::new()),
-            history: Mutex::new(History {
-                size: history_size,
-                next_id: 1,
-                failures: VecDeque::new(),
-                others: VecDeque::new(),
-            }),
-        }
-    }
-
-    pub fn put(&self, registry: &str, result: CheckResult) {
-        {
-            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-            let id = h.next_id;
-            h.next_id += 1;
-            let size = h.size;
-            let ring = if result.status == Status::Fail {
-                &mut h.failures
-            } else {
-                &mut h.others
-            };
-            ring.push_back((id, registry.to_string(), result.clone()));
-            while ring.len() > size {
-                ring.pop_front();
-            }
-        }
-        let mut map = self.results.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(registry.to_string())
-            .or_default()
-            .insert(result.check, result);
-    }
-
-    /// The kept results, newest first.
-    pub fn history(&self) -> Vec<(u64, String, CheckResult)> {
-        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all: Vec<_> = h.failures.iter().chain(h.others.iter()).cloned().collect();
-        all.sort_by_key(|e| std::cmp::Reverse(e.0));
-        all
-    }
-
-    pub fn history_entry(&self, id: u64) -> Option<(String, CheckResult)> {
-        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        h.failures
-            .iter()
-            .chain(h.others.iter())
-            .find(|(i, _, _)| *i == id)
-            .map(|(_, reg, r)| (reg.clone(), r.clone()))
-    }
-
-    /// Forgets the latest results of a registry (all checks, or only `check`), after a
-    /// reload removed it or its check. The history keeps what happened.
-    pub fn remove(&self, registry: &str, check: Option<CheckKind>) {
-        let mut map = self.results.lock().unwrap_or_else(|p| p.into_inner());
-        match check {
-            None => {
-                map.remove(registry);
-            }
-            Some(check) => {
-                if let Some(m) = map.get_mut(registry) {
-                    m.remove(&check);
-                }
-            }
-        }
-    }
-
-    pub fn latest(&self, registry: &str) -> Vec<CheckResult> {
-        let map = self.results.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(registry)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
 pub struct App {
     // std RwLock: never held across an .await. Written by a reload to swap generations and
     // forget what the old one exported; read to clone the Arc, and by `record` while it
@@ -227,7 +137,7 @@ impl App {
         let metrics = Metrics::new(&config.runbook_base_url);
         let store = Store::new(config.history_size);
         for target in &config.registries {
-            metrics.declare_target(target);
+            store.declare(target);
         }
         metrics.record_reload(true);
         Ok(App {
@@ -291,25 +201,11 @@ impl App {
         let mut current = self.generation.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut *current, next.clone());
         old.retired.cancel();
-        for rt in &old.targets {
-            let name = &rt.target.name;
-            match next.target(name) {
-                None => {
-                    self.metrics.forget(name);
-                    self.store.remove(name, None);
-                }
-                Some(kept) => {
-                    for &check in &rt.target.checks {
-                        if !kept.target.checks.contains(&check) {
-                            self.metrics.forget_check(name, check);
-                            self.store.remove(name, Some(check));
-                        }
-                    }
-                }
-            }
-        }
+        // Removed registries and checks leave the store, and with it `/metrics`.
+        let kept: Vec<&Target> = next.targets.iter().map(|rt| &*rt.target).collect();
+        self.store.retain(&kept);
         for rt in &next.targets {
-            self.metrics.declare_target(&rt.target);
+            self.store.declare(&rt.target);
         }
         drop(current);
         if next.config.mode == Mode::Interval {
@@ -390,7 +286,7 @@ impl App {
         }
         for result in results {
             log_result(&rt.target.name, &result);
-            self.metrics.record(&rt.target.name, &result);
+            self.metrics.note(&result);
             self.store.put(&rt.target.name, result);
         }
         rt.first_round_done.store(true, Ordering::Release);

@@ -9,12 +9,14 @@
 //! - `distribution`: the typed OCI Distribution API: digests, scopes, error codes, operations.
 //! - `checks`: one file per check, all `run(target, cx) -> CheckResult`; they only classify.
 //! - `catalogue`: what each check is, why it matters, likely causes and fixes, runbook links.
-//! - `app`: shared state: targets, latest results, the concurrency bound, rounds of checks.
+//! - `app`: shared state: targets, the concurrency bound, rounds of checks, reloads.
+//! - `store`: the one place results live: latest per registry × check, counters, history.
 //! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
 //! - `report`: debug text, the doctor's text and JSON.
 //! - `scheduler`: interval mode's background loop per registry.
 //! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
-//! - `metrics`: every metric declared once; results → series; OpenMetrics and classic text.
+//! - `metrics`: every metric declared once; the store → series; OpenMetrics and classic text.
+//! - `process`: the `process_*` metrics (CPU, memory, descriptors, start time) from `/proc`.
 //! - `server`: HTTP endpoints: the metrics (`--web.telemetry-path`), `/probe`, `/result`,
 //!   `/-/healthy`, `/-/ready`, `/-/reload`, and routing `/` to `status_page`.
 //! - `status_page`: the `/` page: summary, trouble first, causes and fixes, recent results.
@@ -34,11 +36,13 @@ pub mod doctor;
 pub mod fuzzing;
 pub mod metrics;
 pub mod outcome;
+pub mod process;
 pub mod report;
 pub mod scheduler;
 pub mod secret_file;
 pub mod server;
 pub mod status_page;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod web;

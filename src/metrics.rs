@@ -1,32 +1,31 @@
-//! Every metric the exporter serves, declared once, and the one place results become metrics.
+//! Every metric the exporter serves, declared once, and the one place state becomes series.
 //!
-//! Owns the metric names (a contract with dashboards and alerts), their typed label sets,
-//! [`Metrics::record`] (the only function that turns a [`CheckResult`] into series), and
-//! the two text formats: OpenMetrics 1.0 (prometheus-client's own) and the classic 0.0.4
-//! format, derived from it for scrapers that do not ask for OpenMetrics. It does not run
-//! checks or decide statuses.
+//! Owns the metric names (a contract with dashboards and alerts), their help, and the two
+//! text formats: OpenMetrics 1.0 and the classic 0.0.4 format. The registries' series are
+//! written at scrape time straight from the [`Store`], the one place results live: each
+//! registry's label is escaped once, and a series is a few string copies and a number, not
+//! a family lookup (prometheus-client spent ~250 ns per series, issue 13). The exporter's own
+//! series (reload state, build and check info, `process_*`) are few and fixed and go
+//! through prometheus-client with typed label sets. It does not run checks, decide
+//! statuses or keep results.
 //!
-//! Two sets of series: `/metrics` ([`Metrics::new`]) serves the registries' series and the
-//! exporter's own; a `/probe` answer ([`Metrics::for_probe`]) serves one registry's series
-//! and `probe_success`/`probe_duration_seconds`, never the exporter's own, so that alerts
-//! on the exporter never fire from a Probe job. [`MetricDoc::served_on`] says which.
+//! Two sets of series: `/metrics` ([`Metrics::encode`]) serves the registries' series and
+//! the exporter's own; a `/probe` answer ([`encode_probe`]) serves one registry's series and
+//! `probe_success`/`probe_duration_seconds`, never the exporter's own, so that alerts on
+//! the exporter never fire from a Probe job. [`MetricDoc::served_on`] says which.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::checks::{
-    AuthMethod, Capability, CapabilityStatus, CheckKind, CheckResult, Facts, Reason, Status,
-};
-use crate::config::Target;
+use crate::outcome::{Capability, CapabilityStatus, CheckKind, CheckResult, Reason, Status};
+use crate::store::{REQUEST_BUCKETS, RegistryEntry, Slots, Store};
 
 /// One metric's documentation: the source of the help text and of docs/metrics.md.
 pub struct MetricDoc {
@@ -60,12 +59,13 @@ impl ServedOn {
 
 impl MetricDoc {
     /// Decided by the name, so that a new metric lands on the right endpoint without more
-    /// bookkeeping: `oci_registry_exporter_*` and the check catalogue are the exporter's
-    /// own (`/metrics` only), `probe_*` belongs to a probe answer, the rest to a registry.
+    /// bookkeeping: `oci_registry_exporter_*`, `process_*` and the check catalogue are the
+    /// exporter's own (`/metrics` only), `probe_*` belongs to a probe answer, the rest to a registry.
     pub fn served_on(&self) -> ServedOn {
         if self.name.starts_with("probe_") {
             ServedOn::Probe
         } else if self.name.starts_with("oci_registry_exporter_")
+            || self.name.starts_with("process_")
             || self.name == "oci_registry_check_info"
         {
             ServedOn::Metrics
@@ -110,8 +110,8 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc {
         name: "oci_registry_check_interval_seconds",
         kind: "gauge",
-        labels: &["registry", "check"],
-        help: "Configured interval between two runs of the check, for staleness alerts",
+        labels: &["registry"],
+        help: "Configured interval between two rounds of the registry's checks, for staleness alerts",
     },
     MetricDoc {
         name: "oci_registry_check_runs_total",
@@ -122,8 +122,8 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc {
         name: "oci_registry_request_duration_seconds",
         kind: "histogram",
-        labels: &["registry", "check"],
-        help: "Duration of every HTTP request a check made, token requests included",
+        labels: &["registry"],
+        help: "Duration of every HTTP request the checks of a registry made, token requests included (per check: oci_registry_check_duration_seconds)",
     },
     MetricDoc {
         name: "oci_registry_distribution_api_version_info",
@@ -228,6 +228,42 @@ pub const METRICS: &[MetricDoc] = &[
         help: "1 with the exporter's version and source revision",
     },
     MetricDoc {
+        name: "process_cpu_seconds_total",
+        kind: "counter",
+        labels: &[],
+        help: "Total user and system CPU time spent in seconds",
+    },
+    MetricDoc {
+        name: "process_open_fds",
+        kind: "gauge",
+        labels: &[],
+        help: "Number of open file descriptors",
+    },
+    MetricDoc {
+        name: "process_max_fds",
+        kind: "gauge",
+        labels: &[],
+        help: "Maximum number of open file descriptors (the soft limit)",
+    },
+    MetricDoc {
+        name: "process_virtual_memory_bytes",
+        kind: "gauge",
+        labels: &[],
+        help: "Virtual memory size in bytes",
+    },
+    MetricDoc {
+        name: "process_resident_memory_bytes",
+        kind: "gauge",
+        labels: &[],
+        help: "Resident memory size in bytes",
+    },
+    MetricDoc {
+        name: "process_start_time_seconds",
+        kind: "gauge",
+        labels: &[],
+        help: "Start time of the process since unix epoch in seconds",
+    },
+    MetricDoc {
         name: "probe_success",
         kind: "gauge",
         labels: &[],
@@ -240,113 +276,6 @@ pub const METRICS: &[MetricDoc] = &[
         help: "How long the probe took, from the request to the answer",
     },
 ];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CheckLabels {
-    registry: String,
-    check: CheckKind,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    registry: String,
-    check: CheckKind,
-    status: Status,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    registry: String,
-    check: CheckKind,
-    reason: Reason,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
-    registry: String,
-    version: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RegistryLabels {
-    registry: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodLabels {
-    registry: String,
-    method: AuthMethod,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CapabilityLabels {
-    registry: String,
-    capability: Capability,
-    status: CapabilityStatus,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CheckInfoLabels {
-    check: CheckKind,
-    check_id: String,
-    severity: String,
-    category: String,
-    runbook_url: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: String,
-    revision: String,
-}
-
-type FloatGauge = Gauge<f64, AtomicU64>;
-
-/// Buckets for request durations: 5 ms to 10 s.
-const REQUEST_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
-fn request_histogram() -> Histogram {
-    Histogram::new(REQUEST_BUCKETS.iter().copied())
-}
-
-/// The exporter's series. One instance backs `/metrics`; `/probe` builds a fresh one with
-/// [`Metrics::for_probe`].
-pub struct Metrics {
-    registry: Registry,
-    status: Family<StatusLabels, Gauge>,
-    reason: Family<ReasonLabels, Gauge>,
-    duration: Family<CheckLabels, FloatGauge>,
-    http_status: Family<CheckLabels, Gauge>,
-    last_run: Family<CheckLabels, FloatGauge>,
-    interval: Family<CheckLabels, FloatGauge>,
-    runs: Family<StatusLabels, Counter>,
-    requests: Family<CheckLabels, Histogram, fn() -> Histogram>,
-    api_version: Family<VersionLabels, Gauge>,
-    auth_method: Family<MethodLabels, Gauge>,
-    token_duration: Family<RegistryLabels, FloatGauge>,
-    token_expiry: Family<RegistryLabels, FloatGauge>,
-    tls_expiry: Family<RegistryLabels, FloatGauge>,
-    token_tls_expiry: Family<RegistryLabels, FloatGauge>,
-    rate_limit: Family<RegistryLabels, FloatGauge>,
-    rate_remaining: Family<RegistryLabels, FloatGauge>,
-    upload_cancelled: Family<RegistryLabels, Gauge>,
-    capability: Family<CapabilityLabels, Gauge>,
-    capability_score: Family<RegistryLabels, Gauge>,
-    referrers: Family<RegistryLabels, Gauge>,
-    reload_ok: Gauge,
-    /// Runs that ended `local_resource_exhausted`: the exporter's fault, counted apart.
-    exhausted: Counter,
-    reload_time: FloatGauge,
-    probe_success: Gauge,
-    probe_duration: FloatGauge,
-    // std Mutex: never held across .await. The current reason per registry × check.
-    reasons: Mutex<HashMap<(String, CheckKind), Reason>>,
-    // std Mutex: never held across .await. The last version label per registry, so an old
-    // version's series can be removed when the registry is upgraded or forgotten.
-    versions: Mutex<HashMap<String, String>>,
-}
 
 /// The text format a scraper asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,127 +301,53 @@ impl Format {
     }
 }
 
-/// Whether `endpoint` serves the metric `name` (as registered: counters without `_total`).
-fn served_here(name: &str, endpoint: ServedOn) -> bool {
-    let doc = METRICS
-        .iter()
-        .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
-        .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"));
-    matches!(doc.served_on(), ServedOn::Both) || doc.served_on() == endpoint
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckInfoLabels {
+    check: CheckKind,
+    check_id: String,
+    severity: String,
+    category: String,
+    runbook_url: String,
 }
 
-fn help(name: &str) -> &'static str {
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn doc(name: &str) -> &'static MetricDoc {
     METRICS
         .iter()
         .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
-        .map(|m| m.help)
         .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"))
 }
 
+/// The exporter's own series and what `/metrics` needs besides the store.
+pub struct Metrics {
+    /// The exporter's own series (`/metrics` only), through prometheus-client.
+    own: Registry,
+    reload_ok: Gauge,
+    reload_time: FloatGauge,
+    /// Runs that ended `local_resource_exhausted`: the exporter's fault, counted apart.
+    exhausted: Counter,
+    /// The size of the last body per format, so the next starts with room for it.
+    last_len: [AtomicUsize; 2],
+}
+
 impl Metrics {
-    /// The series of `/metrics`; `runbook_base_url` is used by `oci_registry_check_info`.
+    /// The exporter's series; `runbook_base_url` is used by `oci_registry_check_info`.
     pub fn new(runbook_base_url: &str) -> Metrics {
-        Metrics::build(ServedOn::Metrics, runbook_base_url)
-    }
-
-    /// The series of one `/probe` answer: the registry's, `probe_success` and
-    /// `probe_duration_seconds` (see [`Metrics::record_probe`]), none of the exporter's own.
-    pub fn for_probe() -> Metrics {
-        Metrics::build(ServedOn::Probe, "")
-    }
-
-    /// Registers what `endpoint` serves: every metric of [`METRICS`] whose
-    /// [`MetricDoc::served_on`] is `endpoint` or [`ServedOn::Both`].
-    fn build(endpoint: ServedOn, runbook_base_url: &str) -> Metrics {
-        let mut registry = Registry::default();
+        let mut own = Registry::default();
         let m = Metrics {
-            status: Family::default(),
-            reason: Family::default(),
-            duration: Family::default(),
-            http_status: Family::default(),
-            last_run: Family::default(),
-            interval: Family::default(),
-            runs: Family::default(),
-            requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
-            api_version: Family::default(),
-            auth_method: Family::default(),
-            token_duration: Family::default(),
-            token_expiry: Family::default(),
-            tls_expiry: Family::default(),
-            token_tls_expiry: Family::default(),
-            rate_limit: Family::default(),
-            rate_remaining: Family::default(),
-            upload_cancelled: Family::default(),
-            capability: Family::default(),
-            capability_score: Family::default(),
-            referrers: Family::default(),
-            versions: Mutex::new(HashMap::new()),
+            own: Registry::default(),
             reload_ok: Gauge::default(),
-            exhausted: Counter::default(),
-            reasons: Mutex::new(HashMap::new()),
             reload_time: FloatGauge::default(),
-            probe_success: Gauge::default(),
-            probe_duration: FloatGauge::default(),
-            registry: Registry::default(),
+            exhausted: Counter::default(),
+            last_len: [AtomicUsize::new(0), AtomicUsize::new(0)],
         };
-        // Registers a metric when `endpoint` serves it.
-        macro_rules! reg {
-            ($name:literal, $metric:expr) => {
-                if served_here($name, endpoint) {
-                    registry.register($name, help($name), $metric.clone())
-                }
-            };
-        }
-        reg!("oci_registry_check_status", m.status);
-        reg!("oci_registry_check_reason", m.reason);
-        reg!("oci_registry_check_duration_seconds", m.duration);
-        reg!("oci_registry_check_http_status_code", m.http_status);
-        reg!("oci_registry_check_last_run_timestamp_seconds", m.last_run);
-        reg!("oci_registry_check_interval_seconds", m.interval);
-        // prometheus-client appends `_total` to counters itself.
-        reg!("oci_registry_check_runs", m.runs);
-        reg!("oci_registry_request_duration_seconds", m.requests);
-        reg!("oci_registry_distribution_api_version_info", m.api_version);
-        reg!("oci_registry_auth_method_info", m.auth_method);
-        reg!(
-            "oci_registry_token_request_duration_seconds",
-            m.token_duration
-        );
-        reg!(
-            "oci_registry_token_expiry_timestamp_seconds",
-            m.token_expiry
-        );
-        reg!(
-            "oci_registry_tls_certificate_expiry_timestamp_seconds",
-            m.tls_expiry
-        );
-        reg!(
-            "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds",
-            m.token_tls_expiry
-        );
-        reg!("oci_registry_rate_limit_limit", m.rate_limit);
-        reg!("oci_registry_rate_limit_remaining", m.rate_remaining);
-        reg!("oci_registry_push_upload_cancelled", m.upload_cancelled);
-        reg!("oci_registry_capability_status", m.capability);
-        reg!("oci_registry_capability_score", m.capability_score);
-        reg!("oci_registry_referrers_count", m.referrers);
-        reg!(
-            "oci_registry_exporter_config_last_reload_successful",
-            m.reload_ok
-        );
-        reg!(
-            "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
-            m.reload_time
-        );
-        reg!(
-            "oci_registry_exporter_local_resource_exhausted",
-            m.exhausted
-        );
-        reg!("probe_success", m.probe_success);
-        reg!("probe_duration_seconds", m.probe_duration);
-        if endpoint == ServedOn::Probe {
-            return Metrics { registry, ..m };
-        }
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
             .get_or_create(&BuildLabels {
@@ -513,186 +368,35 @@ impl Metrics {
             })
             .set(1);
         }
-        registry.register(
-            "oci_registry_check_info",
-            help("oci_registry_check_info"),
-            info,
-        );
-        registry.register(
-            "oci_registry_exporter_build_info",
-            help("oci_registry_exporter_build_info"),
-            build,
-        );
-        Metrics { registry, ..m }
-    }
-
-    /// Declares a target's configured checks, so staleness can be judged before a first run.
-    pub fn declare_target(&self, target: &Target) {
-        for &check in &target.checks {
-            self.interval
-                .get_or_create(&CheckLabels {
-                    registry: target.name.clone(),
-                    check,
-                })
-                .set(target.interval.as_secs_f64());
+        // prometheus-client appends `_total` to counters itself.
+        for (name, metric) in [
+            ("oci_registry_check_info", Box::new(info) as Box<dyn Reg>),
+            (
+                "oci_registry_exporter_config_last_reload_successful",
+                Box::new(m.reload_ok.clone()),
+            ),
+            (
+                "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
+                Box::new(m.reload_time.clone()),
+            ),
+            (
+                "oci_registry_exporter_local_resource_exhausted",
+                Box::new(m.exhausted.clone()),
+            ),
+            ("oci_registry_exporter_build_info", Box::new(build)),
+        ] {
+            metric.register(&mut own, name, doc(name).help);
         }
+        crate::process::register(&mut own);
+        Metrics { own, ..m }
     }
 
-    /// Turns one result into series: the one place that writes check metrics.
-    pub fn record(&self, registry: &str, result: &CheckResult) {
-        let check = result.check;
+    /// Counts what the exporter itself must know of a result: running out of a local
+    /// resource is the exporter's problem, counted apart from the registry's series.
+    pub fn note(&self, result: &CheckResult) {
         if result.reason == Reason::LocalResourceExhausted {
             self.exhausted.inc();
         }
-        let labels = CheckLabels {
-            registry: registry.to_string(),
-            check,
-        };
-        for &status in Status::ALL {
-            let l = StatusLabels {
-                registry: registry.to_string(),
-                check,
-                status,
-            };
-            self.status
-                .get_or_create(&l)
-                .set(i64::from(status == result.status));
-        }
-        // Only the previous reason has a series to remove: the last one is remembered
-        // rather than trying every reason on each result (a hot path at scale).
-        let previous = self
-            .reasons
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((registry.to_string(), check), result.reason);
-        if let Some(previous) = previous.filter(|p| *p != result.reason) {
-            self.reason.remove(&ReasonLabels {
-                registry: registry.to_string(),
-                check,
-                reason: previous,
-            });
-        }
-        self.reason
-            .get_or_create(&ReasonLabels {
-                registry: registry.to_string(),
-                check,
-                reason: result.reason,
-            })
-            .set(1);
-        self.duration
-            .get_or_create(&labels)
-            .set(result.duration.as_secs_f64());
-        self.http_status
-            .get_or_create(&labels)
-            .set(i64::from(result.http_status.unwrap_or(0)));
-        let finished = result
-            .finished_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        self.last_run.get_or_create(&labels).set(finished);
-        self.runs
-            .get_or_create(&StatusLabels {
-                registry: registry.to_string(),
-                check,
-                status: result.status,
-            })
-            .inc();
-        let histogram = self.requests.get_or_create(&labels);
-        for request in &result.requests {
-            histogram.observe(request.duration.as_secs_f64());
-        }
-        drop(histogram);
-        self.record_facts(registry, &result.facts);
-        if let Some(version) = &result.api_version {
-            let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(old) = versions.insert(registry.to_string(), version.clone())
-                && &old != version
-            {
-                self.api_version.remove(&VersionLabels {
-                    registry: registry.to_string(),
-                    version: old,
-                });
-            }
-            self.api_version
-                .get_or_create(&VersionLabels {
-                    registry: registry.to_string(),
-                    version: version.clone(),
-                })
-                .set(1);
-        }
-    }
-
-    fn record_facts(&self, registry: &str, facts: &Facts) {
-        let reg = RegistryLabels {
-            registry: registry.to_string(),
-        };
-        let unix = |t: SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
-        };
-        if let Some(method) = facts.auth_method {
-            for &m in AuthMethod::ALL {
-                let l = MethodLabels {
-                    registry: registry.to_string(),
-                    method: m,
-                };
-                if m == method {
-                    self.auth_method.get_or_create(&l).set(1);
-                } else {
-                    self.auth_method.remove(&l);
-                }
-            }
-        }
-        if let Some(d) = facts.token_request_duration {
-            self.token_duration.get_or_create(&reg).set(d.as_secs_f64());
-        }
-        if let Some(t) = facts.token_expiry {
-            self.token_expiry.get_or_create(&reg).set(unix(t));
-        }
-        if let Some(t) = facts.tls_certificate_expiry {
-            self.tls_expiry.get_or_create(&reg).set(unix(t));
-        }
-        if let Some(t) = facts.token_endpoint_tls_certificate_expiry {
-            self.token_tls_expiry.get_or_create(&reg).set(unix(t));
-        }
-        if let Some(rl) = facts.rate_limit {
-            self.rate_limit.get_or_create(&reg).set(rl.limit);
-            self.rate_remaining.get_or_create(&reg).set(rl.remaining);
-        }
-        if let Some(cancelled) = facts.upload_cancelled {
-            self.upload_cancelled
-                .get_or_create(&reg)
-                .set(i64::from(cancelled));
-        }
-        if !facts.capabilities.is_empty() {
-            let mut score = 0;
-            for &(capability, state) in &facts.capabilities {
-                score += i64::from(state == CapabilityStatus::Supported);
-                for &s in CapabilityStatus::ALL {
-                    self.capability
-                        .get_or_create(&CapabilityLabels {
-                            registry: registry.to_string(),
-                            capability,
-                            status: s,
-                        })
-                        .set(i64::from(s == state));
-                }
-            }
-            self.capability_score.get_or_create(&reg).set(score);
-        }
-        if let Some(n) = facts.referrers_count {
-            self.referrers
-                .get_or_create(&reg)
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-    }
-
-    /// A probe's verdict: `success` when every check it ran passed or was info or skip.
-    pub fn record_probe(&self, success: bool, duration: std::time::Duration) {
-        self.probe_success.set(i64::from(success));
-        self.probe_duration.set(duration.as_secs_f64());
     }
 
     /// Records the outcome of a configuration load or reload.
@@ -707,100 +411,351 @@ impl Metrics {
         }
     }
 
-    /// Removes the series of one check of a registry (a reload dropped the check).
-    pub fn forget_check(&self, registry: &str, check: CheckKind) {
-        self.reasons
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(registry.to_string(), check));
-        let labels = CheckLabels {
-            registry: registry.to_string(),
-            check,
-        };
-        self.duration.remove(&labels);
-        self.http_status.remove(&labels);
-        self.last_run.remove(&labels);
-        self.interval.remove(&labels);
-        self.requests.remove(&labels);
-        for &status in Status::ALL {
-            let l = StatusLabels {
-                registry: registry.to_string(),
-                check,
-                status,
-            };
-            self.status.remove(&l);
-            self.runs.remove(&l);
+    /// `/metrics`: every registry's series from `store`, then the exporter's own.
+    pub fn encode(&self, store: &Store, format: Format) -> String {
+        let slot = &self.last_len[format as usize];
+        let mut out = String::with_capacity(slot.load(Ordering::Relaxed) * 9 / 8 + 4096);
+        encode_registries(&mut out, store, format);
+        let mut own = String::new();
+        // Writing into a String cannot fail: fmt::Write for String is infallible.
+        text::encode(&mut own, &self.own).expect("writing to a String cannot fail");
+        let own = own.strip_suffix("# EOF\n").unwrap_or(&own);
+        match format {
+            Format::OpenMetrics => {
+                out.push_str(own);
+                out.push_str("# EOF\n");
+            }
+            Format::Classic => out.push_str(&openmetrics_to_classic(own)),
         }
-        for &reason in Reason::ALL {
-            self.reason.remove(&ReasonLabels {
-                registry: registry.to_string(),
-                check,
-                reason,
-            });
+        slot.store(out.len(), Ordering::Relaxed);
+        out
+    }
+}
+
+/// Registration of the exporter's own metrics of different types in one loop.
+trait Reg {
+    fn register(self: Box<Self>, registry: &mut Registry, name: &str, help: &str);
+}
+
+impl<M: prometheus_client::registry::Metric> Reg for M {
+    fn register(self: Box<Self>, registry: &mut Registry, name: &str, help: &str) {
+        registry.register(name, help, *self)
+    }
+}
+
+/// A `/probe` answer: the registry's series from `store` (a table of the probe's own
+/// results), then `probe_success` (every check passed, or was info or skip) and
+/// `probe_duration_seconds`.
+pub fn encode_probe(store: &Store, success: bool, duration: Duration, format: Format) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    encode_registries(&mut out, store, format);
+    header(&mut out, doc("probe_success"), format);
+    out.push_str("probe_success ");
+    push_u64(&mut out, u64::from(success));
+    out.push('\n');
+    header(&mut out, doc("probe_duration_seconds"), format);
+    out.push_str("probe_duration_seconds ");
+    push_f64(&mut out, duration.as_secs_f64());
+    out.push('\n');
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+/// `# HELP` and `# TYPE` of a family. OpenMetrics names a counter's family without
+/// `_total` and escapes `"` in help; the classic format does neither.
+fn header(out: &mut String, doc: &MetricDoc, format: Format) {
+    let family = match (format, doc.kind) {
+        (Format::OpenMetrics, "counter") => doc.name.strip_suffix("_total").unwrap_or(doc.name),
+        _ => doc.name,
+    };
+    out.push_str("# HELP ");
+    out.push_str(family);
+    out.push(' ');
+    for c in doc.help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
         }
     }
+    out.push_str("\n# TYPE ");
+    out.push_str(family);
+    out.push(' ');
+    out.push_str(doc.kind);
+    out.push('\n');
+}
 
-    /// Removes every series of a registry (after a reload dropped it or changed its checks).
-    pub fn forget(&self, registry: &str) {
-        for &check in CheckKind::ALL {
-            self.forget_check(registry, check);
-        }
-        let reg = RegistryLabels {
-            registry: registry.to_string(),
+fn push_f64(out: &mut String, v: f64) {
+    if v.is_finite() {
+        out.push_str(ryu::Buffer::new().format_finite(v));
+    } else if v.is_nan() {
+        out.push_str("NaN");
+    } else if v > 0.0 {
+        out.push_str("+Inf");
+    } else {
+        out.push_str("-Inf");
+    }
+}
+
+fn push_u64(out: &mut String, v: u64) {
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
+/// One series: `name{registry="r"<extra>} value`. `extra` is either empty or starts with
+/// a comma.
+struct Line<'a> {
+    out: &'a mut String,
+}
+
+impl Line<'_> {
+    fn start(&mut self, name: &str, registry_label: &str) -> &mut Self {
+        self.out.push_str(name);
+        self.out.push('{');
+        self.out.push_str(registry_label);
+        self
+    }
+
+    fn label(&mut self, key: &str, value: &str) -> &mut Self {
+        self.out.push(',');
+        self.out.push_str(key);
+        self.out.push_str("=\"");
+        self.out.push_str(value);
+        self.out.push('"');
+        self
+    }
+
+    fn check(&mut self, check: CheckKind) -> &mut Self {
+        self.label("check", check.short_name())
+    }
+
+    fn f64(&mut self, v: f64) {
+        self.out.push_str("} ");
+        push_f64(self.out, v);
+        self.out.push('\n');
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.out.push_str("} ");
+        push_u64(self.out, v);
+        self.out.push('\n');
+    }
+}
+
+/// The registries' families, each written over every registry.
+#[derive(Debug, Clone, Copy)]
+enum RegistryFamily {
+    Status,
+    Reason,
+    Duration,
+    HttpStatus,
+    LastRun,
+    Interval,
+    Runs,
+    Requests,
+    ApiVersion,
+    AuthMethod,
+    TokenDuration,
+    TokenExpiry,
+    TlsExpiry,
+    TokenTlsExpiry,
+    RateLimit,
+    RateRemaining,
+    UploadCancelled,
+    Capability,
+    CapabilityScore,
+    Referrers,
+}
+
+impl RegistryFamily {
+    /// The writer of a registry metric of [`METRICS`], by name.
+    fn of(name: &str) -> Option<RegistryFamily> {
+        use RegistryFamily as F;
+        Some(match name {
+            "oci_registry_check_status" => F::Status,
+            "oci_registry_check_reason" => F::Reason,
+            "oci_registry_check_duration_seconds" => F::Duration,
+            "oci_registry_check_http_status_code" => F::HttpStatus,
+            "oci_registry_check_last_run_timestamp_seconds" => F::LastRun,
+            "oci_registry_check_interval_seconds" => F::Interval,
+            "oci_registry_check_runs_total" => F::Runs,
+            "oci_registry_request_duration_seconds" => F::Requests,
+            "oci_registry_distribution_api_version_info" => F::ApiVersion,
+            "oci_registry_auth_method_info" => F::AuthMethod,
+            "oci_registry_token_request_duration_seconds" => F::TokenDuration,
+            "oci_registry_token_expiry_timestamp_seconds" => F::TokenExpiry,
+            "oci_registry_tls_certificate_expiry_timestamp_seconds" => F::TlsExpiry,
+            "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds" => {
+                F::TokenTlsExpiry
+            }
+            "oci_registry_rate_limit_limit" => F::RateLimit,
+            "oci_registry_rate_limit_remaining" => F::RateRemaining,
+            "oci_registry_push_upload_cancelled" => F::UploadCancelled,
+            "oci_registry_capability_status" => F::Capability,
+            "oci_registry_capability_score" => F::CapabilityScore,
+            "oci_registry_referrers_count" => F::Referrers,
+            _ => return None,
+        })
+    }
+
+    /// Writes this family's series of one registry.
+    fn write(self, out: &mut String, name: &str, e: &RegistryEntry, s: &Slots) {
+        use RegistryFamily as F;
+        let label = e.label.as_str();
+        let mut l = Line { out };
+        let latest = || {
+            CheckKind::ALL
+                .iter()
+                .zip(s.checks.iter())
+                .filter_map(|(&k, slot)| slot.latest.as_ref().map(|r| (k, r)))
         };
-        for family in [
-            &self.token_duration,
-            &self.token_expiry,
-            &self.tls_expiry,
-            &self.token_tls_expiry,
-            &self.rate_limit,
-            &self.rate_remaining,
-        ] {
-            family.remove(&reg);
-        }
-        for family in [
-            &self.upload_cancelled,
-            &self.capability_score,
-            &self.referrers,
-        ] {
-            family.remove(&reg);
-        }
-        for &method in AuthMethod::ALL {
-            self.auth_method.remove(&MethodLabels {
-                registry: registry.to_string(),
-                method,
-            });
-        }
-        for &capability in Capability::ALL {
-            for &status in CapabilityStatus::ALL {
-                self.capability.remove(&CapabilityLabels {
-                    registry: registry.to_string(),
-                    capability,
-                    status,
-                });
+        let unix = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        };
+        let f = &s.facts;
+        match self {
+            F::Status => {
+                for (k, r) in latest() {
+                    for &status in Status::ALL {
+                        l.start(name, label)
+                            .check(k)
+                            .label("status", status.as_str())
+                            .u64(u64::from(status == r.status));
+                    }
+                }
+            }
+            F::Reason => {
+                for (k, r) in latest() {
+                    l.start(name, label)
+                        .check(k)
+                        .label("reason", r.reason.as_str())
+                        .u64(1);
+                }
+            }
+            F::Duration => {
+                for (k, r) in latest() {
+                    l.start(name, label).check(k).f64(r.duration.as_secs_f64());
+                }
+            }
+            F::HttpStatus => {
+                for (k, r) in latest() {
+                    l.start(name, label)
+                        .check(k)
+                        .u64(u64::from(r.http_status.unwrap_or(0)));
+                }
+            }
+            F::LastRun => {
+                for (k, r) in latest() {
+                    l.start(name, label).check(k).f64(unix(r.finished_at));
+                }
+            }
+            F::Interval => gauge(&mut l, name, label, s.interval),
+            F::Runs => {
+                for (&k, slot) in CheckKind::ALL.iter().zip(s.checks.iter()) {
+                    for (&status, &n) in Status::ALL.iter().zip(slot.runs.iter()) {
+                        if n > 0 {
+                            l.start(name, label)
+                                .check(k)
+                                .label("status", status.as_str())
+                                .u64(n);
+                        }
+                    }
+                }
+            }
+            F::Requests => {
+                if s.checks.iter().all(|c| c.latest.is_none()) {
+                    return;
+                }
+                let h = &s.requests;
+                let mut le = ryu::Buffer::new();
+                for (&bound, &n) in REQUEST_BUCKETS.iter().zip(h.buckets.iter()) {
+                    l.out.push_str(name);
+                    l.out.push_str("_bucket");
+                    l.start("", label)
+                        .label("le", le.format_finite(bound))
+                        .u64(n);
+                }
+                l.out.push_str(name);
+                l.out.push_str("_bucket");
+                l.start("", label).label("le", "+Inf").u64(h.count);
+                l.out.push_str(name);
+                l.out.push_str("_sum");
+                l.start("", label).f64(h.sum);
+                l.out.push_str(name);
+                l.out.push_str("_count");
+                l.start("", label).u64(h.count);
+            }
+            F::ApiVersion => {
+                if let Some(v) = &f.api_version {
+                    let mut escaped = String::with_capacity(v.len());
+                    crate::store::escape_label_value(v, &mut escaped);
+                    l.start(name, label).label("version", &escaped).u64(1);
+                }
+            }
+            F::AuthMethod => {
+                if let Some(m) = f.auth_method {
+                    l.start(name, label).label("method", m.as_str()).u64(1);
+                }
+            }
+            F::TokenDuration => gauge(&mut l, name, label, f.token_request_duration),
+            F::TokenExpiry => gauge(&mut l, name, label, f.token_expiry),
+            F::TlsExpiry => gauge(&mut l, name, label, f.tls_expiry),
+            F::TokenTlsExpiry => gauge(&mut l, name, label, f.token_tls_expiry),
+            F::RateLimit => gauge(&mut l, name, label, f.rate_limit.map(|r| r.0)),
+            F::RateRemaining => gauge(&mut l, name, label, f.rate_limit.map(|r| r.1)),
+            F::UploadCancelled => {
+                if let Some(c) = f.upload_cancelled {
+                    l.start(name, label).u64(u64::from(c));
+                }
+            }
+            F::Capability => {
+                for (&c, state) in Capability::ALL.iter().zip(f.capabilities.iter()) {
+                    let Some(state) = *state else { continue };
+                    for &st in CapabilityStatus::ALL {
+                        l.start(name, label)
+                            .label("capability", c.as_str())
+                            .label("status", st.as_str())
+                            .u64(u64::from(st == state));
+                    }
+                }
+            }
+            F::CapabilityScore => {
+                if let Some(n) = f.capability_score {
+                    l.start(name, label).u64(u64::from(n));
+                }
+            }
+            F::Referrers => {
+                if let Some(n) = f.referrers {
+                    l.start(name, label).u64(n);
+                }
             }
         }
-        let old = self
-            .versions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(registry);
-        if let Some(version) = old {
-            self.api_version.remove(&VersionLabels {
-                registry: registry.to_string(),
-                version,
-            });
-        }
     }
+}
 
-    /// Renders every series in the requested format.
-    pub fn encode(&self, format: Format) -> String {
-        let mut out = String::with_capacity(16 * 1024);
-        // Writing into a String cannot fail: fmt::Write for String is infallible.
-        text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        match format {
-            Format::OpenMetrics => out,
-            Format::Classic => openmetrics_to_classic(&out),
+fn gauge(l: &mut Line<'_>, name: &str, label: &str, v: Option<f64>) {
+    if let Some(v) = v {
+        l.start(name, label).f64(v);
+    }
+}
+
+/// Every registry family of [`METRICS`], in order, over every registry of `store`.
+fn encode_registries(out: &mut String, store: &Store, format: Format) {
+    let entries = store.entries();
+    for d in METRICS {
+        if d.served_on() != ServedOn::Both {
+            continue;
+        }
+        let family = RegistryFamily::of(d.name)
+            .unwrap_or_else(|| panic!("metric {} has no writer in RegistryFamily", d.name));
+        header(out, d, format);
+        for e in &entries {
+            let slots = e.lock();
+            family.write(out, d.name, e, &slots);
         }
     }
 }
@@ -847,19 +802,38 @@ pub fn openmetrics_to_classic(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{CheckKind, CheckResult, Reason, Status};
+    use crate::checks::{AuthMethod, CheckKind, CheckResult, Reason, Status};
+
+    fn store_with(results: &[(&str, CheckResult)]) -> Store {
+        let store = Store::new(10);
+        for (registry, r) in results {
+            store.put(registry, r.clone());
+        }
+        store
+    }
 
     #[test]
     fn classic_names_counters_with_total_and_drops_eof() {
         let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
         let r = CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x");
-        m.record("hub", &r);
-        let om = m.encode(Format::OpenMetrics);
+        let store = store_with(&[("hub", r)]);
+        let om = m.encode(&store, Format::OpenMetrics);
         assert!(om.contains("# TYPE oci_registry_check_runs counter"));
+        assert!(om.contains("# HELP oci_registry_check_runs "));
+        assert!(
+            om.contains(
+                "oci_registry_check_runs_total{registry=\"hub\",check=\"pull\",status=\"fail\"} 1"
+            ),
+            "{om}"
+        );
         assert!(om.ends_with("# EOF\n"));
-        let classic = m.encode(Format::Classic);
+        assert_eq!(om.matches("# EOF").count(), 1);
+        let classic = m.encode(&store, Format::Classic);
         assert!(classic.contains("# TYPE oci_registry_check_runs_total counter"));
         assert!(classic.contains("# HELP oci_registry_check_runs_total "));
+        assert!(
+            classic.contains("# TYPE oci_registry_exporter_local_resource_exhausted_total counter")
+        );
         assert!(classic.contains(
             "oci_registry_check_runs_total{registry=\"hub\",check=\"pull\",status=\"fail\"} 1"
         ));
@@ -871,38 +845,44 @@ mod tests {
     #[test]
     fn local_resource_exhaustion_is_counted_for_the_exporter() {
         let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
+        let store = Store::new(0);
         let line = "oci_registry_exporter_local_resource_exhausted_total ";
-        assert!(m.encode(Format::Classic).contains(&format!("{line}0")));
-        for _ in 0..2 {
-            m.record(
-                "hub",
-                &CheckResult::new(
-                    CheckKind::Pull,
-                    Status::Fail,
-                    Reason::LocalResourceExhausted,
-                    "x",
-                ),
-            );
-        }
-        m.record(
-            "hub",
-            &CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Timeout, "x"),
+        assert!(
+            m.encode(&store, Format::Classic)
+                .contains(&format!("{line}0"))
         );
-        assert!(m.encode(Format::Classic).contains(&format!("{line}2")));
+        for reason in [
+            Reason::LocalResourceExhausted,
+            Reason::LocalResourceExhausted,
+            Reason::Timeout,
+        ] {
+            m.note(&CheckResult::new(
+                CheckKind::Pull,
+                Status::Fail,
+                reason,
+                "x",
+            ));
+        }
+        assert!(
+            m.encode(&store, Format::Classic)
+                .contains(&format!("{line}2"))
+        );
     }
 
     #[test]
     fn state_set_and_single_reason() {
         let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
-        m.record(
-            "hub",
-            &CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x"),
-        );
-        m.record(
-            "hub",
-            &CheckResult::new(CheckKind::Pull, Status::Pass, Reason::Ok, "x"),
-        );
-        let text = m.encode(Format::Classic);
+        let store = store_with(&[
+            (
+                "hub",
+                CheckResult::new(CheckKind::Pull, Status::Fail, Reason::Forbidden, "x"),
+            ),
+            (
+                "hub",
+                CheckResult::new(CheckKind::Pull, Status::Pass, Reason::Ok, "x"),
+            ),
+        ]);
+        let text = m.encode(&store, Format::Classic);
         let status_ones = text
             .lines()
             .filter(|l| l.starts_with("oci_registry_check_status{") && l.ends_with(" 1"))
@@ -920,9 +900,75 @@ mod tests {
             reasons,
             vec!["oci_registry_check_reason{registry=\"hub\",check=\"pull\",reason=\"ok\"} 1"]
         );
-        m.forget("hub");
-        let text = m.encode(Format::Classic);
+        store.retain(&[]);
+        let text = m.encode(&store, Format::Classic);
         assert!(!text.contains("registry=\"hub\""), "{text}");
+    }
+
+    #[test]
+    fn histogram_is_per_registry_with_cumulative_buckets() {
+        let mut r = CheckResult::new(CheckKind::Pull, Status::Pass, Reason::Ok, "x");
+        for ms in [3, 300] {
+            r.requests.push(crate::outcome::RequestRecord {
+                method: "GET".into(),
+                path: "/v2/".into(),
+                status: Some(200),
+                duration: Duration::from_millis(ms),
+                auth: crate::outcome::AuthUsed::None,
+                note: None,
+                headers: Vec::new(),
+            });
+        }
+        let store = store_with(&[("hub", r)]);
+        let text = encode_probe(&store, true, Duration::from_millis(1), Format::Classic);
+        for expected in [
+            "oci_registry_request_duration_seconds_bucket{registry=\"hub\",le=\"0.005\"} 1\n",
+            "oci_registry_request_duration_seconds_bucket{registry=\"hub\",le=\"0.25\"} 1\n",
+            "oci_registry_request_duration_seconds_bucket{registry=\"hub\",le=\"0.5\"} 2\n",
+            "oci_registry_request_duration_seconds_bucket{registry=\"hub\",le=\"+Inf\"} 2\n",
+            "oci_registry_request_duration_seconds_count{registry=\"hub\"} 2\n",
+            "oci_registry_request_duration_seconds_sum{registry=\"hub\"} 0.303\n",
+            "probe_success 1\n",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert!(!text.contains("oci_registry_exporter_"), "{text}");
+    }
+
+    // Issue 13: at most 100 series per registry with all six checks, healthy, as the
+    // benchmark's steady state has them (every check passed once, a request each).
+    #[test]
+    fn a_registry_with_all_six_checks_stays_within_the_series_budget() {
+        let store = Store::new(0);
+        for &kind in CheckKind::ALL {
+            let mut r = CheckResult::new(kind, Status::Pass, Reason::Ok, "x").with_http_status(200);
+            r.api_version = Some("registry/2.0".into());
+            match kind {
+                CheckKind::Credentials => r.facts.auth_method = Some(AuthMethod::Anonymous),
+                CheckKind::Push => r.facts.upload_cancelled = Some(true),
+                CheckKind::Capabilities => {
+                    r.facts.capabilities = Capability::ALL
+                        .iter()
+                        .map(|&c| (c, CapabilityStatus::Supported))
+                        .collect()
+                }
+                CheckKind::Referrers => r.facts.referrers_count = Some(0),
+                _ => {}
+            }
+            store.put("hub", r);
+        }
+        let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
+        let text = m.encode(&store, Format::Classic);
+        let series = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("registry=\"hub\""))
+            .count();
+        assert!(series <= 100, "{series} series:\n{text}");
+        // Every check is there: the budget was not met by leaving something out.
+        for &kind in CheckKind::ALL {
+            let needle = format!("check=\"{}\"", kind.short_name());
+            assert!(text.contains(&needle), "{needle}");
+        }
     }
 
     #[test]

@@ -203,7 +203,7 @@ label_enum! {
 }
 
 /// Typed facts a check (or its client) learned besides its status, each exported by
-/// `Metrics::record` when present. `None` and empty mean "not observed in this run".
+/// the store (and so `/metrics`) when present. `None` and empty mean "not observed in this run".
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Facts {
     /// Credentials check: the authentication method in use.

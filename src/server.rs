@@ -28,7 +28,8 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::checks::{CheckKind, Status};
 use crate::config::Mode;
-use crate::metrics::{Format, Metrics};
+use crate::metrics::{self, Format};
+use crate::store::Store;
 use crate::{report, status_page};
 
 /// Subtracted from Prometheus' scrape timeout, so the answer is sent before it gives up.
@@ -504,7 +505,22 @@ async fn handle(
             let wait = scrape_wait(req.headers());
             app.refresh_due(wait).await;
         }
-        return metrics_response(format, app.metrics.encode(format));
+        // Encoding thousands of registries takes milliseconds: off the async workers, so a
+        // scrape never delays the checks' I/O.
+        let encoder = app.clone();
+        let body =
+            tokio::task::spawn_blocking(move || encoder.metrics.encode(&encoder.store, format))
+                .await;
+        return match body {
+            Ok(body) => metrics_response(format, body),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding the metrics failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding the metrics failed; see the exporter's log\n",
+                )
+            }
+        };
     }
     match path {
         "/probe" => {
@@ -632,23 +648,25 @@ async fn probe(
         Some(wait) => tokio::time::timeout(wait, run).await.ok().flatten(),
         None => run.await,
     };
-    let metrics = Metrics::for_probe();
-    metrics.declare_target(&rt.target);
     let success = results.as_deref().is_some_and(|results| {
         results
             .iter()
             .all(|r| matches!(r.status, Status::Pass | Status::Info | Status::Skip))
     });
+    // The probe's own table: this registry's results only, never `/metrics`' store.
+    let store = Store::new(0);
+    store.declare(&rt.target);
     for result in results.iter().flat_map(|r| r.iter()) {
-        metrics.record(&rt.target.name, result);
+        store.put(&rt.target.name, result.clone());
     }
-    metrics.record_probe(success, started.elapsed());
+    let duration = started.elapsed();
+    let encode = |format| metrics::encode_probe(&store, success, duration, format);
     if debug {
         let Some(results) = results else {
             let body = format!(
                 "the checks of {name:?} did not finish within the scrape timeout (less {} ms), or a reload or shutdown stopped them; a probe joining the run still going gets its results\n\n{}",
                 SCRAPE_TIMEOUT_OFFSET.as_millis(),
-                metrics.encode(Format::Classic)
+                encode(Format::Classic)
             );
             return text(StatusCode::OK, &body);
         };
@@ -657,11 +675,11 @@ async fn probe(
             &rt.target.name,
             rt.client.base_url().as_str(),
             &results,
-            &metrics.encode(Format::Classic),
+            &encode(Format::Classic),
         );
         return text(StatusCode::OK, &body);
     }
-    metrics_response(format, metrics.encode(format))
+    metrics_response(format, encode(format))
 }
 
 fn result_page(app: &App, query: &str) -> Response<Body> {

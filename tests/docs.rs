@@ -71,7 +71,8 @@ fn every_reason_is_documented_and_every_metric_is_served() {
         ..Default::default()
     };
     let config = oci_registry_exporter::Config::resolve(raw).unwrap();
-    m.declare_target(&config.registries[0]);
+    let store = oci_registry_exporter::store::Store::new(10);
+    store.declare(&config.registries[0]);
     let mut r = CheckResult::new(CheckKind::Registry, Status::Pass, Reason::Ok, "ok");
     r.api_version = Some("registry/2.0".into());
     // Every fact set, so every metric has a series.
@@ -89,13 +90,17 @@ fn every_reason_is_documented_and_every_metric_is_served() {
     r.facts.upload_cancelled = Some(true);
     r.facts.capabilities = vec![(Capability::Referrers, CapabilityStatus::Unsupported)];
     r.facts.referrers_count = Some(0);
-    m.record("x", &r);
-    let probe = Metrics::for_probe();
-    probe.declare_target(&config.registries[0]);
-    probe.record("x", &r);
-    probe.record_probe(true, std::time::Duration::from_millis(5));
-    for (endpoint, metrics) in [(ServedOn::Metrics, &m), (ServedOn::Probe, &probe)] {
-        let served = metrics.encode(Format::Classic);
+    store.put("x", r);
+    let probe = oci_registry_exporter::metrics::encode_probe(
+        &store,
+        true,
+        std::time::Duration::from_millis(5),
+        Format::Classic,
+    );
+    for (endpoint, served) in [
+        (ServedOn::Metrics, m.encode(&store, Format::Classic)),
+        (ServedOn::Probe, probe),
+    ] {
         let mut expected = 0;
         for doc in METRICS {
             let here = doc.served_on() == endpoint || doc.served_on() == ServedOn::Both;

@@ -93,14 +93,32 @@ async fn open_registry_metrics_end_to_end() {
         ),
         Some(1.0)
     );
-    assert_eq!(
-        sample(
-            &body,
-            "oci_registry_request_duration_seconds_count",
-            &[("registry", "open"), ("check", "pull")]
-        ),
-        Some(1.0)
+    // One histogram per registry, over the requests of all its checks: at least one
+    // request per check run, and cumulative buckets ending at the count.
+    let requests = sample(
+        &body,
+        "oci_registry_request_duration_seconds_count",
+        &[("registry", "open")],
+    )
+    .unwrap();
+    let runs: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("oci_registry_check_runs_total{registry=\"open\","))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(
+        runs >= 2.0 && requests >= runs,
+        "{requests} requests, {runs} runs"
     );
+    let buckets: Vec<f64> = body
+        .lines()
+        .filter(|l| {
+            l.starts_with("oci_registry_request_duration_seconds_bucket{registry=\"open\",")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets.last(), Some(&requests));
     // No URL, digest or error text in any label value.
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         assert!(

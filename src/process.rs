@@ -1,0 +1,130 @@
+//! The `process_*` metrics every Prometheus exporter serves (CPU, memory, descriptors,
+//! start time), read from `/proc/self` at each scrape, with the names and meaning of the Go
+//! client's process collector so existing dashboards and alerts work unchanged.
+//!
+//! Owns only reading and encoding them; `metrics` registers the collector on `/metrics`.
+//! On a system without `/proc` (not Linux) the collector writes nothing, and a failed read
+//! leaves out that scrape's process series rather than failing the scrape.
+
+use prometheus_client::registry::Registry;
+
+/// Registers the process collector on the exporter's own registry.
+pub fn register(registry: &mut Registry) {
+    registry.register_collector(Box::new(ProcessCollector));
+}
+
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// One reading of the process' figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub cpu_seconds: f64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    pub virtual_memory_bytes: u64,
+    pub resident_memory_bytes: u64,
+    pub start_time_seconds: f64,
+}
+
+/// Reads `/proc/self`; `None` when it cannot be read.
+#[cfg(target_os = "linux")]
+pub fn read() -> Option<Reading> {
+    use procfs::WithCurrentSystemInfo;
+    use procfs::process::{LimitValue, Process};
+
+    let me = Process::myself().ok()?;
+    let stat = me.stat().ok()?;
+    let ticks = procfs::ticks_per_second() as f64;
+    let boot = procfs::boot_time_secs().ok()? as f64;
+    let max_fds = me
+        .limits()
+        .ok()
+        .and_then(|l| match l.max_open_files.soft_limit {
+            LimitValue::Value(v) => Some(v),
+            LimitValue::Unlimited => None,
+        });
+    Some(Reading {
+        cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
+        open_fds: me.fd_count().ok()? as u64,
+        max_fds,
+        virtual_memory_bytes: stat.vsize,
+        resident_memory_bytes: stat.rss_bytes().get(),
+        start_time_seconds: boot + stat.starttime as f64 / ticks,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn read() -> Option<Reading> {
+    None
+}
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
+        let Some(r) = read() else {
+            return Ok(());
+        };
+        let help = |name: &str| {
+            crate::metrics::METRICS
+                .iter()
+                .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
+                .map(|m| m.help)
+                .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"))
+        };
+        // prometheus-client appends `_total` to counters itself.
+        let cpu = ConstCounter::new(r.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            help("process_cpu_seconds"),
+            None,
+            cpu.metric_type(),
+        )?)?;
+        let mut gauges = vec![
+            ("process_open_fds", r.open_fds as f64),
+            (
+                "process_virtual_memory_bytes",
+                r.virtual_memory_bytes as f64,
+            ),
+            (
+                "process_resident_memory_bytes",
+                r.resident_memory_bytes as f64,
+            ),
+            ("process_start_time_seconds", r.start_time_seconds),
+        ];
+        // An unlimited soft limit has no number to show; the Go client leaves it out too.
+        if let Some(max) = r.max_fds {
+            gauges.insert(1, ("process_max_fds", max as f64));
+        }
+        for (name, value) in gauges {
+            let g = ConstGauge::new(value);
+            g.encode(encoder.encode_descriptor(name, help(name), None, g.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn reading_is_plausible() {
+        let r = super::read().expect("/proc/self is readable in tests");
+        assert!(r.resident_memory_bytes > 1 << 20, "{r:?}");
+        assert!(r.virtual_memory_bytes >= r.resident_memory_bytes, "{r:?}");
+        assert!(r.open_fds >= 3, "{r:?}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            r.start_time_seconds <= now + 1.0 && r.start_time_seconds > now - 86400.0 * 365.0,
+            "{r:?}"
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! The one place results live: for each registry × check the latest result and its run
+//! counters, per registry the request-duration histogram and the facts last observed, and a
+//! bounded history for the status page.
+//!
+//! `/metrics` encodes the registries' series from this table at scrape time
+//! (`metrics::Metrics::encode`), the `/` page and `/result` read the same entries, and a
+//! `/probe` answer is encoded from a table of its own. Removing a registry or a check from
+//! the table removes its series: there is no second copy to keep in step. It does not
+//! decide what a result means (checks) or how a series is written (metrics).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Target;
+use crate::outcome::{
+    AuthMethod, Capability, CapabilityStatus, CheckKind, CheckResult, Facts, Status,
+};
+
+/// Upper bounds of the request-duration histogram's buckets: 5 ms to 10 s.
+pub const REQUEST_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The latest results of every registry, and a bounded history.
+pub struct Store {
+    // std RwLock: never held across .await. Written when a registry is added or removed;
+    // each entry has its own lock, so a scrape reading one registry never waits on another.
+    table: RwLock<BTreeMap<String, Arc<RegistryEntry>>>,
+    history: Mutex<History>,
+}
+
+/// One registry's state.
+pub struct RegistryEntry {
+    pub name: String,
+    /// `registry="<name>"`, escaped once for the text formats.
+    pub(crate) label: String,
+    // std Mutex: never held across .await; a scrape holds it while writing one family's
+    // series of this registry.
+    pub(crate) slots: Mutex<Slots>,
+}
+
+/// Everything exported about one registry.
+#[derive(Default)]
+pub(crate) struct Slots {
+    /// The configured interval in seconds (one for all the registry's checks).
+    pub interval: Option<f64>,
+    /// Indexed by `CheckKind as usize`.
+    pub checks: [CheckSlot; CheckKind::ALL.len()],
+    pub requests: Histogram,
+    pub facts: KnownFacts,
+}
+
+/// One check of one registry.
+#[derive(Default)]
+pub(crate) struct CheckSlot {
+    /// The latest result (its series are the state gauges).
+    pub latest: Option<CheckResult>,
+    /// Runs by resulting status, indexed by `Status as usize`.
+    pub runs: [u64; Status::ALL.len()],
+}
+
+/// A classic histogram: cumulative counts per bucket of [`REQUEST_BUCKETS`].
+#[derive(Default)]
+pub(crate) struct Histogram {
+    pub buckets: [u64; REQUEST_BUCKETS.len()],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, &le) in self.buckets.iter_mut().zip(REQUEST_BUCKETS.iter()) {
+            if seconds <= le {
+                *bucket += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// The facts last observed for a registry, whichever check observed them: each stays
+/// until a later result observes it again (a TLS expiry seen by the registry check is not
+/// forgotten when the pull check runs).
+#[derive(Default)]
+pub(crate) struct KnownFacts {
+    pub api_version: Option<String>,
+    pub auth_method: Option<AuthMethod>,
+    pub token_request_duration: Option<f64>,
+    pub token_expiry: Option<f64>,
+    pub tls_expiry: Option<f64>,
+    pub token_tls_expiry: Option<f64>,
+    pub rate_limit: Option<(f64, f64)>,
+    pub upload_cancelled: Option<bool>,
+    /// Indexed by `Capability as usize`.
+    pub capabilities: [Option<CapabilityStatus>; Capability::ALL.len()],
+    pub capability_score: Option<u32>,
+    pub referrers: Option<u64>,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl KnownFacts {
+    fn update(&mut self, api_version: Option<&String>, f: &Facts) {
+        if let Some(v) = api_version {
+            self.api_version = Some(v.clone());
+        }
+        if let Some(m) = f.auth_method {
+            self.auth_method = Some(m);
+        }
+        if let Some(d) = f.token_request_duration {
+            self.token_request_duration = Some(d.as_secs_f64());
+        }
+        if let Some(t) = f.token_expiry {
+            self.token_expiry = Some(unix(t));
+        }
+        if let Some(t) = f.tls_certificate_expiry {
+            self.tls_expiry = Some(unix(t));
+        }
+        if let Some(t) = f.token_endpoint_tls_certificate_expiry {
+            self.token_tls_expiry = Some(unix(t));
+        }
+        if let Some(rl) = f.rate_limit {
+            self.rate_limit = Some((rl.limit, rl.remaining));
+        }
+        if let Some(c) = f.upload_cancelled {
+            self.upload_cancelled = Some(c);
+        }
+        if !f.capabilities.is_empty() {
+            let mut score = 0;
+            for &(capability, state) in &f.capabilities {
+                self.capabilities[capability as usize] = Some(state);
+                score += u32::from(state == CapabilityStatus::Supported);
+            }
+            self.capability_score = Some(score);
+        }
+        if let Some(n) = f.referrers_count {
+            self.referrers = Some(n);
+        }
+    }
+}
+
+/// Escapes a label value for both text formats: backslash, double quote and line feed.
+pub(crate) fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+impl RegistryEntry {
+    fn new(name: &str) -> RegistryEntry {
+        let mut label = String::with_capacity(name.len() + 11);
+        label.push_str("registry=\"");
+        escape_label_value(name, &mut label);
+        label.push('"');
+        RegistryEntry {
+            name: name.to_string(),
+            label,
+            slots: Mutex::new(Slots::default()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct History {
+    size: usize,
+    next_id: u64,
+    failures: VecDeque<(u64, String, CheckResult)>,
+    others: VecDeque<(u64, String, CheckResult)>,
+}
+
+impl Store {
+    /// A store keeping the last `history_size` failures and, apart, the last
+    /// `history_size` other results, so failures stay visible longer than the successes
+    /// around them.
+    pub fn new(history_size: usize) -> Store {
+        Store {
+            table: RwLock::new(BTreeMap::new()),
+            history: Mutex::new(History {
+                size: history_size,
+                next_id: 1,
+                failures: VecDeque::new(),
+                others: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn entry(&self, registry: &str) -> Arc<RegistryEntry> {
+        if let Some(e) = self
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(registry)
+        {
+            return e.clone();
+        }
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(registry.to_string())
+            .or_insert_with(|| Arc::new(RegistryEntry::new(registry)))
+            .clone()
+    }
+
+    /// Declares a target with its interval, so staleness can be judged before a first run.
+    pub fn declare(&self, target: &Target) {
+        let entry = self.entry(&target.name);
+        entry.lock().interval = Some(target.interval.as_secs_f64());
+    }
+
+    /// Keeps only the registries and checks of `targets` (after a reload): everything of
+    /// a removed registry and the slots of removed checks go, and with them their series.
+    /// The history keeps what happened.
+    pub fn retain(&self, targets: &[&Target]) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        table.retain(|name, entry| {
+            let Some(target) = targets.iter().find(|t| &t.name == name) else {
+                return false;
+            };
+            let mut slots = entry.lock();
+            for &check in CheckKind::ALL {
+                if !target.checks.contains(&check) {
+                    slots.checks[check as usize] = CheckSlot::default();
+                }
+            }
+            true
+        });
+    }
+
+    /// Records one result: the latest of its check, a run counted, its requests observed,
+    /// its facts kept, and an entry in the history.
+    pub fn put(&self, registry: &str, result: CheckResult) {
+        // A probe's store keeps no history: no copy of the result then.
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.size > 0 {
+            let id = h.next_id;
+            h.next_id += 1;
+            let size = h.size;
+            let ring = if result.status == Status::Fail {
+                &mut h.failures
+            } else {
+                &mut h.others
+            };
+            ring.push_back((id, registry.to_string(), result.clone()));
+            while ring.len() > size {
+                ring.pop_front();
+            }
+        }
+        drop(h);
+        let entry = self.entry(registry);
+        let mut slots = entry.lock();
+        for request in &result.requests {
+            slots.requests.observe(request.duration.as_secs_f64());
+        }
+        slots
+            .facts
+            .update(result.api_version.as_ref(), &result.facts);
+        let slot = &mut slots.checks[result.check as usize];
+        slot.runs[result.status as usize] += 1;
+        slot.latest = Some(result);
+    }
+
+    /// The kept results, newest first.
+    pub fn history(&self) -> Vec<(u64, String, CheckResult)> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = h.failures.iter().chain(h.others.iter()).cloned().collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
+        all
+    }
+
+    pub fn history_entry(&self, id: u64) -> Option<(String, CheckResult)> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.failures
+            .iter()
+            .chain(h.others.iter())
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, reg, r)| (reg.clone(), r.clone()))
+    }
+
+    /// The latest result of each check of `registry`, in check order.
+    pub fn latest(&self, registry: &str) -> Vec<CheckResult> {
+        let entry = self
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(registry)
+            .cloned();
+        let Some(entry) = entry else {
+            return Vec::new();
+        };
+        let slots = entry.lock();
+        slots
+            .checks
+            .iter()
+            .filter_map(|s| s.latest.clone())
+            .collect()
+    }
+
+    /// Every registry, in name order: a snapshot of the table for one scrape, so the
+    /// scrape does not hold the table's lock while it writes.
+    pub(crate) fn entries(&self) -> Vec<Arc<RegistryEntry>> {
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_follow_the_declared_order() {
+        for (i, &k) in CheckKind::ALL.iter().enumerate() {
+            assert_eq!(k as usize, i);
+        }
+        for (i, &s) in Status::ALL.iter().enumerate() {
+            assert_eq!(s as usize, i);
+        }
+        for (i, &c) in Capability::ALL.iter().enumerate() {
+            assert_eq!(c as usize, i);
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::default();
+        h.observe(0.003);
+        h.observe(0.3);
+        h.observe(30.0);
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[5], 1, "0.3 is above le=0.25");
+        assert_eq!(h.buckets[6], 2);
+        assert_eq!(h.buckets[10], 2, "30 s is only in +Inf");
+        assert_eq!(h.count, 3);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let e = RegistryEntry::new("a\"b\\c\nd");
+        assert_eq!(e.label, "registry=\"a\\\"b\\\\c\\nd\"");
+    }
+}
