@@ -7,6 +7,9 @@
 //! * the inhibit rules copied into alerts/alertmanager/README.md are the shipped ones;
 //! * every inhibit rule, against a real Alertmanager fed synthetic alerts: what it silences
 //!   and what it must leave alone (another registry, another exporter, another job);
+//! * repeat and resolution: an alert still firing is notified again after `repeat_interval`
+//!   (shortened to 4 s in the test copy), not before, and an alert that ends is notified once
+//!   as resolved (the shipped receivers set `send_resolved: true`);
 //! * end to end: the exporter checking real registries, a real Prometheus with the shipped
 //!   rules (every `for:` shortened, as in tests/prometheus.rs), and a real Alertmanager with
 //!   the shipped inhibit rules posting to a webhook in this test: a stopped registry is one
@@ -14,18 +17,20 @@
 //!   (`OciRegistryCredentialsInvalid`), a healthy registry none.
 //!
 //! The test copy of the configuration changes only the receivers' URLs (to the webhook, on
-//! 127.0.0.1) and the group timings; the inhibit rules are loaded from the shipped file.
+//! 127.0.0.1) and the group timings; the shipped file keeps its own (group_interval 5m,
+//! repeat_interval 4h), and the inhibit rules are loaded from it. Prometheus is started by
+//! tests/common/prometheus.rs, shared with tests/prometheus.rs.
 
 mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use common::prometheus::{self, Prometheus, http, start_daemon};
 use common::{Exporter, config_from_toml};
 use serde_json::{Value as Json, json};
 use serde_yaml_ng::Value as Yaml;
@@ -42,14 +47,6 @@ fn shipped_config_path() -> PathBuf {
 
 fn shipped_config() -> Yaml {
     serde_yaml_ng::from_str(&std::fs::read_to_string(shipped_config_path()).unwrap()).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `(alert name, severity)` of every alert of the shipped rules file.
@@ -188,9 +185,24 @@ fn readme_inhibit_rules_are_the_shipped_ones() {
     );
 }
 
-/// The shipped configuration with every receiver posting to `webhook/<receiver>` and short
-/// group timings; route tree and inhibit rules unchanged.
-fn test_config(webhook: &str) -> String {
+/// Group timings of a test copy of the configuration.
+struct Timings {
+    group_wait: &'static str,
+    group_interval: &'static str,
+    repeat_interval: &'static str,
+}
+
+/// Notify within a second, never repeat during a test: each notification is news.
+const NO_REPEAT: Timings = Timings {
+    group_wait: "1s",
+    group_interval: "1s",
+    repeat_interval: "1h",
+};
+
+/// The shipped configuration with every receiver posting to `webhook/<receiver>` and the
+/// group timings of `timings`; route tree, receivers' other settings (`send_resolved`) and
+/// inhibit rules unchanged.
+fn test_config(webhook: &str, timings: &Timings) -> String {
     let shipped = shipped_config();
     let mut doc = shipped.clone();
     for receiver in doc["receivers"].as_sequence_mut().unwrap() {
@@ -208,93 +220,62 @@ fn test_config(webhook: &str) -> String {
         }
     }
     let route = doc["route"].as_mapping_mut().unwrap();
-    route.insert("group_wait".into(), "1s".into());
-    route.insert("group_interval".into(), "1s".into());
-    route.insert("repeat_interval".into(), "1h".into());
+    route.insert("group_wait".into(), timings.group_wait.into());
+    route.insert("group_interval".into(), timings.group_interval.into());
+    route.insert("repeat_interval".into(), timings.repeat_interval.into());
     assert_eq!(doc["inhibit_rules"], shipped["inhibit_rules"]);
     serde_yaml_ng::to_string(&doc).unwrap()
 }
 
-/// A child process killed (and reaped) when dropped, also when the test panics.
-struct KillOnDrop(Child);
+/// A real Alertmanager (Debian's `prometheus-alertmanager`) on 127.0.0.1 with the test copy
+/// of the shipped configuration, its receivers posting to a [`Webhook`] in this test; killed
+/// on drop.
+struct Alertmanager {
+    url: String,
+    hook: Webhook,
+    dir: tempfile::TempDir,
+    _child: prometheus::KillOnDrop,
+}
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Alertmanager {
+    async fn start(timings: &Timings) -> Alertmanager {
+        let dir = tempfile::Builder::new()
+            .prefix("alertmanager-")
+            .tempdir()
+            .unwrap();
+        let (hook, hook_url) = Webhook::start().await;
+        let config_file = dir.path().join("alertmanager.yml");
+        std::fs::write(&config_file, test_config(&hook_url, timings)).unwrap();
+        let storage = dir.path().join("data");
+        let (child, url) = start_daemon("prometheus-alertmanager", dir.path(), |port| {
+            vec![
+                format!("--config.file={}", config_file.display()),
+                format!("--storage.path={}", storage.display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=".to_string(),
+                "--log.level=warn".to_string(),
+            ]
+        })
+        .await;
+        Alertmanager {
+            url,
+            hook,
+            dir,
+            _child: child,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus-alertmanager.log"))
+            .unwrap_or_default()
     }
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-/// Starts a daemon on a free 127.0.0.1 port (`args(port)`), logging into `dir/<name>.log`,
-/// and waits (bounded: 10 s) until `/-/ready` answers 200.
-async fn start_daemon(
-    program: &str,
-    dir: &Path,
-    args: impl Fn(u16) -> Vec<String>,
-) -> (KillOnDrop, String) {
-    let log_path = dir.join(format!("{program}.log"));
-    let client = http();
-    // A port picked free can be taken before the daemon binds it: try a few.
-    for _ in 0..3 {
-        let port = free_port();
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = KillOnDrop(
-            Command::new(program)
-                .args(args(port))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("{program} is installed: {e}")),
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if let Ok(Some(_)) = child.0.try_wait() {
-                break;
-            }
-            if let Ok(r) = client.get(format!("{url}/-/ready")).send().await
-                && r.status().is_success()
-            {
-                return (child, url);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if !log.contains("address already in use") {
-            panic!("{program} did not become ready in 10 s:\n{log}");
-        }
-    }
-    panic!("{program} found no free port in 3 attempts");
-}
-
-async fn start_alertmanager(dir: &Path, config: &str) -> (KillOnDrop, String) {
-    std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
-    let config_file = dir.join("alertmanager.yml");
-    let storage = dir.join("am-data");
-    start_daemon("prometheus-alertmanager", dir, |port| {
-        vec![
-            format!("--config.file={}", config_file.display()),
-            format!("--storage.path={}", storage.display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--cluster.listen-address=".to_string(),
-            "--log.level=warn".to_string(),
-        ]
-    })
-    .await
-}
-
-/// A webhook receiver on 127.0.0.1: every POST's path and JSON body, in arrival order.
+/// A webhook receiver on 127.0.0.1: every POST's arrival time, path and JSON body, in
+/// arrival order.
 #[derive(Clone, Default)]
 struct Webhook {
-    received: Arc<Mutex<Vec<(String, Json)>>>,
+    received: Arc<Mutex<Vec<(Instant, String, Json)>>>,
 }
 
 impl Webhook {
@@ -333,7 +314,7 @@ impl Webhook {
                             let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
                             let body = serde_json::from_slice(&buf[end + 4..end + 4 + length])
                                 .unwrap_or(Json::Null);
-                            received.lock().unwrap().push((path, body));
+                            received.lock().unwrap().push((Instant::now(), path, body));
                             let _ = conn
                                 .write_all(
                                     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
@@ -350,6 +331,13 @@ impl Webhook {
     }
 
     fn received(&self) -> Vec<(String, Json)> {
+        self.received_at()
+            .into_iter()
+            .map(|(_, path, body)| (path, body))
+            .collect()
+    }
+
+    fn received_at(&self) -> Vec<(Instant, String, Json)> {
         self.received.lock().unwrap().clone()
     }
 }
@@ -425,12 +413,8 @@ const I3: (&str, &str) = ("instance", "10.0.0.3:9898");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_inhibit_rule_silences_what_it_should_and_nothing_else() {
-    let dir = tempfile::Builder::new()
-        .prefix("alertmanager-")
-        .tempdir()
-        .unwrap();
-    let (_hook, hook_url) = Webhook::start().await;
-    let (_am, am) = start_alertmanager(dir.path(), &test_config(&hook_url)).await;
+    let alertmanager = Alertmanager::start(&NO_REPEAT).await;
+    let am = &alertmanager.url;
 
     // (labels, inhibited?)
     let cases: Vec<(Vec<(&str, &str)>, bool)> = vec![
@@ -571,7 +555,7 @@ async fn every_inhibit_rule_silences_what_it_should_and_nothing_else() {
         ),
     ];
     let alerts: Vec<Json> = cases.iter().map(|(l, _)| alert(l)).collect();
-    let have = post_and_read(&am, &alerts).await;
+    let have = post_and_read(am, &alerts).await;
     let mut failures = Vec::new();
     for (labels, want) in &cases {
         let k = key(&alert(labels)["labels"]);
@@ -586,7 +570,7 @@ async fn every_inhibit_rule_silences_what_it_should_and_nothing_else() {
     // OciRegistryExporterAbsent carries no job or instance: every alert of the rule set
     // but the exporter alerts themselves, and no other job's.
     let before = have;
-    let have = post_and_read(&am, &[alert(&[("alertname", "OciRegistryExporterAbsent")])]).await;
+    let have = post_and_read(am, &[alert(&[("alertname", "OciRegistryExporterAbsent")])]).await;
     let mut failures = Vec::new();
     for (k, inhibited) in &have {
         let exporter_alert = k.starts_with("OciRegistryExporterDown{")
@@ -603,8 +587,140 @@ async fn every_inhibit_rule_silences_what_it_should_and_nothing_else() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Scrape and rule evaluation interval of the end-to-end test's Prometheus.
-const PROMETHEUS_INTERVAL: &str = "1s";
+/// The notifications about the registry `registry` whose alerts have status `status`
+/// (`firing` or `resolved`): arrival time, receiver path and the alert.
+fn notifications_about(
+    hook: &Webhook,
+    registry: &str,
+    status: &str,
+) -> Vec<(Instant, String, Json)> {
+    hook.received_at()
+        .into_iter()
+        .flat_map(|(at, path, body)| {
+            body["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|a| a["labels"]["registry"] == registry && a["status"] == status)
+                .map(move |a| (at, path.clone(), a))
+        })
+        .collect()
+}
+
+/// Repeat and resolution through a real Alertmanager with the shipped route tree and
+/// receivers (only the URLs and the group timings shortened): an alert still firing is
+/// notified again once `repeat_interval` has passed, and not before; an alert that ends is
+/// notified once more, resolved, and then never again. The alert is posted as Prometheus
+/// posts it (`endsAt` ahead while firing, `endsAt` now when it resolves); the end-to-end test
+/// below proves that Prometheus delivers the shipped rules' alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_is_repeated_and_its_resolution_notified() {
+    // Every webhook of the shipped receivers says so itself: a receiver copied to another
+    // integration (email defaults to false) keeps telling the on-call that it is over.
+    for receiver in shipped_config()["receivers"].as_sequence().unwrap() {
+        for hook in receiver["webhook_configs"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(
+                hook["send_resolved"],
+                Yaml::Bool(true),
+                "receiver {}: set send_resolved: true",
+                receiver["name"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    // Long against the 1 s group interval: a repeat at every group interval would come
+    // after about 1 s. Slack for delivery jitter: 0.5 s early; late, the next group-interval
+    // ticks of a loaded machine.
+    const REPEAT: Duration = Duration::from_secs(4);
+    let timings = Timings {
+        group_wait: "1s",
+        group_interval: "1s",
+        repeat_interval: "4s",
+    };
+    let alertmanager = Alertmanager::start(&timings).await;
+    let (am, hook) = (&alertmanager.url, &alertmanager.hook);
+    let labels = a(
+        "OciRegistryUnreachable",
+        &[
+            ("severity", "critical"),
+            JOB,
+            I1,
+            ("registry", "flaky"),
+            ("check", "registry"),
+        ],
+    );
+    let starts_at = SystemTime::now();
+    let posted = |ends_at: SystemTime| {
+        let mut alert = alert(&labels);
+        alert["startsAt"] = humantime::format_rfc3339_millis(starts_at)
+            .to_string()
+            .into();
+        alert["endsAt"] = humantime::format_rfc3339_millis(ends_at).to_string().into();
+        alert
+    };
+    post_and_read(am, &[posted(starts_at + Duration::from_secs(300))]).await;
+
+    // Phase 1 (bounded: 150 × 100 ms): the first notification and its repeat.
+    let mut firing = Vec::new();
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        firing = notifications_about(hook, "flaky", "firing");
+        if firing.len() >= 2 {
+            break;
+        }
+    }
+    assert!(
+        firing.len() >= 2,
+        "no repeat of the firing alert within 15 s: {firing:#?}\nalertmanager log:\n{:?}",
+        alertmanager.log()
+    );
+    let gap = firing[1].0 - firing[0].0;
+    assert!(
+        gap >= REPEAT - Duration::from_millis(500) && gap <= REPEAT + Duration::from_secs(5),
+        "the repeat came {gap:?} after the first notification, want about the repeat \
+         interval of {REPEAT:?}"
+    );
+    eprintln!("repeat after {gap:?} (repeat_interval {REPEAT:?})");
+    for (_, path, alert) in &firing {
+        assert_eq!(path, "/pager", "{alert}");
+        assert_eq!(alert["labels"]["alertname"], "OciRegistryUnreachable");
+    }
+
+    // Phase 2 (bounded: 100 × 100 ms): it ends; one resolved notification, to the same
+    // receiver, and then (for longer than a repeat interval) nothing more about it.
+    post_and_read(am, &[posted(SystemTime::now())]).await;
+    let resolved_posted = Instant::now();
+    let mut resolved = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        resolved = notifications_about(hook, "flaky", "resolved");
+        if !resolved.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        !resolved.is_empty(),
+        "no resolved notification within 10 s of the alert's end\nalertmanager log:\n{:?}",
+        alertmanager.log()
+    );
+    tokio::time::sleep(REPEAT + Duration::from_secs(2)).await;
+    let resolved = notifications_about(hook, "flaky", "resolved");
+    assert_eq!(resolved.len(), 1, "{resolved:#?}");
+    assert_eq!(resolved[0].1, "/pager");
+    let late_firing: Vec<_> = notifications_about(hook, "flaky", "firing")
+        .into_iter()
+        .filter(|(at, _, _)| *at > resolved_posted)
+        .collect();
+    assert!(
+        late_firing.is_empty(),
+        "firing notifications after the alert ended: {late_firing:#?}"
+    );
+}
+
 /// Check interval of the exporter (see tests/prometheus.rs for why not 1 s).
 const CHECK_INTERVAL: &str = "2s";
 
@@ -612,85 +728,16 @@ const CHECK_INTERVAL: &str = "2s";
 /// except OciRegistryExporterAbsent: `absent(up)` holds until Prometheus' first scrape,
 /// which its real `for: 15m` covers; 10 s covers it here.
 fn rules_with_short_for() -> String {
-    let path = root().join("alerts/oci-registry-exporter.rules.yml");
-    let mut doc: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    for group in doc["groups"].as_sequence_mut().expect("groups") {
-        let g = group.as_mapping_mut().unwrap();
-        g.remove("interval");
-        for rule in g["rules"].as_sequence_mut().unwrap() {
-            let absent = rule["alert"].as_str() == Some("OciRegistryExporterAbsent");
-            let r = rule.as_mapping_mut().unwrap();
-            if r.contains_key("for") {
-                r.insert("for".into(), if absent { "10s" } else { "1s" }.into());
-            }
-        }
-    }
-    serde_yaml_ng::to_string(&doc).unwrap()
-}
-
-async fn start_prometheus(
-    dir: &Path,
-    exporter: SocketAddr,
-    alertmanager: &str,
-) -> (KillOnDrop, String) {
-    std::fs::write(dir.join("rules.yml"), rules_with_short_for()).unwrap();
-    let am = alertmanager.trim_start_matches("http://");
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: {PROMETHEUS_INTERVAL}\n  scrape_timeout: {PROMETHEUS_INTERVAL}\n  \
-             evaluation_interval: {PROMETHEUS_INTERVAL}\n\
-             rule_files: [rules.yml]\n\
-             alerting:\n  alertmanagers:\n    - static_configs: [{{targets: [\"{am}\"]}}]\n\
-             scrape_configs:\n  - job_name: oci-registry-exporter\n    \
-             static_configs: [{{targets: [\"{exporter}\"]}}]\n"
-        ),
-    )
-    .unwrap();
-    let config_file = dir.join("prometheus.yml");
-    let data = dir.join("prometheus-data");
-    start_daemon("prometheus", dir, |port| {
-        vec![
-            format!("--config.file={}", config_file.display()),
-            format!("--storage.tsdb.path={}", data.display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--log.level=warn".to_string(),
-        ]
-    })
-    .await
-}
-
-/// An instant query's vector, or nothing.
-async fn query(prometheus: &str, promql: &str) -> Vec<Json> {
-    let Ok(r) = http()
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", promql)])
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let body: Json = r.json().await.unwrap_or(Json::Null);
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    prometheus::rules_with_short_for("1s", &[("OciRegistryExporterAbsent", "10s")])
 }
 
 /// (alertname, registry) of the alerts Prometheus holds firing.
-async fn firing_in_prometheus(prometheus: &str) -> BTreeSet<(String, String)> {
-    let Ok(r) = http()
-        .get(format!("{prometheus}/api/v1/alerts"))
-        .send()
+async fn firing_in_prometheus(prometheus: &Prometheus) -> BTreeSet<(String, String)> {
+    prometheus
+        .alerts()
         .await
-    else {
-        return BTreeSet::new();
-    };
-    let body: Json = r.json().await.unwrap_or(Json::Null);
-    body["data"]["alerts"]
-        .as_array()
-        .into_iter()
-        .flatten()
+        .unwrap_or_default()
+        .iter()
         .filter(|a| a["state"] == "firing")
         .map(|a| {
             (
@@ -758,26 +805,27 @@ password = "{password}"
         password = support::BASIC_PASSWORD,
     ));
     let exporter = Exporter::start(config).await;
-    let dir = tempfile::Builder::new()
-        .prefix("alertmanager-e2e-")
-        .tempdir()
-        .unwrap();
-    let (hook, hook_url) = Webhook::start().await;
-    let (_am, am) = start_alertmanager(dir.path(), &test_config(&hook_url)).await;
-    let (_prometheus, prometheus) = start_prometheus(dir.path(), exporter.addr, &am).await;
-    let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let alertmanager = Alertmanager::start(&NO_REPEAT).await;
+    let hook = &alertmanager.hook;
+    let prometheus = Prometheus::start(
+        exporter.addr,
+        &rules_with_short_for(),
+        Some(&alertmanager.url),
+    )
+    .await;
 
     // Phase 1 (bounded: 40 × 500 ms): Prometheus has seen the doomed registry healthy, with
     // its capabilities, for a few scrapes.
     let mut seen_healthy = 0;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let up = query(
-            &prometheus,
-            r#"oci_registry_check_status{registry="doomed", check="registry", status="pass"} == 1
-               and on (registry) oci_registry_capability_score > 0"#,
-        )
-        .await;
+        let up = prometheus
+            .query(
+                r#"oci_registry_check_status{registry="doomed", check="registry", status="pass"} == 1
+                   and on (registry) oci_registry_capability_score > 0"#,
+            )
+            .await
+            .unwrap_or_default();
         if !up.is_empty() {
             seen_healthy += 1;
             if seen_healthy >= 3 {
@@ -788,7 +836,7 @@ password = "{password}"
     assert!(
         seen_healthy >= 3,
         "Prometheus never saw the doomed registry healthy:\n{}\nexporter /metrics:\n{}",
-        log("prometheus.log"),
+        prometheus.log(),
         exporter.metrics().await
     );
     doomed.kill();
@@ -857,6 +905,12 @@ password = "{password}"
                     failures.push(format!("{alert}: no {annotation}: {a}"));
                 }
             }
+            let summary = a["annotations"]["summary"].as_str().unwrap_or("");
+            if !summary.contains(registry.as_str()) {
+                failures.push(format!(
+                    "{alert}: summary does not name {registry}: {summary}"
+                ));
+            }
             let description = a["annotations"]["description"].as_str().unwrap_or("");
             if !description.contains(registry.as_str()) {
                 failures.push(format!(
@@ -906,8 +960,8 @@ password = "{password}"
              webhook received: {received:#?}\n\nalertmanager log:\n{}\nprometheus log:\n{}",
             failures.len(),
             failures.join("\n"),
-            log("prometheus-alertmanager.log"),
-            log("prometheus.log"),
+            alertmanager.log(),
+            prometheus.log(),
         );
     }
     assert!(

@@ -294,6 +294,152 @@ fn every_alert_has_severity_summary_description_and_a_runbook_heading() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The label names each alert carries when it fires, as the promtool unit tests expect them:
+/// promtool compares `exp_labels` exactly, so these are the labels the alert's expression
+/// keeps (plus its own `labels:`), without reading the PromQL here.
+fn fired_label_names() -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rule_test_files() {
+        let doc = yaml(&file);
+        for test in seq(&doc["tests"]) {
+            for case in seq(&test["alert_rule_test"]) {
+                let name = text(case, "alertname").expect("alertname");
+                for exp in seq(&case["exp_alerts"]) {
+                    let keys = string_map(exp.get("exp_labels")).into_keys();
+                    out.entry(name.to_string()).or_default().extend(keys);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A template with the blanks inside `{{ }}` removed, so that `{{ $labels.registry }}` and
+/// `{{$labels.registry}}` read the same.
+fn compact_template(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut depth = 0;
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '{' && chars.peek() == Some(&'{') {
+            depth += 1;
+        } else if c == '}' && chars.peek() == Some(&'}') && depth > 0 {
+            depth -= 1;
+        }
+        if depth > 0 && c.is_whitespace() {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a person reads first names what is broken: the summary of an alert that fires per
+/// registry names the registry, of one that fires per check the check, of an exporter-level
+/// alert the exporter (instance and job, where it has them); and the description of a
+/// registry alert shows the current reason, read from `oci_registry_check_reason` (its
+/// series carry no `reason`, so it is queried, never invented).
+#[test]
+fn summaries_name_the_registry_and_check_and_descriptions_the_reason() {
+    let fired = fired_label_names();
+    let mut problems = Vec::new();
+    for a in alerts() {
+        let n = &a.name;
+        let Some(keys) = fired.get(n) else {
+            problems.push(format!(
+                "{n}: no promtool unit test expects it to fire, so its labels are unknown"
+            ));
+            continue;
+        };
+        let summary = compact_template(a.annotations.get("summary").map_or("", String::as_str));
+        let description =
+            compact_template(a.annotations.get("description").map_or("", String::as_str));
+        let names = |label: &str| summary.contains(&format!("{{{{$labels.{label}}}}}"));
+        if keys.contains("registry") {
+            if !names("registry") {
+                problems.push(format!(
+                    "{n}: fires per registry, but its summary does not name it with \
+                     {{{{ $labels.registry }}}}: {summary}"
+                ));
+            }
+            if !description.contains("oci_registry_check_reason{")
+                && !description.contains("{{$labels.reason}}")
+            {
+                problems.push(format!(
+                    "{n}: fires per registry, but its description does not show the current \
+                     reason (query oci_registry_check_reason): {description}"
+                ));
+            }
+        } else {
+            for label in ["instance", "job"] {
+                if keys.contains(label) && !names(label) {
+                    problems.push(format!(
+                        "{n}: an exporter-level alert whose summary does not name the exporter's \
+                         {label} with {{{{ $labels.{label} }}}}: {summary}"
+                    ));
+                }
+            }
+            if !keys.contains("instance")
+                && !keys.contains("job")
+                && !summary.contains("oci-registry-exporter")
+            {
+                problems.push(format!(
+                    "{n}: carries no registry, job or instance, so its summary must name the \
+                     oci-registry-exporter job: {summary}"
+                ));
+            }
+        }
+        if keys.contains("check") && !names("check") {
+            problems.push(format!(
+                "{n}: fires per check, but its summary does not name it with \
+                 {{{{ $labels.check }}}}: {summary}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A rule's summary as the runbook quotes it: every `{{ $labels.x }}` shown as `<x>`.
+/// docs/runbooks/alerts.md quotes each alert's summary (in a code span) under its heading,
+/// so that a person who arrives from a notification recognises it.
+fn summary_as_quoted(summary: &str) -> String {
+    let mut out = compact_template(summary);
+    while let Some(start) = out.find("{{$labels.") {
+        let Some(len) = out[start..].find("}}") else {
+            break;
+        };
+        let label = out[start + "{{$labels.".len()..start + len].to_string();
+        out.replace_range(start..start + len + 2, &format!("<{label}>"));
+    }
+    out
+}
+
+#[test]
+fn runbook_summaries_quote_the_rules() {
+    let mut quoted: BTreeMap<String, String> = BTreeMap::new();
+    let mut section = String::new();
+    for line in read(RUNBOOKS).lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h.trim().to_string();
+        } else if let Some(s) = line.strip_prefix("**Summary:**") {
+            quoted.insert(section.clone(), s.trim().to_string());
+        }
+    }
+    let mut problems = Vec::new();
+    for a in alerts() {
+        // In a code span: a bare `<registry>` would be read as an HTML tag and vanish.
+        let want = format!("`{}`", summary_as_quoted(&a.annotations["summary"]));
+        match quoted.get(&a.name) {
+            Some(have) if *have == want => {}
+            have => problems.push(format!(
+                "{}: {RUNBOOKS} quotes the summary as {have:?}, the rule says {want:?}",
+                a.name
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn runbook_index_matches_the_rules() {
     // The table at the top of docs/runbooks/alerts.md: | [Name](#anchor) | severity | for | group |
@@ -825,6 +971,11 @@ fn metric_names_are_found_outside_strings_and_matchers() {
         github_anchor(" OciRegistryUnreachable "),
         "ociregistryunreachable"
     );
+    assert_eq!(
+        summary_as_quoted("Registry {{ $labels.registry }}: the {{$labels.check}} check"),
+        "Registry <registry>: the <check> check"
+    );
+    assert_eq!(compact_template("a b {{ $x | y }}"), "a b {{$x|y}}");
 }
 
 /// What `/probe` serves, scraped by a Probe job, must fire none of the exporter's own alerts

@@ -14,11 +14,10 @@ mod common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::prometheus::{Prometheus, rules_with_short_for};
 use common::promql::metric_names;
 use common::{Exporter, config_from_toml};
 use serde_json::Value as Json;
@@ -31,8 +30,6 @@ use support::{Kind, TestRegistry};
 /// as features land: remove an entry when the test says it is served.
 const PENDING_METRICS: &[&str] = &[];
 
-/// Scrape and rule evaluation interval of the test's Prometheus.
-const PROMETHEUS_INTERVAL: &str = "1s";
 /// What every `for:` of the rules becomes in the copy loaded into Prometheus.
 const SHORT_FOR: &str = "1s";
 /// Check interval of the exporter. Not 1 s: OciRegistryCheckStale fires when a check's
@@ -55,158 +52,6 @@ const VARIABLES: &[(&str, &str)] = &[
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The shipped rules with every `for:` shortened to [`SHORT_FOR`] and every group evaluated
-/// at the global interval.
-fn rules_with_short_for() -> String {
-    let path = root().join("alerts/oci-registry-exporter.rules.yml");
-    let mut doc: Yaml = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let groups = doc["groups"].as_sequence_mut().expect("groups");
-    for group in groups {
-        let g = group.as_mapping_mut().unwrap();
-        g.remove("interval");
-        for rule in g["rules"].as_sequence_mut().unwrap() {
-            let r = rule.as_mapping_mut().unwrap();
-            if r.contains_key("for") {
-                r.insert("for".into(), SHORT_FOR.into());
-            }
-        }
-    }
-    serde_yaml_ng::to_string(&doc).unwrap()
-}
-
-/// A `prometheus` process on 127.0.0.1 with its own data directory; killed on drop.
-struct Prometheus {
-    url: String,
-    child: KillOnDrop,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
-}
-
-/// A child process killed (and reaped) when dropped, also when the test panics.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Prometheus {
-    async fn start(exporter: SocketAddr, rules: &str) -> Prometheus {
-        let mut dir = tempfile::Builder::new()
-            .prefix("prometheus-")
-            .tempdir()
-            .unwrap();
-        std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
-        std::fs::write(
-            dir.path().join("prometheus.yml"),
-            format!(
-                "global:\n  scrape_interval: {PROMETHEUS_INTERVAL}\n  scrape_timeout: {PROMETHEUS_INTERVAL}\n  \
-                 evaluation_interval: {PROMETHEUS_INTERVAL}\n\
-                 rule_files: [rules.yml]\n\
-                 scrape_configs:\n  - job_name: oci-registry-exporter\n    \
-                 static_configs: [{{targets: [\"{exporter}\"]}}]\n"
-            ),
-        )
-        .unwrap();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        // A port picked free can be taken before prometheus binds it: try a few.
-        for _ in 0..3 {
-            let port = free_port();
-            let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-            let child = Command::new("prometheus")
-                .arg(format!(
-                    "--config.file={}",
-                    dir.path().join("prometheus.yml").display()
-                ))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--web.enable-lifecycle")
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("prometheus is installed (Debian's prometheus package)");
-            let mut p = Prometheus {
-                url: format!("http://127.0.0.1:{port}"),
-                child: KillOnDrop(child),
-                http: http.clone(),
-                dir,
-            };
-            // Bounded: 100 × 100 ms.
-            for _ in 0..100 {
-                if let Ok(Some(_)) = p.child.0.try_wait() {
-                    break;
-                }
-                if let Ok(r) = p.http.get(format!("{}/-/ready", p.url)).send().await
-                    && r.status().is_success()
-                {
-                    return p;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let log = p.log();
-            if !log.contains("address already in use") {
-                panic!("prometheus did not become ready in 10 s:\n{log}");
-            }
-            let Prometheus { child, dir: d, .. } = p;
-            drop(child);
-            dir = d;
-        }
-        panic!("prometheus found no free port in 3 attempts");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
-    /// GET an API path; the `data` of a successful answer, or the error Prometheus gave.
-    async fn api(&self, path: &str, query: &[(&str, &str)]) -> Result<Json, String> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .query(query)
-            .send()
-            .await
-            .map_err(|e| format!("GET {path}: {e}"))?;
-        let body: Json = resp
-            .json()
-            .await
-            .map_err(|e| format!("GET {path}: not JSON: {e}"))?;
-        if body["status"] == "success" {
-            Ok(body["data"].clone())
-        } else {
-            Err(format!("{}: {}", body["errorType"], body["error"]))
-        }
-    }
-
-    /// An instant query: its result (a vector's samples; a scalar as one element).
-    async fn query(&self, promql: &str) -> Result<Vec<Json>, String> {
-        let data = self.api("/api/v1/query", &[("query", promql)]).await?;
-        Ok(match data["resultType"].as_str() {
-            Some("vector" | "matrix") => data["result"].as_array().cloned().unwrap_or_default(),
-            _ => vec![data["result"].clone()],
-        })
-    }
 }
 
 /// Replaces Grafana variables (`$name`, `${name}`, `${name:format}`) with [`VARIABLES`].
@@ -347,8 +192,7 @@ struct AlertState {
 }
 
 async fn alert_state(prom: &Prometheus, into: &mut AlertState) -> Result<(), String> {
-    let data = prom.api("/api/v1/alerts", &[]).await?;
-    let alerts = data["alerts"].as_array().cloned().unwrap_or_default();
+    let alerts = prom.alerts().await?;
     into.now.clear();
     for a in &alerts {
         let key = (
@@ -474,7 +318,7 @@ checks = ["registry", "pull", "referrers"]
         token_password = support::TOKEN_ADMIN_PASSWORD,
     ));
     let exporter = Exporter::start(config).await;
-    let prom = Prometheus::start(exporter.addr, &rules_with_short_for()).await;
+    let prom = Prometheus::start(exporter.addr, &rules_with_short_for(SHORT_FOR, &[]), None).await;
 
     // Registries with no alert, ever, but the expected ones.
     let watched = ["healthy", "tls", "token", "read-only", "oci-mock"];

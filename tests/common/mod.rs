@@ -1,6 +1,8 @@
-//! Test helpers that run the exporter: in-process, on 127.0.0.1, with a bounded wait.
+//! Test helpers that run the exporter: in-process, on 127.0.0.1, with a bounded wait;
+//! `prometheus` runs Prometheus and other daemons as child processes, `promql` reads PromQL.
 #![allow(dead_code)]
 
+pub mod prometheus;
 pub mod promql;
 
 use std::net::SocketAddr;
