@@ -725,10 +725,22 @@ async fn a_firing_alert_is_repeated_and_its_resolution_notified() {
 const CHECK_INTERVAL: &str = "2s";
 
 /// The shipped rules with every `for:` shortened to 1 s, as tests/prometheus.rs loads them,
-/// except OciRegistryExporterAbsent: `absent(up)` holds until Prometheus' first scrape,
-/// which its real `for: 15m` covers; 10 s covers it here.
+/// except two whose order against another alert matters:
+/// - OciRegistryExporterAbsent: `absent(up)` holds until Prometheus' first scrape, which its
+///   real `for: 15m` covers; 10 s covers it here.
+/// - OciRegistryCapabilityScoreDropped (`for: 30m`) fires long after OciRegistryUnreachable
+///   (`for: 5m`) in production, so the inhibition is in place when it does. With both at
+///   1 s the order was a race: a registry stopped between the registry check and the
+///   capabilities check of one round drops the score a round before it is unreachable,
+///   and the drop reached a person. 6 s keeps the shipped order.
 fn rules_with_short_for() -> String {
-    prometheus::rules_with_short_for("1s", &[("OciRegistryExporterAbsent", "10s")])
+    prometheus::rules_with_short_for(
+        "1s",
+        &[
+            ("OciRegistryExporterAbsent", "10s"),
+            ("OciRegistryCapabilityScoreDropped", "6s"),
+        ],
+    )
 }
 
 /// (alertname, registry) of the alerts Prometheus holds firing.
