@@ -25,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::outcome::{Capability, CapabilityStatus, CheckKind, CheckResult, Reason, Status};
-use crate::store::{REQUEST_BUCKETS, RegistryEntry, Slots, Store};
+use crate::store::{REQUEST_BUCKET_LABELS, RegistryEntry, Slots, Store};
 
 /// One metric's documentation: the source of the help text and of docs/metrics.md.
 pub struct MetricDoc {
@@ -518,6 +518,12 @@ impl Line<'_> {
         self
     }
 
+    /// A histogram's series: `name` with `_bucket`, `_sum` or `_count`.
+    fn start_sub(&mut self, name: &str, suffix: &str, registry_label: &str) -> &mut Self {
+        self.out.push_str(name);
+        self.start(suffix, registry_label)
+    }
+
     fn label(&mut self, key: &str, value: &str) -> &mut Self {
         self.out.push(',');
         self.out.push_str(key);
@@ -671,29 +677,19 @@ impl RegistryFamily {
                     return;
                 }
                 let h = &s.requests;
-                let mut le = ryu::Buffer::new();
-                for (&bound, &n) in REQUEST_BUCKETS.iter().zip(h.buckets.iter()) {
-                    l.out.push_str(name);
-                    l.out.push_str("_bucket");
-                    l.start("", label)
-                        .label("le", le.format_finite(bound))
-                        .u64(n);
+                for (&le, &n) in REQUEST_BUCKET_LABELS.iter().zip(h.buckets.iter()) {
+                    l.start_sub(name, "_bucket", label).label("le", le).u64(n);
                 }
-                l.out.push_str(name);
-                l.out.push_str("_bucket");
-                l.start("", label).label("le", "+Inf").u64(h.count);
-                l.out.push_str(name);
-                l.out.push_str("_sum");
-                l.start("", label).f64(h.sum);
-                l.out.push_str(name);
-                l.out.push_str("_count");
-                l.start("", label).u64(h.count);
+                l.start_sub(name, "_bucket", label)
+                    .label("le", "+Inf")
+                    .u64(h.count);
+                l.start_sub(name, "_sum", label).f64(h.sum);
+                l.start_sub(name, "_count", label).u64(h.count);
             }
             F::ApiVersion => {
+                // Escaped when stored.
                 if let Some(v) = &f.api_version {
-                    let mut escaped = String::with_capacity(v.len());
-                    crate::store::escape_label_value(v, &mut escaped);
-                    l.start(name, label).label("version", &escaped).u64(1);
+                    l.start(name, label).label("version", v).u64(1);
                 }
             }
             F::AuthMethod => {

@@ -22,6 +22,11 @@ pub const REQUEST_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// [`REQUEST_BUCKETS`] as `le` label values, written once rather than at every scrape.
+pub const REQUEST_BUCKET_LABELS: [&str; 11] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0",
+];
+
 /// The latest results of every registry, and a bounded history.
 pub struct Store {
     // std RwLock: never held across .await. Written when a registry is added or removed;
@@ -85,6 +90,7 @@ impl Histogram {
 /// forgotten when the pull check runs).
 #[derive(Default)]
 pub(crate) struct KnownFacts {
+    /// The API version, escaped as a label value.
     pub api_version: Option<String>,
     pub auth_method: Option<AuthMethod>,
     pub token_request_duration: Option<f64>,
@@ -108,7 +114,9 @@ fn unix(t: SystemTime) -> f64 {
 impl KnownFacts {
     fn update(&mut self, api_version: Option<&String>, f: &Facts) {
         if let Some(v) = api_version {
-            self.api_version = Some(v.clone());
+            let mut escaped = String::with_capacity(v.len());
+            escape_label_value(v, &mut escaped);
+            self.api_version = Some(escaped);
         }
         if let Some(m) = f.auth_method {
             self.auth_method = Some(m);
@@ -349,6 +357,13 @@ mod tests {
         assert_eq!(h.buckets[6], 2);
         assert_eq!(h.buckets[10], 2, "30 s is only in +Inf");
         assert_eq!(h.count, 3);
+    }
+
+    #[test]
+    fn bucket_labels_are_the_buckets() {
+        for (label, bound) in REQUEST_BUCKET_LABELS.iter().zip(REQUEST_BUCKETS) {
+            assert_eq!(label.parse::<f64>().unwrap(), bound);
+        }
     }
 
     #[test]
