@@ -6,7 +6,7 @@
 //! means for the rest: `app::Generation` keeps this shard's registries as its targets (what
 //! the scheduler, scrape-mode rounds, the metrics, readiness and the `/` page see) and the
 //! others for `/probe` alone, which answers for every configured registry on every replica
-//! (see `App::probe_target` and docs/operations.md, "Sizing and sharding").
+//! (see `app::Generation::probe_target` and docs/operations.md, "Sizing and sharding").
 
 use std::fmt;
 
