@@ -6,13 +6,15 @@
 //! go ([`App::record`]: the store, the log), `/probe` runs ([`App::probe`]:
 //! one shared run per registry and check selection, on the probes' own concurrency budget),
 //! and configuration reloads ([`App::reload`]: a new [`Generation`] replaces the old one
-//! whole, and nothing of the old one is recorded after). It does not decide when rounds
-//! run: that is the scheduler (interval mode) or the HTTP handlers (scrape mode, `/probe`).
+//! whole, and nothing of the old one is recorded after). A generation holds this shard's
+//! registries as its targets and the other shards' for `/probe` alone (see `shard`). It
+//! does not decide when rounds run: that is the scheduler (interval mode) or the HTTP
+//! handlers (scrape mode, `/probe`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -26,6 +28,7 @@ use crate::checks::{self, CheckKind, CheckResult, Status};
 use crate::client::{ClientBuildError, RegistryClient};
 use crate::config::{Config, ConfigError, Mode, Target};
 use crate::metrics::Metrics;
+use crate::shard::Shard;
 use crate::store::Store;
 
 /// One configured registry and what runs against it.
@@ -67,41 +70,103 @@ struct ProbeRun {
 /// cannot bring its series back after the reload.
 pub struct Generation {
     pub config: Config,
+    /// The registries of this exporter's shard (every registry when not sharded): what the
+    /// scheduler, scrape-mode rounds, readiness, the metrics and the `/` page see.
     pub targets: Vec<Arc<TargetRuntime>>,
+    /// The other shards' registries, which only `/probe` reaches ([`Generation::probe_target`]).
+    others: Vec<OtherShard>,
+    /// What every runtime of this generation shares, for those built at a first probe.
+    common: Common,
     /// Cancelled when a reload replaces this generation.
     pub retired: CancellationToken,
 }
 
+/// A registry of another shard, and its runtime once a probe asked for it: a replica pays
+/// for a client only for the registries it checks or is asked to probe.
+struct OtherShard {
+    target: Arc<Target>,
+    runtime: OnceLock<Arc<TargetRuntime>>,
+}
+
+/// The generation's bounds and settings that each of its runtimes holds a handle to.
+struct Common {
+    permits: Arc<Semaphore>,
+    probe_permits: Arc<Semaphore>,
+    retired: CancellationToken,
+    runbook_base_url: Arc<str>,
+}
+
+impl Common {
+    fn runtime(&self, target: &Arc<Target>) -> Result<TargetRuntime, ClientBuildError> {
+        Ok(TargetRuntime {
+            target: target.clone(),
+            client: Arc::new(RegistryClient::new(target)?),
+            round: tokio::sync::Mutex::new(None),
+            first_round_done: AtomicBool::new(false),
+            permits: self.permits.clone(),
+            probe_permits: self.probe_permits.clone(),
+            probes: Mutex::new(HashMap::new()),
+            retired: self.retired.clone(),
+            runbook_base_url: self.runbook_base_url.clone(),
+        })
+    }
+}
+
 impl Generation {
     fn build(config: Config) -> Result<Generation, ClientBuildError> {
-        let permits = Arc::new(Semaphore::new(config.max_concurrency));
-        // Derived, not configured: probes may run as many checks at once as the schedule.
-        let probe_permits = Arc::new(Semaphore::new(config.max_concurrency));
         let retired = CancellationToken::new();
-        let runbook_base_url: Arc<str> = Arc::from(config.runbook_base_url.as_str());
-        let mut targets = Vec::with_capacity(config.registries.len());
+        let common = Common {
+            permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            // Derived, not configured: probes may run as many checks at once as the schedule.
+            probe_permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            retired: retired.clone(),
+            runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
+        };
+        let mut targets = Vec::new();
+        let mut others = Vec::new();
         for target in &config.registries {
-            targets.push(Arc::new(TargetRuntime {
-                target: target.clone(),
-                client: Arc::new(RegistryClient::new(target)?),
-                round: tokio::sync::Mutex::new(None),
-                first_round_done: AtomicBool::new(false),
-                permits: permits.clone(),
-                probe_permits: probe_permits.clone(),
-                probes: Mutex::new(HashMap::new()),
-                retired: retired.clone(),
-                runbook_base_url: runbook_base_url.clone(),
-            }));
+            if config.shard.owns(&target.name) {
+                targets.push(Arc::new(common.runtime(target)?));
+            } else {
+                others.push(OtherShard {
+                    target: target.clone(),
+                    runtime: OnceLock::new(),
+                });
+            }
         }
         Ok(Generation {
             config,
             targets,
+            others,
+            common,
             retired,
         })
     }
 
+    /// A registry of this shard, by name.
     pub fn target(&self, name: &str) -> Option<&Arc<TargetRuntime>> {
         self.targets.iter().find(|t| t.target.name == name)
+    }
+
+    /// `/probe`'s lookup: a configured registry of any shard, by name (`None`: no registry
+    /// has that name). Another shard's runtime is built at its first probe and kept for the
+    /// generation; building it fails only as building this shard's would have at load (TLS
+    /// material that can no longer be read).
+    pub fn probe_target(&self, name: &str) -> Option<Result<Arc<TargetRuntime>, ClientBuildError>> {
+        if let Some(rt) = self.target(name) {
+            return Some(Ok(rt.clone()));
+        }
+        let other = self.others.iter().find(|o| o.target.name == name)?;
+        if let Some(rt) = other.runtime.get() {
+            return Some(Ok(rt.clone()));
+        }
+        let built = match self.common.runtime(&other.target) {
+            Ok(rt) => Arc::new(rt),
+            Err(e) => return Some(Err(e)),
+        };
+        // Two first probes at once may both build one; the first stored is the one both
+        // use, so they still share its probe runs.
+        Some(Ok(other.runtime.get_or_init(|| built).clone()))
     }
 }
 
@@ -126,6 +191,8 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Where the configuration came from, read again on reload.
     source: Option<PathBuf>,
+    /// This exporter's shard (`--shard`, `--total-shards`), the same for every generation.
+    shard: Shard,
     reloading: tokio::sync::Mutex<()>,
     ever_ready: AtomicBool,
 }
@@ -134,9 +201,10 @@ impl App {
     /// An app for `config`; a reload reads `config.source` again.
     pub fn new(config: Config) -> Result<App, ClientBuildError> {
         let source = config.source.clone();
+        let shard = config.shard;
         let metrics = Metrics::new(&config.runbook_base_url);
         let store = Store::new(config.history_size);
-        for target in &config.registries {
+        for target in config.shard_registries() {
             store.declare(target);
         }
         metrics.record_reload(true);
@@ -147,6 +215,7 @@ impl App {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             source,
+            shard,
             reloading: tokio::sync::Mutex::new(()),
             ever_ready: AtomicBool::new(false),
         })
@@ -179,12 +248,16 @@ impl App {
 
     /// Reads the configuration again and, if valid, puts it in force: removed registries
     /// and checks disappear from `/metrics`, added ones start at once. An invalid one is
-    /// refused and the running configuration stays.
+    /// refused and the running configuration stays. The shard stays: an added registry is
+    /// checked here only if its name falls in this shard.
     pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let built = Config::load(self.source.as_deref())
             .map_err(ReloadError::from)
-            .and_then(|config| Ok(Generation::build(config)?));
+            .and_then(|mut config| {
+                config.shard = self.shard;
+                Ok(Generation::build(config)?)
+            });
         let next = match built {
             Ok(next) => Arc::new(next),
             Err(e) => {
@@ -212,7 +285,13 @@ impl App {
             crate::scheduler::start(self, &next);
         }
         self.metrics.record_reload(true);
-        tracing::info!(registries = next.targets.len(), "config reloaded");
+        tracing::info!(
+            registries = next.targets.len(),
+            configured = next.config.registries.len(),
+            shard = self.shard.index(),
+            total_shards = self.shard.total(),
+            "config reloaded"
+        );
         Ok(())
     }
 

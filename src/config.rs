@@ -22,6 +22,7 @@ use url::Url;
 
 use crate::checks::CheckKind;
 use crate::secret_file::{self, FileProblem};
+use crate::shard::Shard;
 
 /// Default interval between two rounds of checks of one registry.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -290,6 +291,10 @@ pub struct Config {
     pub registries: Vec<Arc<Target>>,
     /// The file it was loaded from, read again on reload (None: environment only).
     pub source: Option<PathBuf>,
+    /// Which of `registries` this exporter checks: set from `--shard`/`--total-shards`, never
+    /// by the file or the environment (every registry when not set). `App` keeps it across
+    /// reloads.
+    pub shard: Shard,
     /// Problems that do not stop the exporter (a secret that cannot be resolved):
     /// the credentials check reports them, `--check-config` prints them.
     pub warnings: Vec<String>,
@@ -451,6 +456,12 @@ impl Config {
         let mut config = Config::resolve(RawConfig::load(path)?)?;
         config.source = path.map(Path::to_path_buf);
         Ok(config)
+    }
+
+    /// The registries of this exporter's shard (all of them when not sharded), in the
+    /// configuration's order.
+    pub fn shard_registries(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.registries.iter().filter(|t| self.shard.owns(&t.name))
     }
 
     /// Validates a raw configuration: the one place every rule is enforced.
@@ -634,6 +645,7 @@ impl Config {
             runbook_base_url,
             history_size: raw.history_size.unwrap_or(100),
             source: None,
+            shard: Shard::ALL,
             registries,
             warnings,
         })

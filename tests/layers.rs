@@ -80,6 +80,20 @@ fn lower_layers_do_not_import_higher_ones() {
         ("distribution/types.rs", &["checks", "client", "catalogue"]),
         ("catalogue.rs", &["checks", "client", "distribution"]),
         (
+            "shard.rs",
+            &[
+                "checks",
+                "client",
+                "config",
+                "distribution",
+                "catalogue",
+                "outcome",
+                "app",
+                "metrics",
+                "server",
+            ],
+        ),
+        (
             "secret_file.rs",
             &[
                 "checks",

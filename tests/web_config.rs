@@ -6,6 +6,8 @@
 //! registry (`OCI__RegistryUrl=http://127.0.0.1:1`) is never reachable: only the exporter's
 //! own HTTP surface is under test. Where `curl` is installed it is used too.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -550,11 +552,7 @@ fn check_config(web_config: &Path) -> (i32, String, String) {
         .env("OCI__RegistryUrl", REGISTRY)
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::exit_and_output(out)
 }
 
 #[test]

@@ -32,6 +32,15 @@ pub async fn hanging_server(idle: Duration) -> (SocketAddr, JoinHandle<()>) {
     (addr, hold)
 }
 
+/// A finished process's exit code (-1 when a signal ended it), stdout and stderr.
+pub fn exit_and_output(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Parses a TOML config text the way `--config` would.
 pub fn config_from_toml(text: &str) -> Config {
     let dir = tempfile::tempdir().expect("tempdir");
