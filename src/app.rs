@@ -77,11 +77,14 @@ impl Generation {
         let probe_permits = Arc::new(Semaphore::new(config.max_concurrency));
         let retired = CancellationToken::new();
         let runbook_base_url: Arc<str> = Arc::from(config.runbook_base_url.as_str());
+        let all: Vec<&Target> = config.registries.iter().map(|t| &**t).collect();
+        // One HTTP client per distinct TLS setting, shared by the registries that have it.
+        let clients = RegistryClient::build_all(&all, config.max_concurrency)?;
         let mut targets = Vec::with_capacity(config.registries.len());
-        for target in &config.registries {
+        for (target, client) in config.registries.iter().zip(clients) {
             targets.push(Arc::new(TargetRuntime {
                 target: target.clone(),
-                client: Arc::new(RegistryClient::new(target)?),
+                client: Arc::new(client),
                 round: tokio::sync::Mutex::new(None),
                 first_round_done: AtomicBool::new(false),
                 permits: permits.clone(),
@@ -100,6 +103,21 @@ impl Generation {
 
     pub fn target(&self, name: &str) -> Option<&Arc<TargetRuntime>> {
         self.targets.iter().find(|t| t.target.name == name)
+    }
+
+    /// How many HTTP clients (connection pools) the registries of this generation use: one
+    /// per distinct TLS setting.
+    pub fn http_clients(&self) -> usize {
+        let mut distinct: Vec<&RegistryClient> = Vec::new();
+        for rt in &self.targets {
+            if !distinct
+                .iter()
+                .any(|c| c.shares_http_client_with(&rt.client))
+            {
+                distinct.push(&rt.client);
+            }
+        }
+        distinct.len()
     }
 }
 
