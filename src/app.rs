@@ -33,6 +33,10 @@ pub struct TargetRuntime {
     /// Serialises rounds of one registry, so two scrapes never probe it twice at once.
     round: tokio::sync::Mutex<Option<Instant>>,
     first_round_done: AtomicBool,
+    /// When the scheduler last started a round that was recorded: a reload that keeps the
+    /// registry continues its schedule from there (interval mode).
+    // std Mutex: held only to read or write, never across an .await.
+    last_scheduled: Mutex<Option<Instant>>,
     /// The generation's bound on concurrent scheduled checks (interval and scrape mode),
     /// shared by all its targets.
     permits: Arc<Semaphore>,
@@ -87,6 +91,7 @@ impl Generation {
                 client: Arc::new(client),
                 round: tokio::sync::Mutex::new(None),
                 first_round_done: AtomicBool::new(false),
+                last_scheduled: Mutex::new(None),
                 permits: permits.clone(),
                 probe_permits: probe_permits.clone(),
                 probes: Mutex::new(HashMap::new()),
@@ -118,6 +123,36 @@ impl Generation {
             }
         }
         distinct.len()
+    }
+}
+
+impl TargetRuntime {
+    /// When the scheduler last started a round of this registry that was recorded.
+    pub fn last_scheduled(&self) -> Option<Instant> {
+        *self
+            .last_scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that a round started at `at` was recorded (by the scheduler).
+    pub fn scheduled_round_done(&self, at: Instant) {
+        *self
+            .last_scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// A registry kept by a reload: its schedule and readiness continue from the runtime
+    /// `old` of the generation being replaced.
+    fn continue_from(&self, old: &TargetRuntime) {
+        *self
+            .last_scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = old.last_scheduled();
+        if old.first_round_done.load(Ordering::Acquire) {
+            self.first_round_done.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -269,7 +304,10 @@ impl App {
     }
 
     /// Ready once every registry has finished its first round (interval mode; a reload does
-    /// not make the exporter unready again), at once in scrape mode.
+    /// not make the exporter unready again), at once in scrape mode. The scheduler runs the
+    /// first rounds within `scheduler::START_SPREAD` (10 s) of the start, whatever the
+    /// intervals, and spreads the later rounds over each interval: readiness means "every
+    /// registry has a result", and comes within seconds.
     pub fn is_ready(&self) -> bool {
         let generation = self.current();
         if generation.config.mode == Mode::Scrape || self.ever_ready.load(Ordering::Acquire) {
@@ -317,6 +355,7 @@ impl App {
                     self.store.remove(name, None);
                 }
                 Some(kept) => {
+                    kept.continue_from(rt);
                     for &check in &rt.target.checks {
                         if !kept.target.checks.contains(&check) {
                             self.metrics.forget_check(name, check);
