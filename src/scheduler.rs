@@ -64,7 +64,7 @@ pub fn start(app: &Arc<App>, generation: &Arc<Generation>) {
     for ((rt, phase), carried) in generation.targets.iter().zip(phases).zip(carried) {
         let slots = Slots::new(anchor, phase, rt.target.interval);
         let first = match carried {
-            Some(last) => slots.next_after(last),
+            Some(last) => slots.on_tick(slots.next_after(last)),
             None => {
                 let at = anchor + first_round_offset(fresh_index, fresh, rt.target.interval);
                 fresh_index += 1;
