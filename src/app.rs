@@ -38,6 +38,10 @@ pub struct TargetRuntime {
     /// Serialises rounds of one registry, so two scrapes never probe it twice at once.
     round: tokio::sync::Mutex<Option<Instant>>,
     first_round_done: AtomicBool,
+    /// When the scheduler last started a round that was recorded: a reload that keeps the
+    /// registry continues its schedule from there (interval mode).
+    // std Mutex: held only to read or write, never across an .await.
+    last_scheduled: Mutex<Option<Instant>>,
     /// The generation's bound on concurrent scheduled checks (interval and scrape mode),
     /// shared by all its targets.
     permits: Arc<Semaphore>,
@@ -97,18 +101,19 @@ struct Common {
 }
 
 impl Common {
-    fn runtime(&self, target: &Arc<Target>) -> Result<TargetRuntime, ClientBuildError> {
-        Ok(TargetRuntime {
+    fn runtime(&self, target: &Arc<Target>, client: RegistryClient) -> TargetRuntime {
+        TargetRuntime {
             target: target.clone(),
-            client: Arc::new(RegistryClient::new(target)?),
+            client: Arc::new(client),
             round: tokio::sync::Mutex::new(None),
             first_round_done: AtomicBool::new(false),
+            last_scheduled: Mutex::new(None),
             permits: self.permits.clone(),
             probe_permits: self.probe_permits.clone(),
             probes: Mutex::new(HashMap::new()),
             retired: self.retired.clone(),
             runbook_base_url: self.runbook_base_url.clone(),
-        })
+        }
     }
 }
 
@@ -122,18 +127,25 @@ impl Generation {
             retired: retired.clone(),
             runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
         };
-        let mut targets = Vec::new();
-        let mut others = Vec::new();
-        for target in &config.registries {
-            if config.shard.owns(&target.name) {
-                targets.push(Arc::new(common.runtime(target)?));
-            } else {
-                others.push(OtherShard {
-                    target: target.clone(),
-                    runtime: OnceLock::new(),
-                });
-            }
-        }
+        let (owned, others): (Vec<&Arc<Target>>, Vec<&Arc<Target>>) = config
+            .registries
+            .iter()
+            .partition(|t| config.shard.owns(&t.name));
+        let owned_targets: Vec<&Target> = owned.iter().map(|t| &***t).collect();
+        // One HTTP client per distinct TLS setting, shared by this shard's registries.
+        let clients = RegistryClient::build_all(&owned_targets, config.max_concurrency)?;
+        let targets = owned
+            .into_iter()
+            .zip(clients)
+            .map(|(target, client)| Arc::new(common.runtime(target, client)))
+            .collect();
+        let others = others
+            .into_iter()
+            .map(|target| OtherShard {
+                target: target.clone(),
+                runtime: OnceLock::new(),
+            })
+            .collect();
         Ok(Generation {
             config,
             targets,
@@ -160,13 +172,59 @@ impl Generation {
         if let Some(rt) = other.runtime.get() {
             return Some(Ok(rt.clone()));
         }
-        let built = match self.common.runtime(&other.target) {
-            Ok(rt) => Arc::new(rt),
+        // Its own HTTP client: another shard's registry is probed rarely, if ever.
+        let built = match RegistryClient::new(&other.target) {
+            Ok(client) => Arc::new(self.common.runtime(&other.target, client)),
             Err(e) => return Some(Err(e)),
         };
         // Two first probes at once may both build one; the first stored is the one both
         // use, so they still share its probe runs.
         Some(Ok(other.runtime.get_or_init(|| built).clone()))
+    }
+
+    /// How many HTTP clients (connection pools) the registries of this generation use: one
+    /// per distinct TLS setting.
+    pub fn http_clients(&self) -> usize {
+        let mut distinct: Vec<&RegistryClient> = Vec::new();
+        for rt in &self.targets {
+            if !distinct
+                .iter()
+                .any(|c| c.shares_http_client_with(&rt.client))
+            {
+                distinct.push(&rt.client);
+            }
+        }
+        distinct.len()
+    }
+}
+
+impl TargetRuntime {
+    /// When the scheduler last started a round of this registry that was recorded.
+    pub fn last_scheduled(&self) -> Option<Instant> {
+        *self
+            .last_scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that a round started at `at` was recorded (by the scheduler).
+    pub fn scheduled_round_done(&self, at: Instant) {
+        *self
+            .last_scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// A registry kept by a reload: its schedule and readiness continue from the runtime
+    /// `old` of the generation being replaced.
+    fn continue_from(&self, old: &TargetRuntime) {
+        *self
+            .last_scheduled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = old.last_scheduled();
+        if old.first_round_done.load(Ordering::Acquire) {
+            self.first_round_done.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -230,7 +288,10 @@ impl App {
     }
 
     /// Ready once every registry has finished its first round (interval mode; a reload does
-    /// not make the exporter unready again), at once in scrape mode.
+    /// not make the exporter unready again), at once in scrape mode. The scheduler runs the
+    /// first rounds within `scheduler::START_SPREAD` (10 s) of the start, whatever the
+    /// intervals, and spreads the later rounds over each interval: readiness means "every
+    /// registry has a result", and comes within seconds.
     pub fn is_ready(&self) -> bool {
         let generation = self.current();
         if generation.config.mode == Mode::Scrape || self.ever_ready.load(Ordering::Acquire) {
@@ -277,6 +338,12 @@ impl App {
         // Removed registries and checks leave the store, and with it `/metrics`.
         let kept: Vec<&Target> = next.targets.iter().map(|rt| &*rt.target).collect();
         self.store.retain(&kept);
+        // A kept registry continues its schedule and readiness.
+        for rt in &old.targets {
+            if let Some(kept) = next.target(&rt.target.name) {
+                kept.continue_from(rt);
+            }
+        }
         for rt in &next.targets {
             self.store.declare(&rt.target);
         }

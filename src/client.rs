@@ -1,9 +1,12 @@
 //! The HTTP client for one registry: connection reuse, TLS, bounded bodies, and auth.
 //!
-//! Owns how a request reaches a registry: the shared `reqwest` client (one per registry,
-//! so connections are reused), the authentication flows (anonymous, basic, static bearer,
-//! and the registry token flow with a per-scope token cache), the classification of
-//! transport errors into bounded reasons, and the trail of requests a check made. It does
+//! Owns how a request reaches a registry: the `reqwest` client (one per distinct TLS
+//! setting, shared by the registries of a configuration that have it, with one bounded
+//! connection pool; timeouts are set per request), the authentication flows (anonymous,
+//! basic, static bearer, and the registry token flow with a per-scope token cache), the
+//! classification of transport errors into bounded reasons, and the trail of requests a
+//! check made. What belongs to one registry (its token cache, the challenge it sent, its
+//! Docker-config lookup, the secrets to redact) stays in its own [`RegistryClient`]. It does
 //! not decide what a status code means for a check: that is each check's job.
 
 use std::collections::HashMap;
@@ -19,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::Instrument as _;
 use url::Url;
 
-use crate::config::{Credentials, SecretError, Target};
+use crate::config::{Credentials, SecretError, Target, TlsSettings};
 use crate::docker_config::{self, DockerAuth, DockerConfigError};
 use crate::outcome::{AuthMethod, AuthUsed, Facts, RateLimit, Reason, RequestRecord};
 use crate::tls::ChainExpiries;
@@ -455,9 +458,74 @@ enum Negotiated {
 /// How long credentials from a Docker config or helper are reused before a fresh lookup.
 const DOCKER_CONFIG_CACHE: Duration = Duration::from_secs(60);
 
+/// How long a pooled connection may stay idle before it is closed. Long enough for the
+/// checks of one round (which run one after the other, each waiting for a permit) and for
+/// registries checked every few seconds to reuse their connection; short enough that a
+/// registry checked every minute (the default) or less often holds no idle connection
+/// between its rounds (about 18 KiB each, measured: at 1,000 such registries that was the
+/// largest part of the memory), and shorter than the idle timeouts servers and load
+/// balancers commonly use (60 s on AWS load balancers, 75 s in nginx), so the exporter
+/// closes an idle connection before a server does it under a request on its way.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `reqwest::Client` (a connection pool and a rustls configuration) and the chain-expiry
+/// recorder of its certificate verifier, shared by the registries with the same TLS settings.
+struct SharedHttp {
+    http: reqwest::Client,
+    chain_expiries: Arc<ChainExpiries>,
+}
+
+impl SharedHttp {
+    /// The client for `targets`, which all have the TLS settings `tls`. `max_idle_per_host`
+    /// bounds the idle connections kept per host: more than the checks that can run at once
+    /// could never all be used again.
+    fn build(
+        tls: &TlsSettings,
+        targets: &[&Target],
+        max_idle_per_host: usize,
+    ) -> Result<SharedHttp, String> {
+        // A registry and its token endpoint present a leaf each; a few more leave room for
+        // certificate renewals and redirects.
+        let chains = 16 + 4 * targets.len();
+        let (tls, chain_expiries) =
+            crate::tls::client_config(tls, chains).map_err(|e| e.to_string())?;
+        // Each request carries its registry's own timeout, which bounds its connection too.
+        // This bound is for connections a request no longer waits for (hyper finishes a
+        // connection it started for a request that got a pooled one meanwhile): the longest
+        // timeout of the registries sharing the client, so none is cut short.
+        let connect_timeout = targets
+            .iter()
+            .map(|t| t.timeout)
+            .max()
+            .unwrap_or(crate::config::DEFAULT_TIMEOUT);
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(max_idle_per_host.max(1))
+            // The same for every registry, so not part of what tells clients apart. reqwest
+            // drops `Authorization` when a redirect leaves the origin, per request.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            // The leaf each connection presented, on every response: the key to its chain's
+            // expiry in `chain_expiries`.
+            .tls_info(true)
+            // Trust, client certificate and the chain-expiry recorder: see `tls`.
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(SharedHttp {
+            http,
+            chain_expiries,
+        })
+    }
+}
+
 /// The client for one registry, shared by all its checks.
 pub struct RegistryClient {
-    http: reqwest::Client,
+    /// Shared with the other registries of its configuration that have the same TLS settings.
+    shared: Arc<SharedHttp>,
+    /// This registry's `timeout`, set on each of its requests.
+    timeout: Duration,
     base: Url,
     credentials: Credentials,
     // std Mutex: never held across .await.
@@ -469,7 +537,6 @@ pub struct RegistryClient {
     docker_lookup: tokio::sync::Mutex<()>,
     /// The secrets of the credentials last resolved, for the [`Redactor`].
     resolved_secrets: Mutex<Vec<SecretString>>,
-    chain_expiries: Arc<ChainExpiries>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -492,45 +559,78 @@ pub struct ClientBuildError {
 }
 
 impl RegistryClient {
+    /// The client of one registry on its own, with a connection pool of its own (tools and
+    /// tests; the exporter builds its clients with [`RegistryClient::build_all`]).
     pub fn new(target: &Target) -> Result<RegistryClient, ClientBuildError> {
-        let err = |detail: String| ClientBuildError {
-            registry: target.name.clone(),
-            detail,
-        };
-        let (tls, chain_expiries) =
-            crate::tls::client_config(&target.tls).map_err(|e| err(e.to_string()))?;
-        let builder = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(target.timeout)
-            .connect_timeout(target.timeout)
-            .pool_idle_timeout(target.interval.max(Duration::from_secs(90)))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            // Trust, client certificate and the chain-expiry recorder: see `tls`.
-            .tls_backend_preconfigured(tls);
-        let http = builder.build().map_err(|e| err(e.to_string()))?;
-        Ok(RegistryClient {
-            http,
-            base: target.url.clone(),
-            credentials: target.credentials.clone(),
-            tokens: Mutex::new(HashMap::new()),
-            challenge: Mutex::new(None),
-            docker: Mutex::new(None),
-            docker_lookup: tokio::sync::Mutex::new(()),
-            resolved_secrets: Mutex::new(Vec::new()),
-            chain_expiries,
-        })
+        let mut clients =
+            Self::build_all(&[target], crate::config::DEFAULT_MAX_CONCURRENCY)?.into_iter();
+        Ok(clients
+            .next()
+            .expect("build_all returns one client per target, and it was given one"))
+    }
+
+    /// The clients of `targets`, in their order. Registries with the same TLS settings share
+    /// one HTTP client and its connection pool, which keeps at most `max_idle_per_host` idle
+    /// connections per host (the exporter passes `max_concurrency`). The error names the
+    /// first registry whose settings cannot make a client.
+    pub fn build_all(
+        targets: &[&Target],
+        max_idle_per_host: usize,
+    ) -> Result<Vec<RegistryClient>, ClientBuildError> {
+        let mut groups: HashMap<&TlsSettings, Vec<&Target>> = HashMap::new();
+        for &target in targets {
+            groups.entry(&target.tls).or_default().push(target);
+        }
+        let mut shared: HashMap<&TlsSettings, Arc<SharedHttp>> = HashMap::new();
+        let mut clients = Vec::with_capacity(targets.len());
+        for &target in targets {
+            let http = match shared.get(&target.tls) {
+                Some(http) => http.clone(),
+                None => {
+                    let http =
+                        SharedHttp::build(&target.tls, &groups[&target.tls], max_idle_per_host)
+                            .map(Arc::new)
+                            .map_err(|detail| ClientBuildError {
+                                registry: target.name.clone(),
+                                detail,
+                            })?;
+                    shared.insert(&target.tls, http.clone());
+                    http
+                }
+            };
+            clients.push(RegistryClient {
+                shared: http,
+                timeout: target.timeout,
+                base: target.url.clone(),
+                credentials: target.credentials.clone(),
+                tokens: Mutex::new(HashMap::new()),
+                challenge: Mutex::new(None),
+                docker: Mutex::new(None),
+                docker_lookup: tokio::sync::Mutex::new(()),
+                resolved_secrets: Mutex::new(Vec::new()),
+            });
+        }
+        Ok(clients)
+    }
+
+    /// Whether the two clients send their requests through the same HTTP client (the same
+    /// connection pool and TLS configuration).
+    pub fn shares_http_client_with(&self, other: &RegistryClient) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     pub fn base_url(&self) -> &Url {
         &self.base
     }
 
-    /// The earliest expiry of the chain the host of `url` presented, for https URLs.
-    fn chain_expiry(&self, url: &Url) -> Option<SystemTime> {
-        if url.scheme() != "https" {
-            return None;
-        }
-        self.chain_expiries.get(url.host_str()?)
+    /// The earliest expiry of the certificate chain of the connection `resp` came over, when
+    /// that was TLS: found by the leaf certificate the connection presented.
+    fn chain_expiry(&self, resp: &reqwest::Response) -> Option<SystemTime> {
+        let leaf = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()?
+            .peer_certificate()?;
+        self.shared.chain_expiries.get(leaf)
     }
 
     /// The authentication method in use now (a Docker config may resolve to a helper,
@@ -771,6 +871,15 @@ impl RegistryClient {
         }
     }
 
+    /// A request through the shared client, bounded by this registry's timeout (from
+    /// connecting to the end of the body).
+    fn request(&self, method: Method, url: &Url) -> reqwest::RequestBuilder {
+        self.shared
+            .http
+            .request(method, url.clone())
+            .timeout(self.timeout)
+    }
+
     async fn send_once(
         &self,
         req: &Request,
@@ -779,7 +888,7 @@ impl RegistryClient {
         trail: &Trail,
         note: Option<String>,
     ) -> Result<Response, RequestError> {
-        let mut builder = self.http.request(req.method.clone(), url.clone());
+        let mut builder = self.request(req.method.clone(), url);
         if !req.accept.is_empty() {
             // One header with a comma list: Distribution parses it (see the reference facts).
             builder = builder.header(header::ACCEPT, req.accept.join(", "));
@@ -822,7 +931,7 @@ impl RegistryClient {
         let result = async {
             let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
             let status = resp.status();
-            if let Some(expiry) = self.chain_expiry(resp.url()) {
+            if let Some(expiry) = self.chain_expiry(&resp) {
                 trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
             }
             let headers = std::mem::take(resp.headers_mut());
@@ -924,7 +1033,10 @@ impl RegistryClient {
                 for scope in scope.iter().flat_map(|s| s.split_whitespace()) {
                     form.push(("scope", scope.to_string()));
                 }
-                (self.http.post(realm.clone()).form(&form), AuthUsed::Token)
+                (
+                    self.request(Method::POST, &realm).form(&form),
+                    AuthUsed::Token,
+                )
             }
             _ => {
                 {
@@ -937,7 +1049,7 @@ impl RegistryClient {
                         q.append_pair("scope", scope);
                     }
                 }
-                let builder = self.http.get(realm.clone());
+                let builder = self.request(Method::GET, &realm);
                 match creds {
                     Resolved::Basic { username, password } => (
                         builder.basic_auth(username, Some(password.expose_secret())),
@@ -981,7 +1093,7 @@ impl RegistryClient {
                 realm: shown.clone(),
                 detail: transport_error(&e).to_string(),
             })?;
-            if let Some(expiry) = self.chain_expiry(resp.url()) {
+            if let Some(expiry) = self.chain_expiry(&resp) {
                 trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
             }
             let status = resp.status();

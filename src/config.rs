@@ -317,7 +317,8 @@ pub struct Target {
     pub tls: TlsSettings,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Equal settings share one HTTP client (`client::RegistryClient::build_all`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TlsSettings {
     /// PEM bundle of extra roots, read and parsed at load.
     pub ca_file: Option<PathBuf>,

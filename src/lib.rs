@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `config`: raw and validated configuration, environment seed keys, every validation rule.
-//! - `client`: one HTTP client per registry: TLS, bounded bodies, basic/bearer/token auth.
+//! - `client`: a registry's client (basic/bearer/token auth, bounded bodies); one HTTP client
+//!   and connection pool per distinct TLS setting, shared by the registries that have it.
 //! - `docker_config`: credentials from a Docker config.json and credential helpers.
 //! - `fuzzing`: entry points for the fuzz targets under `fuzz/` (parsers of remote input).
 //! - `outcome`: the result types (check kinds, statuses, reasons, facts, `CheckResult`); a leaf.
@@ -13,7 +14,7 @@
 //! - `store`: the one place results live: latest per registry × check, counters, history.
 //! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
 //! - `report`: debug text, the doctor's text and JSON.
-//! - `scheduler`: interval mode's background loop per registry.
+//! - `scheduler`: interval mode's background loop per registry, spread evenly over intervals.
 //! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
 //! - `shard`: `--shard`/`--total-shards`: which registries this replica checks.
 //! - `metrics`: every metric declared once; the store → series; OpenMetrics and classic text.
@@ -22,7 +23,8 @@
 //!   `/-/healthy`, `/-/ready`, `/-/reload`, and routing `/` to `status_page`.
 //! - `status_page`: the `/` page: summary, trouble first, causes and fixes, recent results.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
-//! - `tls`: client TLS: trust, client certificate, and the earliest expiry of each chain.
+//! - `tls`: client TLS: trust, client certificate, and the earliest expiry of each chain,
+//!   by leaf certificate.
 //! - `web`: the exporter-toolkit web config file (`config`), server TLS and client certificates
 //!   (`tls`), basic auth (`auth`), extra headers, reloads.
 

@@ -3,9 +3,11 @@
 //! verified chain, which reqwest alone does not expose (it hands back the leaf only).
 //!
 //! Owns building the rustls `ClientConfig` reqwest uses, and [`ChainExpiry`], a verifier
-//! that wraps the real one and records, per server name, the earliest expiry among the
-//! leaf and the intermediates the server sent. It does not decide what an expiry means:
-//! the client attaches it to the result and `metrics` exports it.
+//! that wraps the real one and records the earliest expiry among the leaf and the
+//! intermediates the server sent, keyed by that leaf ([`ChainExpiries`]): one client, and
+//! so one verifier, serves all registries with the same TLS settings, on any host and
+//! port, and the response tells which leaf its connection presented. It does not decide
+//! what an expiry means: the client attaches it to the result and `metrics` exports it.
 //!
 //! Between the two sits [`ListedCertificate`]: a server certificate that is itself in
 //! `ca_file` (byte for byte) is trusted even when it is a CA certificate, as Go clients,
@@ -40,30 +42,93 @@ pub enum TlsSetupError {
     Rustls(String),
 }
 
-/// The earliest `notAfter` of the chains verified so far, per server name.
-#[derive(Debug, Default)]
-pub struct ChainExpiries(Mutex<HashMap<String, SystemTime>>);
+/// The earliest `notAfter` of the chains verified so far, per leaf certificate.
+///
+/// Keyed by the certificate the server presented, not by its name: one HTTP client serves
+/// every registry with the same TLS settings, two registries on one host (different ports)
+/// may present different certificates, and rustls's verifier is told the server name only.
+/// The response knows which leaf its connection presented (reqwest's `TlsInfo`), so the
+/// client looks its chain up by that, whatever the host, port or redirect. A resumed TLS
+/// session presents the leaf of the session it resumes without a new verification, so
+/// entries are not dropped by age: at most `capacity` are kept, and the least recently used
+/// goes first.
+#[derive(Debug)]
+pub struct ChainExpiries(Mutex<Seen>);
 
-impl ChainExpiries {
-    /// The earliest expiry of the chain `host` presented on its latest handshake.
-    pub fn get(&self, host: &str) -> Option<SystemTime> {
-        // std Mutex: held only to read or insert, never across an .await.
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(host)
-            .copied()
-    }
+#[derive(Debug)]
+struct Seen {
+    /// SHA-256 of the leaf's DER → (earliest expiry of its chain, last use).
+    chains: HashMap<[u8; 32], (SystemTime, u64)>,
+    /// A counter, not a clock: orders the uses for eviction.
+    uses: u64,
+    capacity: usize,
+}
 
-    fn put(&self, host: String, expiry: SystemTime) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(host, expiry);
+impl Seen {
+    fn touch(&mut self) -> u64 {
+        self.uses += 1;
+        self.uses
     }
 }
 
-/// A verifier that asks the real one, then notes the chain's earliest expiry.
+fn leaf_key(der: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der).into()
+}
+
+impl ChainExpiries {
+    /// A recorder that keeps the chains of at most `capacity` leaf certificates.
+    pub fn new(capacity: usize) -> ChainExpiries {
+        ChainExpiries(Mutex::new(Seen {
+            chains: HashMap::new(),
+            uses: 0,
+            capacity: capacity.max(1),
+        }))
+    }
+
+    // std Mutex: held only to read or insert, never across an .await.
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The earliest expiry of the chain verified with the leaf certificate `leaf` (DER).
+    pub fn get(&self, leaf: &[u8]) -> Option<SystemTime> {
+        let key = leaf_key(leaf);
+        let mut seen = self.seen();
+        let used = seen.touch();
+        let (expiry, last) = seen.chains.get_mut(&key)?;
+        *last = used;
+        Some(*expiry)
+    }
+
+    fn put(&self, leaf: &[u8], expiry: SystemTime) {
+        let key = leaf_key(leaf);
+        let mut seen = self.seen();
+        let used = seen.touch();
+        seen.chains.insert(key, (expiry, used));
+        if seen.chains.len() > seen.capacity {
+            let oldest = seen
+                .chains
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                seen.chains.remove(&oldest);
+            }
+        }
+    }
+
+    /// How many chains are kept.
+    pub fn len(&self) -> usize {
+        self.seen().chains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A verifier that asks the real one, then notes the chain's earliest expiry by its leaf.
 #[derive(Debug)]
 struct ChainExpiry {
     inner: Arc<dyn ServerCertVerifier>,
@@ -97,7 +162,7 @@ impl ServerCertVerifier for ChainExpiry {
             .filter_map(not_after)
             .min();
         if let Some(earliest) = earliest {
-            self.seen.put(server_name.to_str().into_owned(), earliest);
+            self.seen.put(end_entity.as_ref(), earliest);
         }
         Ok(verified)
     }
@@ -301,9 +366,12 @@ fn shared_verifier(
     Ok(verifier)
 }
 
-/// The rustls configuration for one registry's client, and where it records expiries.
+/// The rustls configuration for the client of the registries with the settings `tls`, and
+/// where it records expiries: the chains of at most `chains` leaf certificates (see
+/// [`ChainExpiries`]; a few per registry that uses it are plenty).
 pub fn client_config(
     tls: &TlsSettings,
+    chains: usize,
 ) -> Result<(ClientConfig, Arc<ChainExpiries>), TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let rustls_err = |e: rustls::Error| TlsSetupError::Rustls(e.to_string());
@@ -332,7 +400,7 @@ pub fn client_config(
             })
         }
     };
-    let seen = Arc::new(ChainExpiries::default());
+    let seen = Arc::new(ChainExpiries::new(chains));
     let verifier = Arc::new(ChainExpiry {
         inner,
         seen: seen.clone(),
@@ -702,5 +770,23 @@ mod tests {
     fn errors_without_rustls_are_not_described() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(describe_error(&io), None);
+    }
+
+    #[test]
+    fn chain_expiries_keep_the_most_recently_used_leaves() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let seen = ChainExpiries::new(2);
+        seen.put(b"leaf a", at(1));
+        seen.put(b"leaf b", at(2));
+        // A resumed session looks its leaf up without a new verification: that is a use.
+        assert_eq!(seen.get(b"leaf a"), Some(at(1)));
+        seen.put(b"leaf c", at(3));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.get(b"leaf b"), None, "the least recently used went");
+        assert_eq!(seen.get(b"leaf a"), Some(at(1)));
+        assert_eq!(seen.get(b"leaf c"), Some(at(3)));
+        // A new handshake with the same leaf records its chain again.
+        seen.put(b"leaf a", at(4));
+        assert_eq!(seen.get(b"leaf a"), Some(at(4)));
     }
 }

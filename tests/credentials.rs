@@ -473,6 +473,141 @@ async fn the_tls_expiry_is_the_earliest_of_the_chain() {
     );
 }
 
+/// A registry with its own interval, timeout and checks (`toml` fixes the timeout).
+fn toml_every_second(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nchecks = [\"registry\"]\n{extra}\n"
+    )
+}
+
+#[tokio::test]
+async fn registries_on_one_host_share_a_client_and_each_reports_its_own_certificate_expiry() {
+    // Two TLS registries on 127.0.0.1, on two ports, whose chains expire on 1 January of the
+    // next year and of the year after (their intermediates).
+    let now = humantime::format_rfc3339(std::time::SystemTime::now()).to_string();
+    let year: i32 = now[..4].parse().unwrap();
+    let start = |y: i32| {
+        TestRegistry::start_with(
+            Kind::Tls,
+            support::Options {
+                intermediate_not_after: Some((y, 1, 1)),
+                ..Default::default()
+            },
+        )
+    };
+    let (a, b) = tokio::join!(start(year + 1), start(year + 2));
+    // One trust file for both: the same TLS settings, so one HTTP client and one verifier,
+    // which is told the server name only, and 127.0.0.1 is both.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("both.pem");
+    let pem = |r: &TestRegistry| std::fs::read_to_string(r.ca_file.as_ref().unwrap()).unwrap();
+    std::fs::write(&ca, pem(&a) + &pem(&b)).unwrap();
+    let ca_line = format!("ca_file = \"{}\"", ca.display());
+    let config = config_from_toml(&format!(
+        "{}{}",
+        toml_every_second("a", &a.url, &ca_line),
+        toml_every_second("b", &b.url, &ca_line)
+    ));
+    let app = oci_registry_exporter::App::new(config.clone()).unwrap();
+    assert_eq!(app.current().http_clients(), 1, "one client for both");
+
+    let exporter = Exporter::start(config).await;
+    // After the first round, each registry's requests go over its pooled connection, with
+    // no handshake in between: the expiry must still be its own chain's.
+    let runs = |body: &str, r: &str| {
+        sample(
+            body,
+            "oci_registry_check_runs_total",
+            &[("registry", r), ("check", "registry"), ("status", "pass")],
+        )
+        .unwrap_or(0.0)
+    };
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = exporter.metrics().await;
+        if runs(&body, "a") >= 3.0 && runs(&body, "b") >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        runs(&body, "a") >= 3.0 && runs(&body, "b") >= 3.0,
+        "three rounds each within 10 s:\n{body}"
+    );
+    let expiry = |r: &str| {
+        sample(
+            &body,
+            "oci_registry_tls_certificate_expiry_timestamp_seconds",
+            &[("registry", r)],
+        )
+    };
+    let new_year = |y: i32| {
+        humantime::parse_rfc3339(&format!("{y}-01-01T00:00:00Z"))
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    assert_eq!(expiry("a"), Some(new_year(year + 1)), "a's chain");
+    assert_eq!(expiry("b"), Some(new_year(year + 2)), "b's chain");
+    exporter.stop().await;
+}
+
+#[tokio::test]
+async fn registries_share_one_http_client_per_distinct_tls_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let ca_x = write("x.pem", &support::tls::server_tls().ca_pem);
+    let ca_y = write("y.pem", &support::tls::server_tls().ca_pem);
+    let client = support::tls::client_tls();
+    let cert = write("client.pem", &client.cert_pem);
+    let key = write("client.key", &client.key_pem);
+    let reg = |name: &str, url: &str, extra: &str| {
+        format!("[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
+    };
+    let config = config_from_toml(
+        &[
+            // Timeouts and intervals are set per request and per loop: they do not split.
+            reg("a", "https://a.example.com", "timeout = \"3s\""),
+            reg("b", "https://b.example.com", "interval = \"5m\""),
+            reg("c", "http://127.0.0.1:1", ""),
+            reg("d", "https://d.example.com", "insecure_skip_verify = true"),
+            reg("e", "https://e.example.com", &format!("ca_file = \"{ca_x}\"")),
+            reg("f", "https://f.example.com:5000", &format!("ca_file = \"{ca_x}\"")),
+            reg("g", "https://g.example.com", &format!("ca_file = \"{ca_y}\"")),
+            reg(
+                "h",
+                "https://h.example.com",
+                &format!(
+                    "ca_file = \"{ca_x}\"\nclient_cert_file = \"{cert}\"\nclient_key_file = \"{key}\""
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let app = oci_registry_exporter::App::new(config).unwrap();
+    let generation = app.current();
+    let client = |name: &str| generation.target(name).unwrap().client.clone();
+    let shares = |x: &str, y: &str| client(x).shares_http_client_with(&client(y));
+    assert!(
+        shares("a", "b") && shares("b", "c"),
+        "default TLS settings: one client"
+    );
+    assert!(shares("e", "f"), "the same ca_file: one client");
+    for (x, y) in [("a", "d"), ("a", "e"), ("e", "g"), ("e", "h")] {
+        assert!(!shares(x, y), "{x} and {y} have different TLS settings");
+    }
+    assert_eq!(
+        generation.http_clients(),
+        5,
+        "{{a,b,c}}, {{d}}, {{e,f}}, {{g}}, {{h}}"
+    );
+}
+
 #[tokio::test]
 async fn an_https_token_endpoint_has_its_certificate_expiry_exported() {
     let reg = TestRegistry::start_with(

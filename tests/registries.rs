@@ -531,6 +531,51 @@ async fn interval_mode_repeats_and_status_page_shows_results() {
 }
 
 #[tokio::test]
+async fn readiness_waits_for_every_first_round_which_comes_early_even_at_long_intervals() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    // A registry that accepts connections and never answers: its first round takes 2 s.
+    let (addr, hold) = common::hanging_server(Duration::from_secs(20)).await;
+    // Hourly checks: later rounds are spread over the hour, first rounds come at once.
+    let hourly = |name: &str, url: &str, timeout: &str| {
+        format!(
+            "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"1h\"\ntimeout = \"{timeout}\"\nchecks = [\"registry\"]\n"
+        )
+    };
+    let config = config_from_toml(
+        &[
+            hourly("hang", &format!("http://{addr}"), "2s"),
+            hourly("a", &reg.url, "5s"),
+            hourly("b", &reg.url, "5s"),
+            hourly("c", &reg.url, "5s"),
+        ]
+        .concat(),
+    );
+    let exporter = Exporter::start(config).await;
+    let (code, text) = exporter.get("/-/ready").await;
+    assert_eq!(
+        code, 503,
+        "not ready while a first round still runs: {text}"
+    );
+    // Within wait_ready's 15 s, not the hour.
+    exporter.wait_ready().await;
+    let body = exporter.metrics().await;
+    assert_eq!(
+        status_of(&body, "hang", "registry").as_deref(),
+        Some("fail"),
+        "{body}"
+    );
+    for r in ["a", "b", "c"] {
+        assert_eq!(
+            status_of(&body, r, "registry").as_deref(),
+            Some("pass"),
+            "{r} has its result when the exporter is ready:\n{body}"
+        );
+    }
+    exporter.stop().await;
+    hold.abort();
+}
+
+#[tokio::test]
 async fn a_scrape_waits_no_longer_than_prometheus_allows() {
     // A registry that accepts connections and never answers.
     let (addr, hold) = common::hanging_server(Duration::from_secs(20)).await;

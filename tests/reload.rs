@@ -1,6 +1,6 @@
 //! Configuration reload through SIGHUP and POST /-/reload, against the real binary and a
 //! real registry: removed registries and checks leave /metrics, added ones start at once,
-//! an invalid config is refused and the running one stays.
+//! kept ones keep their schedule, an invalid config is refused and the running one stays.
 
 mod common;
 mod support;
@@ -248,12 +248,7 @@ async fn a_scrape_round_in_flight_never_reaches_the_next_generation() {
         "mode = \"scrape\"\n[[registries]]\nname = \"other\"\nurl = \"http://127.0.0.1:1\"\nchecks = [\"registry\"]\n",
     )
     .unwrap();
-    let resp = reqwest::Client::new()
-        .post(exporter.url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
 
     // Past the old round's timeout: had it survived, it would have recorded by now.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -267,4 +262,57 @@ async fn a_scrape_round_in_flight_never_reaches_the_next_generation() {
     assert!(!page.contains(">hang<"), "the status page lists it too");
     exporter.stop().await;
     hold.abort();
+}
+
+/// Interval mode: a reload starts the added registries at once, and the kept ones go on
+/// with their schedule rather than all running a round at the same moment.
+#[tokio::test]
+async fn a_reload_starts_added_registries_and_keeps_the_schedule_of_the_others() {
+    let reg = TestRegistry::start(Kind::Open).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let hourly = |name: &str| {
+        format!(
+            "[[registries]]\nname = \"{name}\"\nurl = \"{}\"\ninterval = \"1h\"\nchecks = [\"registry\"]\n",
+            reg.url
+        )
+    };
+    std::fs::write(&path, hourly("kept")).unwrap();
+    let config = oci_registry_exporter::Config::load(Some(&path)).unwrap();
+    let exporter = common::Exporter::start(config).await;
+    exporter.wait_ready().await;
+    let runs = |body: &str, r: &str| {
+        sample(
+            body,
+            "oci_registry_check_runs_total",
+            &[("registry", r), ("check", "registry"), ("status", "pass")],
+        )
+    };
+    assert_eq!(runs(&exporter.metrics().await, "kept"), Some(1.0));
+
+    std::fs::write(&path, hourly("kept") + &hourly("added")).unwrap();
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = exporter.metrics().await;
+        if runs(&body, "added").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        runs(&body, "added"),
+        Some(1.0),
+        "added: checked at once\n{body}"
+    );
+    // A round of `kept` started by the reload (within a second, as before) would be done.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body = exporter.metrics().await;
+    assert_eq!(
+        runs(&body, "kept"),
+        Some(1.0),
+        "kept: its next round is an hour after its first, not at the reload\n{body}"
+    );
+    assert_eq!(exporter.get("/-/ready").await.0, 200);
+    exporter.stop().await;
 }

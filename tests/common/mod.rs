@@ -93,6 +93,11 @@ impl Exporter {
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        let resp = self.http.post(self.url(path)).send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
         let mut req = self.http.get(self.url(path));
         for (k, v) in headers {
