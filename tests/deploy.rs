@@ -1542,6 +1542,13 @@ fn systemd_unit_is_hardened() {
         matches!(one("ProtectHome"), "yes" | "true" | "read-only" | "tmpfs"),
         "ProtectHome="
     );
+    // A usage error (an invalid configuration after an edit) exits EXIT_USAGE; restarting
+    // every RestartSec cannot fix it, so the unit must stop and show it.
+    assert_eq!(
+        one("RestartPreventExitStatus"),
+        oci_registry_exporter::EXIT_USAGE.to_string(),
+        "RestartPreventExitStatus="
+    );
     assert!(
         values("SystemCallFilter").contains(&"@system-service"),
         "SystemCallFilter=@system-service"
