@@ -615,7 +615,7 @@ impl RegistryFamily {
             CheckKind::ALL
                 .iter()
                 .zip(s.checks.iter())
-                .filter_map(|(&k, slot)| slot.latest.as_ref().map(|r| (k, r)))
+                .filter_map(|(&k, slot)| slot.latest.as_deref().map(|r| (k, r)))
         };
         let unix = |t: SystemTime| {
             t.duration_since(UNIX_EPOCH)

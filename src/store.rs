@@ -59,8 +59,10 @@ pub(crate) struct Slots {
 /// One check of one registry.
 #[derive(Default)]
 pub(crate) struct CheckSlot {
-    /// The latest result (its series are the state gauges).
-    pub latest: Option<CheckResult>,
+    /// The latest result (its series are the state gauges), without its request trail and
+    /// evidence: the status page does not show them, and the history (for `/result`) keeps
+    /// them whole. Boxed, so a check that is not configured costs a pointer, not a result.
+    pub latest: Option<Box<CheckResult>>,
     /// Runs by resulting status, indexed by `Status as usize`.
     pub runs: [u64; Status::ALL.len()],
 }
@@ -248,9 +250,10 @@ impl Store {
         });
     }
 
-    /// Records one result: the latest of its check, a run counted, its requests observed,
-    /// its facts kept, and an entry in the history.
-    pub fn put(&self, registry: &str, result: CheckResult) {
+    /// Records one result: the latest of its check (without its request trail and
+    /// evidence), a run counted, its requests observed, its facts kept, and an entry in the
+    /// history (whole).
+    pub fn put(&self, registry: &str, mut result: CheckResult) {
         // A probe's store keeps no history: no copy of the result then.
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if h.size > 0 {
@@ -276,9 +279,13 @@ impl Store {
         slots
             .facts
             .update(result.api_version.as_ref(), &result.facts);
+        // Most of a result's memory is its trail: kept once, in the history, not per
+        // registry × check (issue 13: thousands of registries in a few MiB).
+        result.requests = Vec::new();
+        result.evidence = Default::default();
         let slot = &mut slots.checks[result.check as usize];
         slot.runs[result.status as usize] += 1;
-        slot.latest = Some(result);
+        slot.latest = Some(Box::new(result));
     }
 
     /// The kept results, newest first.
@@ -298,7 +305,8 @@ impl Store {
             .map(|(_, reg, r)| (reg.clone(), r.clone()))
     }
 
-    /// The latest result of each check of `registry`, in check order.
+    /// The latest result of each check of `registry`, in check order, without request
+    /// trails and evidence (see [`Store::history`] for those).
     pub fn latest(&self, registry: &str) -> Vec<CheckResult> {
         let entry = self
             .table
@@ -313,7 +321,7 @@ impl Store {
         slots
             .checks
             .iter()
-            .filter_map(|s| s.latest.clone())
+            .filter_map(|s| s.latest.as_deref().cloned())
             .collect()
     }
 
@@ -364,6 +372,37 @@ mod tests {
         for (label, bound) in REQUEST_BUCKET_LABELS.iter().zip(REQUEST_BUCKETS) {
             assert_eq!(label.parse::<f64>().unwrap(), bound);
         }
+    }
+
+    #[test]
+    fn the_latest_result_is_kept_without_its_trail_and_the_history_whole() {
+        let store = Store::new(5);
+        let mut r = CheckResult::new(
+            CheckKind::Pull,
+            Status::Pass,
+            crate::outcome::Reason::Ok,
+            "x",
+        )
+        .with_evidence("digest", "sha256:00");
+        r.requests.push(crate::outcome::RequestRecord {
+            method: "HEAD".into(),
+            path: "/v2/a/manifests/b".into(),
+            status: Some(200),
+            duration: std::time::Duration::from_millis(2),
+            auth: crate::outcome::AuthUsed::None,
+            note: None,
+            headers: vec![("content-type".into(), "x".into())],
+        });
+        store.put("hub", r);
+        let latest = store.latest("hub");
+        assert_eq!(latest.len(), 1);
+        assert!(latest[0].requests.is_empty() && latest[0].evidence.is_empty());
+        assert_eq!(latest[0].message, "x");
+        let (_, _, kept) = &store.history()[0];
+        assert_eq!((kept.requests.len(), kept.evidence.len()), (1, 1));
+        // The histogram saw the request before the trail was dropped.
+        let entry = store.entries().pop().unwrap();
+        assert_eq!(entry.lock().requests.count, 1);
     }
 
     #[test]
