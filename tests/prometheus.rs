@@ -468,7 +468,19 @@ checks = ["registry", "pull", "referrers"]
             .filter(|m| metrics.contains(*m))
             .collect();
         pending_used.extend(pending.iter().copied());
-        match prom.query(promql).await {
+        // Recording rules (the SLO ratios) have data only once their group has evaluated
+        // after two scrapes of the counters they rate, which can lag the alerts above on a
+        // loaded machine: an empty answer is asked again, boundedly (20 × 500 ms).
+        let mut answer = prom.query(promql).await;
+        for _ in 0..20 {
+            let empty = matches!(&answer, Ok(r) if r.is_empty());
+            if !(empty && q.needs_data && pending.is_empty()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            answer = prom.query(promql).await;
+        }
+        match answer {
             Err(e) => failures.push(format!("{}: {e}\n    {promql}", q.place)),
             Ok(result) if result.is_empty() && q.needs_data && pending.is_empty() => {
                 failures.push(format!(
