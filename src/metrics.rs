@@ -318,7 +318,9 @@ struct BuildLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-fn doc(name: &str) -> &'static MetricDoc {
+/// A metric's documentation by name (counters also by their name without `_total`, as
+/// prometheus-client registers them).
+pub(crate) fn doc(name: &str) -> &'static MetricDoc {
     METRICS
         .iter()
         .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
@@ -368,25 +370,27 @@ impl Metrics {
             })
             .set(1);
         }
+        // Help texts come from METRICS, the one list docs/metrics.md is generated from;
         // prometheus-client appends `_total` to counters itself.
-        for (name, metric) in [
-            ("oci_registry_check_info", Box::new(info) as Box<dyn Reg>),
-            (
-                "oci_registry_exporter_config_last_reload_successful",
-                Box::new(m.reload_ok.clone()),
-            ),
-            (
-                "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
-                Box::new(m.reload_time.clone()),
-            ),
-            (
-                "oci_registry_exporter_local_resource_exhausted",
-                Box::new(m.exhausted.clone()),
-            ),
-            ("oci_registry_exporter_build_info", Box::new(build)),
-        ] {
-            metric.register(&mut own, name, doc(name).help);
+        macro_rules! reg {
+            ($name:literal, $metric:expr) => {
+                own.register($name, doc($name).help, $metric)
+            };
         }
+        reg!("oci_registry_check_info", info);
+        reg!(
+            "oci_registry_exporter_config_last_reload_successful",
+            m.reload_ok.clone()
+        );
+        reg!(
+            "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
+            m.reload_time.clone()
+        );
+        reg!(
+            "oci_registry_exporter_local_resource_exhausted",
+            m.exhausted.clone()
+        );
+        reg!("oci_registry_exporter_build_info", build);
         crate::process::register(&mut own);
         Metrics { own, ..m }
     }
@@ -429,17 +433,6 @@ impl Metrics {
         }
         slot.store(out.len(), Ordering::Relaxed);
         out
-    }
-}
-
-/// Registration of the exporter's own metrics of different types in one loop.
-trait Reg {
-    fn register(self: Box<Self>, registry: &mut Registry, name: &str, help: &str);
-}
-
-impl<M: prometheus_client::registry::Metric> Reg for M {
-    fn register(self: Box<Self>, registry: &mut Registry, name: &str, help: &str) {
-        registry.register(name, help, *self)
     }
 }
 

@@ -71,13 +71,7 @@ impl prometheus_client::collector::Collector for ProcessCollector {
         let Some(r) = read() else {
             return Ok(());
         };
-        let help = |name: &str| {
-            crate::metrics::METRICS
-                .iter()
-                .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
-                .map(|m| m.help)
-                .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"))
-        };
+        let help = |name: &str| crate::metrics::doc(name).help;
         // prometheus-client appends `_total` to counters itself.
         let cpu = ConstCounter::new(r.cpu_seconds);
         cpu.encode(encoder.encode_descriptor(
