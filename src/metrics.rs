@@ -9,15 +9,16 @@
 //! through prometheus-client with typed label sets. It does not run checks, decide
 //! statuses or keep results.
 //!
-//! Two sets of series: `/metrics` ([`Metrics::encode`]) serves the registries' series and
+//! Two sets of series: `/metrics` ([`Metrics::encode_chunks`], streamed) serves the registries' series and
 //! the exporter's own; a `/probe` answer ([`encode_probe`]) serves one registry's series and
 //! `probe_success`/`probe_duration_seconds`, never the exporter's own, so that alerts on
 //! the exporter never fire from a Probe job. [`MetricDoc::served_on`] says which.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -335,8 +336,6 @@ pub struct Metrics {
     reload_time: FloatGauge,
     /// Runs that ended `local_resource_exhausted`: the exporter's fault, counted apart.
     exhausted: Counter,
-    /// The size of the last body per format, so the next starts with room for it.
-    last_len: [AtomicUsize; 2],
 }
 
 impl Metrics {
@@ -348,7 +347,6 @@ impl Metrics {
             reload_ok: Gauge::default(),
             reload_time: FloatGauge::default(),
             exhausted: Counter::default(),
-            last_len: [AtomicUsize::new(0), AtomicUsize::new(0)],
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
@@ -415,11 +413,47 @@ impl Metrics {
         }
     }
 
-    /// `/metrics`: every registry's series from `store`, then the exporter's own.
+    /// `/metrics` whole: every registry's series from `store`, then the exporter's own.
+    /// For callers that want one text; the server streams [`Metrics::encode_chunks`].
     pub fn encode(&self, store: &Store, format: Format) -> String {
-        let slot = &self.last_len[format as usize];
-        let mut out = String::with_capacity(slot.load(Ordering::Relaxed) * 9 / 8 + 4096);
-        encode_registries(&mut out, store, format);
+        let mut out = String::new();
+        encode_registries(&mut out, store, format, &mut |_| true);
+        self.encode_own(&mut out, format);
+        out
+    }
+
+    /// `/metrics` in pieces of about [`CHUNK`] bytes, each handed to `send` once it is
+    /// full and the last with the exporter's own series. Returns false, having stopped
+    /// early, when `send` does (the scraper went away or stopped reading).
+    ///
+    /// A streamed body never exists whole: at 10,000 registries it is 27.5 MB, which as
+    /// one buffer doubled the exporter's peak memory and spent a third of the encode in
+    /// page faults on fresh pages (docs/benchmarks.md, "Scale work").
+    pub fn encode_chunks(
+        &self,
+        store: &Store,
+        format: Format,
+        send: &mut dyn FnMut(Bytes) -> bool,
+    ) -> bool {
+        let mut out = String::with_capacity(CHUNK);
+        let mut flush = |out: &mut String| {
+            if out.len() < CHUNK - CHUNK_SLACK {
+                return true;
+            }
+            send(Bytes::from(std::mem::replace(
+                out,
+                String::with_capacity(CHUNK),
+            )))
+        };
+        if !encode_registries(&mut out, store, format, &mut flush) {
+            return false;
+        }
+        self.encode_own(&mut out, format);
+        send(Bytes::from(out))
+    }
+
+    /// The exporter's own series, and the end of the text.
+    fn encode_own(&self, out: &mut String, format: Format) {
         let mut own = String::new();
         // Writing into a String cannot fail: fmt::Write for String is infallible.
         text::encode(&mut own, &self.own).expect("writing to a String cannot fail");
@@ -431,17 +465,25 @@ impl Metrics {
             }
             Format::Classic => out.push_str(&openmetrics_to_classic(own)),
         }
-        slot.store(out.len(), Ordering::Relaxed);
-        out
     }
 }
+
+/// The size of a streamed body's pieces. Below glibc's default mmap threshold (128 KiB),
+/// so a piece's memory comes from the heap and is reused by the next, instead of being
+/// mapped and faulted in afresh.
+pub const CHUNK: usize = 64 * 1024;
+
+/// A piece is handed on once fewer than this many bytes of room are left: more than one
+/// registry's series of one family take (a few hundred bytes; the histogram about 1.5 KiB),
+/// so a piece seldom outgrows its buffer.
+const CHUNK_SLACK: usize = 4 * 1024;
 
 /// A `/probe` answer: the registry's series from `store` (a table of the probe's own
 /// results), then `probe_success` (every check passed, or was info or skip) and
 /// `probe_duration_seconds`.
 pub fn encode_probe(store: &Store, success: bool, duration: Duration, format: Format) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    encode_registries(&mut out, store, format);
+    encode_registries(&mut out, store, format, &mut |_| true);
     header(&mut out, doc("probe_success"), format);
     out.push_str("probe_success ");
     push_u64(&mut out, u64::from(success));
@@ -733,7 +775,14 @@ fn gauge(l: &mut Line<'_>, name: &str, label: &str, v: Option<f64>) {
 }
 
 /// Every registry family of [`METRICS`], in order, over every registry of `store`.
-fn encode_registries(out: &mut String, store: &Store, format: Format) {
+/// `flush` is offered the text after each registry's series of a family; it may hand it on
+/// and empty it, and stops the encoding by returning false (then so does this).
+fn encode_registries(
+    out: &mut String,
+    store: &Store,
+    format: Format,
+    flush: &mut dyn FnMut(&mut String) -> bool,
+) -> bool {
     let entries = store.entries();
     for d in METRICS {
         if d.served_on() != ServedOn::Both {
@@ -743,10 +792,18 @@ fn encode_registries(out: &mut String, store: &Store, format: Format) {
             .unwrap_or_else(|| panic!("metric {} has no writer in RegistryFamily", d.name));
         header(out, d, format);
         for e in &entries {
-            let slots = e.lock();
-            family.write(out, d.name, e, &slots);
+            {
+                let slots = e.lock();
+                family.write(out, d.name, e, &slots);
+            }
+            // The registry's lock is released before the text is handed on, which may wait
+            // for the scraper.
+            if !flush(out) {
+                return false;
+            }
         }
     }
+    true
 }
 
 /// Rewrites prometheus-client's OpenMetrics text as the classic 0.0.4 text format.
@@ -799,6 +856,60 @@ mod tests {
             store.put(registry, r.clone());
         }
         store
+    }
+
+    /// `n` registries, each with a registry-check result: a text of many pieces.
+    fn many_registries(n: usize) -> Store {
+        let store = Store::new(0);
+        for i in 0..n {
+            let r = CheckResult::new(CheckKind::Registry, Status::Pass, Reason::Ok, "ok");
+            store.put(&format!("registry-{i}"), r);
+        }
+        store
+    }
+
+    #[test]
+    fn streamed_pieces_join_to_the_whole_text_and_stay_bounded() {
+        let store = many_registries(3_000);
+        let m = Metrics::new("https://example.invalid/runbooks");
+        for format in [Format::Classic, Format::OpenMetrics] {
+            let mut pieces = Vec::new();
+            assert!(m.encode_chunks(&store, format, &mut |p| {
+                pieces.push(p);
+                true
+            }));
+            let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+            let whole = m.encode(&store, format);
+            // The exporter's own series hold the process' CPU time, which moves: compare
+            // the registries' part, and that both end alike.
+            let cut = |t: &str| t[..t.find("# HELP oci_registry_check_info").unwrap()].to_string();
+            let joined = String::from_utf8(joined).unwrap();
+            assert_eq!(cut(&joined), cut(&whole), "{format:?}");
+            assert!(pieces.len() > 10, "{} pieces", pieces.len());
+            for p in &pieces[..pieces.len() - 1] {
+                assert!(
+                    (CHUNK - CHUNK_SLACK..=CHUNK).contains(&p.len()),
+                    "a piece of {} bytes",
+                    p.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_piece_stops_the_encoder() {
+        let store = many_registries(3_000);
+        let m = Metrics::new("https://example.invalid/runbooks");
+        let mut offered = 0;
+        let whole = m.encode_chunks(&store, Format::Classic, &mut |_| {
+            offered += 1;
+            offered < 3
+        });
+        assert!(!whole);
+        assert_eq!(
+            offered, 3,
+            "the encoder went on after its piece was refused"
+        );
     }
 
     #[test]

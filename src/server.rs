@@ -9,14 +9,16 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -37,7 +39,132 @@ const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 /// How long a scrape waits for due checks when Prometheus does not say.
 const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
 
-type Body = Full<Bytes>;
+/// A response body: whole (every answer but the metrics), or the metrics streamed from the
+/// encoder as it writes them.
+pub(crate) enum Body {
+    Whole(Full<Bytes>),
+    Streamed(Streamed),
+}
+
+impl From<Full<Bytes>> for Body {
+    fn from(body: Full<Bytes>) -> Body {
+        Body::Whole(body)
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Truncated;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Truncated>>> {
+        match self.get_mut() {
+            Body::Whole(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+            Body::Streamed(s) => s.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Whole(b) => b.is_end_stream(),
+            Body::Streamed(s) => s.ended,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Whole(b) => b.size_hint(),
+            Body::Streamed(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// What the encoder hands the body: a piece of text, or the end. A channel that closes
+/// without `End` means the encoder stopped early.
+enum Piece {
+    Data(Bytes),
+    End,
+}
+
+/// Pieces of text the encoder had room for before the scraper takes them: a bound on
+/// what a slow scraper costs in memory (with [`metrics::CHUNK`], 128 KiB and the piece
+/// being written).
+const PIECES_AHEAD: usize = 2;
+
+/// The metrics as the encoder writes them, on a blocking thread: the body never exists
+/// whole (27.5 MB at 10,000 registries), and a scraper reads the first piece while the
+/// rest is written.
+///
+/// How long a scraper may hold the encoder's thread: the encoder waits while the pieces
+/// ahead are not taken; every piece the scraper takes counts as the connection's activity,
+/// so one that stops taking them is closed by the idle timeout (`--web.idle-timeout`) and
+/// a grace period, which drops this body and with it the encoder's channel, and the
+/// encoder stops.
+pub(crate) struct Streamed {
+    pieces: tokio::sync::mpsc::Receiver<Piece>,
+    ended: bool,
+    /// The connection's activity, marked at every piece taken; set by the connection.
+    activity: Option<Arc<Activity>>,
+}
+
+/// A streamed body that ended before its end: the encoder panicked (see the log) or was
+/// stopped. hyper then cuts the connection instead of ending the body, so a scraper never
+/// takes a truncated text for a whole one.
+#[derive(Debug, thiserror::Error)]
+#[error("the metrics encoder stopped before the end of the text; see the exporter's log")]
+pub(crate) struct Truncated;
+
+impl Streamed {
+    /// Runs `encode` on a blocking thread, handing its pieces to the returned body. `encode`
+    /// gets a sender that returns false once the body is gone, and returns whether it wrote
+    /// the whole text. The handle ends when `encode` does.
+    pub(crate) fn spawn<F>(encode: F) -> (Streamed, tokio::task::JoinHandle<bool>)
+    where
+        F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(PIECES_AHEAD);
+        let encoder = tokio::task::spawn_blocking(move || {
+            // On a blocking thread: blocking_send waits for room, or fails once the body
+            // (the receiver) is dropped.
+            let mut send = |piece: Bytes| tx.blocking_send(Piece::Data(piece)).is_ok();
+            let whole = encode(&mut send);
+            whole && tx.blocking_send(Piece::End).is_ok()
+        });
+        let body = Streamed {
+            pieces: rx,
+            ended: false,
+            activity: None,
+        };
+        (body, encoder)
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Truncated>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let piece = std::task::ready!(self.pieces.poll_recv(cx));
+        if let Some(activity) = &self.activity {
+            activity.touch();
+        }
+        Poll::Ready(match piece {
+            Some(Piece::Data(data)) => Some(Ok(Frame::data(data))),
+            Some(Piece::End) => {
+                self.ended = true;
+                None
+            }
+            None => {
+                self.ended = true;
+                tracing::error!("the metrics encoder stopped before the end of the text");
+                Some(Err(Truncated))
+            }
+        })
+    }
+}
 
 /// The HTTP server's limits: `--web.read-header-timeout`, `--web.idle-timeout` and
 /// `--web.max-connections`.
@@ -247,14 +374,20 @@ impl Drop for Slot {
     }
 }
 
-/// Requests in progress on one connection and when the last one ended, for the idle timeout.
-struct Activity {
+/// Requests in progress on one connection and when the last one ended (or a streamed body
+/// last sent a piece), for the idle timeout.
+pub(crate) struct Activity {
     in_flight: AtomicUsize,
     // std Mutex: never held across .await.
     last: Mutex<tokio::time::Instant>,
 }
 
 impl Activity {
+    /// Marks activity now.
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
     /// When the connection has been idle for `idle`, as far as is known now.
     fn idle_deadline(&self, idle: Duration) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
@@ -277,7 +410,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -321,6 +454,11 @@ pub async fn serve(
             },
             _ = app.shutdown.cancelled() => break,
         };
+        // Pieces of a streamed body go out as written: without this, Nagle's algorithm holds
+        // a piece's tail until the client's delayed ACK, 40 ms on Linux.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "setting TCP_NODELAY failed");
+        }
         let slot = admission.admit();
         connections.spawn(connection(
             app.clone(),
@@ -410,29 +548,39 @@ async fn connection(
             let telemetry_path = telemetry_path.clone();
             let in_flight = InFlight::start(&activity);
             let reserved = reserved.clone();
+            let activity = activity.clone();
             async move {
                 let _in_flight = in_flight;
-                if let Some((admission, id)) = reserved {
-                    admission.keep(id);
-                    if !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
-                        return Ok::<_, Infallible>(text(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
-                        ));
+                let mut response = async {
+                    if let Some((admission, id)) = reserved {
+                        admission.keep(id);
+                        if !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
+                            return text(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
+                            );
+                        }
                     }
+                    let Some(web) = web else {
+                        return handle(app, req, &telemetry_path).await;
+                    };
+                    let mut response = match web
+                        .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
+                        .await
+                    {
+                        Ok(()) => handle(app, req, &telemetry_path).await,
+                        Err(denied) => denied.map(Body::from),
+                    };
+                    web.decorate(&mut response);
+                    response
                 }
-                let Some(web) = web else {
-                    return Ok(handle(app, req, &telemetry_path).await);
-                };
-                let mut response = match web
-                    .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
-                    .await
-                {
-                    Ok(()) => handle(app, req, &telemetry_path).await,
-                    Err(denied) => denied,
-                };
-                web.decorate(&mut response);
-                Ok(response)
+                .await;
+                // The request has its answer's head; a streamed body goes on, and each
+                // piece it sends keeps the connection from counting as idle.
+                if let Body::Streamed(body) = response.body_mut() {
+                    body.activity = Some(activity);
+                }
+                Ok::<_, Infallible>(response)
             }
         })
     };
@@ -506,21 +654,16 @@ async fn handle(
             app.refresh_due(wait).await;
         }
         // Encoding thousands of registries takes milliseconds: off the async workers, so a
-        // scrape never delays the checks' I/O.
+        // scrape never delays the checks' I/O, and streamed, so the text never exists whole.
         let encoder = app.clone();
-        let body =
-            tokio::task::spawn_blocking(move || encoder.metrics.encode(&encoder.store, format))
-                .await;
-        return match body {
-            Ok(body) => metrics_response(format, body),
-            Err(e) => {
-                tracing::error!(error = %e, "encoding the metrics failed");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "encoding the metrics failed; see the exporter's log\n",
-                )
-            }
-        };
+        let (body, _encoder) = Streamed::spawn(move |send| {
+            encoder.metrics.encode_chunks(&encoder.store, format, send)
+        });
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, format.content_type())
+            .body(Body::Streamed(body))
+            .expect("static headers are valid");
     }
     match path {
         "/probe" => {
@@ -724,7 +867,7 @@ fn metrics_response(format: Format, body: String) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, format.content_type())
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body)).into())
         .expect("static headers are valid")
 }
 
@@ -732,7 +875,7 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(Bytes::from(body.to_string())).into())
         .expect("static headers are valid")
 }
 
@@ -740,6 +883,55 @@ fn html(body: String) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(Bytes::from(body)).into())
         .expect("static headers are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn pieces(n: usize) -> impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static {
+        move |send| (0..n).all(|i| send(Bytes::from(format!("piece {i}\n"))))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_carries_every_piece_then_ends() {
+        let (body, encoder) = Streamed::spawn(pieces(50));
+        let text = Body::Streamed(body).collect().await.unwrap().to_bytes();
+        let expected: String = (0..50).map(|i| format!("piece {i}\n")).collect();
+        assert_eq!(text, expected.as_bytes());
+        assert!(encoder.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_body_stops_the_encoder() {
+        // The scraper went away after the first piece: the encoder, waiting for room, learns
+        // it and stops instead of holding its thread.
+        let (mut body, encoder) = Streamed::spawn(pieces(1_000_000));
+        let first = std::future::poll_fn(|cx| body.poll_frame(cx)).await;
+        assert!(first.is_some_and(|f| f.is_ok()));
+        drop(body);
+        let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
+            .await
+            .expect("the encoder went on after its body was dropped")
+            .unwrap();
+        assert!(!whole);
+    }
+
+    #[tokio::test]
+    async fn an_encoder_that_stops_early_cuts_the_body_instead_of_ending_it() {
+        // A panic or a stop before the end must not look like a whole text to the scraper.
+        let (body, _) = Streamed::spawn(|send| {
+            send(Bytes::from_static(b"a_metric 1\n"));
+            false
+        });
+        assert!(Body::Streamed(body).collect().await.is_err());
+        let (body, _) = Streamed::spawn(|send| {
+            send(Bytes::from_static(b"a_metric 1\n"));
+            panic!("a bug in the encoder")
+        });
+        assert!(Body::Streamed(body).collect().await.is_err());
+    }
 }
