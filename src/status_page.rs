@@ -56,7 +56,11 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     let generation = app.current();
     let mut latest = Latest::default();
     for rt in &generation.targets {
-        latest.add(&rt.target.name, app.store.latest(&rt.target.name));
+        latest.add(
+            &rt.target.name,
+            app.store
+                .latest(&rt.target.name, &generation.config.runbook_base_url),
+        );
     }
     let history = app.store.history();
     let groups = collapse(&history);

@@ -10,11 +10,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::Target;
 use crate::outcome::{
-    AuthMethod, Capability, CapabilityStatus, CheckKind, CheckResult, Facts, Status,
+    AuthMethod, Capability, CapabilityStatus, CheckKind, CheckResult, Diagnosis, Facts, Reason,
+    Status,
 };
 
 /// Upper bounds of the request-duration histogram's buckets: 5 ms to 10 s.
@@ -59,12 +60,52 @@ pub(crate) struct Slots {
 /// One check of one registry.
 #[derive(Default)]
 pub(crate) struct CheckSlot {
-    /// The latest result (its series are the state gauges), without its request trail and
-    /// evidence: the status page does not show them, and the history (for `/result`) keeps
-    /// them whole. Boxed, so a check that is not configured costs a pointer, not a result.
-    pub latest: Option<Box<CheckResult>>,
+    /// The latest result, as much of it as its series and the `/` page show. Boxed, so a
+    /// check that is not configured costs a pointer.
+    pub latest: Option<Box<Latest>>,
     /// Runs by resulting status, indexed by `Status as usize`.
     pub runs: [u64; Status::ALL.len()],
+}
+
+/// The latest result of one check as the store keeps it. The rest of a result lives
+/// elsewhere: its facts in [`KnownFacts`], its request trail and evidence in the history
+/// (whole, for `/result`), and its runbook link is derived again from check and reason.
+/// A whole `CheckResult` with its runbook URL cost about 560 bytes per check; this, about
+/// 110 (issue 13: thousands of registries in a few MiB).
+pub(crate) struct Latest {
+    pub status: Status,
+    pub reason: Reason,
+    pub http_status: Option<u16>,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+    pub message: Box<str>,
+    pub diagnosis: Option<Diagnosis>,
+}
+
+impl Latest {
+    fn of(result: CheckResult) -> Latest {
+        Latest {
+            status: result.status,
+            reason: result.reason,
+            http_status: result.http_status,
+            duration: result.duration,
+            finished_at: result.finished_at,
+            message: result.message.into_boxed_str(),
+            diagnosis: result.diagnosis,
+        }
+    }
+
+    /// The result again, with its runbook link on `runbook_base_url`; without the facts,
+    /// trail and evidence the store does not keep.
+    fn to_result(&self, check: CheckKind, runbook_base_url: &str) -> CheckResult {
+        let mut r = CheckResult::new(check, self.status, self.reason, &*self.message);
+        r.http_status = self.http_status;
+        r.duration = self.duration;
+        r.finished_at = self.finished_at;
+        r.diagnosis = self.diagnosis.clone();
+        r.runbook_url = crate::catalogue::runbook_url(runbook_base_url, check, Some(self.reason));
+        r
+    }
 }
 
 /// A classic histogram: cumulative counts per bucket of [`REQUEST_BUCKETS`].
@@ -250,10 +291,9 @@ impl Store {
         });
     }
 
-    /// Records one result: the latest of its check (without its request trail and
-    /// evidence), a run counted, its requests observed, its facts kept, and an entry in the
+    /// Records one result: the latest of its check (as a [`Latest`]), a run counted, its requests observed, its facts kept, and an entry in the
     /// history (whole).
-    pub fn put(&self, registry: &str, mut result: CheckResult) {
+    pub fn put(&self, registry: &str, result: CheckResult) {
         // A probe's store keeps no history: no copy of the result then.
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         if h.size > 0 {
@@ -279,13 +319,9 @@ impl Store {
         slots
             .facts
             .update(result.api_version.as_ref(), &result.facts);
-        // Most of a result's memory is its trail: kept once, in the history, not per
-        // registry × check (issue 13: thousands of registries in a few MiB).
-        result.requests = Vec::new();
-        result.evidence = Default::default();
         let slot = &mut slots.checks[result.check as usize];
         slot.runs[result.status as usize] += 1;
-        slot.latest = Some(Box::new(result));
+        slot.latest = Some(Box::new(Latest::of(result)));
     }
 
     /// The kept results, newest first.
@@ -305,9 +341,10 @@ impl Store {
             .map(|(_, reg, r)| (reg.clone(), r.clone()))
     }
 
-    /// The latest result of each check of `registry`, in check order, without request
-    /// trails and evidence (see [`Store::history`] for those).
-    pub fn latest(&self, registry: &str) -> Vec<CheckResult> {
+    /// The latest result of each check of `registry`, in check order, with its runbook
+    /// link on `runbook_base_url`, and without facts, request trail and evidence (see
+    /// [`Store::history`] for those).
+    pub fn latest(&self, registry: &str, runbook_base_url: &str) -> Vec<CheckResult> {
         let entry = self
             .table
             .read()
@@ -318,10 +355,10 @@ impl Store {
             return Vec::new();
         };
         let slots = entry.lock();
-        slots
-            .checks
+        CheckKind::ALL
             .iter()
-            .filter_map(|s| s.latest.as_deref().cloned())
+            .zip(slots.checks.iter())
+            .filter_map(|(&k, s)| Some(s.latest.as_deref()?.to_result(k, runbook_base_url)))
             .collect()
     }
 
@@ -394,10 +431,11 @@ mod tests {
             headers: vec![("content-type".into(), "x".into())],
         });
         store.put("hub", r);
-        let latest = store.latest("hub");
+        let latest = store.latest("hub", "https://runbooks.example/");
         assert_eq!(latest.len(), 1);
         assert!(latest[0].requests.is_empty() && latest[0].evidence.is_empty());
         assert_eq!(latest[0].message, "x");
+        assert_eq!(latest[0].runbook_url, "https://runbooks.example/pull.md");
         let (_, _, kept) = &store.history()[0];
         assert_eq!((kept.requests.len(), kept.evidence.len()), (1, 1));
         // The histogram saw the request before the trail was dropped.
