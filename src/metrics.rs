@@ -641,6 +641,33 @@ impl RegistryFamily {
         })
     }
 
+    /// Whether [`RegistryFamily::write`] writes any series of a registry with these slots:
+    /// a family no registry has (token, TLS, rate-limit or capability facts, often) is then
+    /// not walked over every registry. Agrees with `write` (a unit test holds it).
+    fn has_series(self, s: &Slots) -> bool {
+        use RegistryFamily as F;
+        let f = &s.facts;
+        let any_latest = || s.checks.iter().any(|c| c.latest.is_some());
+        match self {
+            F::Status | F::Reason | F::Duration | F::HttpStatus | F::LastRun | F::Requests => {
+                any_latest()
+            }
+            F::Interval => s.interval.is_some(),
+            F::Runs => s.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
+            F::ApiVersion => f.api_version.is_some(),
+            F::AuthMethod => f.auth_method.is_some(),
+            F::TokenDuration => f.token_request_duration.is_some(),
+            F::TokenExpiry => f.token_expiry.is_some(),
+            F::TlsExpiry => f.tls_expiry.is_some(),
+            F::TokenTlsExpiry => f.token_tls_expiry.is_some(),
+            F::RateLimit | F::RateRemaining => f.rate_limit.is_some(),
+            F::UploadCancelled => f.upload_cancelled.is_some(),
+            F::Capability => f.capabilities.iter().any(Option::is_some),
+            F::CapabilityScore => f.capability_score.is_some(),
+            F::Referrers => f.referrers.is_some(),
+        }
+    }
+
     /// Writes this family's series of one registry.
     fn write(self, out: &mut String, name: &str, e: &RegistryEntry, s: &Slots) {
         use RegistryFamily as F;
@@ -784,13 +811,31 @@ fn encode_registries(
     flush: &mut dyn FnMut(&mut String) -> bool,
 ) -> bool {
     let entries = store.entries();
-    for d in METRICS {
-        if d.served_on() != ServedOn::Both {
+    let families: Vec<(&MetricDoc, RegistryFamily)> = METRICS
+        .iter()
+        .filter(|d| d.served_on() == ServedOn::Both)
+        .map(|d| {
+            let family = RegistryFamily::of(d.name)
+                .unwrap_or_else(|| panic!("metric {} has no writer in RegistryFamily", d.name));
+            (d, family)
+        })
+        .collect();
+    // One pass to learn which families any registry has: each pass over thousands of
+    // registries is a cache miss per registry, and most registries lack most facts. A fact
+    // first seen after this pass is served at the next scrape, as if it had come just after
+    // this one; none goes away meanwhile (facts are kept until the registry is removed).
+    let mut present = vec![false; families.len()];
+    for e in &entries {
+        let slots = e.lock();
+        for (p, (_, family)) in present.iter_mut().zip(&families) {
+            *p = *p || family.has_series(&slots);
+        }
+    }
+    for ((d, family), present) in families.into_iter().zip(present) {
+        header(out, d, format);
+        if !present {
             continue;
         }
-        let family = RegistryFamily::of(d.name)
-            .unwrap_or_else(|| panic!("metric {} has no writer in RegistryFamily", d.name));
-        header(out, d, format);
         for e in &entries {
             {
                 let slots = e.lock();
@@ -910,6 +955,45 @@ mod tests {
             offered, 3,
             "the encoder went on after its piece was refused"
         );
+    }
+
+    #[test]
+    fn a_family_is_skipped_only_when_it_has_no_series() {
+        use crate::outcome::{Capability, CapabilityStatus, RateLimit};
+        let mut rich = CheckResult::new(CheckKind::Capabilities, Status::Warn, Reason::Ok, "x");
+        rich.api_version = Some("registry/2.0".into());
+        rich.facts.auth_method = Some(AuthMethod::Bearer);
+        rich.facts.token_request_duration = Some(Duration::from_millis(3));
+        rich.facts.token_expiry = Some(SystemTime::now());
+        rich.facts.tls_certificate_expiry = Some(SystemTime::now());
+        rich.facts.token_endpoint_tls_certificate_expiry = Some(SystemTime::now());
+        rich.facts.rate_limit = Some(RateLimit {
+            limit: 100.0,
+            remaining: 5.0,
+        });
+        rich.facts.upload_cancelled = Some(true);
+        rich.facts.capabilities = vec![(Capability::ALL[0], CapabilityStatus::ALL[0])];
+        rich.facts.referrers_count = Some(2);
+        let bare = CheckResult::new(CheckKind::Registry, Status::Fail, Reason::Timeout, "x");
+        let store = store_with(&[("rich", rich), ("bare", bare)]);
+        let mut seen = 0;
+        for e in store.entries() {
+            let slots = e.lock();
+            for d in METRICS.iter().filter(|d| d.served_on() == ServedOn::Both) {
+                let family = RegistryFamily::of(d.name).unwrap();
+                let mut text = String::new();
+                family.write(&mut text, d.name, &e, &slots);
+                assert_eq!(
+                    !text.is_empty(),
+                    family.has_series(&slots),
+                    "{} of {}",
+                    d.name,
+                    e.name
+                );
+                seen += usize::from(!text.is_empty());
+            }
+        }
+        assert!(seen > 25, "the samples cover too few families: {seen}");
     }
 
     #[test]
