@@ -8,7 +8,7 @@
 //! the table removes its series: there is no second copy to keep in step. It does not
 //! decide what a result means (checks) or how a series is written (metrics).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -276,9 +276,13 @@ impl Store {
     /// a removed registry and the slots of removed checks go, and with them their series.
     /// The history keeps what happened.
     pub fn retain(&self, targets: &[&Target]) {
+        // By name, so a reload of 10,000 registries is not 10,000 × 10,000 comparisons
+        // under the table's lock.
+        let by_name: HashMap<&str, &Target> =
+            targets.iter().map(|t| (t.name.as_str(), *t)).collect();
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         table.retain(|name, entry| {
-            let Some(target) = targets.iter().find(|t| &t.name == name) else {
+            let Some(target) = by_name.get(name.as_str()) else {
                 return false;
             };
             let mut slots = entry.lock();
