@@ -283,6 +283,7 @@ impl App {
         let source = config.source.clone();
         let shard = config.shard;
         let metrics = Metrics::new(&config.runbook_base_url);
+        metrics.set_shard(shard);
         let store = Store::new(config.history_size);
         for target in config.shard_registries() {
             store.declare(target);

@@ -26,6 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::outcome::{Capability, CapabilityStatus, CheckKind, CheckResult, Reason, Status};
+use crate::shard::Shard;
 use crate::store::{REQUEST_BUCKET_LABELS, RegistryEntry, Slots, Store};
 
 /// One metric's documentation: the source of the help text and of docs/metrics.md.
@@ -223,6 +224,18 @@ pub const METRICS: &[MetricDoc] = &[
         help: "Check runs that failed because the exporter itself ran out of a local resource (file descriptors), not because of a registry: raise LimitNOFILE",
     },
     MetricDoc {
+        name: "oci_registry_exporter_shard_ordinal",
+        kind: "gauge",
+        labels: &[],
+        help: "This replica's shard (--shard): it checks the registries whose name hashes to it; 0 when not sharded",
+    },
+    MetricDoc {
+        name: "oci_registry_exporter_total_shards",
+        kind: "gauge",
+        labels: &[],
+        help: "How many shards the registries are split across (--total-shards); 1 when not sharded",
+    },
+    MetricDoc {
         name: "oci_registry_exporter_build_info",
         kind: "gauge",
         labels: &["version", "revision"],
@@ -336,6 +349,10 @@ pub struct Metrics {
     reload_time: FloatGauge,
     /// Runs that ended `local_resource_exhausted`: the exporter's fault, counted apart.
     exhausted: Counter,
+    /// `--shard` and `--total-shards`, as kube-state-metrics exports its own: an alert
+    /// compares the ordinals that report with the total (OciRegistryExporterShardMissing).
+    shard_ordinal: Gauge,
+    total_shards: Gauge,
 }
 
 impl Metrics {
@@ -347,6 +364,8 @@ impl Metrics {
             reload_ok: Gauge::default(),
             reload_time: FloatGauge::default(),
             exhausted: Counter::default(),
+            shard_ordinal: Gauge::default(),
+            total_shards: Gauge::default(),
         };
         let build: Family<BuildLabels, Gauge> = Family::default();
         build
@@ -388,9 +407,25 @@ impl Metrics {
             "oci_registry_exporter_local_resource_exhausted",
             m.exhausted.clone()
         );
+        reg!(
+            "oci_registry_exporter_shard_ordinal",
+            m.shard_ordinal.clone()
+        );
+        reg!("oci_registry_exporter_total_shards", m.total_shards.clone());
         reg!("oci_registry_exporter_build_info", build);
         crate::process::register(&mut own);
-        Metrics { own, ..m }
+        let m = Metrics { own, ..m };
+        m.set_shard(Shard::ALL);
+        m
+    }
+
+    /// Exports this replica's shard.
+    pub fn set_shard(&self, shard: Shard) {
+        // Flag values are small: a replica count, validated by Shard::new.
+        self.shard_ordinal
+            .set(i64::try_from(shard.index()).unwrap_or(i64::MAX));
+        self.total_shards
+            .set(i64::try_from(shard.total()).unwrap_or(i64::MAX));
     }
 
     /// Counts what the exporter itself must know of a result: running out of a local

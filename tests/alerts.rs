@@ -399,7 +399,8 @@ fn summaries_name_the_registry_and_check_and_descriptions_the_reason() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// A rule's summary as the runbook quotes it: every `{{ $labels.x }}` shown as `<x>`.
+/// A rule's summary as the runbook quotes it: every `{{ $labels.x }}` shown as `<x>`, and
+/// `{{ $value }}` as `<value>`.
 /// docs/runbooks/alerts.md quotes each alert's summary (in a code span) under its heading,
 /// so that a person who arrives from a notification recognises it.
 fn summary_as_quoted(summary: &str) -> String {
@@ -411,7 +412,7 @@ fn summary_as_quoted(summary: &str) -> String {
         let label = out[start + "{{$labels.".len()..start + len].to_string();
         out.replace_range(start..start + len + 2, &format!("<{label}>"));
     }
-    out
+    out.replace("{{$value}}", "<value>")
 }
 
 #[test]

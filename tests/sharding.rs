@@ -101,6 +101,17 @@ async fn assert_exact_cover(exporters: &[Exporter], names: &[&str]) {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (index, e) in exporters.iter().enumerate() {
         let body = e.metrics().await;
+        // Each replica says which shard it is, for OciRegistryExporterShardMissing.
+        assert_eq!(
+            sample(&body, "oci_registry_exporter_shard_ordinal", &[]),
+            Some(index as f64),
+            "shard {index} of {total}"
+        );
+        assert_eq!(
+            sample(&body, "oci_registry_exporter_total_shards", &[]),
+            Some(total as f64),
+            "shard {index} of {total}"
+        );
         let got = registries_in(&body);
         assert_eq!(
             got,
