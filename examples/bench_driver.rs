@@ -13,7 +13,7 @@
 //! - `scale`: interval mode against the bench responder with N registries: check-runs/s from
 //!   `oci_registry_check_runs_total` deltas vs the expected rate, CPU, RSS, `/metrics` latency and
 //!   size, last-run ages, new TCP connections and token requests per check-run.
-//! - `render`: `Store::put` and `Metrics::encode` for many registry × check pairs.
+//! - `render`: `Store::put` and `Metrics::encode_chunks` for many registry × check pairs.
 //! - `page`: the `/` status page (`status_page::render`) for many registries, a tenth of
 //!   them failing, capped and with `?all=true`: time and size.
 //! - `loop`: one case in a loop with no measurement, for callgrind/perf.
@@ -1558,7 +1558,7 @@ fn report(a: &Args) {
     if !sets.is_empty() {
         let _ = writeln!(
             s,
-            "\n### 6. `/metrics` rendering and recording, library level (`Metrics::encode`, `Store::put`; every series of a healthy registry present)\n"
+            "\n### 6. `/metrics` rendering and recording, library level (`Metrics::encode_chunks`, `Store::put`; every series of a healthy registry present)\n"
         );
         s += &row(&[
             "registries × checks".into(),
