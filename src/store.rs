@@ -295,8 +295,8 @@ impl Store {
         });
     }
 
-    /// Records one result: the latest of its check (as a [`Latest`]), a run counted, its requests observed, its facts kept, and an entry in the
-    /// history (whole).
+    /// Records one result: the latest of its check (as a [`Latest`]), a run counted, its
+    /// requests observed, its facts kept, and an entry in the history (whole).
     pub fn put(&self, registry: &str, result: CheckResult) {
         // A probe's store keeps no history: no copy of the result then.
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
