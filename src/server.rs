@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::{Frame, Incoming, SizeHint};
+use http_body_util::{Either, Full};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -40,46 +40,8 @@ const SCRAPE_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
 const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
 
 /// A response body: whole (every answer but the metrics), or the metrics streamed from the
-/// encoder as it writes them.
-pub(crate) enum Body {
-    Whole(Full<Bytes>),
-    Streamed(Streamed),
-}
-
-impl From<Full<Bytes>> for Body {
-    fn from(body: Full<Bytes>) -> Body {
-        Body::Whole(body)
-    }
-}
-
-impl hyper::body::Body for Body {
-    type Data = Bytes;
-    type Error = Truncated;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Truncated>>> {
-        match self.get_mut() {
-            Body::Whole(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
-            Body::Streamed(s) => s.poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Whole(b) => b.is_end_stream(),
-            Body::Streamed(s) => s.ended,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Whole(b) => b.size_hint(),
-            Body::Streamed(_) => SizeHint::default(),
-        }
-    }
-}
+/// encoder as it writes them ([`Streamed`]).
+type Body = Either<Full<Bytes>, Streamed>;
 
 /// What the encoder hands the body: a piece of text, or the end. A channel that closes
 /// without `End` means the encoder stopped early.
@@ -139,9 +101,14 @@ impl Streamed {
         };
         (body, encoder)
     }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = Truncated;
 
     fn poll_frame(
-        &mut self,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Truncated>>> {
         if self.ended {
@@ -163,6 +130,10 @@ impl Streamed {
                 Some(Err(Truncated))
             }
         })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
 }
 
@@ -569,7 +540,7 @@ async fn connection(
                         .await
                     {
                         Ok(()) => handle(app, req, &telemetry_path).await,
-                        Err(denied) => denied.map(Body::from),
+                        Err(denied) => denied.map(Either::Left),
                     };
                     web.decorate(&mut response);
                     response
@@ -577,7 +548,7 @@ async fn connection(
                 .await;
                 // The request has its answer's head; a streamed body goes on, and each
                 // piece it sends keeps the connection from counting as idle.
-                if let Body::Streamed(body) = response.body_mut() {
+                if let Either::Right(body) = response.body_mut() {
                     body.activity = Some(activity);
                 }
                 Ok::<_, Infallible>(response)
@@ -662,7 +633,7 @@ async fn handle(
         return Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, format.content_type())
-            .body(Body::Streamed(body))
+            .body(Either::Right(body))
             .expect("static headers are valid");
     }
     match path {
@@ -867,7 +838,7 @@ fn metrics_response(format: Format, body: String) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, format.content_type())
-        .body(Full::new(Bytes::from(body)).into())
+        .body(Either::Left(Full::new(Bytes::from(body))))
         .expect("static headers are valid")
 }
 
@@ -875,7 +846,7 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body.to_string())).into())
+        .body(Either::Left(Full::new(Bytes::from(body.to_string()))))
         .expect("static headers are valid")
 }
 
@@ -883,7 +854,7 @@ fn html(body: String) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(Full::new(Bytes::from(body)).into())
+        .body(Either::Left(Full::new(Bytes::from(body))))
         .expect("static headers are valid")
 }
 
@@ -899,7 +870,7 @@ mod tests {
     #[tokio::test]
     async fn a_streamed_body_carries_every_piece_then_ends() {
         let (body, encoder) = Streamed::spawn(pieces(50));
-        let text = Body::Streamed(body).collect().await.unwrap().to_bytes();
+        let text = body.collect().await.unwrap().to_bytes();
         let expected: String = (0..50).map(|i| format!("piece {i}\n")).collect();
         assert_eq!(text, expected.as_bytes());
         assert!(encoder.await.unwrap());
@@ -910,7 +881,7 @@ mod tests {
         // The scraper went away after the first piece: the encoder, waiting for room, learns
         // it and stops instead of holding its thread.
         let (mut body, encoder) = Streamed::spawn(pieces(1_000_000));
-        let first = std::future::poll_fn(|cx| body.poll_frame(cx)).await;
+        let first = body.frame().await;
         assert!(first.is_some_and(|f| f.is_ok()));
         drop(body);
         let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
@@ -927,11 +898,11 @@ mod tests {
             send(Bytes::from_static(b"a_metric 1\n"));
             false
         });
-        assert!(Body::Streamed(body).collect().await.is_err());
+        assert!(body.collect().await.is_err());
         let (body, _) = Streamed::spawn(|send| {
             send(Bytes::from_static(b"a_metric 1\n"));
             panic!("a bug in the encoder")
         });
-        assert!(Body::Streamed(body).collect().await.is_err());
+        assert!(body.collect().await.is_err());
     }
 }
