@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use prometheus_client::encoding::{EncodeLabelSet, text};
@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 
 use crate::outcome::{Capability, CapabilityStatus, CheckKind, CheckResult, Reason, Status};
 use crate::shard::Shard;
-use crate::store::{REQUEST_BUCKET_LABELS, RegistryEntry, Slots, Store};
+use crate::store::{REQUEST_BUCKET_LABELS, RegistryEntry, Slots, Store, unix};
 
 /// One metric's documentation: the source of the help text and of docs/metrics.md.
 pub struct MetricDoc {
@@ -440,11 +440,7 @@ impl Metrics {
     pub fn record_reload(&self, ok: bool) {
         self.reload_ok.set(i64::from(ok));
         if ok {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            self.reload_time.set(now);
+            self.reload_time.set(unix(SystemTime::now()));
         }
     }
 
@@ -713,11 +709,6 @@ impl RegistryFamily {
                 .iter()
                 .zip(s.checks.iter())
                 .filter_map(|(&k, slot)| slot.latest.as_deref().map(|r| (k, r)))
-        };
-        let unix = |t: SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
         };
         let f = &s.facts;
         match self {

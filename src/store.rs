@@ -148,7 +148,8 @@ pub(crate) struct KnownFacts {
     pub referrers: Option<u64>,
 }
 
-fn unix(t: SystemTime) -> f64 {
+/// Seconds since the Unix epoch, as the timestamp series carry them (0 before 1970).
+pub(crate) fn unix(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
