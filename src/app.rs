@@ -28,7 +28,6 @@ use crate::checks::{self, CheckKind, CheckResult, Status};
 use crate::client::{ClientBuildError, RegistryClient};
 use crate::config::{Config, ConfigError, Mode, Target};
 use crate::metrics::Metrics;
-use crate::shard::Shard;
 use crate::store::Store;
 
 /// One configured registry and what runs against it.
@@ -271,8 +270,6 @@ pub struct App {
     pub tasks: TaskTracker,
     /// Where the configuration came from, read again on reload.
     source: Option<PathBuf>,
-    /// This exporter's shard (`--shard`, `--total-shards`), the same for every generation.
-    shard: Shard,
     reloading: tokio::sync::Mutex<()>,
     ever_ready: AtomicBool,
 }
@@ -281,22 +278,22 @@ impl App {
     /// An app for `config`; a reload reads `config.source` again.
     pub fn new(config: Config) -> Result<App, ClientBuildError> {
         let source = config.source.clone();
-        let shard = config.shard;
         let metrics = Metrics::new(&config.runbook_base_url);
-        metrics.set_shard(shard);
+        metrics.set_shard(config.shard);
         let store = Store::new(config.history_size);
-        for target in config.shard_registries() {
-            store.declare(target);
+        let generation = Generation::build(config)?;
+        // The generation's targets are this shard's registries, as after a reload.
+        for rt in &generation.targets {
+            store.declare(&rt.target);
         }
         metrics.record_reload(true);
         Ok(App {
-            generation: RwLock::new(Arc::new(Generation::build(config)?)),
+            generation: RwLock::new(Arc::new(generation)),
             metrics,
             store,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             source,
-            shard,
             reloading: tokio::sync::Mutex::new(()),
             ever_ready: AtomicBool::new(false),
         })
@@ -336,10 +333,12 @@ impl App {
     /// checked here only if its name falls in this shard.
     pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
+        // The shard (`--shard`, `--total-shards`) is the same for every generation.
+        let shard = self.current().config.shard;
         let built = Config::load(self.source.as_deref())
             .map_err(ReloadError::from)
             .and_then(|mut config| {
-                config.shard = self.shard;
+                config.shard = shard;
                 Ok(Generation::build(config)?)
             });
         let next = match built {
@@ -378,8 +377,8 @@ impl App {
         tracing::info!(
             registries = next.targets.len(),
             configured = next.config.registries.len(),
-            shard = self.shard.index(),
-            total_shards = self.shard.total(),
+            shard = shard.index(),
+            total_shards = shard.total(),
             "config reloaded"
         );
         Ok(())

@@ -2,7 +2,8 @@
 //!
 //! Owns how a request reaches a registry: the `reqwest` client (one per distinct TLS
 //! setting, shared by the registries of a configuration that have it, with one bounded
-//! connection pool; timeouts are set per request), the authentication flows (anonymous,
+//! connection pool; another shard's registry, probed rarely, gets one of its own at its first
+//! `/probe`; timeouts are set per request), the authentication flows (anonymous,
 //! basic, static bearer, and the registry token flow with a per-scope token cache), the
 //! classification of transport errors into bounded reasons, and the trail of requests a
 //! check made. What belongs to one registry (its token cache, the challenge it sent, its
@@ -522,7 +523,8 @@ impl SharedHttp {
 
 /// The client for one registry, shared by all its checks.
 pub struct RegistryClient {
-    /// Shared with the other registries of its configuration that have the same TLS settings.
+    /// Shared with the other registries of its configuration that have the same TLS settings
+    /// (a client built with [`RegistryClient::new`] has its own).
     shared: Arc<SharedHttp>,
     /// This registry's `timeout`, set on each of its requests.
     timeout: Duration,
@@ -559,8 +561,10 @@ pub struct ClientBuildError {
 }
 
 impl RegistryClient {
-    /// The client of one registry on its own, with a connection pool of its own (tools and
-    /// tests; the exporter builds its clients with [`RegistryClient::build_all`]).
+    /// The client of one registry on its own, with a connection pool of its own: for tools,
+    /// tests, and the runtime `/probe` builds for another shard's registry
+    /// (`Generation::probe_target`). The exporter builds its own shard's clients with
+    /// [`RegistryClient::build_all`].
     pub fn new(target: &Target) -> Result<RegistryClient, ClientBuildError> {
         let mut clients =
             Self::build_all(&[target], crate::config::DEFAULT_MAX_CONCURRENCY)?.into_iter();
