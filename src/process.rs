@@ -31,19 +31,13 @@ pub struct Reading {
 #[cfg(target_os = "linux")]
 pub fn read() -> Option<Reading> {
     use procfs::WithCurrentSystemInfo;
-    use procfs::process::{LimitValue, Process};
+    use procfs::process::Process;
 
     let me = Process::myself().ok()?;
     let stat = me.stat().ok()?;
     let ticks = procfs::ticks_per_second() as f64;
     let boot = procfs::boot_time_secs().ok()? as f64;
-    let max_fds = me
-        .limits()
-        .ok()
-        .and_then(|l| match l.max_open_files.soft_limit {
-            LimitValue::Value(v) => Some(v),
-            LimitValue::Unlimited => None,
-        });
+    let max_fds = max_open_files_of(&me);
     Some(Reading {
         cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
         open_fds: me.fd_count().ok()? as u64,
@@ -57,6 +51,28 @@ pub fn read() -> Option<Reading> {
 #[cfg(not(target_os = "linux"))]
 pub fn read() -> Option<Reading> {
     None
+}
+
+/// The soft `RLIMIT_NOFILE` ("Max open files" in /proc/self/limits, which needs no unsafe
+/// code and no system call a systemd filter could deny); `None` when unknown or unlimited.
+/// `process_max_fds` and the server's connection cap both read it here.
+#[cfg(target_os = "linux")]
+pub fn max_open_files() -> Option<u64> {
+    max_open_files_of(&procfs::process::Process::myself().ok()?)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn max_open_files() -> Option<u64> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn max_open_files_of(me: &procfs::process::Process) -> Option<u64> {
+    use procfs::process::LimitValue;
+    match me.limits().ok()?.max_open_files.soft_limit {
+        LimitValue::Value(v) => Some(v),
+        LimitValue::Unlimited => None,
+    }
 }
 
 impl prometheus_client::collector::Collector for ProcessCollector {

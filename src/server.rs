@@ -252,7 +252,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// the reserve, leaving the other half for registry connections, files and the reserve
 /// (1,137 half-sent requests exhausted a 1,024 limit and silenced `/-/healthy`).
 pub fn connection_cap(configured: usize) -> usize {
-    match open_files_limit() {
+    match crate::process::max_open_files() {
         Some(limit) => {
             let fits = (limit / 2)
                 .saturating_sub(RESERVED_CONNECTIONS as u64)
@@ -261,18 +261,6 @@ pub fn connection_cap(configured: usize) -> usize {
         }
         None => configured,
     }
-}
-
-/// The soft `RLIMIT_NOFILE` ("Max open files" in /proc/self/limits, which needs no unsafe
-/// code and no system call a systemd filter could deny); `None` when unknown or unlimited.
-fn open_files_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Which slots connections hold: up to the cap, then the reserve.
