@@ -13,8 +13,8 @@
 //! HTML-escaped on the way out. No JavaScript.
 //!
 //! Built for thousands of registries: one pass over the results into compact rows (the
-//! store's latest results carry no request trail or evidence; the history's are dropped at
-//! once), no sort (a row goes into
+//! store's latest results carry no request trail or evidence; the history, whole but
+//! bounded by `history_size`, is collapsed into runs), no sort (a row goes into
 //! the bucket of its status, in configuration order), one output buffer written in place,
 //! and at most [`ROW_CAP`] rows of latest results unless `?all=true`. Trouble comes first,
 //! so the cap cuts passing rows first, and a note says what it cut.
