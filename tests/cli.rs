@@ -342,11 +342,7 @@ async fn telemetry_path_moves_the_metrics() {
         format!("[[registries]]\nname = \"open\"\nurl = \"{}\"\n", reg.url),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut daemon = Daemon(
         bin()
             .arg("--config")

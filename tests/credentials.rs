@@ -362,11 +362,7 @@ async fn credential_helper_and_docker_config_env_through_the_binary() {
         dir.path(),
         &format!(r#"{{"credHelpers": {{"{host}": "exportertest"}}}}"#),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
         .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
         .env("OCI__RegistryUrl", &reg.url)

@@ -602,11 +602,7 @@ async fn a_scrape_waits_no_longer_than_prometheus_allows() {
 
 #[test]
 fn the_binary_stops_gracefully_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
         .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
         .env("OCI__RegistryUrl", "http://127.0.0.1:1")

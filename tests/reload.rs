@@ -26,11 +26,7 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(config: &std::path::Path) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
             .args([
                 "--web.listen-address",

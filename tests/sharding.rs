@@ -206,15 +206,9 @@ async fn three_shards_check_every_registry_exactly_once_and_probe_any() {
         .chain(["harbor-eu", "quay-mirror", "nexus", "jfrog-us"])
         .collect();
     std::fs::write(&path, config_text(&reg.url, "interval", &more)).unwrap();
-    let http = reqwest::Client::new();
     for e in &exporters {
-        let resp = http.post(e.url("/-/reload")).send().await.unwrap();
-        assert_eq!(
-            resp.status().as_u16(),
-            200,
-            "{}",
-            resp.text().await.unwrap()
-        );
+        let (code, body) = e.post("/-/reload").await;
+        assert_eq!(code, 200, "{body}");
     }
     // The added registries' first rounds start at once (their series are declared at the
     // reload); wait, bounded, until every replica has results for all of its registries.

@@ -230,12 +230,7 @@ async fn status_page_leads_with_trouble_and_explains_it() {
     // Fix the password: the failing run and the passing one after it are two rows, the
     // passing one first, and the summary has no failure left.
     std::fs::write(&path, config_text(&reg.url, BASIC_PASSWORD)).unwrap();
-    let resp = reqwest::Client::new()
-        .post(exporter.url("/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
     tokio::time::sleep(Duration::from_millis(2600)).await;
     let page = get_page(&exporter).await;
     assert_eq!(

@@ -89,14 +89,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 // ---------------------------------------------------------------------------------------
 // The exporter
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary, listening on 127.0.0.1 with a web config; killed on drop.
 struct Exporter {
     child: Child,
@@ -106,7 +98,7 @@ struct Exporter {
 
 impl Exporter {
     fn start(web_config: &Path) -> Exporter {
-        let port = free_port();
+        let port = common::free_port();
         let log = web_config.with_extension("log");
         let child = Command::new(BIN)
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
@@ -604,7 +596,7 @@ fn invalid_web_configs_are_named_precisely() {
         let out = Command::new(BIN)
             .args([
                 "--web.listen-address",
-                &format!("127.0.0.1:{}", free_port()),
+                &format!("127.0.0.1:{}", common::free_port()),
             ])
             .arg("--web.config.file")
             .arg(&path)

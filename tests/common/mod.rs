@@ -15,6 +15,16 @@ use oci_registry_exporter::config::{Config, Target};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A port on 127.0.0.1 that was free a moment ago (the OS picked it), for a server a test
+/// starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A server on 127.0.0.1 that accepts connections and never answers; it holds at most 8
 /// connections and stops by itself after `idle` without a new one. Abort the handle when done.
 pub async fn hanging_server(idle: Duration) -> (SocketAddr, JoinHandle<()>) {

@@ -36,14 +36,6 @@ pub fn http() -> reqwest::Client {
         .expect("a client with a timeout and no proxy builds")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `program` on a free 127.0.0.1 port (`args(port)`), logging into
 /// `dir/<program>.log`, and waits (bounded: 10 s per attempt, 3 attempts) until `/-/ready`
 /// answers 200. Returns the process and its base URL.
@@ -56,7 +48,7 @@ pub async fn start_daemon(
     let client = http();
     // A port picked free can be taken before the daemon binds it: try a few.
     for _ in 0..3 {
-        let port = free_port();
+        let port = super::free_port();
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = KillOnDrop(
             Command::new(program)
