@@ -17,6 +17,7 @@
 //! and tokens only, not the state of `App::round` (about 4 KiB, measured). What a round does
 //! is `App::round`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,21 +119,21 @@ async fn run(
 /// The phase of each registry, a share of its interval in `0.0..1.0`: the registries with
 /// the same interval are spread evenly over it, in their configured order.
 fn phases(intervals: &[Duration]) -> Vec<f64> {
-    let mut phases = vec![0.0; intervals.len()];
-    let mut done = vec![false; intervals.len()];
-    for i in 0..intervals.len() {
-        if done[i] {
-            continue;
-        }
-        let same: Vec<usize> = (i..intervals.len())
-            .filter(|&j| intervals[j] == intervals[i])
-            .collect();
-        for (k, &j) in same.iter().enumerate() {
-            phases[j] = k as f64 / same.len() as f64;
-            done[j] = true;
-        }
+    // Two passes over the registries, whatever the number of distinct intervals.
+    let mut count: HashMap<Duration, usize> = HashMap::new();
+    for &i in intervals {
+        *count.entry(i).or_default() += 1;
     }
-    phases
+    let mut seen: HashMap<Duration, usize> = HashMap::new();
+    intervals
+        .iter()
+        .map(|i| {
+            let k = seen.entry(*i).or_default();
+            let phase = *k as f64 / count[i] as f64;
+            *k += 1;
+            phase
+        })
+        .collect()
 }
 
 /// When the `index`-th of `count` registries without a result has its first round, after
