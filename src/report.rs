@@ -18,12 +18,10 @@ use crate::outcome::{CheckKind, CheckResult, Reason, Status};
 /// The version of the doctor's JSON schema; bumped on any incompatible change.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
 
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+/// A time as RFC 3339 to the second; a time before the epoch (a clock set that far back) is
+/// shown as the epoch, since humantime's formatter panics on it.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_seconds(t.max(UNIX_EPOCH))
 }
 
 /// The debug text of one result: status, request trail, evidence, cause, fix, runbook.
@@ -206,7 +204,7 @@ pub fn doctor_json(results: &[(String, CheckResult)], exit_code: u8) -> String {
             message: &r.message,
             http_status: r.http_status,
             duration_ms: r.duration.as_millis(),
-            finished_at: rfc3339(r.finished_at),
+            finished_at: rfc3339(r.finished_at).to_string(),
             evidence: &r.evidence,
             cause: r.diagnosis.as_ref().map(|d| d.cause),
             fix: r.diagnosis.as_ref().map(|d| d.fix).unwrap_or(&[]),

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use html_escape::{
     encode_double_quoted_attribute_to_string as attr_to, encode_text_to_string as text_to,
@@ -342,8 +342,7 @@ fn registry_link(out: &mut String, registry: &str) {
 
 /// `12 s ago`, with the absolute time (RFC 3339, UTC) as `datetime` and `title`.
 fn write_time(out: &mut String, at: SystemTime, now: SystemTime) {
-    // format_rfc3339 panics before the epoch; a clock set that far back is clamped.
-    let stamp = humantime::format_rfc3339_seconds(at.max(UNIX_EPOCH));
+    let stamp = report::rfc3339(at);
     let _ = write!(out, "<time datetime=\"{stamp}\" title=\"{stamp}\">");
     write_ago(out, now.duration_since(at).unwrap_or_default());
     out.push_str("</time>");
@@ -443,8 +442,8 @@ fn write_history(out: &mut String, groups: &[Group<'_>], now: SystemTime) {
             r.reason.as_str(),
         );
         if g.count > 1 {
-            let from = humantime::format_rfc3339_seconds(g.oldest_at.max(UNIX_EPOCH));
-            let to = humantime::format_rfc3339_seconds(r.finished_at.max(UNIX_EPOCH));
+            let from = report::rfc3339(g.oldest_at);
+            let to = report::rfc3339(r.finished_at);
             let _ = write!(
                 out,
                 "<span class=\"repeats\" title=\"from {from} to {to}\">×{} over ",
@@ -468,6 +467,7 @@ fn write_history(out: &mut String, groups: &[Group<'_>], now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn result(check: CheckKind, status: Status, reason: Reason, at: u64) -> CheckResult {
         let mut r = CheckResult::new(check, status, reason, "m");
