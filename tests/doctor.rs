@@ -408,10 +408,11 @@ async fn every_kind_of_registry_gets_no_false_alarm() {
                     "{r}"
                 );
             }
-            // Distribution 2.8 has no referrers API: a warning, never a failure.
+            // Distribution 2.8 has no referrers API: an optional feature it lacks, `info`,
+            // never a warning or a failure (docs/checks.md, "A healthy registry is green").
             (_, "referrers" | "capabilities") => assert_eq!(
                 (status, r["reason"].as_str()),
-                ("warn", Some("unsupported")),
+                ("info", Some("unsupported")),
                 "{r}"
             ),
             _ => assert!(
@@ -473,4 +474,91 @@ async fn check_lists_config_file_alias_and_version() {
         !text.contains("revision:   unknown"),
         "built in a git checkout, the revision is known:\n{text}"
     );
+}
+
+/// Issue 23 §2: a healthy Distribution 2.8 with its default configuration (delete disabled,
+/// no referrers API) and the exporter's defaults (a URL and nothing else) is green
+/// everywhere a result is summed up: the doctor exits 0, `/probe` says `probe_success 1`,
+/// and the `/` page counts it ok. A missing optional feature is `info`, not a warning.
+#[tokio::test]
+async fn a_healthy_distribution_with_defaults_is_green() {
+    let reg = TestRegistry::start_with(
+        Kind::Open,
+        support::Options {
+            // Distribution's own default (`storage.delete.enabled` unset).
+            delete_enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[registries]]\nname = \"healthy\"\nurl = \"{}\"\n",
+        reg.url
+    );
+    let cfg = write_config(&dir, &text);
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "the doctor exits 0:\n{report}");
+    assert!(
+        report.contains("INFO  healthy  check.integration.oci.referrers"),
+        "{report}"
+    );
+
+    let exporter = Exporter::start(config_from_toml(&text)).await;
+    exporter.wait_ready().await;
+    let (code, body) = exporter.get("/probe?target=healthy").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        common::sample(&body, "probe_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = exporter.get("/").await.1;
+        if !page.contains("not checked yet") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        page.contains("1 registry: 0 failing, 0 warning, 1 ok"),
+        "the page does not count the healthy registry ok:\n{page}"
+    );
+    exporter.stop().await;
+}
+
+/// `probe_success` is 0 only for a failure: a check that warns (here the registry check,
+/// on a `/v2/` that answers 418) still leaves it at 1.
+#[tokio::test]
+async fn probe_success_is_one_unless_a_check_fails() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(418)
+        .with_header("docker-distribution-api-version", "registry/2.0")
+        .create_async()
+        .await;
+    let config = config_from_toml(&format!(
+        "mode = \"scrape\"\n[[registries]]\nname = \"teapot\"\nurl = \"{}\"\nchecks = [\"registry\"]\n",
+        server.url()
+    ));
+    let exporter = Exporter::start(config).await;
+    let (_, body) = exporter.get("/probe?target=teapot").await;
+    assert_eq!(
+        common::status_of(&body, "teapot", "registry").as_deref(),
+        Some("warn"),
+        "{body}"
+    );
+    assert_eq!(
+        common::sample(&body, "probe_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    exporter.stop().await;
 }
