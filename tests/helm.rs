@@ -1532,3 +1532,59 @@ fn notes_say_how_many_shards() {
         "{existing}"
     );
 }
+
+/// Issue 23 §4: where the image lives and where the runbooks live are one setting each:
+/// `image.repository` names the image whole, and `runbookBaseUrl` moves every runbook link,
+/// the exporter's (config.runbook_base_url, unless config sets it) and the alerts' alike.
+#[test]
+fn image_repository_and_runbook_base_url_are_one_setting_each() {
+    update_if_asked();
+    let r = Rendered::parse(&template(&[
+        "--set",
+        "image.repository=registry.example.com/monitoring/oci-registry-exporter",
+        "--set",
+        "runbookBaseUrl=https://wiki.example.com/runbooks",
+        "--set",
+        "prometheusRule.enabled=true",
+    ]));
+    assert_eq!(
+        str_of(&container(r.workload())["image"], "image"),
+        format!(
+            "registry.example.com/monitoring/oci-registry-exporter:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let config = data_value(r.one("ConfigMap"), "config.yaml");
+    assert!(
+        config.contains("runbook_base_url: https://wiki.example.com/runbooks"),
+        "{config}"
+    );
+    let rules = serde_yaml_ng::to_string(&r.one("PrometheusRule")["spec"]).unwrap();
+    let links: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    assert!(!links.is_empty(), "{rules}");
+    for link in links {
+        assert!(
+            link.starts_with("https://wiki.example.com/runbooks/alerts.md#"),
+            "{link}"
+        );
+    }
+    // A base set in config wins over runbookBaseUrl for the exporter's own links.
+    let r = Rendered::parse(&template(&[
+        "--set",
+        "runbookBaseUrl=https://wiki.example.com/runbooks",
+        "--set",
+        "config.runbook_base_url=https://other.example.com/rb/",
+    ]));
+    let config = data_value(r.one("ConfigMap"), "config.yaml");
+    assert!(
+        config.contains("runbook_base_url: https://other.example.com/rb/")
+            && !config.contains("wiki.example.com"),
+        "{config}"
+    );
+    let err = try_template_of(&chart_dir(), &["--set", "runbookBaseUrl=wiki/runbooks"])
+        .expect_err("a runbookBaseUrl that is not a URL was accepted");
+    assert!(err.contains("runbookBaseUrl"), "{err}");
+}
