@@ -48,6 +48,22 @@ pub enum Mode {
     Scrape,
 }
 
+impl Mode {
+    /// The word the configuration uses (`interval`, `scrape`), also in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Interval => "interval",
+            Mode::Scrape => "scrape",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The configuration as written: every key optional, nothing checked beyond its type.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +94,8 @@ pub struct RawRegistry {
     pub password_file: Option<PathBuf>,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// A list of check names, or one name as a string (`checks = "all"`).
+    #[serde(default, deserialize_with = "one_or_many")]
     pub checks: Option<Vec<String>>,
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
@@ -88,6 +106,44 @@ pub struct RawRegistry {
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
     pub docker_config: Option<PathBuf>,
+}
+
+/// `checks`: a list of names, or a single name as a string (`"all"`, as config/reference.toml
+/// documents it, or `"pull"`).
+fn one_or_many<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a check name such as \"all\" or a list of check names")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_string()]))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                names.push(name);
+            }
+            Ok(Some(names))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(OneOrMany)
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
 }
 
 /// The seed keys, as figment hands them over: lower-cased, not snake-cased

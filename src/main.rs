@@ -326,7 +326,7 @@ fn real_main(cli: Cli, shard: Shard) -> Result<ExitCode, Fatal> {
             .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))
             .map_err(Fatal::runtime)?;
         let bound = listener.local_addr().map_err(Fatal::runtime)?;
-        tracing::info!(address = %bound, registries = config.registries.len(), mode = ?config.mode, "listening");
+        tracing::info!(address = %bound, registries = config.registries.len(), mode = %config.mode, "listening");
         let options = server::Options {
             limits: server::Limits {
                 read_header_timeout: cli.read_header_timeout,

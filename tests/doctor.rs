@@ -103,7 +103,7 @@ async fn exit_codes_text_and_json() {
     assert_eq!(r["status"], "pass");
     assert_eq!(r["reason"], "ok");
     assert_eq!(r["http_status"], 200);
-    assert_eq!(r["severity"], "fail");
+    assert_eq!(r["severity"], "critical");
     assert_eq!(r["evidence"]["digest"], support::seed_manifest_digest());
     assert_eq!(doc["summary"]["pass"], 1);
 
