@@ -5,7 +5,8 @@
 //! of the configured registries it checks), then one row per registry — failing registries
 //! first, then warning ones, then the rest — with its state as a badge and a coloured stripe,
 //! its checks as badges (worst first), and below them the details of every check that did not
-//! pass (root causes before their consequences): message, likely cause, fix and runbook, or
+//! pass (root causes before their consequences): message, likely cause, fix (the registry's
+//! URL filled in, `report::fill_in`) and runbook, or
 //! the check whose failure explains it. Relative times carry the absolute time in a `title`;
 //! each registry links to its `/probe?debug=true` view; the recent results follow with
 //! repeats collapsed. It reads results only through `App::current`, `Store::latest` and
@@ -74,6 +75,7 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     for rt in &generation.targets {
         latest.add(
             &rt.target.name,
+            Some(&rt.target.url),
             app.store
                 .latest(&rt.target.name, &generation.config.runbook_base_url),
         );
@@ -216,7 +218,8 @@ fn rank(status: Status) -> u8 {
 /// A line of the latest-results table: a registry and its results (worst first), or a
 /// registry without one yet.
 enum Line<'a> {
-    Registry(&'a str, Vec<Row>),
+    /// The registry's name, its URL (to fill in fix steps), its results.
+    Registry(&'a str, Option<&'a url::Url>, Vec<Row>),
     Waiting(&'a str),
 }
 
@@ -231,7 +234,7 @@ struct Latest<'a> {
 }
 
 impl<'a> Latest<'a> {
-    fn add(&mut self, registry: &'a str, results: Vec<CheckResult>) {
+    fn add(&mut self, registry: &'a str, url: Option<&'a url::Url>, results: Vec<CheckResult>) {
         self.summary.registries += 1;
         if results.is_empty() {
             self.summary.waiting += 1;
@@ -274,7 +277,7 @@ impl<'a> Latest<'a> {
                 &mut self.rest
             }
         };
-        bucket.push(Line::Registry(registry, rows));
+        bucket.push(Line::Registry(registry, url, rows));
     }
 
     fn len(&self) -> usize {
@@ -306,7 +309,7 @@ impl<'a> Latest<'a> {
 
 impl Line<'_> {
     fn write(&self, out: &mut String, now: SystemTime) {
-        let (registry, rows) = match self {
+        let (registry, url, rows) = match self {
             Line::Waiting(registry) => {
                 out.push_str(
                     "<tr class=\"reg wait\"><td><span class=\"b wait\">waiting</span></td><td>",
@@ -315,7 +318,7 @@ impl Line<'_> {
                 out.push_str("</td><td colspan=\"2\">no result yet</td></tr>");
                 return;
             }
-            Line::Registry(registry, rows) => (registry, rows),
+            Line::Registry(registry, url, rows) => (registry, *url, rows),
         };
         let (state, word) = match rows[0].status {
             Status::Fail => ("fail", "failing"),
@@ -339,7 +342,7 @@ impl Line<'_> {
             );
         }
         for row in rows.iter().filter(|r| r.status != Status::Pass) {
-            row.write_details(out);
+            row.write_details(out, url);
         }
         out.push_str("</td><td class=\"t\">");
         // The oldest of its latest results: a check that stopped running shows here.
@@ -352,7 +355,7 @@ impl Line<'_> {
 impl Row {
     /// A check that did not pass: what it said, and why and what to do (or the check whose
     /// failure explains it).
-    fn write_details(&self, out: &mut String) {
+    fn write_details(&self, out: &mut String, url: Option<&url::Url>) {
         let status = self.status.as_str();
         let _ = write!(
             out,
@@ -380,7 +383,7 @@ impl Row {
                 out.push_str("<ol class=\"fix\">");
                 for step in d.fix {
                     out.push_str("<li>");
-                    text_to(step, out);
+                    text_to(report::fill_in(step, url), out);
                     out.push_str("</li>");
                 }
                 out.push_str("</ol>");
@@ -660,17 +663,17 @@ mod tests {
                 .map(|c| result(*c, status, Reason::Ok, 0))
                 .collect()
         };
-        latest.add("passing", results(Status::Pass, 4));
-        latest.add("failing", results(Status::Fail, 3));
-        latest.add("warning", results(Status::Warn, 2));
+        latest.add("passing", None, results(Status::Pass, 4));
+        latest.add("failing", None, results(Status::Fail, 3));
+        latest.add("warning", None, results(Status::Warn, 2));
         let mixed = vec![
             result(CheckKind::Registry, Status::Pass, Reason::Ok, 0),
             result(CheckKind::Credentials, Status::Info, Reason::Ok, 0),
             result(CheckKind::Pull, Status::Warn, Reason::Ok, 0),
             result(CheckKind::Push, Status::Fail, Reason::Ok, 0),
         ];
-        latest.add("mixed", mixed);
-        latest.add("new", Vec::new());
+        latest.add("mixed", None, mixed);
+        latest.add("new", None, Vec::new());
         assert_eq!(
             latest.summary,
             Summary {
@@ -684,11 +687,11 @@ mod tests {
         let order: Vec<&str> = latest
             .lines()
             .map(|l| match l {
-                Line::Registry(r, _) | Line::Waiting(r) => *r,
+                Line::Registry(r, _, _) | Line::Waiting(r) => *r,
             })
             .collect();
         assert_eq!(order, ["failing", "mixed", "warning", "passing", "new"]);
-        let Some(Line::Registry("mixed", rows)) = latest.lines().nth(1) else {
+        let Some(Line::Registry("mixed", _, rows)) = latest.lines().nth(1) else {
             panic!("mixed is second");
         };
         let statuses: Vec<Status> = rows.iter().map(|r| r.status).collect();

@@ -562,3 +562,90 @@ async fn probe_success_is_one_unless_a_check_fails() {
     );
     exporter.stop().await;
 }
+
+/// Issue 23 §5: the doctor's fixes name the registry they are about (no `<url>` or
+/// `<registry>` to fill in by hand), each problem shows its registry's URL, the problems
+/// come most severe first with root causes before the rest, and a closing line counts the
+/// registries as the `/` page does.
+#[tokio::test]
+async fn the_doctor_fills_in_the_url_orders_by_severity_and_sums_up() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let dir = tempfile::tempdir().unwrap();
+    let checks = "checks = [\"registry\", \"credentials\", \"pull\"]\n";
+    // Configured warning first, so the order cannot come from the configuration.
+    let text = format!(
+        "[[registries]]\nname = \"warned\"\nurl = \"{url}/not-a-registry\"\nchecks = [\"registry\"]\n\
+         [[registries]]\nname = \"good\"\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n{checks}\
+         [[registries]]\nname = \"bad\"\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"stale-password\"\n{checks}\
+         [[registries]]\nname = \"down\"\nurl = \"http://127.0.0.1:1\"\n{checks}",
+        url = reg.url,
+        user = support::BASIC_USER,
+        password = support::BASIC_PASSWORD,
+    );
+    let cfg = write_config(&dir, &text);
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    let host = format!("127.0.0.1:{}", reg.port());
+    assert!(
+        report.contains(&format!("docker login {host}")),
+        "the credentials fix names the registry:\n{report}"
+    );
+    assert!(
+        report.contains("curl -v http://127.0.0.1:1/v2/"),
+        "the connection fix names the URL:\n{report}"
+    );
+    assert!(
+        !report.contains("<url>") && !report.contains("<registry>"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "check.integration.oci.credentials on bad (http://{host}/): "
+        )),
+        "each problem shows its registry's URL:\n{report}"
+    );
+    // Problems: failures (root causes first) before the warning.
+    let headers: Vec<&str> = report.lines().filter(|l| l.contains(" (reason ")).collect();
+    let first_warn = headers
+        .iter()
+        .position(|l| l.starts_with("WARN "))
+        .unwrap_or_else(|| panic!("no warning problem:\n{report}"));
+    assert!(
+        headers[..first_warn].len() >= 2
+            && headers[..first_warn]
+                .iter()
+                .all(|l| l.starts_with("ROOT CAUSE FAIL")),
+        "the failures' root causes come first: {headers:#?}"
+    );
+    assert!(
+        headers[first_warn..].iter().all(|l| !l.contains("FAIL")),
+        "{headers:#?}"
+    );
+    assert_eq!(
+        report.trim_end().lines().last(),
+        Some("4 registries: 2 failing, 1 warning, 1 ok"),
+        "{report}"
+    );
+
+    let out = bin()
+        .args(["check", "--format", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in doc["results"].as_array().unwrap() {
+        let fix = r["fix"].to_string();
+        assert!(!fix.contains("<url>") && !fix.contains("<registry>"), "{r}");
+        assert!(
+            r["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "{r}"
+        );
+    }
+}
