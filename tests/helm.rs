@@ -1588,3 +1588,106 @@ fn image_repository_and_runbook_base_url_are_one_setting_each() {
         .expect_err("a runbookBaseUrl that is not a URL was accepted");
     assert!(err.contains("runbookBaseUrl"), "{err}");
 }
+
+/// The chart's schema of `config`: the exporter's own (`config::json_schema`, generated from
+/// its types) under `definitions`, with what the chart adds: `registries` required, with at
+/// least one registry, each with a name and a URL.
+fn values_schema_config_parts() -> (serde_json::Value, serde_json::Value) {
+    let generated = oci_registry_exporter::config::json_schema();
+    let mut definitions = generated["definitions"]
+        .as_object()
+        .expect("the generated schema has definitions")
+        .clone();
+    let mut root = generated.as_object().unwrap().clone();
+    root.remove("$schema");
+    root.remove("definitions");
+    definitions.insert("config".into(), serde_json::Value::Object(root));
+    let config = serde_json::json!({
+        "type": "object",
+        "description": "The exporter's configuration, written as YAML to a ConfigMap; ignored with existingConfigMap. Its schema is the exporter's own (config/schema.json, generated from its types): a misspelt key is refused here, not in the pod.",
+        "allOf": [{"$ref": "#/definitions/config"}],
+        "required": ["registries"],
+        "properties": {
+            "registries": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"required": ["name", "url"]}
+            }
+        }
+    });
+    (config, serde_json::Value::Object(definitions))
+}
+
+fn values_schema_json() -> serde_json::Value {
+    serde_json::from_str(&read(&chart_dir().join("values.schema.json"))).unwrap()
+}
+
+/// values.schema.json's `config` is the schema generated from the exporter's types
+/// (`UPDATE_HELM=1` rewrites it), so the chart refuses what the exporter would refuse.
+#[test]
+fn values_schema_config_is_generated_from_the_exporters_types() {
+    let (config, definitions) = values_schema_config_parts();
+    if std::env::var_os("UPDATE_HELM").is_some() {
+        let mut schema = values_schema_json();
+        schema["properties"]["config"] = serde_json::to_value(&config).unwrap();
+        schema["definitions"] = serde_json::to_value(&definitions).unwrap();
+        std::fs::write(
+            chart_dir().join("values.schema.json"),
+            serde_json::to_string_pretty(&schema).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let schema = values_schema_json();
+    assert_eq!(
+        serde_json::to_value(&schema["properties"]["config"]).unwrap(),
+        serde_json::to_value(&config).unwrap(),
+        "values.schema.json's config is not the generated schema: run UPDATE_HELM=1 cargo test --test helm"
+    );
+    assert_eq!(
+        serde_json::to_value(&schema["definitions"]).unwrap(),
+        serde_json::to_value(&definitions).unwrap(),
+        "values.schema.json's definitions are not the generated schema's: run UPDATE_HELM=1 cargo test --test helm"
+    );
+}
+
+/// Issue 23 §5: a typo inside `config` (`intervall`) is refused by `helm lint` (and so by
+/// `helm install`), naming the key, instead of rendering and crashing the pod.
+#[test]
+fn helm_lint_refuses_a_typo_in_config() {
+    update_if_asked();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, values) in [
+        ("in defaults", "config:\n  defaults:\n    intervall: 1m\n"),
+        (
+            "in a registry",
+            "config:\n  registries:\n    - name: r\n      url: https://r.example.com\n      intervall: 1m\n",
+        ),
+        ("at the top", "config:\n  intervall: 1m\n"),
+    ] {
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, values).unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let chart = chart_dir().to_string_lossy().into_owned();
+        let out = helm(&["lint", "--strict", &chart, "-f", &file]);
+        let t = text(&out);
+        assert!(
+            !out.status.success(),
+            "helm lint accepted a typo {what}:\n{t}"
+        );
+        assert!(
+            t.contains("intervall"),
+            "{what}: the error does not name the key:\n{t}"
+        );
+    }
+    // The same keys spelt right pass.
+    let file = dir.path().join("values.yaml");
+    std::fs::write(
+        &file,
+        "config:\n  defaults:\n    interval: 1m\n    checks: all\n  registries:\n    - name: r\n      url: https://r.example.com\n      interval: 30s\n",
+    )
+    .unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let chart = chart_dir().to_string_lossy().into_owned();
+    let out = helm(&["lint", "--strict", &chart, "-f", &file]);
+    assert!(out.status.success(), "{}", text(&out));
+}

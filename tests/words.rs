@@ -334,3 +334,99 @@ async fn a_warning_is_logged_at_warn_and_the_mode_in_the_configurations_word() {
     );
     let _: &Path = dir.path();
 }
+
+/// config/schema.json, the configuration's JSON Schema for editors (taplo,
+/// yaml-language-server) and the base of the chart's, is the one generated from the types
+/// (`UPDATE_SCHEMA=1` rewrites it).
+#[test]
+fn the_shipped_config_schema_is_generated_from_the_types() {
+    let path = root().join("config/schema.json");
+    let generated = oci_registry_exporter::config::json_schema();
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&generated).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let shipped: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        shipped, generated,
+        "config/schema.json is stale: run UPDATE_SCHEMA=1 cargo test --test words"
+    );
+}
+
+/// `PYTHON`, else scripts/test's virtual environment, else `python3`: one with `jsonschema`
+/// (kubernetes-validate brings it).
+fn python_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join("target/tools/venv/bin/python3");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Every example configuration (config/*.toml, config/*.yaml), which the exporter loads
+/// (tests/config_examples.rs), is valid against config/schema.json, and a misspelt key is
+/// not: the schema refuses only what the exporter refuses. Validated by Python's
+/// `jsonschema`, as editors and Helm validate, not by our own code.
+#[test]
+fn the_schema_accepts_every_example_and_refuses_a_typo() {
+    const SCRIPT: &str = r#"
+import json, sys, tomllib
+import jsonschema, yaml
+schema = json.load(open(sys.argv[1]))
+bad = 0
+for path in sys.argv[2:]:
+    with open(path, "rb") as f:
+        doc = tomllib.load(f) if path.endswith(".toml") else yaml.safe_load(f)
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+    print(path, "ok" if not errors else "INVALID: " + "; ".join(errors))
+    bad += bool(errors)
+sys.exit(1 if bad else 0)
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let mut examples: Vec<PathBuf> = std::fs::read_dir(root().join("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml" || e == "yaml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() > 5, "{examples:?}");
+    let run = |files: &[PathBuf]| {
+        let out = Command::new(python_bin())
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(root().join("config/schema.json"))
+            .args(files)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3: {e}"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains("ModuleNotFoundError"),
+            "python needs jsonschema and PyYAML (scripts/test installs them into target/tools/venv):\n{text}"
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(&examples);
+    assert!(
+        ok,
+        "an example the exporter loads is refused by the schema:\n{text}"
+    );
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        "[defaults]\nintervall = \"1m\"\n[[registries]]\nname = \"r\"\nurl = \"https://r.example.com\"\n",
+    )
+    .unwrap();
+    let (ok, text) = run(std::slice::from_ref(&typo));
+    assert!(!ok && text.contains("intervall"), "{text}");
+}
