@@ -350,6 +350,7 @@ fn chromium(profile: &std::path::Path) -> std::process::Command {
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        "--disable-dev-shm-usage",
         "--hide-scrollbars",
         "--no-first-run",
         "--virtual-time-budget=3000",
