@@ -27,6 +27,11 @@ pub(crate) fn rfc3339(t: std::time::SystemTime) -> humantime::Rfc3339Timestamp {
 
 /// The debug text of one result: status, request trail, evidence, cause, fix, runbook.
 pub fn result_debug(out: &mut String, registry: &str, r: &CheckResult) {
+    result_debug_at(out, registry, None, r);
+}
+
+/// [`result_debug`], with the fix steps naming the registry's URL when it is known.
+fn result_debug_at(out: &mut String, registry: &str, url: Option<&url::Url>, r: &CheckResult) {
     let _ = writeln!(
         out,
         "== {} ({}) on registry {:?}: {} / {}, HTTP {}, {} ms, at {}",
@@ -75,7 +80,7 @@ pub fn result_debug(out: &mut String, registry: &str, r: &CheckResult) {
     if let Some(d) = &r.diagnosis {
         let _ = writeln!(out, "   likely cause: {}", d.cause);
         for (i, step) in d.fix.iter().enumerate() {
-            let _ = writeln!(out, "   fix {}: {step}", i + 1);
+            let _ = writeln!(out, "   fix {}: {}", i + 1, fill_in(step, url));
         }
     }
     if !r.runbook_url.is_empty() {
@@ -91,8 +96,9 @@ pub fn probe_debug(
     metrics: &str,
 ) -> String {
     let mut out = format!("probe of registry {registry:?} at {base_url}\n\n");
+    let url = url::Url::parse(base_url).ok();
     for r in results {
-        result_debug(&mut out, registry, r);
+        result_debug_at(&mut out, registry, url.as_ref(), r);
         out.push('\n');
     }
     out.push_str("== metrics\n");

@@ -239,6 +239,12 @@ async fn probe_debug_shows_the_trail_and_history_keeps_results() {
         "{body}"
     );
     assert!(body.contains("runbook: https://"), "{body}");
+    // The fix names this registry, as the doctor's does.
+    assert!(
+        body.contains(&format!("docker login 127.0.0.1:{}", reg.port()))
+            && !body.contains("<registry>"),
+        "{body}"
+    );
     assert!(body.contains("== metrics\n# HELP"), "{body}");
     assert!(!body.contains("stale-password"));
 
