@@ -430,3 +430,37 @@ sys.exit(1 if bad else 0)
     let (ok, text) = run(std::slice::from_ref(&typo));
     assert!(!ok && text.contains("intervall"), "{text}");
 }
+
+/// The placeholders of fix steps, filled from a configured URL: the URL without its
+/// trailing slash (a path prefix kept), `docker login`'s host[:port], and the port a TLS
+/// client would use when none is written; what is unknown stays.
+#[test]
+fn fix_steps_name_the_registry_they_are_about() {
+    use oci_registry_exporter::report::fill_in;
+    let url = url::Url::parse("https://harbor.example.com/mirror/").unwrap();
+    assert_eq!(
+        fill_in("curl -v <url>/v2/", Some(&url)),
+        "curl -v https://harbor.example.com/mirror/v2/"
+    );
+    assert_eq!(
+        fill_in("docker login <registry>", Some(&url)),
+        "docker login harbor.example.com"
+    );
+    assert_eq!(
+        fill_in(
+            "openssl s_client -connect <host>:<port> -servername <host>",
+            Some(&url)
+        ),
+        "openssl s_client -connect harbor.example.com:443 -servername harbor.example.com"
+    );
+    let local = url::Url::parse("http://127.0.0.1:5000").unwrap();
+    assert_eq!(
+        fill_in("docker login <registry>", Some(&local)),
+        "docker login 127.0.0.1:5000"
+    );
+    assert_eq!(
+        fill_in("echo <host> | docker-credential-<name> get", Some(&local)),
+        "echo 127.0.0.1 | docker-credential-<name> get"
+    );
+    assert_eq!(fill_in("curl -v <url>/v2/", None), "curl -v <url>/v2/");
+}
