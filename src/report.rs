@@ -16,8 +16,9 @@ use serde::Serialize;
 use crate::catalogue;
 use crate::outcome::{CheckKind, CheckResult, Reason, Status};
 
-/// The version of the doctor's JSON schema; bumped on any incompatible change.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+/// The version of the doctor's JSON schema; bumped on any incompatible change. 2: `severity`
+/// in the alerts' words (critical, warning, info; was fail, warn, info).
+pub const JSON_SCHEMA_VERSION: u32 = 2;
 
 /// A time as RFC 3339 to the second; a time before the epoch (a clock set that far back) is
 /// shown as the epoch, since humantime's formatter panics on it.

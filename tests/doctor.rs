@@ -93,7 +93,7 @@ async fn exit_codes_text_and_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["exit_code"], 0);
     let results = doc["results"].as_array().unwrap();
     assert_eq!(results.len(), 1);
