@@ -96,6 +96,10 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Where the answer came from when redirects led away from the URL asked for (its
+    /// query and fragment dropped: they may carry state or a return address): a sign-in
+    /// page reached by redirect is told apart by it. `None` when no redirect happened.
+    pub redirected_to: Option<Url>,
 }
 
 impl Response {
@@ -262,6 +266,9 @@ pub struct Trail(Mutex<TrailInner>);
 struct TrailInner {
     records: Vec<RequestRecord>,
     facts: Facts,
+    /// Evidence that the configured credentials are good: a token service issued a token
+    /// for them, or a request carrying Basic credentials got a 2xx.
+    credentials_accepted: bool,
 }
 
 impl Trail {
@@ -284,6 +291,13 @@ impl Trail {
     /// Whether any token request was made (a token fetched, not one taken from the cache).
     pub fn has_token_request(&self) -> bool {
         self.with(|t| t.facts.token_request_duration.is_some())
+    }
+
+    /// Whether, in this run, the token service issued a token for the configured
+    /// credentials or a request carrying Basic credentials was answered 2xx: then a later
+    /// 401/403 on a repository is a missing permission, not bad credentials.
+    pub fn credentials_accepted(&self) -> bool {
+        self.with(|t| t.credentials_accepted)
     }
 
     /// Whether any request so far carried credentials or a token.
@@ -345,6 +359,12 @@ pub enum TokenError {
     AnonymousRefused { realm: String, status: u16 },
     #[error("token endpoint {realm} answered HTTP {status}; check the registry's token service")]
     Status { realm: String, status: u16 },
+    /// The token service answered 429: the exporter (and likely users) are rate limited by
+    /// the token host, not by the registry.
+    #[error(
+        "token endpoint {realm} answered HTTP 429: the token service is rate limiting this client; users of the same account or address are limited too; raise `interval`"
+    )]
+    RateLimited { realm: String },
     #[error("token endpoint {realm} sent an invalid answer: {detail}")]
     Invalid { realm: String, detail: String },
     #[error("the registry's token realm is not an http(s) URL; refusing to send credentials there")]
@@ -366,6 +386,7 @@ impl TokenError {
                 Reason::TokenEndpointError
             }
             TokenError::InsecureRealm { .. } => Reason::InsecureTokenRealm,
+            TokenError::RateLimited { .. } => Reason::RateLimited,
         }
     }
 }
@@ -397,6 +418,11 @@ impl Challenges {
                 out.unreadable = true;
                 continue;
             };
+            // An empty value (a proxy that blanks the header rather than removing it) is
+            // no challenge at all, not a broken one.
+            if text.trim().is_empty() {
+                continue;
+            }
             let Ok(parsed) = http_auth::parse_challenges(text) else {
                 out.unreadable = true;
                 continue;
@@ -822,10 +848,12 @@ impl RegistryClient {
             let ch = Challenges::parse(&resp.headers);
             if let Some(bearer) = ch.bearer {
                 self.set_known(Negotiated::Bearer(bearer));
-            } else {
-                // Basic, or a 401 that names no scheme: Basic is all that could be sent.
+            } else if ch.basic {
                 self.set_known(Negotiated::Basic);
             }
+            // A 401 that names no scheme (a proxy stripped `WWW-Authenticate`) teaches
+            // nothing: Docker, containerd and skopeo send no credentials without a
+            // challenge, so neither does the exporter (`Class::NoChallenge` judges it).
         } else if api_root && resp.status.is_success() {
             self.set_known(Negotiated::Open);
         }
@@ -946,10 +974,18 @@ impl RegistryClient {
             } else {
                 Bytes::new()
             };
+            let redirected_to = Some(resp.url().clone()).filter(|u| u != url).map(|mut u| {
+                u.set_query(None);
+                u.set_fragment(None);
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u
+            });
             Ok(Response {
                 status,
                 headers,
                 body,
+                redirected_to,
             })
         }
         .instrument(span.clone())
@@ -961,7 +997,12 @@ impl RegistryClient {
             None => span.record("otel.status_code", "error"),
         };
         record.headers = kept_headers;
+        let accepted =
+            matches!(auth, Auth::Basic(..)) && result.as_ref().is_ok_and(|r| r.status.is_success());
         trail.push(record);
+        if accepted {
+            trail.with(|t| t.credentials_accepted = true);
+        }
         result
     }
 
@@ -1101,6 +1142,16 @@ impl RegistryClient {
                 trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
             }
             let status = resp.status();
+            // A token service's `Retry-After` counts like the registry's.
+            observe_limits(resp.headers(), status, trail);
+            // Docker Hub's auth.docker.io and other token services limit token requests
+            // too: that is a rate limit, not a broken token service.
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(TokenError::RateLimited {
+                    realm: shown.clone(),
+                }
+                .into());
+            }
             // 400 is how OAuth2 servers refuse a refresh token (`invalid_grant`).
             let rejected = status == StatusCode::UNAUTHORIZED
                 || status == StatusCode::FORBIDDEN
@@ -1126,6 +1177,17 @@ impl RegistryClient {
                 }
                 .into());
             }
+            // What answered, for the error: an HTML page here is a sign-in page or a web
+            // UI, not a token service.
+            let content_type: String = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(80)
+                .collect();
             let body = read_bounded(&mut resp, MAX_TOKEN_BYTES)
                 .await
                 .map_err(|e| TokenError::Invalid {
@@ -1135,7 +1197,7 @@ impl RegistryClient {
             parse_token(&body).map_err(|detail| {
                 RequestError::from(TokenError::Invalid {
                     realm: shown.clone(),
-                    detail,
+                    detail: format!("{detail}; Content-Type {content_type}"),
                 })
             })
         }
@@ -1147,6 +1209,7 @@ impl RegistryClient {
             Err(RequestError::Token(TokenError::Rejected { status, .. }))
             | Err(RequestError::Token(TokenError::AnonymousRefused { status, .. }))
             | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
+            Err(RequestError::Token(TokenError::RateLimited { .. })) => Some(429),
             Err(_) => None,
         };
         if let Some(code) = record.status {
@@ -1157,6 +1220,9 @@ impl RegistryClient {
         }
         let took = record.duration;
         trail.push(record);
+        if result.is_ok() && !matches!(creds, Resolved::Anonymous) {
+            trail.with(|t| t.credentials_accepted = true);
+        }
         trail.facts(|f| {
             f.token_request_duration = Some(took);
             if let Ok(t) = &result {
@@ -1230,7 +1296,7 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
     })
 }
 
-/// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and a 429's `Retry-After`.
+/// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and the `Retry-After` of a 429 or 503.
 pub(crate) fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
     let number = |name: &str| {
         let v = headers.get(name)?.to_str().ok()?;
@@ -1246,10 +1312,13 @@ pub(crate) fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Tr
     {
         trail.facts(|f| f.rate_limit = Some(RateLimit { limit, remaining }));
     }
-    if status == StatusCode::TOO_MANY_REQUESTS
-        && let Some(after) = headers
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
+    // RFC 9110 §10.2.3: Retry-After rides on 503 as well as on 429.
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) && let Some(after) = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
     {
         let after = after.trim();
         let delay = after

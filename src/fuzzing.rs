@@ -46,6 +46,7 @@ fn response(data: &[u8]) -> Response {
         status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         headers: headers(head),
         body: body.to_vec().into(),
+        redirected_to: None,
     }
 }
 
