@@ -8,35 +8,22 @@
 //! `tests/skopeo_oracle.rs` runs skopeo against the same emulations.
 
 mod common;
+mod emulations;
 
 use std::sync::Arc;
 
 use common::config_from_toml;
-use mockito::{Matcher, ServerGuard};
+use emulations::*;
 use oci_registry_exporter::catalogue;
 use oci_registry_exporter::checks::{self, CheckKind, CheckResult, Reason, Status};
 use oci_registry_exporter::client::RegistryClient;
 use oci_registry_exporter::report;
-use sha2::Digest as _;
-
-const MANIFEST_PATH: &str = "/v2/library/alpine/manifests/latest";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// A small but real OCI image manifest: what GET of the test manifest answers.
-const MANIFEST_BODY: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
-
-fn manifest_digest() -> String {
-    let hash = sha2::Sha256::digest(MANIFEST_BODY.as_bytes());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
 
 fn config(url: &str, extra: &str) -> oci_registry_exporter::Config {
     config_from_toml(&format!(
         "[[registries]]\nname = \"r\"\nurl = \"{url}\"\ntimeout = \"5s\"\npush_test_repository = \"probe/push\"\n{extra}\n"
     ))
 }
-
-const LOGIN: &str = "username = \"robot\"\npassword = \"s3cret-value\"";
 
 /// A round as the daemon and the doctor run it: every check in order on one client, the
 /// root cause followed, then annotated.
@@ -76,32 +63,6 @@ fn assert_one_root_cause(results: &[CheckResult]) {
         .collect();
     let text = report::doctor_text(&named);
     assert_eq!(text.matches("ROOT CAUSE").count(), 1, "{text}");
-}
-
-const SIGN_IN_PAGE: &str = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form method=\"post\"><input name=\"username\"><input type=\"password\" name=\"password\"><button>Sign in</button></form></body></html>";
-
-/// Every method on every path of `proxy` redirects to `login_url` (with the return
-/// address in `rd=`), whose page answers 200 text/html.
-async fn sign_in_proxy(proxy: &mut ServerGuard, login: &mut ServerGuard, login_path: &str) {
-    let login_url = format!("{}{login_path}", login.url());
-    for method in ["GET", "HEAD", "POST", "DELETE", "OPTIONS", "PUT", "PATCH"] {
-        proxy
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
-            .with_status(302)
-            .with_header("location", &format!("{login_url}?rd=%2Fv2%2F"))
-            .create_async()
-            .await;
-    }
-    for method in ["GET", "HEAD"] {
-        login
-            .mock(method, login_path)
-            .match_query(Matcher::Any)
-            .with_status(200)
-            .with_header("content-type", "text/html; charset=utf-8")
-            .with_body(SIGN_IN_PAGE)
-            .create_async()
-            .await;
-    }
 }
 
 // Authelia (https://www.authelia.com/integration/proxies/introduction/) and oauth2-proxy
@@ -193,42 +154,6 @@ async fn an_oauth2_proxy_sign_in_page_on_the_same_host_fails_the_pull() {
     assert!(pull.message.contains("/oauth2/sign_in"), "{}", pull.message);
 }
 
-/// `/v2/` and the manifest answer 401 with `www_authenticate` (none when `None`); the
-/// mocks returned are the requests carrying Basic, which must never come.
-async fn stripping_proxy(
-    server: &mut ServerGuard,
-    www_authenticate: Option<&str>,
-) -> Vec<mockito::Mock> {
-    let mut never = Vec::new();
-    for (method, path) in [
-        ("GET", "/v2/"),
-        ("HEAD", MANIFEST_PATH),
-        ("GET", MANIFEST_PATH),
-    ] {
-        never.push(
-            server
-                .mock(method, path)
-                .match_header("authorization", Matcher::Regex("^Basic ".into()))
-                .with_status(200)
-                .expect(0)
-                .create_async()
-                .await,
-        );
-        let mut m = server
-            .mock(method, path)
-            .with_status(401)
-            .with_header("content-type", "application/json")
-            .with_body(
-                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
-            );
-        if let Some(value) = www_authenticate {
-            m = m.with_header("www-authenticate", value);
-        }
-        m.create_async().await;
-    }
-    never
-}
-
 // A reverse proxy that strips `WWW-Authenticate` (nginx `proxy_hide_header`, header
 // policies; oauth2-proxy's own 401 for `Accept: application/json` requests carries none,
 // https://oauth2-proxy.github.io/oauth2-proxy/behaviour). Docker and containers/image
@@ -297,42 +222,6 @@ async fn an_empty_challenge_is_no_challenge_not_an_unreadable_one() {
     }
 }
 
-/// ECR: `/v2/` challenges Basic; an expired authorization token is refused with 403
-/// DENIED "Your authorization token has expired" on GET, and a bodiless 403 on HEAD.
-async fn ecr_expired(server: &mut ServerGuard) {
-    let expired = r#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#;
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(401)
-        .with_header(
-            "www-authenticate",
-            "Basic realm=\"https://012345678910.dkr.ecr.us-east-1.amazonaws.com/\",service=\"ecr.amazonaws.com\"",
-        )
-        .create_async()
-        .await;
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", Matcher::Regex("^Basic ".into()))
-        .with_status(403)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(expired)
-        .create_async()
-        .await;
-    server
-        .mock("HEAD", Matcher::Regex("^/v2/.+/manifests/".into()))
-        .with_status(403)
-        .create_async()
-        .await;
-    server
-        .mock("GET", Matcher::Regex("^/v2/.+/manifests/".into()))
-        .with_status(403)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(expired)
-        .create_async()
-        .await;
-}
-
 // awslabs/amazon-ecr-credential-helper#7: ECR's answer to a token older than 12 h. The
 // HEAD's 403 has no body, so the pull asks again with GET and reads the message; every
 // check follows the credentials check's finding instead of "grant pull".
@@ -382,49 +271,6 @@ async fn an_expired_ecr_token_is_one_cause_not_a_missing_pull_permission() {
     assert_one_root_cause(&results);
 }
 
-/// A token registry whose token service accepts the robot's credentials, and whose
-/// repository answers the robot's token with 401 UNAUTHORIZED and a challenge without
-/// `error=` (no `insufficient_scope`).
-async fn robot_without_permission(server: &mut ServerGuard) {
-    let challenge = format!(
-        "Bearer realm=\"{}/auth\",service=\"quay.example\"",
-        server.url()
-    );
-    server
-        .mock("GET", "/auth")
-        .match_query(Matcher::Any)
-        .match_header("authorization", Matcher::Regex("^Basic ".into()))
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"token":"robot-token","expires_in":300}"#)
-        .create_async()
-        .await;
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", "Bearer robot-token")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body("{}")
-        .create_async()
-        .await;
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
-        .create_async()
-        .await;
-    for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.+/manifests/".into()))
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
-            .with_header("content-type", "application/json")
-            .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"access to the requested resource is not authorized","detail":{}}]}"#)
-            .create_async()
-            .await;
-    }
-}
-
 // Quay answers a robot account that lacks a permission with 401 UNAUTHORIZED "access to
 // the requested resource is not authorized" (quay/quay endpoints/v2/errors.py,
 // `Unauthorized`, raised by `_require_repo_permission`), without insufficient_scope, after
@@ -458,25 +304,7 @@ async fn a_401_after_the_token_service_accepted_the_credentials_is_a_missing_per
 #[tokio::test]
 async fn an_invalid_token_401_is_bad_credentials() {
     let mut server = mockito::Server::new_async().await;
-    let challenge = format!(
-        "Bearer realm=\"{}/v2/auth\",service=\"reg\",error=\"invalid_token\"",
-        server.url()
-    );
-    server
-        .mock("GET", "/v2/auth")
-        .match_query(Matcher::Any)
-        .with_body(r#"{"token":"t","expires_in":300}"#)
-        .create_async()
-        .await;
-    for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
-            .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid token"}]}"#)
-            .create_async()
-            .await;
-    }
+    invalid_token(&mut server).await;
     let cfg = config(&server.url(), LOGIN);
     let results = round(&cfg, &[CheckKind::Pull]).await;
     assert_eq!(
@@ -492,26 +320,7 @@ async fn an_invalid_token_401_is_bad_credentials() {
 #[tokio::test]
 async fn a_manifest_head_refused_with_405_while_get_works_warns_naming_containerd() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("GET", "/v2/")
-        .with_status(200)
-        .with_header("docker-distribution-api-version", "registry/2.0")
-        .with_body("{}")
-        .create_async()
-        .await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(405)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_header("docker-content-digest", &manifest_digest())
-        .with_body(MANIFEST_BODY)
-        .create_async()
-        .await;
+    head_refused_get_works(&mut server).await;
     let cfg = config(&server.url(), "");
     let results = round(&cfg, &[CheckKind::Registry, CheckKind::Pull]).await;
     let pull = of(&results, CheckKind::Pull);
@@ -533,23 +342,7 @@ async fn a_manifest_head_refused_with_405_while_get_works_warns_naming_container
 #[tokio::test]
 async fn a_manifest_whose_bytes_do_not_match_its_digest_fails() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_header(
-            "docker-content-digest",
-            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-        )
-        .with_body(MANIFEST_BODY)
-        .create_async()
-        .await;
+    digest_mismatch(&mut server).await;
     let cfg = config(&server.url(), "");
     let results = round(&cfg, &[CheckKind::Pull]).await;
     let pull = of(&results, CheckKind::Pull);
@@ -567,18 +360,7 @@ async fn a_manifest_whose_bytes_do_not_match_its_digest_fails() {
 #[tokio::test]
 async fn a_manifest_404_without_an_oci_error_body_is_not_the_registry_api() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(404)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(404)
-        .with_header("content-type", "text/plain")
-        .with_body("404 page not found")
-        .create_async()
-        .await;
+    manifest_404_without_oci_body(&mut server).await;
     let cfg = config(&server.url(), "");
     let pull = round(&cfg, &[CheckKind::Pull]).await.remove(0);
     assert_eq!(
@@ -587,29 +369,6 @@ async fn a_manifest_404_without_an_oci_error_body_is_not_the_registry_api() {
         "{}",
         pull.message
     );
-}
-
-/// A token registry whose token service answers 429 with `retry_after`.
-async fn token_rate_limited(server: &mut ServerGuard, retry_after: &str) {
-    let challenge = format!(
-        "Bearer realm=\"{}/token\",service=\"registry.docker.io\"",
-        server.url()
-    );
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", Matcher::Missing)
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
-        .create_async()
-        .await;
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_status(429)
-        .with_header("retry-after", retry_after)
-        .with_body("Too Many Requests")
-        .create_async()
-        .await;
 }
 
 // Docker Hub's token service (auth.docker.io) limits token requests with 429 and
@@ -644,12 +403,7 @@ async fn retry_after_on_a_503_is_honoured_as_an_http_date() {
     let mut server = mockito::Server::new_async().await;
     let later =
         httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(300));
-    server
-        .mock("GET", "/v2/")
-        .with_status(503)
-        .with_header("retry-after", &later)
-        .create_async()
-        .await;
+    unavailable(&mut server, &later).await;
     let cfg = config(&server.url(), "");
     let r = round(&cfg, &[CheckKind::Registry]).await.remove(0);
     assert_eq!(r.reason, Reason::ServerError);
