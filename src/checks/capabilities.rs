@@ -153,10 +153,7 @@ impl Probing<'_> {
             .map_err(Self::abort(cap, "registry API root GET /v2/"))?;
         let answer = Answer::api_root(&resp);
         let code = answer.status;
-        self.auth_required = matches!(
-            answer.class,
-            Class::Unauthenticated | Class::NotPermitted | Class::NoChallenge | Class::BadChallenge
-        );
+        self.auth_required = answer.challenges() || answer.class == Class::NoChallenge;
         match resp
             .api_version()
             .filter(|_| answer.class != Class::NotTheApi)

@@ -56,7 +56,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
                 )
             },
         )
-        .with_http_status(202)
+        .with_http_status(answer.status)
         .with_evidence("upload_cancel", cancel.detail);
         result.facts.upload_cancelled = Some(cancel.cancelled);
         result

@@ -20,13 +20,13 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
     let answer = Answer::api_root(&resp);
     let code = answer.status;
     let api_version = resp.api_version();
-    let (status, reason, message) = match (code, answer.class) {
-        (_, Class::Success) => (
+    let (status, reason, message) = match answer.class {
+        Class::Success => (
             Status::Pass,
             Reason::Ok,
             "registry API /v2/ is reachable and open to anonymous clients".to_string(),
         ),
-        (_, Class::NotTheApi) => (
+        Class::NotTheApi => (
             Status::Fail,
             Reason::NotARegistry,
             format!(
@@ -39,12 +39,12 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                     .unwrap_or_default()
             ),
         ),
-        (_, Class::NoChallenge) => (
+        Class::NoChallenge => (
             Status::Fail,
             Reason::NoChallenge,
             "GET /v2/ answered HTTP 401 without a WWW-Authenticate challenge: no client (docker, containerd, skopeo) can tell how to authenticate, so none sends credentials; a reverse proxy or load balancer in front of the registry most likely strips the header: let WWW-Authenticate through".to_string(),
         ),
-        (401, _) => {
+        _ if answer.challenges() => {
             let ch = Challenges::parse(&resp.headers);
             let scheme = match (&ch.bearer, ch.basic) {
                 (Some(_), _) => "token (Bearer)",
@@ -57,7 +57,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 format!("registry API /v2/ is reachable and requires {scheme} authentication"),
             )
         }
-        (_, Class::RateLimited) => (
+        Class::RateLimited => (
             Status::Warn,
             Reason::RateLimited,
             format!(
@@ -65,7 +65,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 answer.describe()
             ),
         ),
-        (_, Class::ServerError) => (
+        Class::ServerError => (
             Status::Warn,
             Reason::ServerError,
             format!(

@@ -396,6 +396,16 @@ impl Answer {
         answer
     }
 
+    /// A 401 that challenges (readable or not): the registry wants authentication. On
+    /// `/v2/` without credentials, that is a reachable registry.
+    pub fn challenges(&self) -> bool {
+        self.status == 401
+            && matches!(
+                self.class,
+                Class::Unauthenticated | Class::NotPermitted | Class::BadChallenge
+            )
+    }
+
     /// An upload session was opened: 202 (with a `Location`, see [`Answer::upload`]).
     pub fn session_opened(&self) -> bool {
         self.class == Class::Success && self.status == 202
