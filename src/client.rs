@@ -347,18 +347,34 @@ impl RequestError {
 pub enum TokenError {
     #[error("token endpoint {realm} unreachable: {detail}")]
     Unreachable { realm: String, detail: String },
+    /// `said`, here and below: the token service's own message, `: "<message>"` (bounded,
+    /// one line; `run_check` redacts it), or empty.
     #[error(
-        "token endpoint {realm} rejected the credentials (HTTP {status}); check username and password"
+        "token endpoint {realm} rejected the credentials (HTTP {status}{said}); check username and password"
     )]
-    Rejected { realm: String, status: u16 },
+    Rejected {
+        realm: String,
+        status: u16,
+        said: String,
+    },
     /// No credentials are configured and the token service hands out no anonymous token
     /// for the scope (GHCR does so for private packages).
     #[error(
-        "token endpoint {realm} refuses an anonymous token (HTTP {status}): the repository is private; configure credentials for this registry"
+        "token endpoint {realm} refuses an anonymous token (HTTP {status}{said}): the repository is private; configure credentials for this registry"
     )]
-    AnonymousRefused { realm: String, status: u16 },
-    #[error("token endpoint {realm} answered HTTP {status}; check the registry's token service")]
-    Status { realm: String, status: u16 },
+    AnonymousRefused {
+        realm: String,
+        status: u16,
+        said: String,
+    },
+    #[error(
+        "token endpoint {realm} answered HTTP {status}{said}; check the registry's token service"
+    )]
+    Status {
+        realm: String,
+        status: u16,
+        said: String,
+    },
     /// The token service answered 429: the exporter (and likely users) are rate limited by
     /// the token host, not by the registry.
     #[error(
@@ -1152,6 +1168,15 @@ impl RegistryClient {
                 }
                 .into());
             }
+            // The token service's own words, for the error: a refusal says why.
+            let said = if status.is_success() {
+                String::new()
+            } else {
+                read_bounded(&mut resp, MAX_TOKEN_BYTES)
+                    .await
+                    .map(|body| token_refusal_message(&body))
+                    .unwrap_or_default()
+            };
             // 400 is how OAuth2 servers refuse a refresh token (`invalid_grant`).
             let rejected = status == StatusCode::UNAUTHORIZED
                 || status == StatusCode::FORBIDDEN
@@ -1160,6 +1185,7 @@ impl RegistryClient {
                 return Err(TokenError::AnonymousRefused {
                     realm: shown.clone(),
                     status: status.as_u16(),
+                    said,
                 }
                 .into());
             }
@@ -1167,6 +1193,7 @@ impl RegistryClient {
                 return Err(TokenError::Rejected {
                     realm: shown.clone(),
                     status: status.as_u16(),
+                    said,
                 }
                 .into());
             }
@@ -1174,6 +1201,7 @@ impl RegistryClient {
                 return Err(TokenError::Status {
                     realm: shown.clone(),
                     status: status.as_u16(),
+                    said,
                 }
                 .into());
             }
@@ -1294,6 +1322,39 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
         expires_in: stated.unwrap_or(DEFAULT_TOKEN_LIFETIME),
         stated_lifetime: stated.is_some(),
     })
+}
+
+/// A token service's refusal in its own words, as `: "<message>"` (at most 200 characters,
+/// one line), or empty: the first OCI error's message (`{"errors":[{"message"}]}`, the
+/// Docker token spec), else OAuth2's `error_description` or `error` (RFC 6749 §5.2).
+fn token_refusal_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        errors: Option<Vec<Entry>>,
+        error_description: Option<String>,
+        error: Option<serde_json::Value>,
+        details: Option<String>,
+    }
+    let Ok(r) = serde_json::from_slice::<Refusal>(body) else {
+        return String::new();
+    };
+    let text = r
+        .errors
+        .and_then(|e| e.into_iter().find_map(|e| e.message))
+        .or(r.error_description)
+        .or(r.details)
+        .or(r.error.and_then(|e| e.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": \"{}\"", text.trim())
+    }
 }
 
 /// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and the `Retry-After` of a 429 or 503.
@@ -1536,6 +1597,23 @@ mod tests {
         assert_eq!(r.scrub("bb b"), "bb [redacted]");
         assert_eq!(replace_words("ébé", "b", "X"), "ébé");
         assert!(r.finds("xs3cr3tx"), "headers are blanked on any occurrence");
+    }
+
+    #[test]
+    fn a_token_service_refusal_is_quoted() {
+        assert_eq!(
+            token_refusal_message(
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid username or password"}]}"#
+            ),
+            ": \"invalid username or password\""
+        );
+        assert_eq!(
+            token_refusal_message(
+                br#"{"error":"invalid_grant","error_description":"refresh token expired"}"#
+            ),
+            ": \"refresh token expired\""
+        );
+        assert_eq!(token_refusal_message(b"<html>"), "");
     }
 
     #[test]

@@ -66,6 +66,13 @@ pub fn registry_answer(data: &[u8]) {
     let _ = OciError::parse(data);
     let resp = response(data);
     let answer = Answer::of(&resp);
+    // The per-operation readings too: none may panic on what a registry sends.
+    let _ = (
+        Answer::api_root(&resp).describe(),
+        Answer::manifest(&resp, true).describe(),
+        Answer::manifest(&resp, false).describe(),
+        Answer::upload(&resp).describe(),
+    );
     let _ = answer.describe();
 }
 

@@ -9,6 +9,7 @@
 
 mod common;
 mod emulations;
+mod support;
 
 use std::sync::Arc;
 
@@ -500,7 +501,42 @@ async fn the_daemon_exports_the_root_cause_as_the_reason_of_its_consequences() {
         Some("credentials_expired"),
         "{body}"
     );
+    // The `/` page shows the pull as the credentials' consequence.
     let (_, page) = exporter.get("/").await;
-    assert!(page.contains("credentials_expired"), "{page}");
+    assert!(
+        page.contains("consequence of check.integration.oci.credentials"),
+        "{page}"
+    );
     exporter.stop().await;
+}
+
+// The Docker token spec's refusal carries `{"errors":[{"message"}]}`; the real token
+// server of the token registry (tests/support/token_server.rs, as the reference facts
+// observed) answers a wrong password with 401 "invalid username or password". The
+// registry's own words are quoted, not only the status.
+#[tokio::test]
+async fn a_token_service_refusal_quotes_its_message() {
+    let reg = support::TestRegistry::start(support::Kind::Token).await;
+    let cfg = config(
+        &reg.url,
+        &format!(
+            "username = \"{}\"\npassword = \"not-bobs-password\"",
+            support::TOKEN_ADMIN_USER
+        ),
+    );
+    let results = round(&cfg, &[CheckKind::Credentials, CheckKind::Pull]).await;
+    let creds = of(&results, CheckKind::Credentials);
+    assert_eq!(
+        creds.reason,
+        Reason::InvalidCredentials,
+        "{}",
+        creds.message
+    );
+    assert!(
+        creds.message.contains("\"invalid username or password\""),
+        "{}",
+        creds.message
+    );
+    let pull = of(&results, CheckKind::Pull);
+    assert_eq!(pull.consequence_of, Some(CheckKind::Credentials));
 }

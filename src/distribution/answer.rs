@@ -380,6 +380,26 @@ impl Answer {
         answer
     }
 
+    /// The answer to a blob GET of `digest`: the API's when it is not an HTML page and its
+    /// bytes hash to the digest (SHA-256 digests; others are not checked). For a blob
+    /// download: an answer a client would refuse as corrupt is [`Class::Malformed`].
+    pub fn blob(resp: &Response, digest: &Digest) -> Answer {
+        let mut answer = Answer::of(resp);
+        if answer.class == Class::Success && digest.as_str().starts_with("sha256:") {
+            let actual = Digest::sha256_of(&resp.body);
+            if &actual != digest {
+                answer.class = Class::Malformed;
+                answer.foreign = Some(Box::new(Foreign::of(
+                    resp,
+                    format!(
+                        "the blob's bytes hash to {actual}, not to {digest}: clients refuse it as corrupt"
+                    ),
+                )));
+            }
+        }
+        answer
+    }
+
     /// The answer to opening an upload session: the API's 202 carries a `Location`.
     pub fn upload(resp: &Response) -> Answer {
         let mut answer = Answer::of(resp);
@@ -547,6 +567,8 @@ pub fn insufficient_scope(resp: &Response) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OCI_MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
     use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
 
@@ -649,6 +671,106 @@ mod tests {
         assert_eq!(answer(401, "").class, Class::NoChallenge);
         assert_eq!(with(b""), Class::NoChallenge);
         assert_eq!(with(b"   "), Class::NoChallenge);
+    }
+
+    fn with(status: u16, content_type: &str, body: &[u8], redirected_to: Option<&str>) -> Response {
+        let mut headers = HeaderMap::new();
+        if !content_type.is_empty() {
+            headers.insert("content-type", content_type.parse().unwrap());
+        }
+        Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: body.to_vec().into(),
+            redirected_to: redirected_to.map(|u| url::Url::parse(u).unwrap()),
+        }
+    }
+
+    // oauth2-proxy's and Authelia's sign-in pages: HTML with a password field, reached by
+    // redirect. The evidence is bounded, on one line, and names the page.
+    #[test]
+    fn a_sign_in_page_is_not_the_api_and_says_where_it_is() {
+        let page = format!(
+            "<!DOCTYPE html>\n<html>\r\n<body>\t<form><input type=\"password\"></form>{}</body></html>",
+            "x".repeat(5000)
+        );
+        let resp = with(
+            200,
+            "text/html; charset=utf-8",
+            page.as_bytes(),
+            Some("https://sso.example/oauth2/sign_in"),
+        );
+        let a = Answer::api_root(&resp);
+        assert_eq!(a.class, Class::NotTheApi);
+        let f = a.foreign.as_deref().unwrap();
+        assert!(f.sign_in);
+        assert_eq!(
+            f.final_url.as_deref(),
+            Some("https://sso.example/oauth2/sign_in")
+        );
+        assert_eq!(f.content_type.as_deref(), Some("text/html"));
+        assert!(
+            f.first_bytes
+                .starts_with("<!DOCTYPE html> <html> <body> <form>")
+        );
+        assert!(f.first_bytes.chars().count() <= 120);
+        assert!(!f.first_bytes.contains('\n'));
+        assert!(
+            a.describe()
+                .contains("a sign-in page at https://sso.example/oauth2/sign_in")
+        );
+        // The same page on a manifest GET and an upload.
+        assert_eq!(Answer::manifest(&resp, true).class, Class::NotTheApi);
+        assert_eq!(Answer::upload(&resp).class, Class::NotTheApi);
+    }
+
+    #[test]
+    fn the_api_root_needs_the_header_or_json() {
+        assert_eq!(
+            Answer::api_root(&with(200, "application/json", b"{}", None)).class,
+            Class::Success
+        );
+        assert_eq!(
+            Answer::api_root(&with(200, "", b"", None)).class,
+            Class::Success
+        );
+        assert_eq!(
+            Answer::api_root(&with(200, "text/plain", b"OK", None)).class,
+            Class::NotTheApi
+        );
+        assert_eq!(
+            Answer::api_root(&with(404, "text/plain", b"", None)).class,
+            Class::NotTheApi
+        );
+    }
+
+    #[test]
+    fn manifests_and_blobs_must_match_their_digest() {
+        let body = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let good = Digest::sha256_of(body);
+        let mut resp = with(200, OCI_MANIFEST_TYPE, body, None);
+        assert_eq!(Answer::manifest(&resp, true).class, Class::Success);
+        resp.headers
+            .insert("docker-content-digest", good.as_str().parse().unwrap());
+        assert_eq!(Answer::manifest(&resp, true).class, Class::Success);
+        assert_eq!(Answer::blob(&resp, &good).class, Class::Success);
+        let other = Digest::sha256_of(b"other");
+        resp.headers
+            .insert("docker-content-digest", other.as_str().parse().unwrap());
+        assert_eq!(Answer::manifest(&resp, true).class, Class::Malformed);
+        assert_eq!(Answer::blob(&resp, &other).class, Class::Malformed);
+        assert_eq!(
+            Answer::manifest(
+                &with(200, "application/json", br#"{"hello":1}"#, None),
+                true
+            )
+            .class,
+            Class::NotTheApi
+        );
+        assert_eq!(
+            Answer::upload(&with(202, "", b"", None)).class,
+            Class::Malformed
+        );
     }
 
     #[test]
