@@ -258,6 +258,27 @@ async fn skopeo_agrees_with_the_pull_verdict_on_every_emulated_behaviour() {
     case!("nexus_head_without_digest", none, |server| {
         nexus_head_without_digest(&mut server).await
     });
+    case!("ghcr_private_package_anonymous", none, |server| {
+        ghcr_private_package(&mut server).await
+    });
+    case!("manifest_403_denied", none, |server| manifest_refused(
+        &mut server,
+        403,
+        r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#
+    )
+    .await);
+    case!("manifest_429", none, |server| manifest_refused(
+        &mut server,
+        429,
+        r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limit exceeded"}]}"#
+    )
+    .await);
+    case!("manifest_500", none, |server| manifest_refused(
+        &mut server,
+        500,
+        r#"{"errors":[{"code":"UNKNOWN","message":"storage backend unavailable"}]}"#
+    )
+    .await);
     assert_agreement(disagreements);
 }
 

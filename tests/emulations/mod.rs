@@ -434,3 +434,48 @@ pub async fn nexus_head_without_digest(server: &mut ServerGuard) {
         .await;
     config_blob(server).await;
 }
+
+/// GHCR's token service refuses an anonymous token for a private package (403 DENIED);
+/// `/v2/` and the manifest challenge Bearer.
+pub async fn ghcr_private_package(server: &mut ServerGuard) {
+    let challenge = format!(
+        "Bearer realm=\"{}/token\",service=\"ghcr.io\",scope=\"repository:library/alpine:pull\"",
+        server.url()
+    );
+    for method in ["GET", "HEAD"] {
+        server
+            .mock(method, Matcher::Regex("^/v2/.*".into()))
+            .with_status(401)
+            .with_header("www-authenticate", &challenge)
+            .create_async()
+            .await;
+    }
+    server
+        .mock("GET", "/token")
+        .match_query(Matcher::Any)
+        .with_status(403)
+        .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        .create_async()
+        .await;
+}
+
+/// An open registry whose manifest answers `status` with `body` on HEAD (no body) and GET:
+/// a 403 DENIED (a repository policy), a 429 TOOMANYREQUESTS, a 500.
+pub async fn manifest_refused(server: &mut ServerGuard, status: usize, body: &str) {
+    open_api_root(server).await;
+    server
+        .mock("HEAD", MANIFEST_PATH)
+        .with_status(status)
+        .create_async()
+        .await;
+    let mut get = server
+        .mock("GET", MANIFEST_PATH)
+        .with_status(status)
+        .with_header("content-type", "application/json")
+        .with_body(body);
+    if status == 429 {
+        // containers/image retries a 429 after its Retry-After (30 s without one).
+        get = get.with_header("retry-after", "1");
+    }
+    get.create_async().await;
+}
