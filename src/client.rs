@@ -267,7 +267,8 @@ struct TrailInner {
     records: Vec<RequestRecord>,
     facts: Facts,
     /// Evidence that the configured credentials are good: a token service issued a token
-    /// for them, or a request carrying Basic credentials got a 2xx.
+    /// for them, or a request carrying Basic credentials or the static bearer token got a
+    /// 2xx.
     credentials_accepted: bool,
 }
 
@@ -1013,8 +1014,9 @@ impl RegistryClient {
             None => span.record("otel.status_code", "error"),
         };
         record.headers = kept_headers;
-        let accepted =
-            matches!(auth, Auth::Basic(..)) && result.as_ref().is_ok_and(|r| r.status.is_success());
+        // Credentials the registry itself took (Basic, or a static bearer token).
+        let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
+            && result.as_ref().is_ok_and(|r| r.status.is_success());
         trail.push(record);
         if accepted {
             trail.with(|t| t.credentials_accepted = true);

@@ -339,6 +339,45 @@ const REGISTRY_ROOTS: &[Reason] = &[
     Reason::ServerError,
 ];
 
+/// No answer at all: what the registry check's transport failure explains.
+const UNREACHABLE: &[Reason] = &[
+    Reason::ConnectionRefused,
+    Reason::Dns,
+    Reason::Tls,
+    Reason::Timeout,
+    Reason::ConnectionError,
+    Reason::TokenEndpointUnreachable,
+];
+
+/// What a failing registry (5xx at `/v2/`) explains: its other failures, not a refusal
+/// another request got an answer for.
+const SERVER_CONSEQUENCES: &[Reason] = &[
+    Reason::ServerError,
+    Reason::UnexpectedStatus,
+    Reason::InvalidResponse,
+    Reason::NotARegistry,
+    Reason::ConnectionRefused,
+    Reason::Dns,
+    Reason::Tls,
+    Reason::Timeout,
+    Reason::ConnectionError,
+];
+
+/// Whether a root cause found with `root` (a reason of [`REGISTRY_ROOTS`] or
+/// [`CREDENTIAL_ROOTS`]) explains a result with `reason`. A `/v2/` that is not the API or
+/// gives no challenge explains everything; an unreachable or failing `/v2/` explains only
+/// failures of the same kind (a pull that got a 403 meanwhile was answered: that stands).
+fn explains(root: Reason, reason: Reason) -> bool {
+    match root {
+        Reason::NotARegistry | Reason::NoChallenge => true,
+        Reason::ServerError => SERVER_CONSEQUENCES.contains(&reason),
+        Reason::InvalidCredentials | Reason::CredentialsExpired => {
+            CREDENTIAL_CONSEQUENCES.contains(&reason)
+        }
+        _ => UNREACHABLE.contains(&reason),
+    }
+}
+
 /// Reasons with which the credentials check names the credentials as the cause.
 const CREDENTIAL_ROOTS: &[Reason] = &[Reason::InvalidCredentials, Reason::CredentialsExpired];
 
@@ -359,9 +398,9 @@ const CREDENTIAL_CONSEQUENCES: &[Reason] = &[
 /// One finding per cause, the same in every check: when the registry check found that
 /// `/v2/` is unreachable, not the API, without a challenge or failing (5xx), or the
 /// credentials check found the credentials expired or rejected, every other result of the
-/// round that is not a pass takes that cause's reason, says so, and names the root in
-/// `consequence_of`, instead of a verdict of its own ("grant pull" for an expired ECR
-/// token). Called on a round's results before they are annotated and recorded, so the
+/// round that is not a pass and that cause explains ([`explains`]) takes that cause's
+/// reason, says so, and names the root in `consequence_of`, instead of a verdict of its
+/// own ("grant pull" for an expired ECR token). Called on a round's results before they are annotated and recorded, so the
 /// metrics, the `/` page and the doctor show the same.
 pub fn follow_root_causes(results: &mut [CheckResult]) {
     let root = results
@@ -385,7 +424,7 @@ pub fn follow_root_causes(results: &mut [CheckResult]) {
     for r in results.iter_mut() {
         let explained = r.check != root
             && !matches!(r.status, Status::Pass | Status::Skip)
-            && (root == CheckKind::Registry || CREDENTIAL_CONSEQUENCES.contains(&r.reason));
+            && explains(reason, r.reason);
         if !explained {
             continue;
         }
@@ -549,6 +588,76 @@ pub async fn run_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(check: CheckKind, status: Status, reason: Reason) -> CheckResult {
+        CheckResult::new(
+            check,
+            status,
+            reason,
+            format!("{} said so", check.short_name()),
+        )
+    }
+
+    #[test]
+    fn a_root_cause_is_followed_by_what_it_explains_only() {
+        use CheckKind as K;
+        // Expired credentials explain the pull's "forbidden", not the referrers'
+        // "unsupported", and a pass stays a pass.
+        let mut round = vec![
+            result(K::Registry, Status::Pass, Reason::Ok),
+            result(K::Credentials, Status::Fail, Reason::CredentialsExpired),
+            result(K::Pull, Status::Fail, Reason::Forbidden),
+            result(K::Push, Status::Pass, Reason::Ok),
+            result(K::Referrers, Status::Warn, Reason::Unsupported),
+        ];
+        follow_root_causes(&mut round);
+        assert_eq!(
+            (round[2].reason, round[2].consequence_of),
+            (Reason::CredentialsExpired, Some(K::Credentials))
+        );
+        assert!(
+            round[2].message.starts_with(
+                "consequence of check.integration.oci.credentials: credentials said so"
+            )
+        );
+        assert_eq!(
+            (round[3].status, round[3].consequence_of),
+            (Status::Pass, None)
+        );
+        assert_eq!(
+            (round[4].reason, round[4].consequence_of),
+            (Reason::Unsupported, None)
+        );
+        assert_eq!(round[1].consequence_of, None);
+
+        // A /v2/ that timed out does not overrule a pull that was answered 403 meanwhile;
+        // a /v2/ that is not the API explains everything, and comes before the credentials.
+        let mut round = vec![
+            result(K::Registry, Status::Fail, Reason::Timeout),
+            result(K::Pull, Status::Fail, Reason::Forbidden),
+            result(K::Push, Status::Fail, Reason::ConnectionError),
+        ];
+        follow_root_causes(&mut round);
+        assert_eq!(round[1].consequence_of, None);
+        assert_eq!(
+            (round[2].reason, round[2].consequence_of),
+            (Reason::Timeout, Some(K::Registry))
+        );
+        let mut round = vec![
+            result(K::Registry, Status::Fail, Reason::NotARegistry),
+            result(K::Credentials, Status::Fail, Reason::InvalidCredentials),
+            result(K::Pull, Status::Warn, Reason::UnexpectedStatus),
+        ];
+        follow_root_causes(&mut round);
+        assert_eq!(
+            (round[1].reason, round[1].consequence_of),
+            (Reason::NotARegistry, Some(K::Registry))
+        );
+        assert_eq!(
+            (round[2].status, round[2].reason),
+            (Status::Fail, Reason::NotARegistry)
+        );
+    }
 
     #[tokio::test]
     async fn a_panicking_check_becomes_fail_internal_error() {
