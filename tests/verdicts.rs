@@ -540,3 +540,51 @@ async fn a_token_service_refusal_quotes_its_message() {
     let pull = of(&results, CheckKind::Pull);
     assert_eq!(pull.consequence_of, Some(CheckKind::Credentials));
 }
+
+// The doctor itself (the `check` subcommand, through App::execute) against the three
+// answers of issue 20: a sign-in page, a proxy stripping WWW-Authenticate and an expired
+// ECR token. Its text names one root cause, and no check passes where skopeo fails.
+#[tokio::test]
+async fn the_doctor_names_one_root_cause_for_each_of_the_three_answers() {
+    let mut sign_in = mockito::Server::new_async().await;
+    let mut sso = mockito::Server::new_async().await;
+    sign_in_proxy(&mut sign_in, &mut sso, "/login").await;
+    let mut stripping = mockito::Server::new_async().await;
+    let _never = stripping_proxy(&mut stripping, None).await;
+    let mut ecr = mockito::Server::new_async().await;
+    ecr_expired(&mut ecr).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for (name, url) in [
+        ("sign-in", sign_in.url()),
+        ("stripping", stripping.url()),
+        ("ecr", ecr.url()),
+    ] {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"5s\"\n{LOGIN}\nchecks = [\"registry\", \"credentials\", \"pull\", \"referrers\"]\n"
+            ),
+        )
+        .expect("write the configuration");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+            .env_remove("OCI__RegistryUrl")
+            .env("NO_COLOR", "1")
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .await
+            .expect("the doctor runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        // For `-- --nocapture`: what an on-call engineer reads.
+        eprintln!("== {name}\n{text}");
+        assert_eq!(text.matches("ROOT CAUSE").count(), 1, "{name}:\n{text}");
+        // The registry check may pass (skopeo's ping passes too); the pull never does.
+        let pull = text
+            .lines()
+            .find(|l| l.contains("check.integration.oci.pull"))
+            .expect("the pull ran");
+        assert!(pull.starts_with("FAIL"), "{name}:\n{text}");
+        assert_ne!(out.status.code(), Some(0), "{name}:\n{text}");
+    }
+}

@@ -428,10 +428,15 @@ pub fn follow_root_causes(results: &mut [CheckResult]) {
         if !explained {
             continue;
         }
+        // The root's finding, not this check's own guess at a cause (which may contradict
+        // it: "grant pull" for an expired token); what this check got stays visible.
+        let got = match r.http_status {
+            Some(code) => format!("HTTP {code}"),
+            None => r.reason.as_str().replace('_', " "),
+        };
         r.message = format!(
-            "consequence of {}: {root_message} (this check saw: {})",
-            root.id(),
-            r.message
+            "consequence of {}: {root_message} (this check got {got})",
+            root.id()
         );
         r.reason = reason;
         // A consequence is never milder than its cause, except that a check which only
