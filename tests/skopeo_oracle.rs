@@ -174,7 +174,8 @@ async fn skopeo_agrees_with_the_pull_verdict_on_every_emulated_behaviour() {
     macro_rules! case {
         ($name:literal, $creds:expr, |$server:ident| $setup:expr) => {{
             let mut $server = mockito::Server::new_async().await;
-            $setup;
+            // Held to the end of the case: a dropped mock is removed from its server.
+            let _kept = $setup;
             let extra = if $creds.is_some() { LOGIN } else { "" };
             let pull = exporter_pull(&$server.url(), extra).await;
             let seen = skopeo(host(&$server.url()), $creds, Ask::Inspect).await;

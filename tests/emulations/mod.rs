@@ -86,9 +86,12 @@ pub async fn sign_in_proxy(proxy: &mut ServerGuard, login: &mut ServerGuard, log
 
 /// A reverse proxy that strips `WWW-Authenticate` (nginx `proxy_hide_header`, header
 /// policies; oauth2-proxy's own 401 for `Accept: application/json` carries none,
-/// https://oauth2-proxy.github.io/oauth2-proxy/behaviour): `/v2/` and the manifest answer
-/// 401 with `www_authenticate` (no header when `None`). The mocks returned are requests
-/// carrying Basic, which must never come: clients send credentials only after a challenge.
+/// https://oauth2-proxy.github.io/oauth2-proxy/behaviour) in front of a registry that would
+/// accept Basic credentials: `/v2/` and the manifest answer a request without credentials
+/// 401 with `www_authenticate` (no header when `None`). The mocks returned answer requests
+/// carrying Basic as the registry behind would (200); they must never be hit, since
+/// clients send credentials only after a challenge. Keep them alive: a dropped mock is
+/// removed.
 pub async fn stripping_proxy(
     server: &mut ServerGuard,
     www_authenticate: Option<&str>,
@@ -99,17 +102,26 @@ pub async fn stripping_proxy(
         ("HEAD", MANIFEST_PATH),
         ("GET", MANIFEST_PATH),
     ] {
+        let (content_type, body) = if path == "/v2/" {
+            ("application/json", "{}")
+        } else {
+            (OCI_MANIFEST, MANIFEST_BODY)
+        };
         never.push(
             server
                 .mock(method, path)
                 .match_header("authorization", Matcher::Regex("^Basic ".into()))
                 .with_status(200)
+                .with_header("content-type", content_type)
+                .with_header("docker-content-digest", &manifest_digest())
+                .with_body(body)
                 .expect(0)
                 .create_async()
                 .await,
         );
         let mut m = server
             .mock(method, path)
+            .match_header("authorization", Matcher::Missing)
             .with_status(401)
             .with_header("content-type", "application/json")
             .with_body(
