@@ -588,3 +588,32 @@ async fn the_doctor_names_one_root_cause_for_each_of_the_three_answers() {
         assert_ne!(out.status.code(), Some(0), "{name}:\n{text}");
     }
 }
+
+// A front end that answers every HEAD with an empty 200 (no manifest type, no digest) but
+// serves its HTML page to GET: the HEAD proves nothing, the GET decides. skopeo GETs and
+// fails on the HTML.
+#[tokio::test]
+async fn a_catch_all_head_200_without_a_manifest_type_does_not_make_a_pull_pass() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("HEAD", MANIFEST_PATH)
+        .with_status(200)
+        .with_header("content-type", "text/plain")
+        .create_async()
+        .await;
+    server
+        .mock("GET", MANIFEST_PATH)
+        .with_status(200)
+        .with_header("content-type", "text/html")
+        .with_body(SIGN_IN_PAGE)
+        .create_async()
+        .await;
+    let cfg = config(&server.url(), "");
+    let pull = round(&cfg, &[CheckKind::Pull]).await.remove(0);
+    assert_eq!(
+        (pull.status, pull.reason),
+        (Status::Fail, Reason::NotARegistry),
+        "{}",
+        pull.message
+    );
+}

@@ -11,6 +11,7 @@
 mod answer;
 mod types;
 
+use answer::media_type;
 pub use answer::{Answer, Class, ErrorCode, Foreign, OciError, insufficient_scope};
 pub use types::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Digest, MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST,
@@ -165,6 +166,13 @@ impl<'a> Api<'a> {
         let head = self.head_manifest(repo, reference).await?;
         let answer = Answer::manifest(&head, false);
         let head_refused = answer.refused_without_body(&head);
+        // A HEAD that found a manifest (its type says so, or it names none) stands even if
+        // the GET for its digest fails; a HEAD success of another type leaves the verdict
+        // to what GET returns.
+        let head_found = answer.class == Class::Success && {
+            let mt = media_type(&head);
+            mt.is_empty() || MANIFEST_MEDIA_TYPES.contains(&mt.as_str())
+        };
         if answer.class == Class::Success {
             if let Some(digest) = head.header("docker-content-digest").and_then(Digest::parse) {
                 return Ok(Lookup::Found(ManifestRef {
@@ -182,7 +190,7 @@ impl<'a> Api<'a> {
             Ok(get) => get,
             // The HEAD found the manifest: a failing GET does not undo that, it only
             // leaves the digest unknown.
-            Err(_) if answer.class == Class::Success => {
+            Err(_) if head_found => {
                 return Ok(Lookup::Found(ManifestRef {
                     digest: None,
                     media_type: content_type(&head),
@@ -195,7 +203,7 @@ impl<'a> Api<'a> {
         };
         let got = Answer::manifest(&get, true);
         if got.class != Class::Success {
-            if answer.class == Class::Success && got.class != Class::Malformed {
+            if head_found && got.class != Class::Malformed {
                 // As above: the HEAD's manifest stands, its digest unknown.
                 return Ok(Lookup::Found(ManifestRef {
                     digest: None,
@@ -521,15 +529,6 @@ pub(crate) fn manifest_links(body: &[u8]) -> Result<(Option<Digest>, Option<Dige
             .and_then(|m| m.into_iter().next())
             .and_then(|d| Digest::parse(&d.digest)),
     ))
-}
-
-/// The media type of a response without parameters, lower-cased.
-fn media_type(resp: &Response) -> String {
-    resp.header("content-type")
-        .and_then(|ct| ct.split(';').next())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 fn content_type(resp: &Response) -> Option<String> {
