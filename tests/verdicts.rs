@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use common::config_from_toml;
 use emulations::*;
+use mockito::Matcher;
 use oci_registry_exporter::catalogue;
 use oci_registry_exporter::checks::{self, CheckKind, CheckResult, Reason, Status};
 use oci_registry_exporter::client::RegistryClient;
@@ -616,4 +617,36 @@ async fn a_catch_all_head_200_without_a_manifest_type_does_not_make_a_pull_pass(
         "{}",
         pull.message
     );
+}
+
+// Credentials are blamed only on evidence: when the token service issued a token for them
+// and the registry refuses that token at /v2/ without `invalid_token`, the token service
+// and the registry disagree (a wrong `service` or issuer): not "wrong, rotated or revoked".
+#[tokio::test]
+async fn a_token_refused_at_the_api_root_after_the_token_service_issued_it_is_not_bad_credentials()
+{
+    let mut server = mockito::Server::new_async().await;
+    let challenge = format!("Bearer realm=\"{}/auth\",service=\"reg\"", server.url());
+    server
+        .mock("GET", "/auth")
+        .match_query(Matcher::Any)
+        .with_body(r#"{"token":"t","expires_in":300}"#)
+        .create_async()
+        .await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(401)
+        .with_header("www-authenticate", &challenge)
+        .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
+        .create_async()
+        .await;
+    let cfg = config(&server.url(), LOGIN);
+    let creds = round(&cfg, &[CheckKind::Credentials]).await.remove(0);
+    assert_eq!(
+        (creds.status, creds.reason),
+        (Status::Fail, Reason::TokenEndpointError),
+        "{}",
+        creds.message
+    );
+    assert!(!creds.message.contains("rotated"), "{}", creds.message);
 }

@@ -99,6 +99,22 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 ),
             )
         }
+        // The token service took the credentials and issued a token, and the registry
+        // refused that token without saying it is invalid: the two disagree (service name,
+        // issuer, signing certificate), the credentials are not what is wrong.
+        Class::Unauthenticated
+            if cx.acting(anonymous).credentials_accepted && !super::invalid_token(&answer) =>
+        {
+            (
+                Status::Fail,
+                Reason::TokenEndpointError,
+                format!(
+                    "the token service accepted the credentials ({m}) and issued a token, but the registry refused it ({}{}): the token service and the registry disagree (service name, issuer or signing certificate); check the registry's auth.token settings against the token service",
+                    answer.describe(),
+                    said(&answer)
+                ),
+            )
+        }
         Class::Unauthenticated => (
             Status::Fail,
             Reason::InvalidCredentials,
