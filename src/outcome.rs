@@ -165,6 +165,9 @@ label_enum! {
         /// An HTTPS registry named a plain-HTTP token realm: the credentials are not sent
         /// there, as they would travel in clear text.
         InsecureTokenRealm => "insecure_token_realm",
+        /// A 401 without any `WWW-Authenticate` challenge: no client knows how to
+        /// authenticate (a proxy in front of the registry usually strips the header).
+        NoChallenge => "no_challenge",
     }
 }
 
@@ -268,6 +271,10 @@ pub struct CheckResult {
     pub diagnosis: Option<Diagnosis>,
     /// The runbook section for this check and reason.
     pub runbook_url: String,
+    /// The check whose finding in the same round is this result's cause: set when a
+    /// root cause (the API root not answering as the API, the credentials expired or
+    /// rejected) explains this result, whose reason then follows the root's.
+    pub consequence_of: Option<CheckKind>,
 }
 
 impl CheckResult {
@@ -291,6 +298,7 @@ impl CheckResult {
             requests: Vec::new(),
             diagnosis: None,
             runbook_url: String::new(),
+            consequence_of: None,
         }
     }
 

@@ -160,6 +160,11 @@ where
     if matches!(r.status, Status::Pass | Status::Skip) {
         return None;
     }
+    // Decided in the round itself (`checks::follow_root_causes`), so metrics, the `/`
+    // page and the doctor agree.
+    if r.consequence_of.is_some() {
+        return r.consequence_of;
+    }
     if r.check != CheckKind::Registry
         && UNREACHABLE.contains(&r.reason)
         && root_of(CheckKind::Registry, UNREACHABLE)

@@ -138,9 +138,10 @@ async fn exit_codes_text_and_json() {
 async fn usage_errors_exit_three_and_warnings_exit_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = mockito::Server::new_async().await;
+    // A 5xx at /v2/ is a warning (a 404 there is not the API: a failure).
     server
         .mock("GET", "/v2/")
-        .with_status(404)
+        .with_status(502)
         .create_async()
         .await;
     let cfg = write_config(

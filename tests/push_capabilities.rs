@@ -270,11 +270,12 @@ async fn basic_auth_registry_without_delete() {
     );
     assert_eq!(blob_links(&reg.root, PUSH_REPO).len(), 1);
 
-    // Without credentials on a registry that demands them: no write is even sent.
+    // Without credentials on a registry that demands them: no write is even sent. The
+    // referrers probe's anonymous 401 is `unauthorized`, as in every other check.
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
     assert_eq!(
         outcome(&r),
-        (Status::Info, Reason::NoCredentials, Some(401)),
+        (Status::Info, Reason::Unauthorized, Some(401)),
         "{}",
         r.message
     );

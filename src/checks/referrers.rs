@@ -11,7 +11,7 @@
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
 use crate::config::Target;
-use crate::distribution::{Lookup, OCI_INDEX, Reference, Referrers};
+use crate::distribution::{Answer, Class, Lookup, OCI_INDEX, Reference, Referrers};
 
 const KIND: CheckKind = CheckKind::Referrers;
 
@@ -29,7 +29,13 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
     {
         Ok(Lookup::Found(found)) => found,
         Ok(Lookup::Refused(answer, resp)) => {
-            let mut result = refused(KIND, &answer, anonymous, &format!("reading {image}"), repo);
+            let mut result = refused(
+                KIND,
+                &answer,
+                cx.acting(anonymous),
+                &format!("reading {image}"),
+                repo,
+            );
             result.api_version = resp.api_version();
             return result;
         }
@@ -97,9 +103,14 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         Referrers::NotTheApi { status: code, why } => {
             let tag = digest.fallback_tag();
             let fallback = match api.head_manifest(repo, &Reference::Tag(&tag)).await {
-                Ok(r) if r.status.is_success() => "present".to_string(),
-                Ok(r) if r.status.as_u16() == 404 => "absent".to_string(),
-                Ok(r) => format!("unknown (HTTP {})", r.status.as_u16()),
+                Ok(r) => {
+                    let answer = Answer::manifest(&r, false);
+                    match answer.class {
+                        Class::Success => "present".to_string(),
+                        Class::NotFound | Class::RepositoryUnknown => "absent".to_string(),
+                        _ => format!("unknown ({})", answer.describe()),
+                    }
+                }
                 Err(e) => format!("unknown ({e})"),
             };
             // A missing optional feature is not ill health (docs/checks.md, "A healthy
@@ -119,7 +130,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         Referrers::Refused(answer) => refused(
             KIND,
             &answer,
-            anonymous,
+            cx.acting(anonymous),
             &format!("listing the referrers of {image}"),
             repo,
         ),
