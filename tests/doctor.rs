@@ -578,14 +578,23 @@ async fn probe_success_is_one_unless_a_check_fails() {
 async fn the_doctor_fills_in_the_url_orders_by_severity_and_sums_up() {
     let reg = TestRegistry::start(Kind::Basic).await;
     let dir = tempfile::tempdir().unwrap();
+    // A gateway whose registry back end is down: 502 at /v2/, a warning (emulated: a real
+    // Distribution never answers 502 for itself).
+    let mut gateway = mockito::Server::new_async().await;
+    gateway
+        .mock("GET", "/v2/")
+        .with_status(502)
+        .create_async()
+        .await;
     let checks = "checks = [\"registry\", \"credentials\", \"pull\"]\n";
     // Configured warning first, so the order cannot come from the configuration.
     let text = format!(
-        "[[registries]]\nname = \"warned\"\nurl = \"{url}/not-a-registry\"\nchecks = [\"registry\"]\n\
+        "[[registries]]\nname = \"warned\"\nurl = \"{warned}\"\nchecks = [\"registry\"]\n\
          [[registries]]\nname = \"good\"\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n{checks}\
          [[registries]]\nname = \"bad\"\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"stale-password\"\n{checks}\
          [[registries]]\nname = \"down\"\nurl = \"http://127.0.0.1:1\"\n{checks}",
         url = reg.url,
+        warned = gateway.url(),
         user = support::BASIC_USER,
         password = support::BASIC_PASSWORD,
     );

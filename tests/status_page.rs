@@ -17,7 +17,7 @@ use support::{BASIC_PASSWORD, BASIC_USER, Kind, TestRegistry};
 /// A registry name that would be markup if the page did not escape it.
 const HOSTILE: &str = "<script>alert(\"x\")</script> & co";
 
-fn config_text(url: &str, bad_password: &str) -> String {
+fn config_text(url: &str, warned_url: &str, bad_password: &str) -> String {
     format!(
         r#"
 [defaults]
@@ -31,11 +31,11 @@ username = "{BASIC_USER}"
 password = "{BASIC_PASSWORD}"
 checks = ["registry", "pull"]
 
-# Not the registry's root: Distribution's router answers 404 for /not-a-registry/v2/, a
-# warning (reason not_a_registry).
+# A gateway in front of a registry whose back end is down answers 502 at /v2/: a warning
+# (reason server_error). A 404 there would be a failure (not the registry API).
 [[registries]]
 name = "warned"
-url = "{url}/not-a-registry"
+url = "{warned_url}"
 checks = ["registry"]
 
 [[registries]]
@@ -101,6 +101,21 @@ fn repeats(row: &str) -> usize {
     }
 }
 
+/// A gateway whose registry back end is down: 502 at `/v2/` (emulated: a real Distribution
+/// answers for itself, never 502).
+async fn bad_gateway() -> mockito::ServerGuard {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(502)
+        .with_header("content-type", "text/html")
+        .with_body("<html><body><h1>502 Bad Gateway</h1></body></html>")
+        .expect_at_least(1)
+        .create_async()
+        .await;
+    server
+}
+
 async fn get_page(exporter: &Exporter) -> String {
     let (code, ct, page) = exporter.get_with("/", &[]).await;
     assert_eq!(code, 200);
@@ -111,9 +126,14 @@ async fn get_page(exporter: &Exporter) -> String {
 #[tokio::test]
 async fn status_page_leads_with_trouble_and_explains_it() {
     let reg = TestRegistry::start(Kind::Basic).await;
+    let gateway = bad_gateway().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, config_text(&reg.url, "stale-password")).unwrap();
+    std::fs::write(
+        &path,
+        config_text(&reg.url, &gateway.url(), "stale-password"),
+    )
+    .unwrap();
     let exporter = Exporter::start(Config::load(Some(&path)).unwrap()).await;
     exporter.wait_ready().await;
     // About three rounds at a 1 s interval, so every series has repeats to collapse.
@@ -210,7 +230,7 @@ async fn status_page_leads_with_trouble_and_explains_it() {
     let warned = rows(latest, &["debug=true\">warned</a>"])[0];
     assert!(
         warned.starts_with(" class=\"reg warn\"><td><span class=\"b warn\">warning</span>")
-            && warned.contains("<b>registry</b> warn, not_a_registry, HTTP 404")
+            && warned.contains("<b>registry</b> warn, server_error, HTTP 502")
             && warned.contains("<div class=\"why\">likely cause: "),
         "{warned}"
     );
@@ -259,7 +279,7 @@ async fn status_page_leads_with_trouble_and_explains_it() {
 
     // Fix the password: the failing run and the passing one after it are two rows, the
     // passing one first, and the summary has no failure left.
-    std::fs::write(&path, config_text(&reg.url, BASIC_PASSWORD)).unwrap();
+    std::fs::write(&path, config_text(&reg.url, &gateway.url(), BASIC_PASSWORD)).unwrap();
     assert_eq!(exporter.post("/-/reload").await.0, 200);
     tokio::time::sleep(Duration::from_millis(2600)).await;
     let page = get_page(&exporter).await;
@@ -366,9 +386,14 @@ fn chromium(profile: &std::path::Path) -> std::process::Command {
 #[tokio::test]
 async fn every_text_on_the_page_is_legible_in_a_browser() {
     let reg = TestRegistry::start(Kind::Basic).await;
+    let gateway = bad_gateway().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, config_text(&reg.url, "stale-password")).unwrap();
+    std::fs::write(
+        &path,
+        config_text(&reg.url, &gateway.url(), "stale-password"),
+    )
+    .unwrap();
     let exporter = Exporter::start(Config::load(Some(&path)).unwrap()).await;
     exporter.wait_ready().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -63,7 +63,7 @@ fn assert_one_root_cause(results: &[CheckResult]) {
         .iter()
         .map(|r| ("r".to_string(), r.clone()))
         .collect();
-    let text = report::doctor_text(&named);
+    let text = report::doctor_text(&named, &report::Urls::new());
     assert_eq!(text.matches("ROOT CAUSE").count(), 1, "{text}");
 }
 
