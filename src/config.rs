@@ -88,6 +88,12 @@ pub struct RawRegistry {
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
     pub docker_config: Option<PathBuf>,
+    /// Whether the pull check downloads the test image's config blob (default true).
+    pub pull_blob: Option<bool>,
+    /// The platform whose manifest the pull check follows in an index, `os/arch[/variant]`.
+    pub pull_platform: Option<String>,
+    /// A forward proxy for every request to this registry (instead of the environment's).
+    pub proxy_url: Option<String>,
 }
 
 /// The seed keys, as figment hands them over: lower-cased, not snake-cased
@@ -315,6 +321,28 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub tls: TlsSettings,
+    /// Whether the pull check downloads the config blob (`pull_blob`, default true).
+    pub pull_blob: bool,
+    /// `os/arch[/variant]`, lower case: the manifest the pull check follows in an index.
+    pub pull_platform: String,
+    /// `proxy_url`: every request of this registry goes through it, and the environment's
+    /// `HTTP(S)_PROXY` is not consulted. Its credentials, if any, never reach an output
+    /// (see [`proxy_shown`]).
+    pub proxy_url: Option<Url>,
+}
+
+/// The platform the pull check follows in an index unless `pull_platform` says otherwise,
+/// as docker and containerd on most hosts would.
+pub const DEFAULT_PULL_PLATFORM: &str = "linux/amd64";
+
+/// A proxy URL as it may be shown: scheme, host and port, never its user or password.
+pub fn proxy_shown(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or("?"),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    )
 }
 
 /// Equal settings share one HTTP client (`client::RegistryClient::build_all`).
@@ -622,6 +650,17 @@ impl Config {
                 .or(d.test_tag.clone())
                 .unwrap_or_else(|| "latest".into());
             validate_reference(&key("test_tag"), &test_tag)?;
+            let pull_blob = reg.pull_blob.or(d.pull_blob).unwrap_or(true);
+            let pull_platform = reg
+                .pull_platform
+                .clone()
+                .or(d.pull_platform.clone())
+                .unwrap_or_else(|| DEFAULT_PULL_PLATFORM.into());
+            validate_platform(&key("pull_platform"), &pull_platform)?;
+            let proxy_url = match reg.proxy_url.as_deref().or(d.proxy_url.as_deref()) {
+                None => None,
+                Some(text) => Some(resolve_proxy_url(&key("proxy_url"), text)?),
+            };
             registries.push(Arc::new(Target {
                 name,
                 url,
@@ -637,6 +676,9 @@ impl Config {
                     insecure_skip_verify: insecure,
                     client_cert,
                 },
+                pull_blob,
+                pull_platform,
+                proxy_url,
             }));
         }
         Ok(Config {
@@ -899,6 +941,54 @@ fn validate_ca_file(key: &str, path: &Path) -> Result<(), ConfigError> {
             key,
             format!("{} holds no PEM certificate", path.display()),
             "point it at a PEM file with one or more \"BEGIN CERTIFICATE\" blocks",
+        )),
+    }
+}
+
+/// `os/arch` or `os/arch/variant` as image indexes name platforms (`linux/arm64/v8`).
+fn validate_platform(key: &str, platform: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("\"{platform}\" is not a platform"),
+            "write os/arch or os/arch/variant in lower case, such as \"linux/amd64\" or \"linux/arm64/v8\"",
+        ))
+    }
+}
+
+/// A forward proxy: an http:// or https:// URL with a host and nothing after it. It may
+/// carry a user and password (proxies ask for them with 407); they are never echoed.
+fn resolve_proxy_url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text.trim()).ok();
+    let shown = url
+        .as_ref()
+        .map(proxy_shown)
+        .unwrap_or_else(|| "the value".into());
+    match url {
+        Some(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && matches!(url.path(), "" | "/")
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Ok(url)
+        }
+        // The text is not echoed whole: it may hold the proxy's password.
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("{shown} is not an http(s) proxy URL"),
+            "write the proxy as http://host:port (or http://user:password@host:port when it asks for credentials)",
         )),
     }
 }

@@ -200,6 +200,12 @@ pub const METRICS: &[MetricDoc] = &[
         help: "Number of referrers of the test image, from the referrers API",
     },
     MetricDoc {
+        name: "oci_registry_pull_blob_duration_seconds",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "How long the pull check's download of the test image's config blob took, redirect to a storage or CDN host included",
+    },
+    MetricDoc {
         name: "oci_registry_check_info",
         kind: "gauge",
         labels: &["check", "check_id", "severity", "category", "runbook_url"],
@@ -639,6 +645,7 @@ enum RegistryFamily {
     Capability,
     CapabilityScore,
     Referrers,
+    BlobDuration,
 }
 
 impl RegistryFamily {
@@ -668,6 +675,7 @@ impl RegistryFamily {
             "oci_registry_capability_status" => F::Capability,
             "oci_registry_capability_score" => F::CapabilityScore,
             "oci_registry_referrers_count" => F::Referrers,
+            "oci_registry_pull_blob_duration_seconds" => F::BlobDuration,
             _ => return None,
         })
     }
@@ -696,6 +704,7 @@ impl RegistryFamily {
             F::Capability => f.capabilities.iter().any(Option::is_some),
             F::CapabilityScore => f.capability_score.is_some(),
             F::Referrers => f.referrers.is_some(),
+            F::BlobDuration => f.blob_duration.is_some(),
         }
     }
 
@@ -817,6 +826,7 @@ impl RegistryFamily {
                     l.start(name, label).u64(n);
                 }
             }
+            F::BlobDuration => gauge(&mut l, name, label, f.blob_duration),
         }
     }
 }
@@ -1000,6 +1010,7 @@ mod tests {
         rich.facts.upload_cancelled = Some(true);
         rich.facts.capabilities = vec![(Capability::ALL[0], CapabilityStatus::ALL[0])];
         rich.facts.referrers_count = Some(2);
+        rich.facts.blob_duration = Some(Duration::from_millis(4));
         let bare = CheckResult::new(CheckKind::Registry, Status::Fail, Reason::Timeout, "x");
         let store = store_with(&[("rich", rich), ("bare", bare)]);
         let mut seen = 0;
@@ -1163,6 +1174,7 @@ mod tests {
                         .collect()
                 }
                 CheckKind::Referrers => r.facts.referrers_count = Some(0),
+                CheckKind::Pull => r.facts.blob_duration = Some(Duration::from_millis(4)),
                 _ => {}
             }
             store.put("hub", r);

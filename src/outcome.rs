@@ -165,6 +165,19 @@ label_enum! {
         /// An HTTPS registry named a plain-HTTP token realm: the credentials are not sent
         /// there, as they would travel in clear text.
         InsecureTokenRealm => "insecure_token_realm",
+        /// The manifest resolved, but its config blob could not be downloaded: the host the
+        /// download went to (often a storage or CDN host the registry redirects to) refused,
+        /// failed or was unreachable.
+        BlobUnreachable => "blob_unreachable",
+        /// The config blob was downloaded, but its bytes do not match its digest.
+        BlobDigestMismatch => "blob_digest_mismatch",
+        /// The forward proxy (`proxy_url`, or `HTTP(S)_PROXY` from the environment) could not
+        /// be reached: refused, timed out or did not resolve. Not the registry's fault.
+        ProxyUnreachable => "proxy_unreachable",
+        /// The forward proxy asked for credentials (HTTP 407 Proxy Authentication Required).
+        ProxyAuthRequired => "proxy_auth_required",
+        /// The forward proxy was reached but would not carry the request (a refused tunnel).
+        ProxyError => "proxy_error",
     }
 }
 
@@ -233,6 +246,9 @@ pub struct Facts {
     pub referrers_count: Option<u64>,
     /// The OCI error code of the answer that decided the result, when it had one.
     pub error_code: Option<ErrorCode>,
+    /// Pull check: how long the config blob's download took (redirect included).
+    #[serde(with = "humantime_serde")]
+    pub blob_duration: Option<Duration>,
 }
 
 /// A registry's advertised request budget.
