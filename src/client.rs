@@ -1140,10 +1140,19 @@ impl RegistryClient {
             otel.status_code = tracing::field::Empty,
         );
         let result = async {
-            let mut resp = builder
-                .send()
-                .await
-                .map_err(|e| self.failure(&e, e.url().unwrap_or(url)))?;
+            // A reused connection the other end closed meanwhile (forward proxies such as
+            // tinyproxy close theirs after each answer): an idempotent request is sent once
+            // more on a fresh one, as Go's net/http does, rather than failing the check.
+            let again = builder
+                .try_clone()
+                .filter(|_| matches!(req.method, Method::GET | Method::HEAD));
+            let mut sent = builder.send().await;
+            if let (Err(e), Some(again)) = (&sent, again)
+                && closed_before_answer(e)
+            {
+                sent = again.send().await;
+            }
+            let mut resp = sent.map_err(|e| self.failure(&e, e.url().unwrap_or(url)))?;
             if resp.url().origin() != url.origin() {
                 redirected_to = Some(resp.url().origin().ascii_serialization());
             }
@@ -1508,6 +1517,22 @@ async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Byte
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Whether a request failed because its (pooled) connection was closed before any answer
+/// came: hyper's "connection closed before message completed".
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Maps a transport error to a bounded reason and a short text without the URL.

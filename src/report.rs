@@ -106,6 +106,10 @@ const UNREACHABLE: &[Reason] = &[
     Reason::Tls,
     Reason::Timeout,
     Reason::ConnectionError,
+    // The forward proxy every request goes through: the registry check names it first.
+    Reason::ProxyUnreachable,
+    Reason::ProxyAuthRequired,
+    Reason::ProxyError,
 ];
 
 /// Reasons that mean the configured credentials are the problem.
