@@ -175,6 +175,20 @@ pub fn annotate(result: &mut CheckResult, runbook_base_url: &str) {
 /// Picks the likely cause of a non-pass result from its typed facts: check × reason ×
 /// authentication method × OCI error code. No string in the evidence is consulted.
 pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
+    let generic = diagnose_generic(result)?;
+    // The product's own steps, when it is known and has some for this reason.
+    let product = result
+        .facts
+        .implementation
+        .and_then(|r| crate::implementation::fix(r.implementation, result.check, result.reason));
+    Some(match product {
+        Some(fix) => Diagnosis { fix, ..generic },
+        None => generic,
+    })
+}
+
+/// The cause and fix of [`diagnose`] for any product.
+fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
     if matches!(result.status, Status::Pass) {
         return None;
     }

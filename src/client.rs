@@ -144,6 +144,11 @@ pub const DEBUG_HEADERS: &[&str] = &[
     "oci-filters-applied",
     "allow",
     "range",
+    // What names the product (`implementation`): never a credential.
+    "server",
+    "x-jfrog-version",
+    "x-artifactory-id",
+    "gitlab-container-registry-version",
 ];
 
 fn debug_headers(headers: &HeaderMap, redactor: &Redactor) -> Vec<(String, String)> {

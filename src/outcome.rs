@@ -182,6 +182,35 @@ label_enum! {
 }
 
 label_enum! {
+    /// The product a registry runs, as recognised from its answers (`implementation`).
+    Implementation {
+        Distribution => "distribution",
+        DockerHub => "docker_hub",
+        Ghcr => "ghcr",
+        Harbor => "harbor",
+        Quay => "quay",
+        Gitlab => "gitlab",
+        Ecr => "ecr",
+        EcrPublic => "ecr_public",
+        ArtifactRegistry => "artifact_registry",
+        Acr => "acr",
+        Artifactory => "artifactory",
+        Nexus => "nexus",
+        Zot => "zot",
+        Unknown => "unknown",
+    }
+}
+
+/// Which product a registry runs and the evidence it was recognised by (see
+/// `implementation::RULES`): it changes the words of advice, never a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Recognition {
+    pub implementation: Implementation,
+    /// What in the answers said so, e.g. "the token realm's path /service/token".
+    pub evidence: &'static str,
+}
+
+label_enum! {
     /// A registry capability probed by the capabilities check.
     Capability {
         ApiVersion => "api_version",
@@ -249,6 +278,9 @@ pub struct Facts {
     /// Pull check: how long the config blob's download took (redirect included).
     #[serde(with = "humantime_serde")]
     pub blob_duration: Option<Duration>,
+    /// The registry's implementation, recognised from the round's answers (set by the
+    /// caller of the checks, `App::execute`, not by a check).
+    pub implementation: Option<Recognition>,
 }
 
 /// A registry's advertised request budget.

@@ -71,6 +71,13 @@ pub fn result_debug(out: &mut String, registry: &str, r: &CheckResult) {
         let evidence: Vec<String> = r.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "   evidence: {}", evidence.join(" "));
     }
+    if let Some(seen) = &r.facts.implementation {
+        let _ = writeln!(
+            out,
+            "   implementation: {}",
+            crate::implementation::describe(seen)
+        );
+    }
     if let Some(d) = &r.diagnosis {
         let _ = writeln!(out, "   likely cause: {}", d.cause);
         for (i, step) in d.fix.iter().enumerate() {
@@ -190,6 +197,9 @@ struct JsonResult<'a> {
     runbook_url: &'a str,
     /// The check whose failure explains this result, when another check is its root cause.
     consequence_of: Option<&'static str>,
+    /// The product the registry runs (`implementation` label value) and why it is thought so.
+    implementation: Option<&'static str>,
+    implementation_evidence: Option<&'static str>,
 }
 
 /// The doctor's JSON document (schema in docs/doctor.md).
@@ -214,6 +224,8 @@ pub fn doctor_json(results: &[(String, CheckResult)], exit_code: u8) -> String {
             fix: r.diagnosis.as_ref().map(|d| d.fix).unwrap_or(&[]),
             runbook_url: &r.runbook_url,
             consequence_of: root.map(CheckKind::id),
+            implementation: r.facts.implementation.map(|i| i.implementation.as_str()),
+            implementation_evidence: r.facts.implementation.map(|i| i.evidence),
         })
         .collect();
     let mut summary = serde_json::Map::new();
@@ -306,5 +318,29 @@ pub fn doctor_text(results: &[(String, CheckResult)]) -> String {
         }
         let _ = writeln!(out, "  runbook: {}", r.runbook_url);
     }
+    implementation_lines(&mut out, results);
     out
+}
+
+/// The doctor's line per registry naming the product it runs and why it is thought so:
+/// the fixes above are worded for it.
+fn implementation_lines(out: &mut String, results: &[(String, CheckResult)]) {
+    let mut said: Vec<&str> = Vec::new();
+    for (registry, r) in results {
+        let Some(seen) = &r.facts.implementation else {
+            continue;
+        };
+        if said.contains(&registry.as_str()) {
+            continue;
+        }
+        if said.is_empty() {
+            out.push('\n');
+        }
+        said.push(registry);
+        let _ = writeln!(
+            out,
+            "{registry}: implementation {}",
+            crate::implementation::describe(seen)
+        );
+    }
 }

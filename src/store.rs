@@ -149,6 +149,8 @@ pub(crate) struct KnownFacts {
     pub referrers: Option<u64>,
     /// The pull check's config-blob download, in seconds.
     pub blob_duration: Option<f64>,
+    /// The product the registry runs, as last recognised, and the evidence.
+    pub implementation: Option<crate::outcome::Recognition>,
 }
 
 /// Seconds since the Unix epoch, as the timestamp series carry them (0 before 1970).
@@ -199,6 +201,9 @@ impl KnownFacts {
         }
         if let Some(d) = f.blob_duration {
             self.blob_duration = Some(d.as_secs_f64());
+        }
+        if let Some(r) = f.implementation {
+            self.implementation = Some(r);
         }
     }
 }
@@ -371,6 +376,18 @@ impl Store {
             .zip(slots.checks.iter())
             .filter_map(|(&k, s)| Some(s.latest.as_deref()?.to_result(k, runbook_base_url)))
             .collect()
+    }
+
+    /// The product `registry` runs, as last recognised (for the `/` page).
+    pub fn implementation(&self, registry: &str) -> Option<crate::outcome::Recognition> {
+        let entry = self
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(registry)
+            .cloned()?;
+        let slots = entry.lock();
+        slots.facts.implementation
     }
 
     /// Every registry, in name order: a snapshot of the table for one scrape, so the

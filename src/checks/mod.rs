@@ -219,6 +219,7 @@ fn merge_facts(into: &mut Facts, from: Facts) {
     into.referrers_count = into.referrers_count.or(from.referrers_count);
     into.error_code = into.error_code.take().or(from.error_code);
     into.blob_duration = into.blob_duration.or(from.blob_duration);
+    into.implementation = into.implementation.or(from.implementation);
 }
 
 /// The longest panic message kept in a result.
