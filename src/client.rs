@@ -62,6 +62,8 @@ pub struct Request {
     pub anonymous: bool,
     /// Follow redirects (up to 5) inside the client; when false, a 3xx is the answer.
     pub follow_redirects: bool,
+    /// A shorter bound than the registry's timeout, for this request only.
+    pub timeout: Option<Duration>,
 }
 
 impl Request {
@@ -74,6 +76,7 @@ impl Request {
             read_body: true,
             anonymous: false,
             follow_redirects: true,
+            timeout: None,
         }
     }
 
@@ -711,7 +714,7 @@ impl RegistryClient {
         // Registries share a client when their TLS settings and their proxy are equal.
         type Key<'t> = (&'t TlsSettings, Option<&'t Url>);
         fn key(t: &Target) -> Key<'_> {
-            (&t.tls, t.proxy_url.as_ref())
+            (&t.tls, t.proxy_url.as_ref().map(|p| p.url()))
         }
         let mut groups: HashMap<Key<'_>, Vec<&Target>> = HashMap::new();
         for &target in targets {
@@ -725,7 +728,7 @@ impl RegistryClient {
                 None => {
                     let http = SharedHttp::build(
                         &target.tls,
-                        target.proxy_url.as_ref(),
+                        target.proxy_url.as_ref().map(|p| p.url()),
                         &groups[&key(target)],
                         max_idle_per_host,
                     )
@@ -811,7 +814,11 @@ impl RegistryClient {
         } else {
             (
                 Reason::ProxyUnreachable,
-                format!("{proxy} cannot be reached: {plain}"),
+                if plain.reason() == Reason::Timeout {
+                    format!("{proxy} cannot be reached: it did not answer in time")
+                } else {
+                    format!("{proxy} cannot be reached: {plain}")
+                },
             )
         };
         RequestError::Transport { reason, detail }
@@ -1077,15 +1084,35 @@ impl RegistryClient {
     /// Sends a GET to another origin than the registry's (where a registry redirected a
     /// download): never with credentials, following no redirect (the caller follows them
     /// one by one), recorded in `trail` with the path only.
+    ///
+    /// It gets half the registry's timeout: a storage host behind a firewall that drops
+    /// packets must fail as that host's timeout while the check still has time to say so.
     pub async fn send_elsewhere(&self, url: &Url, trail: &Trail) -> Result<Response, RequestError> {
-        let req = Request::new(Method::GET, url.as_str())
+        let mut req = Request::new(Method::GET, url.as_str())
             .anonymous()
             .no_redirects();
+        let limit = self.timeout / 2;
+        req.timeout = Some(limit);
         let note = Some(format!(
             "redirected to {}, without credentials",
             url.origin().ascii_serialization()
         ));
-        self.send_once(&req, url, &Auth::None, trail, note).await
+        self.send_once(&req, url, &Auth::None, trail, note)
+            .await
+            .map_err(|e| match e {
+                // Not "the registry": another host did not answer.
+                RequestError::Transport {
+                    reason: Reason::Timeout,
+                    ..
+                } => RequestError::Transport {
+                    reason: Reason::Timeout,
+                    detail: format!(
+                        "no answer within {} (half the registry's timeout)",
+                        humantime::format_duration(limit)
+                    ),
+                },
+                e => e,
+            })
     }
 
     async fn send_once(
@@ -1104,6 +1131,9 @@ impl RegistryClient {
                 .request(req.method.clone(), url.clone())
                 .timeout(self.timeout)
         };
+        if let Some(limit) = req.timeout {
+            builder = builder.timeout(limit);
+        }
         if !req.accept.is_empty() {
             // One header with a comma list: Distribution parses it (see the reference facts).
             builder = builder.header(header::ACCEPT, req.accept.join(", "));

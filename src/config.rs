@@ -328,7 +328,24 @@ pub struct Target {
     /// `proxy_url`: every request of this registry goes through it, and the environment's
     /// `HTTP(S)_PROXY` is not consulted. Its credentials, if any, never reach an output
     /// (see [`proxy_shown`]).
-    pub proxy_url: Option<Url>,
+    pub proxy_url: Option<ProxyUrl>,
+}
+
+/// A forward proxy's URL, which may hold its user and password: its `Debug` shows only
+/// scheme, host and port, so no `{:?}` of a target leaks them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProxyUrl(Url);
+
+impl ProxyUrl {
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({})", proxy_shown(&self.0))
+    }
 }
 
 /// The platform the pull check follows in an index unless `pull_platform` says otherwise,
@@ -659,7 +676,7 @@ impl Config {
             validate_platform(&key("pull_platform"), &pull_platform)?;
             let proxy_url = match reg.proxy_url.as_deref().or(d.proxy_url.as_deref()) {
                 None => None,
-                Some(text) => Some(resolve_proxy_url(&key("proxy_url"), text)?),
+                Some(text) => Some(ProxyUrl(resolve_proxy_url(&key("proxy_url"), text)?)),
             };
             registries.push(Arc::new(Target {
                 name,
@@ -1027,5 +1044,18 @@ fn validate_reference(key: &str, tag: &str) -> Result<(), ConfigError> {
             format!("\"{tag}\" is not a valid tag"),
             "use a tag such as \"latest\" or a digest such as \"sha256:...\"",
         ))
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_password_never_reaches_debug_output() {
+        let url = resolve_proxy_url("proxy_url", "http://monitor:hunter2@proxy.example.com:3128")
+            .expect("a proxy URL with credentials is accepted");
+        let shown = format!("{:?}", ProxyUrl(url));
+        assert_eq!(shown, "ProxyUrl(http://proxy.example.com:3128)");
     }
 }

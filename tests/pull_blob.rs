@@ -14,7 +14,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{basic_challenge, config_from_toml, free_port, run_one};
+use common::{basic_challenge, config_from_toml, free_port, hanging_server, run_one};
 use mockito::{Matcher, Server, ServerGuard};
 use oci_registry_exporter::checks::{CheckKind, CheckResult, Reason, Status};
 use sha2::{Digest as _, Sha256};
@@ -382,4 +382,29 @@ async fn an_index_is_followed_to_the_configured_platform() {
     );
     assert_eq!(evidence(&r, "platform"), Some("linux/arm64/v8"));
     assert_eq!(evidence(&r, "platform_fallback"), None);
+}
+
+#[tokio::test]
+async fn a_blob_host_that_drops_the_traffic_fails_as_that_hosts_timeout_within_the_check() {
+    // A firewall that drops (rather than refuses) the storage host's packets: the connection
+    // is accepted by nothing that answers. The download gets half the check's timeout, so
+    // the verdict still names the host, not a bare check timeout.
+    let (addr, hold) = hanging_server(std::time::Duration::from_secs(10)).await;
+    let silent = format!("http://{addr}");
+    let server = registry(&silent, false).await;
+    let r = run_one(&config(&server.url(), ""), CheckKind::Pull).await;
+    hold.abort();
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::BlobUnreachable),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains(&silent), "{}", r.message);
+    // The registry's timeout here is 5s: the storage host had 2s 500ms.
+    assert!(
+        r.message.contains("no answer within 2s 500ms"),
+        "{}",
+        r.message
+    );
 }
