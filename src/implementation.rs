@@ -602,10 +602,15 @@ mod tests {
 
     // Each case is an answer as public reports show it; the URL is a made-up host where
     // the product runs self-hosted, so the host name alone cannot decide.
-    #[test]
-    fn each_implementation_is_recognised_from_its_answers() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Implementation);
-        let cases: &[Case<'_>] = &[
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Implementation,
+    );
+
+    /// One answer per product, as public reports show it.
+    fn cases() -> &'static [Case] {
+        &[
             // shared/reference/distribution-2.8-facts.md §1: DDAV and the configured realm.
             (
                 "http://127.0.0.1:5002",
@@ -733,18 +738,51 @@ mod tests {
                 &[DDAV, ("www-authenticate", "Basic realm=\"zot\"")],
                 Implementation::Zot,
             ),
-        ];
-        for (url, headers, want) in cases {
-            assert_eq!(seen(url, headers), *want, "{url} {headers:?}");
+        ]
+    }
+
+    /// The product of the case for `want`.
+    fn recognised(want: Implementation) -> Implementation {
+        let (url, headers, _) = cases()
+            .iter()
+            .find(|(_, _, i)| *i == want)
+            .unwrap_or_else(|| panic!("{want:?} has no case"));
+        seen(url, headers)
+    }
+
+    macro_rules! each_recognised {
+        ($($name:ident => $product:ident,)+) => {$(
+            #[test]
+            fn $name() {
+                assert_eq!(recognised(Implementation::$product), Implementation::$product);
+            }
+        )+};
+    }
+
+    each_recognised! {
+        distribution_is_recognised => Distribution,
+        docker_hub_is_recognised => DockerHub,
+        ghcr_is_recognised => Ghcr,
+        harbor_is_recognised => Harbor,
+        quay_is_recognised => Quay,
+        gitlab_is_recognised => Gitlab,
+        ecr_is_recognised => Ecr,
+        ecr_public_is_recognised => EcrPublic,
+        artifact_registry_is_recognised => ArtifactRegistry,
+        acr_is_recognised => Acr,
+        artifactory_is_recognised => Artifactory,
+        nexus_is_recognised => Nexus,
+        zot_is_recognised => Zot,
+    }
+
+    #[test]
+    fn every_product_has_a_case_and_only_its_own_rule_matches_it() {
+        for &i in Implementation::ALL {
+            if i != Implementation::Unknown {
+                assert_eq!(recognised(i), i);
+            }
         }
-        // Every product has a case.
-        for i in Implementation::ALL {
-            let covered = cases.iter().any(|(_, _, w)| w == i);
-            assert!(
-                covered || *i == Implementation::Unknown,
-                "{i:?} has no case"
-            );
-        }
+        assert_eq!(cases().len(), Implementation::ALL.len() - 1);
     }
 
     #[test]
