@@ -232,13 +232,16 @@ async fn a_proxy_from_the_environment_is_named_with_its_variable() {
         "[[registries]]\nname = \"env-proxied\"\nurl = \"{}\"\ntimeout = \"5s\"\nchecks = [\"registry\", \"pull\"]\n",
         reg.url
     );
-    let (code, out) = doctor_with_env(&cfg, &[("HTTP_PROXY", &down)]);
+    // Credentials in the variable are the proxy's: never shown.
+    let with_password = down.replace("http://", "http://monitor:env-s3cret@");
+    let (code, out) = doctor_with_env(&cfg, &[("HTTP_PROXY", &with_password)]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("proxy_unreachable"), "{out}");
     assert!(
         out.contains(&format!("the proxy {down} (from HTTP_PROXY)")),
         "{out}"
     );
+    assert!(!out.contains("env-s3cret"), "{out}");
     // NO_PROXY exempts the registry, as reqwest and curl read it: then it is reached directly.
     let (code, out) = doctor_with_env(&cfg, &[("HTTP_PROXY", &down), ("NO_PROXY", "127.0.0.1")]);
     assert_eq!(code, 0, "{out}");

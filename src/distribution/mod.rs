@@ -664,7 +664,7 @@ impl UploadSession {
 
 /// The next step of a pull from a manifest's body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum PullStep {
+pub(crate) enum PullStep {
     /// An image manifest: its config blob.
     Config { digest: Digest, size: Option<u64> },
     /// An index: the child manifest for the platform; `exact` when it is the one wanted.
@@ -678,7 +678,7 @@ enum PullStep {
 /// What a pull does next with this manifest body, wanting `platform` from an index as
 /// docker and containerd do (an entry without a variant matches any wanted variant; an
 /// `unknown/unknown` entry is an attestation, never run). Lenient on everything else.
-fn pull_step(body: &[u8], platform: &str) -> Result<PullStep, String> {
+pub(crate) fn pull_step(body: &[u8], platform: &str) -> Result<PullStep, String> {
     #[derive(Deserialize)]
     struct Platform {
         os: Option<String>,
