@@ -408,3 +408,55 @@ async fn a_blob_host_that_drops_the_traffic_fails_as_that_hosts_timeout_within_t
         r.message
     );
 }
+
+#[tokio::test]
+async fn a_registry_missing_the_blob_its_manifest_names_fails_the_pull() {
+    // A registry answers 404 BLOB_UNKNOWN for a blob its storage lacks (OCI distribution
+    // spec, "Pulling blobs": 404 when the blob is not found). Distribution's garbage
+    // collection docs warn that an upload during a collection can lose its layers, leaving
+    // such a manifest (distribution.github.io/distribution/about/garbage-collection).
+    let mut server = Server::new_async().await;
+    let manifest = manifest();
+    let digest = sha256(manifest.as_bytes());
+    for path in [
+        "/v2/library/alpine/manifests/latest".to_string(),
+        format!("/v2/library/alpine/manifests/{digest}"),
+    ] {
+        for method in ["HEAD", "GET"] {
+            server
+                .mock(method, path.as_str())
+                .with_status(200)
+                .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .with_header("docker-content-digest", &digest)
+                .with_body(&manifest)
+                .create_async()
+                .await;
+        }
+    }
+    server
+        .mock(
+            "GET",
+            format!("/v2/library/alpine/blobs/{}", sha256(CONFIG)).as_str(),
+        )
+        .with_status(404)
+        .with_header("content-type", "application/json")
+        .with_body(r#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#)
+        .create_async()
+        .await;
+    let r = run_one(&config(&server.url(), ""), CheckKind::Pull).await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::BlobUnreachable, Some(404)),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("BLOB_UNKNOWN"), "{}", r.message);
+    assert!(
+        r.message
+            .contains(&format!("the registry ({})", server.url())),
+        "{}",
+        r.message
+    );
+    assert!(r.message.contains("storage back-end"), "{}", r.message);
+    assert!(!r.message.contains("firewall"), "{}", r.message);
+}

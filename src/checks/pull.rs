@@ -119,17 +119,23 @@ pub(crate) async fn blob_step(
         None => (registry.clone(), false),
     };
     let unreachable = |blob: &BlobRef, host: &str, redirected: bool, what: String| {
-        let whose = if redirected {
-            format!("{host}, where the registry redirected the download")
+        let (whose, fix) = if redirected {
+            (
+                format!("{host}, where the registry redirected the download"),
+                "allow that host in the firewall and proxy, and check the storage back-end",
+            )
         } else {
-            format!("the registry ({host})")
+            (
+                format!("the registry ({host})"),
+                "check the registry's storage back-end and its logs",
+            )
         };
         let r = CheckResult::new(
             KIND,
             Status::Fail,
             Reason::BlobUnreachable,
             format!(
-                "the manifest of {image} resolves but its config blob {} cannot be downloaded from {whose}: {what}; every pull fails the same way: allow that host in the firewall and proxy, and check the storage back-end",
+                "the manifest of {image} resolves but its config blob {} cannot be downloaded from {whose}: {what}; every pull fails the same way: {fix}",
                 blob.digest
             ),
         );
