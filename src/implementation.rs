@@ -355,7 +355,7 @@ pub fn fix(
     Some(match (implementation, topic(reason)?) {
         (I::Unknown, _) => return None,
         (I::Distribution, T::Login) => &[
-            "Distribution checks users in its htpasswd file (auth.htpasswd.path) or delegates to the token service its auth.token.realm names: verify the user there, or the token service's account",
+            "set username and password_file to a user of Distribution's htpasswd file (auth.htpasswd.path), or to an account of the token service its auth.token.realm names",
             "docs: https://distribution.github.io/distribution/about/configuration/#auth",
         ],
         (I::Distribution, T::Access) if reason == Reason::ReadOnly => &[
@@ -372,7 +372,7 @@ pub fn fix(
             "docs: https://distribution.github.io/distribution/about/configuration/#redirect",
         ],
         (I::DockerHub, T::Login) => &[
-            "log in with the Docker ID and a personal access token (Account settings > Personal access tokens) with Read-only scope for monitoring; an expired or deleted token is refused",
+            "set username to the Docker ID and password_file to a personal access token (Account settings > Personal access tokens) with Read-only scope; an expired or deleted token is refused",
             "docs: https://docs.docker.com/security/for-developers/access-tokens/",
         ],
         (I::DockerHub, T::Access) => &[
@@ -388,7 +388,7 @@ pub fn fix(
             "docs: https://docs.docker.com/desktop/setup/allow-list/",
         ],
         (I::Ghcr, T::Login) => &[
-            "use a personal access token (classic) with read:packages (write:packages to push) as the password, with the GitHub user name; fine-grained tokens do not work with GHCR",
+            "set username to the GitHub user and password_file to a personal access token (classic) with read:packages (write:packages to push); fine-grained tokens do not work with GHCR",
             "docs: https://docs.github.com/en/packages/working-with-a-github-packages-registry/working-with-the-container-registry#authenticating-with-a-personal-access-token-classic",
         ],
         (I::Ghcr, T::Access) => &[
@@ -404,7 +404,7 @@ pub fn fix(
             "docs: https://docs.github.com/en/authentication/keeping-your-account-and-data-secure/about-githubs-ip-addresses",
         ],
         (I::Harbor, T::Login) => &[
-            "use a robot account (robot$<project>+<name>, or robot$<name> for a system robot) and its secret; a robot account expires at the date set at creation: refresh or extend its secret in the project's Robot Accounts",
+            "set username to a robot account (robot$<project>+<name>, or robot$<name> for a system robot) and password_file to its secret; a robot account expires at the date set at creation: refresh or extend it in the project's Robot Accounts",
             "docs: https://goharbor.io/docs/main/working-with-projects/project-configuration/create-robot-accounts/",
         ],
         (I::Harbor, T::Access) if reason == Reason::ReadOnly => &[
@@ -425,7 +425,7 @@ pub fn fix(
             "docs: https://goharbor.io/docs/main/install-config/configure-yml-file/",
         ],
         (I::Quay, T::Login) => &[
-            "use a robot account (<org>+<name>) and its token; a deleted or regenerated robot token is refused",
+            "set username to a robot account (<org>+<name>) and password_file to its token; a deleted or regenerated robot token is refused",
             "docs: https://docs.projectquay.io/use_quay.html#allow-robot-access-user-repo",
         ],
         (I::Quay, T::Access) => &[
@@ -441,7 +441,7 @@ pub fn fix(
             "docs: https://docs.projectquay.io/deploy_quay.html",
         ],
         (I::Gitlab, T::Login) => &[
-            "use a deploy token with read_registry (write_registry to push) or a personal/project access token with read_registry; expired tokens are refused",
+            "set username and password_file to a deploy token with read_registry (write_registry to push), or a personal/project access token with read_registry; expired tokens are refused",
             "docs: https://docs.gitlab.com/ee/user/packages/container_registry/authenticate_with_container_registry.html",
         ],
         (I::Gitlab, T::Access) if writes => &[
@@ -482,7 +482,7 @@ pub fn fix(
             "docs: https://docs.aws.amazon.com/AmazonECR/latest/userguide/vpc-endpoints.html",
         ],
         (I::EcrPublic, T::Login | T::Access) => &[
-            "ECR Public is readable anonymously; pushes need ecr-public:* permissions in us-east-1 and a token from aws ecr-public get-login-password --region us-east-1",
+            "ECR Public is readable anonymously; pushes need ecr-public:* permissions in us-east-1 and a token from aws ecr-public get-login-password --region us-east-1 (set username to AWS and password_file to it, refreshed within 12 hours)",
             "docs: https://docs.aws.amazon.com/AmazonECR/latest/public/public-registry-auth.html",
         ],
         (I::EcrPublic, T::Limits) => &[
@@ -514,7 +514,7 @@ pub fn fix(
             "docs: https://cloud.google.com/artifact-registry/docs/securing-with-vpc-sc",
         ],
         (I::Acr, T::Login) => &[
-            "use a service principal (application ID and client secret; secrets expire) or a token/identity token; check its expiry in Microsoft Entra ID",
+            "set username and password_file to a service principal (application ID and client secret; secrets expire: see Microsoft Entra ID) or a repository-scoped token, or docker_config with an identity token",
             "docs: https://learn.microsoft.com/azure/container-registry/container-registry-authentication",
         ],
         (I::Acr, T::Access) if writes => &[
@@ -534,7 +534,7 @@ pub fn fix(
             "docs: https://learn.microsoft.com/azure/container-registry/container-registry-firewall-access-rules",
         ],
         (I::Artifactory, T::Login) => &[
-            "use the user name with an identity token or API key of that user (Edit Profile > Generate an Identity Token); tokens expire",
+            "set username to the Artifactory user and password_file to its identity token (Edit Profile > Generate an Identity Token); tokens expire",
             "docs: https://jfrog.com/help/r/jfrog-artifactory-documentation/docker-registry",
         ],
         (I::Artifactory, T::Access) => &[
@@ -547,7 +547,7 @@ pub fn fix(
             "docs: https://jfrog.com/help/r/jfrog-artifactory-documentation/direct-cloud-storage-download",
         ],
         (I::Nexus, T::Login) => &[
-            "the Docker Bearer Token Realm must be active (Security > Realms) for docker login; check the user and password in Nexus",
+            "set username and password_file to a Nexus user; the Docker Bearer Token Realm must be active (Security > Realms) for docker login to work",
             "docs: https://help.sonatype.com/en/docker-authentication.html",
         ],
         (I::Nexus, T::Access) => &[
@@ -556,7 +556,7 @@ pub fn fix(
         ],
         (I::Nexus, T::Limits | T::Storage) => return None,
         (I::Zot, T::Login) => &[
-            "check the user in zot's htpasswd file (http.auth.htpasswd.path) or its LDAP/OpenID setup",
+            "set username and password_file to a user of zot's htpasswd file (http.auth.htpasswd.path), LDAP or OpenID setup",
             "docs: https://zotregistry.dev/latest/articles/authn-authz/",
         ],
         (I::Zot, T::Access) => &[
@@ -852,6 +852,16 @@ mod tests {
         )
         .unwrap();
         assert!(hub.join(" ").contains("6 hours"), "{hub:?}");
+        // Login steps say what to configure, for a registry without credentials as for one
+        // whose credentials were refused: never just "check the password".
+        for &i in Implementation::ALL {
+            if let Some(steps) = fix(i, CheckKind::Pull, Reason::Unauthorized) {
+                assert!(
+                    steps[0].contains("username") || steps[0].contains("docker_config"),
+                    "{i:?}: {steps:?}"
+                );
+            }
+        }
         // Every product's steps end with a link to its documentation.
         for &i in Implementation::ALL {
             for &reason in Reason::ALL {
