@@ -252,3 +252,30 @@ async fn a_proxy_from_the_environment_is_named_with_its_variable() {
     assert_eq!(code, 0, "{out}");
     assert!(proxy.log().contains("/v2/"), "{}", proxy.log());
 }
+
+#[tokio::test]
+async fn a_proxy_that_accepts_and_never_answers_is_named_in_the_timeout() {
+    // A proxy that takes the connection and says nothing: it, or the registry behind it, is
+    // stuck; which one cannot be told from here, so the reason stays `timeout`, but the
+    // words name the proxy the request went through.
+    let reg = TestRegistry::start(Kind::Open).await;
+    let (addr, hold) = common::hanging_server(Duration::from_secs(10)).await;
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"proxied\"\nurl = \"{}\"\ntimeout = \"1s\"\ninterval = \"1s\"\nproxy_url = \"http://{addr}\"\n",
+        reg.url
+    ));
+    let r = run_one(&cfg, CheckKind::Registry).await;
+    hold.abort();
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::Timeout),
+        "{}",
+        r.message
+    );
+    assert!(
+        r.message
+            .contains(&format!("the proxy http://{addr} (from proxy_url)")),
+        "{}",
+        r.message
+    );
+}

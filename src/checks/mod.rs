@@ -303,8 +303,13 @@ pub async fn run_check(
             Status::Fail,
             Reason::Timeout,
             format!(
-                "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow)",
-                humantime::format_duration(target.timeout)
+                "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow){}",
+                humantime::format_duration(target.timeout),
+                // With a proxy, the stuck party may be the proxy: name it.
+                client
+                    .proxy_for(&target.url)
+                    .map(|p| format!("; the requests went through {p}"))
+                    .unwrap_or_default()
             ),
         ),
     };
