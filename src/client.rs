@@ -669,6 +669,26 @@ pub struct RegistryClient {
     docker_lookup: tokio::sync::Mutex<()>,
     /// The secrets of the credentials last resolved, for the [`Redactor`].
     resolved_secrets: Mutex<Vec<SecretString>>,
+    /// What the pull check last learnt from a manifest (see [`PullMemo`]).
+    pull_memo: Mutex<Option<PullMemo>>,
+}
+
+/// Where a pull's manifest led, remembered by the manifest's digest: a manifest is
+/// content-addressed, so while the tag's digest stays the same the pull check downloads
+/// only the config blob, not the manifest again (on Docker Hub a manifest GET counts
+/// against the pull limit, a blob GET does not). Plain strings: `client` knows no
+/// `distribution` types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullMemo {
+    /// The digest of the manifest (or index) the tag resolved to.
+    pub manifest: String,
+    /// The platform wanted (`pull_platform`).
+    pub wanted: String,
+    pub config: String,
+    pub config_size: Option<u64>,
+    /// The platform followed in an index, and whether it was a fallback.
+    pub platform: Option<String>,
+    pub fallback: Option<String>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -751,6 +771,7 @@ impl RegistryClient {
                 docker: Mutex::new(None),
                 docker_lookup: tokio::sync::Mutex::new(()),
                 resolved_secrets: Mutex::new(Vec::new()),
+                pull_memo: Mutex::new(None),
             });
         }
         Ok(clients)
@@ -764,6 +785,20 @@ impl RegistryClient {
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// What the last pull learnt from the manifest `manifest` for the platform `wanted`.
+    pub fn pull_memo(&self, manifest: &str, wanted: &str) -> Option<PullMemo> {
+        self.pull_memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|m| m.manifest == manifest && m.wanted == wanted)
+    }
+
+    /// Remembers where a pull's manifest led (one entry: the test image's).
+    pub fn remember_pull(&self, memo: PullMemo) {
+        *self.pull_memo.lock().unwrap_or_else(|p| p.into_inner()) = Some(memo);
     }
 
     /// The forward proxy requests to `url` go through, if any.

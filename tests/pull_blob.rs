@@ -460,3 +460,59 @@ async fn a_registry_missing_the_blob_its_manifest_names_fails_the_pull() {
     assert!(r.message.contains("storage back-end"), "{}", r.message);
     assert!(!r.message.contains("firewall"), "{}", r.message);
 }
+
+#[tokio::test]
+async fn the_manifest_is_downloaded_once_per_digest_and_the_blob_every_round() {
+    // Docker Hub counts a manifest GET as a pull, a HEAD and a blob GET not
+    // (docs.docker.com/docker-hub/usage/pulls): while the tag's digest stays the same, a
+    // round costs a HEAD and the blob only.
+    let mut server = Server::new_async().await;
+    let manifest = manifest();
+    let digest = sha256(manifest.as_bytes());
+    server
+        .mock("HEAD", "/v2/library/alpine/manifests/latest")
+        .with_status(200)
+        .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .with_header("docker-content-digest", &digest)
+        .expect(3)
+        .create_async()
+        .await;
+    let get = server
+        .mock(
+            "GET",
+            format!("/v2/library/alpine/manifests/{digest}").as_str(),
+        )
+        .with_status(200)
+        .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .with_body(&manifest)
+        .expect(1)
+        .create_async()
+        .await;
+    let blob = server
+        .mock(
+            "GET",
+            format!("/v2/library/alpine/blobs/{}", sha256(CONFIG)).as_str(),
+        )
+        .with_status(200)
+        .with_body(CONFIG)
+        .expect(3)
+        .create_async()
+        .await;
+    let cfg = config(&server.url(), "");
+    let target = &cfg.registries[0];
+    let client = std::sync::Arc::new(
+        oci_registry_exporter::client::RegistryClient::new(target).expect("client builds"),
+    );
+    for _ in 0..3 {
+        let r = oci_registry_exporter::checks::run_check(CheckKind::Pull, target, &client).await;
+        assert_eq!(
+            (r.status, r.reason),
+            (Status::Pass, Reason::Ok),
+            "{}",
+            r.message
+        );
+        assert_eq!(evidence(&r, "config_blob"), Some(sha256(CONFIG).as_str()));
+    }
+    get.assert_async().await;
+    blob.assert_async().await;
+}

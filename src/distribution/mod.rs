@@ -279,6 +279,24 @@ impl<'a> Api<'a> {
         reference: &Reference<'_>,
         platform: &str,
     ) -> Result<BlobFetch, RequestError> {
+        // The same manifest digest as last time: its config blob is known.
+        if let Reference::Digest(top) = reference
+            && let Some(memo) = self.client.pull_memo(top.as_str(), platform)
+            && let Some(digest) = Digest::parse(&memo.config)
+        {
+            let blob = BlobRef {
+                digest,
+                platform: memo.platform,
+                platform_fallback: memo.fallback,
+            };
+            if memo.config_size.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+                return Ok(BlobFetch::TooLarge {
+                    size: memo.config_size.unwrap_or_default(),
+                    blob,
+                });
+            }
+            return self.fetch_blob(repo, blob).await;
+        }
         let mut resp = self.get_manifest(repo, reference).await?;
         let mut chosen = None;
         let mut fallback = None;
@@ -296,6 +314,16 @@ impl<'a> Api<'a> {
             };
             match step {
                 PullStep::Config { digest, size } => {
+                    if let Reference::Digest(top) = reference {
+                        self.client.remember_pull(crate::client::PullMemo {
+                            manifest: top.as_str().to_string(),
+                            wanted: platform.to_string(),
+                            config: digest.as_str().to_string(),
+                            config_size: size,
+                            platform: chosen.clone(),
+                            fallback: fallback.clone(),
+                        });
+                    }
                     let blob = BlobRef {
                         digest,
                         platform: chosen,
