@@ -556,8 +556,9 @@ fn log_result(registry: &str, r: &CheckResult) {
         };
     }
     match r.status {
-        Status::Fail => log!(warn),
-        Status::Warn => log!(info),
+        // A warning is logged as one, at the level its name says; a failure too (at warn:
+        // the exporter itself is fine, the registry is not).
+        Status::Fail | Status::Warn => log!(warn),
         _ => log!(debug),
     }
 }

@@ -26,9 +26,11 @@ pub enum Severity {
 impl Severity {
     pub fn as_str(self) -> &'static str {
         match self {
+            // The alerts' words (and Alertmanager's routing, and the dashboards' colours):
+            // one vocabulary for a check's default severity and an alert's severity.
             Severity::Info => "info",
-            Severity::Warn => "warn",
-            Severity::Fail => "fail",
+            Severity::Warn => "warning",
+            Severity::Fail => "critical",
         }
     }
 }

@@ -218,7 +218,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         implementation: Implementation::Acr,
         evidence: "the token realm /oauth2/token on a host *.azurecr.io",
-        source: "github.com/Azure/acr docs/AAD-OAuth.md (realm https://<registry>.azurecr.io/oauth2/token)",
+        source: "github.com/Azure/acr docs/AAD-OAuth.md (realm https://<name>.azurecr.io/oauth2/token)",
         matches: |s| {
             s.host_ends(".azurecr.io")
                 || s.realms.iter().any(|(h, _, _)| h.ends_with(".azurecr.io"))
@@ -354,10 +354,8 @@ pub fn fix(
     let writes = matches!(check, CheckKind::Push | CheckKind::Capabilities);
     Some(match (implementation, topic(reason)?) {
         (I::Unknown, _) => return None,
-        (I::Distribution, T::Login) => &[
-            "set username and password_file to a user of Distribution's htpasswd file (auth.htpasswd.path), or to an account of the token service its auth.token.realm names",
-            "docs: https://distribution.github.io/distribution/about/configuration/#auth",
-        ],
+        // The generic steps (docker login, password_file) are Distribution's own words.
+        (I::Distribution, T::Login) => return None,
         (I::Distribution, T::Access) if reason == Reason::ReadOnly => &[
             "turn maintenance mode off when it is over: storage.maintenance.readonly.enabled: false, then restart the registry",
             "docs: https://distribution.github.io/distribution/about/configuration/#maintenance",
@@ -530,7 +528,7 @@ pub fn fix(
             "docs: https://learn.microsoft.com/azure/container-registry/container-registry-skus",
         ],
         (I::Acr, T::Storage) => &[
-            "ACR serves blobs from its data endpoints (<registry>.<region>.data.azurecr.io, or *.blob.core.windows.net): allow them in the firewall",
+            "ACR serves blobs from its data endpoints (<name>.<region>.data.azurecr.io, or *.blob.core.windows.net): allow them in the firewall",
             "docs: https://learn.microsoft.com/azure/container-registry/container-registry-firewall-access-rules",
         ],
         (I::Artifactory, T::Login) => &[

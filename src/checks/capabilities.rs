@@ -681,8 +681,11 @@ impl Probing<'_> {
                 ),
             )
         } else if let Some(r) = referrers.filter(|p| p.state == CapabilityStatus::Unsupported) {
+            // An optional feature the registry lacks is `info`, like the other capabilities
+            // (docs/checks.md, "A healthy registry is green"); a capability lost is paged on
+            // by the alerts, which see its history (OciRegistryCapabilityScoreDropped).
             (
-                Status::Warn,
+                Status::Info,
                 Reason::Unsupported,
                 r.code,
                 format!(

@@ -5,7 +5,9 @@
 //! `GET /v2/<repo>/referrers/<digest>` asks for an OCI image index. An index means the API
 //! exists; an answer that is not the API (a router 404, an HTML page) means it does not,
 //! and clients (oras, cosign, notation) fall back to the tag schema `sha256-<hex>`, whose
-//! presence this check reports as evidence. A fail is only for what breaks clients.
+//! presence this check reports as evidence. A registry without the API is `info`, not a
+//! warning: the API is optional (OCI 1.1) and clients fall back. A fail is only for what
+//! breaks clients.
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
 use crate::config::Target;
@@ -100,9 +102,12 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
                 Ok(r) => format!("unknown (HTTP {})", r.status.as_u16()),
                 Err(e) => format!("unknown ({e})"),
             };
+            // A missing optional feature is not ill health (docs/checks.md, "A healthy
+            // registry is green"): `info`. Losing the API is a regression the alert
+            // OciRegistryReferrersSupportLost pages on, from the capability's history.
             CheckResult::new(
                 KIND,
-                Status::Warn,
+                Status::Info,
                 Reason::Unsupported,
                 format!(
                     "the registry has no referrers API (GET /v2/{repo}/referrers/<digest>: {why}); clients fall back to the tag schema {tag}, which is {fallback} for {image}; signatures and SBOMs still work that way, but upgrade to an OCI 1.1 registry for the API"
