@@ -54,6 +54,10 @@ pub struct TargetRuntime {
     /// The generation's token: a result of a retired generation is never recorded.
     retired: CancellationToken,
     runbook_base_url: Arc<str>,
+    /// The product last recognised from this registry's answers: a round that shows no
+    /// product's mark (a cached token, no challenge) keeps it.
+    // std Mutex: held only to read or write, never across an .await.
+    implementation: Mutex<Option<crate::outcome::Recognition>>,
 }
 
 /// The results of one `/probe` run, shared by every probe that joined it; `None` when
@@ -116,6 +120,7 @@ impl Common {
             probes: Mutex::new(HashMap::new()),
             retired: self.retired.clone(),
             runbook_base_url: self.runbook_base_url.clone(),
+            implementation: Mutex::new(None),
         }
     }
 }
@@ -515,7 +520,21 @@ async fn execute_with(
     // One finding per cause: results a root cause explains follow it, before they are
     // annotated, recorded or shown anywhere.
     checks::follow_root_causes(&mut results);
+    // The product is recognised from the whole round's answers, then every result's advice
+    // is worded for it (never its verdict).
+    let seen = {
+        let fresh = crate::implementation::recognise(&rt.target.url, &results);
+        let mut last = rt.implementation.lock().unwrap_or_else(|p| p.into_inner());
+        match (*last, fresh.implementation) {
+            (Some(known), crate::outcome::Implementation::Unknown) => known,
+            _ => {
+                *last = Some(fresh);
+                fresh
+            }
+        }
+    };
     for result in &mut results {
+        result.facts.implementation = Some(seen);
         catalogue::annotate(result, &rt.runbook_base_url);
     }
     results

@@ -142,6 +142,7 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
                 R::ConnectionRefused, R::Dns, R::Tls, R::Timeout, R::ConnectionError,
                 R::ServerError, R::RateLimited, R::UnexpectedStatus, R::InvalidResponse,
                 R::InternalError, R::LocalResourceExhausted, R::NotARegistry, R::NoChallenge,
+                R::ProxyUnreachable, R::ProxyAuthRequired, R::ProxyError,
                 $(R::$r),*
             ];
             L
@@ -157,7 +158,7 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
     match kind {
         CheckKind::Registry => list!(),
         CheckKind::Credentials => list!(authenticated;),
-        CheckKind::Pull => list!(authenticated; NotFound, Nonconformant),
+        CheckKind::Pull => list!(authenticated; NotFound, Nonconformant, BlobUnreachable, BlobDigestMismatch),
         CheckKind::Push => list!(authenticated; NoCredentials, RepositoryNotFound, ReadOnly),
         CheckKind::Capabilities => {
             list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotFound,
@@ -176,6 +177,20 @@ pub fn annotate(result: &mut CheckResult, runbook_base_url: &str) {
 /// Picks the likely cause of a non-pass result from its typed facts: check × reason ×
 /// authentication method × OCI error code. No string in the evidence is consulted.
 pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
+    let generic = diagnose_generic(result)?;
+    // The product's own steps, when it is known and has some for this reason.
+    let product = result
+        .facts
+        .implementation
+        .and_then(|r| crate::implementation::fix(r.implementation, result.check, result.reason));
+    Some(match product {
+        Some(fix) => Diagnosis { fix, ..generic },
+        None => generic,
+    })
+}
+
+/// The cause and fix of [`diagnose`] for any product.
+fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
     if matches!(result.status, Status::Pass) {
         return None;
     }
@@ -463,6 +478,44 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             &[
                 "report it with the message and the exporter's error log line (`a check panicked`), and the exporter's version",
                 "the check runs again at its next turn; if it keeps panicking, remove it from `checks` for this registry until a fix is released",
+            ],
+        ),
+        (_, R::BlobUnreachable) => d(
+            "the manifest resolves but its blobs cannot be downloaded from the host the download went to (often a storage or CDN host the registry redirects to): every pull fails after the manifest",
+            &[
+                "allow the blob host named in the message in the firewall, network policy and proxy (besides the registry's own host)",
+                "check the registry's storage back-end (S3, GCS, Azure Blob, a CDN) and its credentials; a 403 from a storage host is often an expired presigned URL: check the clocks (NTP) of the registry and the storage",
+                "try it as a client does: curl -vL <url>/v2/<test_repository>/blobs/<digest> (the digest is in the message)",
+            ],
+        ),
+        (_, R::BlobDigestMismatch) => d(
+            "the config blob downloaded, but its bytes do not match its digest: clients refuse it, so pulls fail",
+            &[
+                "find what altered the bytes: a proxy or CDN that rewrites or truncates answers, or corrupt storage",
+                "compare: curl -sL <url>/v2/<test_repository>/blobs/<digest> | sha256sum",
+                "if the storage is corrupt, push the image again",
+            ],
+        ),
+        (_, R::ProxyUnreachable) => d(
+            "the forward proxy the requests go through cannot be reached (refused, timed out, or its host does not resolve): the registry itself was never asked",
+            &[
+                "check that the proxy named in the message is running and listening",
+                "check where it is configured: `proxy_url` for this registry, or HTTPS_PROXY / HTTP_PROXY / NO_PROXY in the exporter's environment",
+                "if the registry must be reached directly, add its host to NO_PROXY",
+            ],
+        ),
+        (_, R::ProxyAuthRequired) => d(
+            "the forward proxy asks for credentials (HTTP 407) and none or wrong ones were given",
+            &[
+                "put the proxy's user and password into the proxy URL (`proxy_url = \"http://user:password@proxy:3128\"`, or HTTPS_PROXY)",
+                "or ask the proxy's administrators to allow the exporter's address without credentials",
+            ],
+        ),
+        (_, R::ProxyError) => d(
+            "the forward proxy was reached but would not carry the request to the registry (it refused the CONNECT tunnel)",
+            &[
+                "check the proxy's logs and rules: is the registry's host and port allowed (many proxies allow CONNECT only to port 443)",
+                "check that the proxy itself can reach the registry",
             ],
         ),
         (_, R::Ok) => None,

@@ -60,6 +60,10 @@ pub struct Request {
     pub read_body: bool,
     /// Send no credentials at all: for reachability probes.
     pub anonymous: bool,
+    /// Follow redirects (up to 5) inside the client; when false, a 3xx is the answer.
+    pub follow_redirects: bool,
+    /// A shorter bound than the registry's timeout, for this request only.
+    pub timeout: Option<Duration>,
 }
 
 impl Request {
@@ -71,7 +75,15 @@ impl Request {
             scope: None,
             read_body: true,
             anonymous: false,
+            follow_redirects: true,
+            timeout: None,
         }
+    }
+
+    /// Answers a redirect with the 3xx itself, for the caller to follow.
+    pub fn no_redirects(mut self) -> Self {
+        self.follow_redirects = false;
+        self
     }
 
     pub fn accept(mut self, media_types: &[&'static str]) -> Self {
@@ -139,6 +151,11 @@ pub const DEBUG_HEADERS: &[&str] = &[
     "oci-filters-applied",
     "allow",
     "range",
+    // What names the product (`implementation`): never a credential.
+    "server",
+    "x-jfrog-version",
+    "x-artifactory-id",
+    "gitlab-container-registry-version",
 ];
 
 fn debug_headers(headers: &HeaderMap, redactor: &Redactor) -> Vec<(String, String)> {
@@ -270,6 +287,85 @@ struct TrailInner {
     /// for them, or a request carrying Basic credentials or the static bearer token got a
     /// 2xx.
     credentials_accepted: bool,
+}
+
+/// Where a request ended up after redirects: the origin that answered it, or at which it
+/// failed. A blob download is redirected to a storage or CDN host, whose failure must be
+/// named as that host's, not the registry's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    /// `scheme://host[:port]`: never a path, a query (presigned URLs carry signatures
+    /// there) or credentials.
+    pub origin: String,
+    /// Whether that is another origin than the registry's (a redirect left it).
+    pub redirected: bool,
+}
+
+/// The forward proxy a request goes through, as it may be shown (no credentials), and
+/// where it was configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyInUse {
+    /// `scheme://host[:port]` of the proxy.
+    pub shown: String,
+    /// `proxy_url`, or the environment variable it came from (`HTTPS_PROXY`, ...).
+    pub source: &'static str,
+}
+
+impl fmt::Display for ProxyInUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the proxy {} (from {})", self.shown, self.source)
+    }
+}
+
+/// How a client's requests find their proxy: the registry's `proxy_url`, or the
+/// environment's variables as reqwest reads them (with `NO_PROXY`).
+enum ProxyRoute {
+    Configured(Url),
+    // Boxed: the matcher is large, and one route lives per shared client.
+    Environment(Box<hyper_util::client::proxy::matcher::Matcher>),
+}
+
+impl ProxyRoute {
+    fn for_url(&self, url: &Url) -> Option<ProxyInUse> {
+        match self {
+            ProxyRoute::Configured(proxy) => Some(ProxyInUse {
+                shown: crate::config::proxy_shown(proxy),
+                source: "proxy_url",
+            }),
+            ProxyRoute::Environment(matcher) => {
+                let uri: http::Uri = url.as_str().parse().ok()?;
+                let hit = matcher.intercept(&uri)?;
+                let proxy = hit.uri();
+                let shown = format!(
+                    "{}://{}{}",
+                    proxy.scheme_str().unwrap_or("http"),
+                    proxy.host().unwrap_or("?"),
+                    proxy
+                        .port_u16()
+                        .map(|p| format!(":{p}"))
+                        .unwrap_or_default()
+                );
+                Some(ProxyInUse {
+                    shown,
+                    source: env_proxy_source(url.scheme()),
+                })
+            }
+        }
+    }
+}
+
+/// The variable a proxy for `scheme` comes from, in the order curl and reqwest read them.
+fn env_proxy_source(scheme: &str) -> &'static str {
+    let names: &[&'static str] = if scheme == "https" {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    names
+        .iter()
+        .copied()
+        .find(|n| std::env::var_os(n).is_some_and(|v| !v.is_empty()))
+        .unwrap_or("the environment")
 }
 
 impl Trail {
@@ -516,7 +612,12 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// recorder of its certificate verifier, shared by the registries with the same TLS settings.
 struct SharedHttp {
     http: reqwest::Client,
+    /// The same, following no redirect: for [`Request::no_redirects`]. Its pool is used by
+    /// blob downloads only.
+    manual: reqwest::Client,
     chain_expiries: Arc<ChainExpiries>,
+    /// Which proxy its requests go through, to name it when it fails.
+    proxy: ProxyRoute,
 }
 
 impl SharedHttp {
@@ -525,6 +626,7 @@ impl SharedHttp {
     /// could never all be used again.
     fn build(
         tls: &TlsSettings,
+        proxy: Option<&Url>,
         targets: &[&Target],
         max_idle_per_host: usize,
     ) -> Result<SharedHttp, String> {
@@ -542,24 +644,52 @@ impl SharedHttp {
             .map(|t| t.timeout)
             .max()
             .unwrap_or(crate::config::DEFAULT_TIMEOUT);
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(connect_timeout)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(max_idle_per_host.max(1))
+        // A configured proxy replaces the environment's (reqwest then reads no variable).
+        let (configured, route) = match proxy {
+            Some(url) => {
+                let p = reqwest::Proxy::all(url.as_str()).map_err(|_| {
+                    format!(
+                        "proxy_url {} is not usable as a proxy",
+                        crate::config::proxy_shown(url)
+                    )
+                })?;
+                (Some(p), ProxyRoute::Configured(url.clone()))
+            }
+            None => (
+                None,
+                ProxyRoute::Environment(Box::new(
+                    hyper_util::client::proxy::matcher::Matcher::from_env(),
+                )),
+            ),
+        };
+        let build = |redirects: reqwest::redirect::Policy| {
+            let mut builder = reqwest::Client::builder();
+            if let Some(p) = &configured {
+                builder = builder.proxy(p.clone());
+            }
+            builder
+                .user_agent(USER_AGENT)
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(max_idle_per_host.max(1))
+                .redirect(redirects)
+                // The leaf each connection presented, on every response: the key to its
+                // chain's expiry in `chain_expiries`.
+                .tls_info(true)
+                // Trust, client certificate and the chain-expiry recorder: see `tls`.
+                .tls_backend_preconfigured(tls.clone())
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        Ok(SharedHttp {
             // The same for every registry, so not part of what tells clients apart. reqwest
             // drops `Authorization` when a redirect leaves the origin, per request.
-            .redirect(reqwest::redirect::Policy::limited(5))
-            // The leaf each connection presented, on every response: the key to its chain's
-            // expiry in `chain_expiries`.
-            .tls_info(true)
-            // Trust, client certificate and the chain-expiry recorder: see `tls`.
-            .tls_backend_preconfigured(tls)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(SharedHttp {
-            http,
+            http: build(reqwest::redirect::Policy::limited(5))?,
+            // A failure after a followed redirect carries the first URL, not the host that
+            // failed: blob downloads follow their redirects one by one to name each host.
+            manual: build(reqwest::redirect::Policy::none())?,
             chain_expiries,
+            proxy: route,
         })
     }
 }
@@ -582,6 +712,26 @@ pub struct RegistryClient {
     docker_lookup: tokio::sync::Mutex<()>,
     /// The secrets of the credentials last resolved, for the [`Redactor`].
     resolved_secrets: Mutex<Vec<SecretString>>,
+    /// What the pull check last learnt from a manifest (see [`PullMemo`]).
+    pull_memo: Mutex<Option<PullMemo>>,
+}
+
+/// Where a pull's manifest led, remembered by the manifest's digest: a manifest is
+/// content-addressed, so while the tag's digest stays the same the pull check downloads
+/// only the config blob, not the manifest again (on Docker Hub a manifest GET counts
+/// against the pull limit, a blob GET does not). Plain strings: `client` knows no
+/// `distribution` types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullMemo {
+    /// The digest of the manifest (or index) the tag resolved to.
+    pub manifest: String,
+    /// The platform wanted (`pull_platform`).
+    pub wanted: String,
+    pub config: String,
+    pub config_size: Option<u64>,
+    /// The platform followed in an index, and whether it was a fallback.
+    pub platform: Option<String>,
+    pub fallback: Option<String>,
 }
 
 impl fmt::Debug for RegistryClient {
@@ -624,24 +774,33 @@ impl RegistryClient {
         targets: &[&Target],
         max_idle_per_host: usize,
     ) -> Result<Vec<RegistryClient>, ClientBuildError> {
-        let mut groups: HashMap<&TlsSettings, Vec<&Target>> = HashMap::new();
-        for &target in targets {
-            groups.entry(&target.tls).or_default().push(target);
+        // Registries share a client when their TLS settings and their proxy are equal.
+        type Key<'t> = (&'t TlsSettings, Option<&'t Url>);
+        fn key(t: &Target) -> Key<'_> {
+            (&t.tls, t.proxy_url.as_ref().map(|p| p.url()))
         }
-        let mut shared: HashMap<&TlsSettings, Arc<SharedHttp>> = HashMap::new();
+        let mut groups: HashMap<Key<'_>, Vec<&Target>> = HashMap::new();
+        for &target in targets {
+            groups.entry(key(target)).or_default().push(target);
+        }
+        let mut shared: HashMap<Key<'_>, Arc<SharedHttp>> = HashMap::new();
         let mut clients = Vec::with_capacity(targets.len());
         for &target in targets {
-            let http = match shared.get(&target.tls) {
+            let http = match shared.get(&key(target)) {
                 Some(http) => http.clone(),
                 None => {
-                    let http =
-                        SharedHttp::build(&target.tls, &groups[&target.tls], max_idle_per_host)
-                            .map(Arc::new)
-                            .map_err(|detail| ClientBuildError {
-                                registry: target.name.clone(),
-                                detail,
-                            })?;
-                    shared.insert(&target.tls, http.clone());
+                    let http = SharedHttp::build(
+                        &target.tls,
+                        target.proxy_url.as_ref().map(|p| p.url()),
+                        &groups[&key(target)],
+                        max_idle_per_host,
+                    )
+                    .map(Arc::new)
+                    .map_err(|detail| ClientBuildError {
+                        registry: target.name.clone(),
+                        detail,
+                    })?;
+                    shared.insert(key(target), http.clone());
                     http
                 }
             };
@@ -655,6 +814,7 @@ impl RegistryClient {
                 docker: Mutex::new(None),
                 docker_lookup: tokio::sync::Mutex::new(()),
                 resolved_secrets: Mutex::new(Vec::new()),
+                pull_memo: Mutex::new(None),
             });
         }
         Ok(clients)
@@ -668,6 +828,78 @@ impl RegistryClient {
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// What the last pull learnt from the manifest `manifest` for the platform `wanted`.
+    pub fn pull_memo(&self, manifest: &str, wanted: &str) -> Option<PullMemo> {
+        self.pull_memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|m| m.manifest == manifest && m.wanted == wanted)
+    }
+
+    /// Remembers where a pull's manifest led (one entry: the test image's).
+    pub fn remember_pull(&self, memo: PullMemo) {
+        *self.pull_memo.lock().unwrap_or_else(|p| p.into_inner()) = Some(memo);
+    }
+
+    /// The forward proxy requests to `url` go through, if any.
+    pub fn proxy_for(&self, url: &Url) -> Option<ProxyInUse> {
+        self.shared.proxy.for_url(url)
+    }
+
+    /// A transport failure in words that name the proxy when one carried the request:
+    /// with a proxy every connection goes to it, so a refused or unresolvable connection is
+    /// the proxy's, not the registry's (reqwest's tunnel errors say which step failed).
+    fn failure(&self, e: &reqwest::Error, at: &Url) -> RequestError {
+        let plain = transport_error(e);
+        let Some(proxy) = self.proxy_for(at) else {
+            return plain;
+        };
+        let mut chain = Vec::new();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            chain.push(err.to_string());
+            source = err.source();
+        }
+        let all = chain.join(": ");
+        // hyper-util's `TunnelError` is not exported: its words are what can be read.
+        let (reason, detail) = if all.contains("proxy authorization required") {
+            (
+                Reason::ProxyAuthRequired,
+                format!(
+                    "{proxy} asks for credentials (407 Proxy Authentication Required) to open a tunnel to the registry"
+                ),
+            )
+        } else if all.contains("tunnel error: unsuccessful")
+            || all.contains("tunnel error: unexpected end of file")
+            || all.contains("tunnel error: proxy response headers too long")
+        {
+            (
+                Reason::ProxyError,
+                format!(
+                    "{proxy} would not open a tunnel to {} (it answered CONNECT with an error): the proxy cannot reach the registry or its rules forbid it",
+                    at.host_str().unwrap_or("the registry")
+                ),
+            )
+        } else if plain.reason() == Reason::Tls || !e.is_connect() {
+            // The registry's own certificate, or a failure after the proxy connected.
+            return RequestError::Transport {
+                reason: plain.reason(),
+                detail: format!("{plain} (through {proxy})"),
+            };
+        } else {
+            (
+                Reason::ProxyUnreachable,
+                if plain.reason() == Reason::Timeout {
+                    format!("{proxy} cannot be reached: it did not answer in time")
+                } else {
+                    format!("{proxy} cannot be reached: {plain}")
+                },
+            )
+        };
+        RequestError::Transport { reason, detail }
     }
 
     /// The earliest expiry of the certificate chain of the connection `resp` came over, when
@@ -929,6 +1161,40 @@ impl RegistryClient {
             .timeout(self.timeout)
     }
 
+    /// Sends a GET to another origin than the registry's (where a registry redirected a
+    /// download): never with credentials, following no redirect (the caller follows them
+    /// one by one), recorded in `trail` with the path only.
+    ///
+    /// It gets half the registry's timeout: a storage host behind a firewall that drops
+    /// packets must fail as that host's timeout while the check still has time to say so.
+    pub async fn send_elsewhere(&self, url: &Url, trail: &Trail) -> Result<Response, RequestError> {
+        let mut req = Request::new(Method::GET, url.as_str())
+            .anonymous()
+            .no_redirects();
+        let limit = self.timeout / 2;
+        req.timeout = Some(limit);
+        let note = Some(format!(
+            "redirected to {}, without credentials",
+            url.origin().ascii_serialization()
+        ));
+        self.send_once(&req, url, &Auth::None, trail, note)
+            .await
+            .map_err(|e| match e {
+                // Not "the registry": another host did not answer.
+                RequestError::Transport {
+                    reason: Reason::Timeout,
+                    ..
+                } => RequestError::Transport {
+                    reason: Reason::Timeout,
+                    detail: format!(
+                        "no answer within {} (half the registry's timeout)",
+                        humantime::format_duration(limit)
+                    ),
+                },
+                e => e,
+            })
+    }
+
     async fn send_once(
         &self,
         req: &Request,
@@ -937,7 +1203,17 @@ impl RegistryClient {
         trail: &Trail,
         note: Option<String>,
     ) -> Result<Response, RequestError> {
-        let mut builder = self.request(req.method.clone(), url);
+        let mut builder = if req.follow_redirects {
+            self.request(req.method.clone(), url)
+        } else {
+            self.shared
+                .manual
+                .request(req.method.clone(), url.clone())
+                .timeout(self.timeout)
+        };
+        if let Some(limit) = req.timeout {
+            builder = builder.timeout(limit);
+        }
         if !req.accept.is_empty() {
             // One header with a comma list: Distribution parses it (see the reference facts).
             builder = builder.header(header::ACCEPT, req.accept.join(", "));
@@ -968,6 +1244,7 @@ impl RegistryClient {
             headers: Vec::new(),
         };
         let mut kept_headers = Vec::new();
+        let mut redirected_to = None;
         // The path only: the query and the headers (credentials) never go into a span.
         let span = tracing::info_span!(
             "http.request",
@@ -978,8 +1255,35 @@ impl RegistryClient {
             otel.status_code = tracing::field::Empty,
         );
         let result = async {
-            let mut resp = builder.send().await.map_err(|e| transport_error(&e))?;
+            // A reused connection the other end closed meanwhile (forward proxies such as
+            // tinyproxy close theirs after each answer): an idempotent request is sent once
+            // more on a fresh one, as Go's net/http does, rather than failing the check.
+            let again = builder
+                .try_clone()
+                .filter(|_| matches!(req.method, Method::GET | Method::HEAD));
+            let mut sent = builder.send().await;
+            if let (Err(e), Some(again)) = (&sent, again)
+                && closed_before_answer(e)
+            {
+                sent = again.send().await;
+            }
+            let mut resp = sent.map_err(|e| self.failure(&e, e.url().unwrap_or(url)))?;
+            if resp.url().origin() != url.origin() {
+                redirected_to = Some(resp.url().origin().ascii_serialization());
+            }
             let status = resp.status();
+            // A 407 is the proxy's answer (plain-HTTP requests go through it as they are),
+            // never the registry's.
+            if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                && let Some(proxy) = self.proxy_for(resp.url())
+            {
+                return Err(RequestError::Transport {
+                    reason: Reason::ProxyAuthRequired,
+                    detail: format!(
+                        "{proxy} asks for credentials (407 Proxy Authentication Required)"
+                    ),
+                });
+            }
             if let Some(expiry) = self.chain_expiry(&resp) {
                 trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
             }
@@ -1017,6 +1321,13 @@ impl RegistryClient {
         // Credentials the registry itself took (Basic, or a static bearer token).
         let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
             && result.as_ref().is_ok_and(|r| r.status.is_success());
+        if let Some(origin) = redirected_to {
+            let redirect = format!("redirected to {origin}, without credentials");
+            record.note = Some(match record.note.take() {
+                Some(note) => format!("{note}; {redirect}"),
+                None => redirect,
+            });
+        }
         trail.push(record);
         if accepted {
             trail.with(|t| t.credentials_accepted = true);
@@ -1408,6 +1719,22 @@ async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Byte
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+/// Whether a request failed because its (pooled) connection was closed before any answer
+/// came: hyper's "connection closed before message completed".
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Maps a transport error to a bounded reason and a short text without the URL.

@@ -166,6 +166,12 @@ pub struct RawRegistry {
     /// A Docker config.json (or its directory) whose auths or credential helpers give the
     /// credentials.
     pub docker_config: Option<PathBuf>,
+    /// Whether the pull check downloads the test image's config blob (default true).
+    pub pull_blob: Option<bool>,
+    /// The platform whose manifest the pull check follows in an index, `os/arch[/variant]`.
+    pub pull_platform: Option<String>,
+    /// A forward proxy for every request to this registry (instead of the environment's).
+    pub proxy_url: Option<String>,
 }
 
 /// The JSON Schema (draft-07, what editors and Helm read) of the configuration file,
@@ -449,6 +455,45 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub tls: TlsSettings,
+    /// Whether the pull check downloads the config blob (`pull_blob`, default true).
+    pub pull_blob: bool,
+    /// `os/arch[/variant]`, lower case: the manifest the pull check follows in an index.
+    pub pull_platform: String,
+    /// `proxy_url`: every request of this registry goes through it, and the environment's
+    /// `HTTP(S)_PROXY` is not consulted. Its credentials, if any, never reach an output
+    /// (see [`proxy_shown`]).
+    pub proxy_url: Option<ProxyUrl>,
+}
+
+/// A forward proxy's URL, which may hold its user and password: its `Debug` shows only
+/// scheme, host and port, so no `{:?}` of a target leaks them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProxyUrl(Url);
+
+impl ProxyUrl {
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProxyUrl({})", proxy_shown(&self.0))
+    }
+}
+
+/// The platform the pull check follows in an index unless `pull_platform` says otherwise,
+/// as docker and containerd on most hosts would.
+pub const DEFAULT_PULL_PLATFORM: &str = "linux/amd64";
+
+/// A proxy URL as it may be shown: scheme, host and port, never its user or password.
+pub fn proxy_shown(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or("?"),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    )
 }
 
 /// Equal settings share one HTTP client (`client::RegistryClient::build_all`).
@@ -756,6 +801,17 @@ impl Config {
                 .or(d.test_tag.clone())
                 .unwrap_or_else(|| "latest".into());
             validate_reference(&key("test_tag"), &test_tag)?;
+            let pull_blob = reg.pull_blob.or(d.pull_blob).unwrap_or(true);
+            let pull_platform = reg
+                .pull_platform
+                .clone()
+                .or(d.pull_platform.clone())
+                .unwrap_or_else(|| DEFAULT_PULL_PLATFORM.into());
+            validate_platform(&key("pull_platform"), &pull_platform)?;
+            let proxy_url = match reg.proxy_url.as_deref().or(d.proxy_url.as_deref()) {
+                None => None,
+                Some(text) => Some(ProxyUrl(resolve_proxy_url(&key("proxy_url"), text)?)),
+            };
             registries.push(Arc::new(Target {
                 name,
                 url,
@@ -771,6 +827,9 @@ impl Config {
                     insecure_skip_verify: insecure,
                     client_cert,
                 },
+                pull_blob,
+                pull_platform,
+                proxy_url,
             }));
         }
         Ok(Config {
@@ -1037,6 +1096,54 @@ fn validate_ca_file(key: &str, path: &Path) -> Result<(), ConfigError> {
     }
 }
 
+/// `os/arch` or `os/arch/variant` as image indexes name platforms (`linux/arm64/v8`).
+fn validate_platform(key: &str, platform: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 32
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("\"{platform}\" is not a platform"),
+            "write os/arch or os/arch/variant in lower case, such as \"linux/amd64\" or \"linux/arm64/v8\"",
+        ))
+    }
+}
+
+/// A forward proxy: an http:// or https:// URL with a host and nothing after it. It may
+/// carry a user and password (proxies ask for them with 407); they are never echoed.
+fn resolve_proxy_url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text.trim()).ok();
+    let shown = url
+        .as_ref()
+        .map(proxy_shown)
+        .unwrap_or_else(|| "the value".into());
+    match url {
+        Some(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && matches!(url.path(), "" | "/")
+                && url.query().is_none()
+                && url.fragment().is_none() =>
+        {
+            Ok(url)
+        }
+        // The text is not echoed whole: it may hold the proxy's password.
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("{shown} is not an http(s) proxy URL"),
+            "write the proxy as http://host:port (or http://user:password@host:port when it asks for credentials)",
+        )),
+    }
+}
+
 /// Repository names as the distribution spec allows them: lower-case path components.
 fn validate_repository(key: &str, name: &str) -> Result<(), ConfigError> {
     let component_ok = |c: &str| {
@@ -1071,5 +1178,18 @@ fn validate_reference(key: &str, tag: &str) -> Result<(), ConfigError> {
             format!("\"{tag}\" is not a valid tag"),
             "use a tag such as \"latest\" or a digest such as \"sha256:...\"",
         ))
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_password_never_reaches_debug_output() {
+        let url = resolve_proxy_url("proxy_url", "http://monitor:hunter2@proxy.example.com:3128")
+            .expect("a proxy URL with credentials is accepted");
+        let shown = format!("{:?}", ProxyUrl(url));
+        assert_eq!(shown, "ProxyUrl(http://proxy.example.com:3128)");
     }
 }

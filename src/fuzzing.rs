@@ -87,6 +87,9 @@ pub fn referrers_index(data: &[u8]) {
 /// A manifest as the mount probe reads it (config blob, first child).
 pub fn manifest(data: &[u8]) {
     let _ = distribution::manifest_links(data);
+    // What the pull follows: an index's platform entry, or the config blob.
+    let _ = distribution::pull_step(data, "linux/amd64");
+    let _ = distribution::pull_step(data, "linux/arm64/v8");
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = distribution::Digest::parse(text);
     }

@@ -37,6 +37,7 @@ pub mod distribution;
 pub mod docker_config;
 pub mod doctor;
 pub mod fuzzing;
+pub mod implementation;
 pub mod metrics;
 pub mod outcome;
 pub mod process;

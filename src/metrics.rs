@@ -200,6 +200,18 @@ pub const METRICS: &[MetricDoc] = &[
         help: "Number of referrers of the test image, from the referrers API",
     },
     MetricDoc {
+        name: "oci_registry_implementation_info",
+        kind: "gauge",
+        labels: &["registry", "implementation"],
+        help: "1 with the product the registry runs, recognised from its answers (distribution, docker_hub, ghcr, harbor, quay, gitlab, ecr, ecr_public, artifact_registry, acr, artifactory, nexus, zot, unknown); it words advice, never a verdict",
+    },
+    MetricDoc {
+        name: "oci_registry_pull_blob_duration_seconds",
+        kind: "gauge",
+        labels: &["registry"],
+        help: "How long the pull check's download of the test image's config blob took, redirect to a storage or CDN host included",
+    },
+    MetricDoc {
         name: "oci_registry_check_info",
         kind: "gauge",
         labels: &["check", "check_id", "severity", "category", "runbook_url"],
@@ -639,6 +651,8 @@ enum RegistryFamily {
     Capability,
     CapabilityScore,
     Referrers,
+    BlobDuration,
+    Implementation,
 }
 
 impl RegistryFamily {
@@ -668,6 +682,8 @@ impl RegistryFamily {
             "oci_registry_capability_status" => F::Capability,
             "oci_registry_capability_score" => F::CapabilityScore,
             "oci_registry_referrers_count" => F::Referrers,
+            "oci_registry_pull_blob_duration_seconds" => F::BlobDuration,
+            "oci_registry_implementation_info" => F::Implementation,
             _ => return None,
         })
     }
@@ -696,6 +712,8 @@ impl RegistryFamily {
             F::Capability => f.capabilities.iter().any(Option::is_some),
             F::CapabilityScore => f.capability_score.is_some(),
             F::Referrers => f.referrers.is_some(),
+            F::BlobDuration => f.blob_duration.is_some(),
+            F::Implementation => f.implementation.is_some(),
         }
     }
 
@@ -815,6 +833,14 @@ impl RegistryFamily {
             F::Referrers => {
                 if let Some(n) = f.referrers {
                     l.start(name, label).u64(n);
+                }
+            }
+            F::BlobDuration => gauge(&mut l, name, label, f.blob_duration),
+            F::Implementation => {
+                if let Some(r) = f.implementation {
+                    l.start(name, label)
+                        .label("implementation", r.implementation.as_str())
+                        .u64(1);
                 }
             }
         }
@@ -1000,6 +1026,11 @@ mod tests {
         rich.facts.upload_cancelled = Some(true);
         rich.facts.capabilities = vec![(Capability::ALL[0], CapabilityStatus::ALL[0])];
         rich.facts.referrers_count = Some(2);
+        rich.facts.blob_duration = Some(Duration::from_millis(4));
+        rich.facts.implementation = Some(crate::outcome::Recognition {
+            implementation: crate::outcome::Implementation::Harbor,
+            evidence: "x",
+        });
         let bare = CheckResult::new(CheckKind::Registry, Status::Fail, Reason::Timeout, "x");
         let store = store_with(&[("rich", rich), ("bare", bare)]);
         let mut seen = 0;
@@ -1153,6 +1184,10 @@ mod tests {
         for &kind in CheckKind::ALL {
             let mut r = CheckResult::new(kind, Status::Pass, Reason::Ok, "x").with_http_status(200);
             r.api_version = Some("registry/2.0".into());
+            r.facts.implementation = Some(crate::outcome::Recognition {
+                implementation: crate::outcome::Implementation::Distribution,
+                evidence: "x",
+            });
             match kind {
                 CheckKind::Credentials => r.facts.auth_method = Some(AuthMethod::Anonymous),
                 CheckKind::Push => r.facts.upload_cancelled = Some(true),
@@ -1163,6 +1198,7 @@ mod tests {
                         .collect()
                 }
                 CheckKind::Referrers => r.facts.referrers_count = Some(0),
+                CheckKind::Pull => r.facts.blob_duration = Some(Duration::from_millis(4)),
                 _ => {}
             }
             store.put("hub", r);
@@ -1174,7 +1210,14 @@ mod tests {
             .filter(|l| !l.starts_with('#') && l.contains("registry=\"hub\""))
             .count();
         assert!(series <= 100, "{series} series:\n{text}");
-        // Every check is there: the budget was not met by leaving something out.
+        // Every check is there, and the blob download and the implementation (issue 21):
+        // the budget was not met by leaving something out.
+        for family in [
+            "oci_registry_pull_blob_duration_seconds{",
+            "oci_registry_implementation_info{",
+        ] {
+            assert!(text.contains(family), "{family}");
+        }
         for &kind in CheckKind::ALL {
             let needle = format!("check=\"{}\"", kind.short_name());
             assert!(text.contains(&needle), "{needle}");

@@ -168,7 +168,49 @@ label_enum! {
         /// A 401 without any `WWW-Authenticate` challenge: no client knows how to
         /// authenticate (a proxy in front of the registry usually strips the header).
         NoChallenge => "no_challenge",
+        /// The manifest resolved, but its config blob could not be downloaded: the host the
+        /// download went to (often a storage or CDN host the registry redirects to) refused,
+        /// failed or was unreachable.
+        BlobUnreachable => "blob_unreachable",
+        /// The config blob was downloaded, but its bytes do not match its digest.
+        BlobDigestMismatch => "blob_digest_mismatch",
+        /// The forward proxy (`proxy_url`, or `HTTP(S)_PROXY` from the environment) could not
+        /// be reached: refused, timed out or did not resolve. Not the registry's fault.
+        ProxyUnreachable => "proxy_unreachable",
+        /// The forward proxy asked for credentials (HTTP 407 Proxy Authentication Required).
+        ProxyAuthRequired => "proxy_auth_required",
+        /// The forward proxy was reached but would not carry the request (a refused tunnel).
+        ProxyError => "proxy_error",
     }
+}
+
+label_enum! {
+    /// The product a registry runs, as recognised from its answers (`implementation`).
+    Implementation {
+        Distribution => "distribution",
+        DockerHub => "docker_hub",
+        Ghcr => "ghcr",
+        Harbor => "harbor",
+        Quay => "quay",
+        Gitlab => "gitlab",
+        Ecr => "ecr",
+        EcrPublic => "ecr_public",
+        ArtifactRegistry => "artifact_registry",
+        Acr => "acr",
+        Artifactory => "artifactory",
+        Nexus => "nexus",
+        Zot => "zot",
+        Unknown => "unknown",
+    }
+}
+
+/// Which product a registry runs and the evidence it was recognised by (see
+/// `implementation::RULES`): it changes the words of advice, never a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Recognition {
+    pub implementation: Implementation,
+    /// What in the answers said so, e.g. "the token realm's path /service/token".
+    pub evidence: &'static str,
 }
 
 label_enum! {
@@ -236,6 +278,12 @@ pub struct Facts {
     pub referrers_count: Option<u64>,
     /// The OCI error code of the answer that decided the result, when it had one.
     pub error_code: Option<ErrorCode>,
+    /// Pull check: how long the config blob's download took (redirect included).
+    #[serde(with = "humantime_serde")]
+    pub blob_duration: Option<Duration>,
+    /// The registry's implementation, recognised from the round's answers (set by the
+    /// caller of the checks, `App::execute`, not by a check).
+    pub implementation: Option<Recognition>,
 }
 
 /// A registry's advertised request budget.

@@ -78,6 +78,13 @@ fn result_debug_at(out: &mut String, registry: &str, url: Option<&url::Url>, r: 
         let evidence: Vec<String> = r.evidence.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "   evidence: {}", evidence.join(" "));
     }
+    if let Some(seen) = &r.facts.implementation {
+        let _ = writeln!(
+            out,
+            "   implementation: {}",
+            crate::implementation::describe(seen)
+        );
+    }
     if let Some(d) = &r.diagnosis {
         let _ = writeln!(out, "   likely cause: {}", d.cause);
         for (i, step) in d.fix.iter().enumerate() {
@@ -114,6 +121,10 @@ const UNREACHABLE: &[Reason] = &[
     Reason::Tls,
     Reason::Timeout,
     Reason::ConnectionError,
+    // The forward proxy every request goes through: the registry check names it first.
+    Reason::ProxyUnreachable,
+    Reason::ProxyAuthRequired,
+    Reason::ProxyError,
 ];
 
 /// Reasons that mean the configured credentials are the problem.
@@ -261,6 +272,9 @@ struct JsonResult<'a> {
     runbook_url: &'a str,
     /// The check whose failure explains this result, when another check is its root cause.
     consequence_of: Option<&'static str>,
+    /// The product the registry runs (`implementation` label value) and why it is thought so.
+    implementation: Option<&'static str>,
+    implementation_evidence: Option<&'static str>,
 }
 
 /// The doctor's JSON document (schema in docs/doctor.md).
@@ -295,6 +309,8 @@ pub fn doctor_json(results: &[(String, CheckResult)], urls: &Urls, exit_code: u8
                 .unwrap_or_default(),
             runbook_url: &r.runbook_url,
             consequence_of: root.map(CheckKind::id),
+            implementation: r.facts.implementation.map(|i| i.implementation.as_str()),
+            implementation_evidence: r.facts.implementation.map(|i| i.evidence),
         })
         .collect();
     let mut summary = serde_json::Map::new();
@@ -401,8 +417,34 @@ pub fn doctor_text(results: &[(String, CheckResult)], urls: &Urls) -> String {
         }
         let _ = writeln!(out, "  runbook: {}", r.runbook_url);
     }
+    // The product each registry runs (the fixes above are worded for it), before the
+    // closing count.
+    implementation_lines(&mut out, results);
     if !results.is_empty() {
         let _ = writeln!(out, "\n{}", registries_summary(results));
     }
     out
+}
+
+/// The doctor's line per registry naming the product it runs and why it is thought so:
+/// the fixes above are worded for it.
+fn implementation_lines(out: &mut String, results: &[(String, CheckResult)]) {
+    let mut said: Vec<&str> = Vec::new();
+    for (registry, r) in results {
+        let Some(seen) = &r.facts.implementation else {
+            continue;
+        };
+        if said.contains(&registry.as_str()) {
+            continue;
+        }
+        if said.is_empty() {
+            out.push('\n');
+        }
+        said.push(registry);
+        let _ = writeln!(
+            out,
+            "{registry}: implementation {}",
+            crate::implementation::describe(seen)
+        );
+    }
 }

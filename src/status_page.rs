@@ -126,9 +126,36 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     if rows < latest.len() {
         latest.write_cap_note(&mut out, rows, telemetry_path);
     }
+    write_implementations(&mut out, app, &generation);
     write_history(&mut out, &groups, now);
     out.push_str("</body></html>\n");
     out
+}
+
+/// Which product each registry runs, and what in its answers says so: the fixes above are
+/// worded for it.
+fn write_implementations(out: &mut String, app: &App, generation: &crate::app::Generation) {
+    let mut first = true;
+    for rt in &generation.targets {
+        let Some(seen) = app.store.implementation(&rt.target.name) else {
+            continue;
+        };
+        if first {
+            out.push_str(
+                "<h2>Implementations</h2><p class=\"note\">Recognised from the registries' answers; \
+                 the fixes are worded for the product, the verdicts do not depend on it.</p><ul id=\"implementations\">",
+            );
+            first = false;
+        }
+        out.push_str("<li>");
+        text_to(&rt.target.name, out);
+        out.push_str(": ");
+        text_to(crate::implementation::describe(&seen), out);
+        out.push_str("</li>");
+    }
+    if !first {
+        out.push_str("</ul>");
+    }
 }
 
 /// How many registries are in each state: a registry is failing when any of its checks

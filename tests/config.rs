@@ -24,7 +24,7 @@ fn each_invalid_rule_has_its_exact_message() {
     let cases: &[(&str, &str)] = &[
         (
             "invalid-unknown-key.toml",
-            "registries[0]: unknown key `pasword`; remove it or fix its spelling (known keys: name, url, test_repository, test_tag, push_test_repository, username, password, password_file, token, token_file, checks, interval, timeout, ca_file, insecure_skip_verify, client_cert_file, client_key_file, docker_config)",
+            "registries[0]: unknown key `pasword`; remove it or fix its spelling (known keys: name, url, test_repository, test_tag, push_test_repository, username, password, password_file, token, token_file, checks, interval, timeout, ca_file, insecure_skip_verify, client_cert_file, client_key_file, docker_config, pull_blob, pull_platform, proxy_url)",
         ),
         (
             "invalid-url.toml",
@@ -105,6 +105,14 @@ fn each_invalid_rule_has_its_exact_message() {
         (
             "invalid-client-cert-without-key.toml",
             "registries[0].client_key_file: client_cert_file is set without client_key_file; set both, to PEM files of the client certificate and its private key",
+        ),
+        (
+            "invalid-pull-platform.toml",
+            "registries[0].pull_platform: \"amd64\" is not a platform; write os/arch or os/arch/variant in lower case, such as \"linux/amd64\" or \"linux/arm64/v8\"",
+        ),
+        (
+            "invalid-proxy-url.toml",
+            "registries[0].proxy_url: socks5://proxy.example.com:1080 is not an http(s) proxy URL; write the proxy as http://host:port (or http://user:password@host:port when it asks for credentials)",
         ),
         (
             "invalid-max-concurrency.toml",

@@ -782,10 +782,15 @@ async fn a_refused_cached_token_is_dropped_and_renewed_once() {
         .with_header("www-authenticate", &challenge)
         .create_async()
         .await;
-    // Scrape mode: no background round may use the cache between the two probes.
+    // Scrape mode: no background round may use the cache between the two probes. The
+    // manifest alone is the subject: no blob download (pull_blob, tests/pull_blob.rs).
     let cfg = config_from_toml(&format!(
         "mode = \"scrape\"\n{}",
-        toml("mock", &server.url(), "checks = [\"pull\"]")
+        toml(
+            "mock",
+            &server.url(),
+            "checks = [\"pull\"]\npull_blob = false"
+        )
     ));
     let exporter = Exporter::start(cfg).await;
     let (_, first) = exporter.get("/probe?target=mock&check=pull").await;

@@ -622,7 +622,7 @@ async fn a_basic_credential_echoed_in_kept_headers_is_redacted() {
         .create_async()
         .await;
     let cfg = config_from_toml(&format!(
-        "[[registries]]\nname = \"echo\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"{password}\"\n",
+        "[[registries]]\nname = \"echo\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"{password}\"\npull_blob = false\n",
         server.url()
     ));
     let r = run_one(&cfg, CheckKind::Pull).await;
@@ -684,7 +684,7 @@ async fn an_obtained_token_echoed_in_kept_headers_is_redacted() {
         .create_async()
         .await;
     let cfg = config_from_toml(&format!(
-        "[[registries]]\nname = \"echo\"\nurl = \"{}\"\ntimeout = \"5s\"\n",
+        "[[registries]]\nname = \"echo\"\nurl = \"{}\"\ntimeout = \"5s\"\npull_blob = false\n",
         server.url()
     ));
     let r = run_one(&cfg, CheckKind::Pull).await;

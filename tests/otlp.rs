@@ -246,9 +246,11 @@ impl Exporter {
                 cmd.env_remove(&key);
             }
         }
+        // The mock answers the manifest only: no blob download (tests/pull_blob.rs).
         cmd.env("HOME", home.path())
             .env("DOCKER_CONFIG", home.path())
-            .env("OCI__RegistryUrl", registry_url);
+            .env("OCI__RegistryUrl", registry_url)
+            .env("OCI_REGISTRY_EXPORTER_DEFAULTS__PULL_BLOB", "false");
         if auth {
             cmd.env("OCI__Username", USERNAME)
                 .env("OCI__Password", PASSWORD);

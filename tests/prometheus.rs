@@ -242,6 +242,24 @@ async fn prometheus_evaluates_the_rules_and_dashboards_against_the_exporter() {
         .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
         .create_async()
         .await;
+    // What a pull downloads after the HEAD: the manifest and its config blob ("{}").
+    let config_blob = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+    oci.mock("GET", format!("/v2/library/alpine/manifests/{digest}").as_str())
+        .with_status(200)
+        .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .with_body(format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_blob}","size":2}},"layers":[]}}"#
+        ))
+        .create_async()
+        .await;
+    oci.mock(
+        "GET",
+        format!("/v2/library/alpine/blobs/{config_blob}").as_str(),
+    )
+    .with_status(200)
+    .with_body("{}")
+    .create_async()
+    .await;
     oci.mock("GET", format!("/v2/library/alpine/referrers/{digest}").as_str())
         .with_status(200)
         .with_header("content-type", "application/vnd.oci.image.index.v1+json")

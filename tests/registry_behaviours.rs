@@ -25,6 +25,10 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const PUSH_UPLOADS: &str = "/v2/probe/push/blobs/uploads/";
 
+/// For emulated registries that answer the manifest only: the pull check's blob download
+/// (tests/pull_blob.rs) is not their subject.
+const MANIFEST_ONLY: &str = "pull_blob = false";
+
 fn config(url: &str, extra: &str) -> oci_registry_exporter::Config {
     config_from_toml(&format!(
         "[[registries]]\nname = \"r\"\nurl = \"{url}\"\ntimeout = \"5s\"\npush_test_repository = \"probe/push\"\n{extra}\n"
@@ -134,7 +138,7 @@ async fn ghcr_refuses_preemptive_basic_with_403_denied() {
         .with_header("content-type", OCI_MANIFEST)
         .create_async()
         .await;
-    let cfg = config(&server.url(), LOGIN);
+    let cfg = config(&server.url(), &format!("{LOGIN}\n{MANIFEST_ONLY}"));
     for kind in [CheckKind::Credentials, CheckKind::Pull] {
         let r = run(&cfg, kind).await;
         assert_eq!(r.status, Status::Pass, "{kind:?}: {}", r.message);
@@ -175,6 +179,9 @@ async fn distribution_htpasswd_gets_credentials_only_after_its_challenge() {
         [
             ("GET".to_string(), Some(401), AuthUsed::None),
             ("HEAD".to_string(), Some(200), AuthUsed::Basic),
+            // The manifest by digest, and its config blob: a pull downloads them.
+            ("GET".to_string(), Some(200), AuthUsed::Basic),
+            ("GET".to_string(), Some(200), AuthUsed::Basic),
         ]
     );
 
@@ -400,7 +407,7 @@ async fn nexus_head_without_docker_content_digest_falls_back_to_get() {
         ))
         .create_async()
         .await;
-    let cfg = config(&server.url(), "");
+    let cfg = config(&server.url(), MANIFEST_ONLY);
     let r = run(&cfg, CheckKind::Referrers).await;
     referrers.assert_async().await;
     assert_eq!(
@@ -527,7 +534,10 @@ async fn artifactory_path_prefix_is_kept_in_every_request() {
         .with_header("content-type", OCI_MANIFEST)
         .create_async()
         .await;
-    let cfg = config(&format!("{}{prefix}", server.url()), LOGIN);
+    let cfg = config(
+        &format!("{}{prefix}", server.url()),
+        &format!("{LOGIN}\n{MANIFEST_ONLY}"),
+    );
     let r = run(&cfg, CheckKind::Pull).await;
     assert_eq!(
         outcome(&r),

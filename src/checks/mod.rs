@@ -337,6 +337,10 @@ const REGISTRY_ROOTS: &[Reason] = &[
     Reason::NotARegistry,
     Reason::NoChallenge,
     Reason::ServerError,
+    // The forward proxy every request goes through: the registry check names it first.
+    Reason::ProxyUnreachable,
+    Reason::ProxyAuthRequired,
+    Reason::ProxyError,
 ];
 
 /// No answer at all: what the registry check's transport failure explains.
@@ -347,6 +351,9 @@ const UNREACHABLE: &[Reason] = &[
     Reason::Timeout,
     Reason::ConnectionError,
     Reason::TokenEndpointUnreachable,
+    Reason::ProxyUnreachable,
+    Reason::ProxyAuthRequired,
+    Reason::ProxyError,
 ];
 
 /// What a failing registry (5xx at `/v2/`) explains: its other failures, not a refusal
@@ -465,6 +472,8 @@ fn merge_facts(into: &mut Facts, from: Facts) {
     }
     into.referrers_count = into.referrers_count.or(from.referrers_count);
     into.error_code = into.error_code.take().or(from.error_code);
+    into.blob_duration = into.blob_duration.or(from.blob_duration);
+    into.implementation = into.implementation.or(from.implementation);
 }
 
 /// The longest panic message kept in a result.
@@ -548,8 +557,13 @@ pub async fn run_check(
             Status::Fail,
             Reason::Timeout,
             format!(
-                "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow)",
-                humantime::format_duration(target.timeout)
+                "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow){}",
+                humantime::format_duration(target.timeout),
+                // With a proxy, the stuck party may be the proxy: name it.
+                client
+                    .proxy_for(&target.url)
+                    .map(|p| format!("; the requests went through {p}"))
+                    .unwrap_or_default()
             ),
         ),
     };

@@ -3,12 +3,17 @@
 //! Owns the verdict on pulling: the manifest of `test_repository:test_tag` is looked up as
 //! a pulling client does (HEAD with every manifest media type in `Accept`, scope pull; a
 //! bounded GET when the registry sends no digest on HEAD, refuses the HEAD without a
-//! body, or answers it with something that is not a manifest). It downloads no layer.
-//! A manifest only GET can fetch is a warning: containerd resolves with HEAD.
+//! body, or answers it with something that is not a manifest). A manifest only GET can
+//! fetch is a warning: containerd resolves with HEAD. Then, unless `pull_blob = false`,
+//! it downloads what a client downloads next, once per round: the manifest (for an index,
+//! the one of `pull_platform`) and its config blob, following redirects to storage or CDN
+//! hosts without credentials, and verifies the blob's digest ([`blob_step`]). It downloads
+//! no layer.
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
+use crate::client::RequestError;
 use crate::config::Target;
-use crate::distribution::{Lookup, Reference};
+use crate::distribution::{BlobFetch, BlobRef, Class, Lookup, ManifestRef, Reference};
 
 const KIND: CheckKind = CheckKind::Pull;
 
@@ -56,8 +61,11 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
                     "computed from the manifest: the registry sent no Docker-Content-Digest on HEAD",
                 );
             }
-            if let Some(media_type) = found.media_type {
-                result = result.with_evidence("media_type", media_type);
+            if let Some(media_type) = &found.media_type {
+                result = result.with_evidence("media_type", media_type.clone());
+            }
+            if target.pull_blob {
+                result = blob_step(target, cx, &found, anonymous, result).await;
             }
             result
         }
@@ -71,6 +79,239 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
             );
             result.api_version = resp.api_version();
             result
+        }
+    }
+}
+
+/// The second half of a pull: the config blob of the image `found` names (see
+/// `Api::pull_config_blob`). `resolved` is the passing result of the manifest lookup; it is
+/// returned with the blob's evidence when the download works, and replaced by the failure
+/// when it does not. A redirect's target is named as the host that failed, never the registry.
+pub(crate) async fn blob_step(
+    target: &Target,
+    cx: &CheckContext,
+    found: &ManifestRef,
+    anonymous: bool,
+    resolved: CheckResult,
+) -> CheckResult {
+    let repo = &target.test_repository;
+    let image = format!("{repo}:{}", target.test_tag);
+    let reference = match &found.digest {
+        Some(digest) => Reference::Digest(digest),
+        None => Reference::Tag(&target.test_tag),
+    };
+    let fetched = match cx
+        .api()
+        .pull_config_blob(repo, &reference, &target.pull_platform)
+        .await
+    {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            return CheckResult::from_request_error(
+                KIND,
+                &format!("downloading the manifest of {image}"),
+                &e,
+            );
+        }
+    };
+    let registry = cx.api().base_url().origin().ascii_serialization();
+    let with_blob = |mut r: CheckResult, blob: &BlobRef| {
+        r = r.with_evidence("config_blob", blob.digest.as_str());
+        if let Some(p) = &blob.platform {
+            r = r.with_evidence("platform", p.clone());
+        }
+        if let Some(p) = &blob.platform_fallback {
+            r = r.with_evidence(
+                "platform_fallback",
+                format!(
+                    "the index has no {} manifest; followed {p}",
+                    target.pull_platform
+                ),
+            );
+        }
+        r
+    };
+    // Where the download answered or failed, in words and as evidence.
+    let host_of = |landed: &Option<crate::client::Landed>| match landed {
+        Some(l) if l.redirected => (l.origin.clone(), true),
+        Some(l) => (l.origin.clone(), false),
+        None => (registry.clone(), false),
+    };
+    let unreachable = |blob: &BlobRef, host: &str, redirected: bool, what: String| {
+        let (whose, fix) = if redirected {
+            (
+                format!("{host}, where the registry redirected the download"),
+                "allow that host in the firewall and proxy, and check the storage back-end",
+            )
+        } else {
+            (
+                format!("the registry ({host})"),
+                "check the registry's storage back-end and its logs",
+            )
+        };
+        let r = CheckResult::new(
+            KIND,
+            Status::Fail,
+            Reason::BlobUnreachable,
+            format!(
+                "the manifest of {image} resolves but its config blob {} cannot be downloaded from {whose}: {what}; every pull fails the same way: {fix}",
+                blob.digest
+            ),
+        );
+        with_blob(r, blob).with_evidence("blob_host", host)
+    };
+    match fetched {
+        BlobFetch::Fetched {
+            blob,
+            landed,
+            bytes,
+            verified,
+            duration,
+        } => {
+            let (host, redirected) = host_of(&landed);
+            let check = if verified {
+                "its digest verified"
+            } else {
+                "its digest not verified (an algorithm other than sha256 and sha512)"
+            };
+            let via = if redirected {
+                format!("{host} (redirected from the registry)")
+            } else {
+                host.clone()
+            };
+            let mut r = resolved;
+            r.message = format!(
+                "{}: its config blob ({bytes} bytes) downloaded from {via}, {check}",
+                r.message
+            );
+            r.facts.blob_duration = Some(duration);
+            with_blob(r, &blob).with_evidence("blob_host", via)
+        }
+        BlobFetch::TooLarge { blob, size } => {
+            let r = resolved.with_evidence(
+                "blob",
+                format!(
+                    "not downloaded: the config blob is {size} bytes, more than the {} bytes a check downloads",
+                    crate::client::MAX_BODY_BYTES
+                ),
+            );
+            with_blob(r, &blob)
+        }
+        BlobFetch::NoConfig(why) => {
+            resolved.with_evidence("blob", format!("not downloaded: {why}"))
+        }
+        BlobFetch::ManifestRefused { answer, response } => {
+            let doing = format!("downloading the manifest of {image}");
+            let mut r = match answer.class {
+                // The HEAD found it: a GET that does not is the registry contradicting
+                // itself, and a client's pull (which GETs) fails.
+                Class::NotFound | Class::RepositoryUnknown => CheckResult::new(
+                    KIND,
+                    Status::Fail,
+                    Reason::UnexpectedStatus,
+                    format!(
+                        "the manifest of {image} answers HEAD but its GET answered {}: clients GET it, so pulls fail",
+                        answer.describe()
+                    ),
+                )
+                .with_http_status(answer.status),
+                _ => refused(KIND, &answer, cx.acting(anonymous), &doing, repo),
+            };
+            r.api_version = response.api_version();
+            r
+        }
+        BlobFetch::Refused {
+            blob,
+            landed,
+            answer,
+            duration,
+        } => {
+            let (host, redirected) = host_of(&landed);
+            let mut r = if redirected {
+                unreachable(
+                    &blob,
+                    &host,
+                    true,
+                    format!("it answered {}", answer.describe()),
+                )
+            } else {
+                match answer.class {
+                    Class::NotFound | Class::RepositoryUnknown => unreachable(
+                        &blob,
+                        &host,
+                        false,
+                        format!(
+                            "it answered {}: the manifest names a blob its storage does not hold",
+                            answer.describe()
+                        ),
+                    ),
+                    _ => with_blob(
+                        refused(
+                            KIND,
+                            &answer,
+                            cx.acting(anonymous),
+                            &format!("downloading the config blob of {image}"),
+                            repo,
+                        ),
+                        &blob,
+                    ),
+                }
+            };
+            r.http_status = Some(answer.status);
+            r.facts.blob_duration = Some(duration);
+            r
+        }
+        BlobFetch::Failed {
+            blob,
+            landed,
+            error,
+            duration,
+        } => {
+            let (host, redirected) = host_of(&landed);
+            let mut r = match &error {
+                // The registry's token service, the secrets or the proxy: their own reasons.
+                RequestError::Transport { reason, .. }
+                    if !matches!(
+                        reason,
+                        Reason::ProxyUnreachable | Reason::ProxyAuthRequired | Reason::ProxyError
+                    ) =>
+                {
+                    unreachable(&blob, &host, redirected, error.to_string())
+                }
+                RequestError::BodyTooLarge { .. } => {
+                    unreachable(&blob, &host, redirected, error.to_string())
+                }
+                _ => with_blob(
+                    CheckResult::from_request_error(
+                        KIND,
+                        &format!("downloading the config blob of {image}"),
+                        &error,
+                    ),
+                    &blob,
+                ),
+            };
+            r.facts.blob_duration = Some(duration);
+            r
+        }
+        BlobFetch::Mismatch {
+            blob,
+            landed,
+            actual,
+            duration,
+        } => {
+            let (host, _) = host_of(&landed);
+            let mut r = CheckResult::new(
+                KIND,
+                Status::Fail,
+                Reason::BlobDigestMismatch,
+                format!(
+                    "the config blob {} of {image} downloaded from {host} hashes to {actual}: clients refuse bytes that do not match their digest, so pulls fail; something between (a proxy, a CDN) or the storage altered it",
+                    blob.digest
+                ),
+            )
+            .with_evidence("blob_host", host);
+            r.facts.blob_duration = Some(duration);
+            with_blob(r, &blob)
         }
     }
 }

@@ -60,6 +60,18 @@ impl Digest {
         Digest(format!("sha256:{hex}"))
     }
 
+    /// The SHA-512 digest of `content`.
+    pub fn sha512_of(content: &[u8]) -> Digest {
+        use std::fmt::Write as _;
+        let hash = sha2::Sha512::digest(content);
+        let mut hex = String::with_capacity(128);
+        for byte in hash {
+            // Writing into a String cannot fail.
+            let _ = write!(hex, "{byte:02x}");
+        }
+        Digest(format!("sha512:{hex}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
