@@ -43,13 +43,17 @@ async fn harbor_denying_pull() -> mockito::ServerGuard {
         .with_body(r#"{"token":"harbor-token","expires_in":1800}"#)
         .create_async()
         .await;
-    server
-        .mock("HEAD", "/v2/library/alpine/manifests/latest")
-        .with_status(403)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(r#"{"errors":[{"code":"DENIED","message":"unauthorized to access repository: library/alpine, action: pull: unauthorized to access repository: library/alpine, action: pull"}]}"#)
-        .create_async()
-        .await;
+    // Harbor answers GET as HEAD; a HEAD's body never arrives, so the pull asks again with
+    // GET to read the error (issue 20 §2).
+    for method in ["HEAD", "GET"] {
+        server
+            .mock(method, "/v2/library/alpine/manifests/latest")
+            .with_status(403)
+            .with_header("content-type", "application/json; charset=utf-8")
+            .with_body(r#"{"errors":[{"code":"DENIED","message":"unauthorized to access repository: library/alpine, action: pull: unauthorized to access repository: library/alpine, action: pull"}]}"#)
+            .create_async()
+            .await;
+    }
     server
 }
 

@@ -37,8 +37,21 @@ pub async fn open_api_root(server: &mut ServerGuard) {
         .await;
 }
 
-/// The manifest's config blob, so that a client that reads it (skopeo inspect) can.
+/// What a client reads once the tag is resolved: the manifest by its digest (containerd,
+/// and the exporter's pull, GET it so) and its config blob (skopeo inspect, the pull's blob
+/// step).
 pub async fn config_blob(server: &mut ServerGuard) {
+    server
+        .mock(
+            "GET",
+            format!("/v2/library/alpine/manifests/{}", manifest_digest()).as_str(),
+        )
+        .with_status(200)
+        .with_header("content-type", OCI_MANIFEST)
+        .with_header("docker-content-digest", &manifest_digest())
+        .with_body(MANIFEST_BODY)
+        .create_async()
+        .await;
     for method in ["GET", "HEAD"] {
         server
             .mock(method, CONFIG_BLOB_PATH)
@@ -388,9 +401,15 @@ pub async fn ghcr_token_flow(server: &mut ServerGuard) {
         .with_body("{}")
         .create_async()
         .await;
-    for method in ["GET", "HEAD"] {
+    // By tag, and by digest as containerd and the pull's blob step GET it.
+    let by_digest = format!("/v2/library/alpine/manifests/{}", manifest_digest());
+    for (method, path) in [
+        ("GET", MANIFEST_PATH),
+        ("HEAD", MANIFEST_PATH),
+        ("GET", by_digest.as_str()),
+    ] {
         server
-            .mock(method, MANIFEST_PATH)
+            .mock(method, path)
             .match_header("authorization", "Bearer ghcr-token")
             .with_status(200)
             .with_header("content-type", OCI_MANIFEST)
