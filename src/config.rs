@@ -300,8 +300,9 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// One registry to check, validated.
-#[derive(Debug, Clone)]
+/// One registry to check, validated. Equal when every setting is (a reload keeps the
+/// runtime of a registry whose settings are unchanged: `app::keeps`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The `registry` label.
     pub name: String,
@@ -328,7 +329,7 @@ pub struct TlsSettings {
 }
 
 /// How the exporter authenticates to one registry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     Anonymous,
     /// `password` is `None` when only a username is configured: a secret reference that
@@ -363,6 +364,18 @@ impl Credentials {
 pub enum Secret {
     Inline(SecretString),
     File(PathBuf),
+}
+
+/// The same inline value, or the same file (read at each use, so its content is not part
+/// of the setting).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        match (self, other) {
+            (Secret::Inline(a), Secret::Inline(b)) => a.expose_secret() == b.expose_secret(),
+            (Secret::File(a), Secret::File(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 // Hand-written so a secret never reaches a log through `{:?}`.
