@@ -1,7 +1,8 @@
 //! Bounded reads of the files credentials come from: `password_file`, `token_file` and the
 //! Docker config.
 //!
-//! Owns how such a file is read: off the async workers (a blocking thread), within
+//! Owns how such a file is read: off the async workers (a thread of its own, never
+//! tokio's blocking pool, which serving shares: [`on_own_thread`]), within
 //! [`READ_TIMEOUT`], only if it is a regular file (a symlink to one is fine, as Kubernetes
 //! secret volumes are), and at most [`MAX_FILE_BYTES`]. A FIFO, a device such as
 //! `/dev/zero` or a file on a hung network mount therefore costs one prompt error, never a
@@ -70,20 +71,43 @@ impl fmt::Display for FileProblem {
     }
 }
 
-/// Reads `path` on a blocking thread, within [`READ_TIMEOUT`]. For async code.
+/// Runs `work` on a thread of its own and awaits its result (`None` if the thread could not
+/// be started or `work` panicked). Not on tokio's blocking pool: that pool also serves the
+/// HTTP endpoints' work, and what decides a verdict (a secret read, a bcrypt verification)
+/// must never queue behind it (a flood of scrapes made healthy registries report
+/// `secret_unreadable`). Callers bound how many run at once: a read per secret file and
+/// check, the bcrypt gate's few verifications.
+pub async fn on_own_thread<T, F>(name: &str, work: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            // The waiter may have given up (timeout): nothing to tell then.
+            let _ = tx.send(work());
+        })
+        .ok()?;
+    rx.await.ok()
+}
+
+/// Reads `path` on a thread of its own ([`on_own_thread`]), within [`READ_TIMEOUT`]. For
+/// async code.
 pub async fn read(path: &Path) -> Result<Vec<u8>, FileProblem> {
     let read = Read::start(path)?;
     let path = path.to_path_buf();
     let settled = read.settled.clone();
-    let task = tokio::task::spawn_blocking(move || {
+    let task = on_own_thread("secret-file-read", move || {
         let result = read_regular(&path);
         finish(&path, &settled);
         result
     });
     match tokio::time::timeout(READ_TIMEOUT, task).await {
-        Ok(Ok(result)) => result,
-        // The closure does not panic; should it, the read failed.
-        Ok(Err(_)) => Err(FileProblem::Io(std::io::ErrorKind::Other)),
+        Ok(Some(result)) => result,
+        // The thread could not start (the process's thread limit), or the read panicked.
+        Ok(None) => Err(FileProblem::Io(std::io::ErrorKind::Other)),
         Err(_) => Err(read.timed_out()),
     }
 }

@@ -43,63 +43,252 @@ const DEFAULT_SCRAPE_WAIT: Duration = Duration::from_secs(10);
 /// encoder as it writes them ([`Streamed`]).
 type Body = Either<Full<Bytes>, Streamed>;
 
-/// What the encoder hands the body: a piece of text, or the end. A channel that closes
-/// without `End` means the encoder stopped early.
+/// What a body hands on: a piece of text, or the end. A stream that ends without `End`
+/// means the encoding stopped early (or was evicted).
 enum Piece {
     Data(Bytes),
     End,
 }
 
-/// Pieces of text the encoder had room for before the scraper takes them: a bound on
-/// what a slow scraper costs in memory (with [`metrics::CHUNK`], 128 KiB and the piece
-/// being written).
-const PIECES_AHEAD: usize = 2;
+/// Encodings of the metrics text alive at once (being written, or held by scrapes still
+/// reading them). A scrape joins the newest encoding of its format if it started less than
+/// [`SHARE_FOR`] ago; otherwise it starts one, and when this many are alive the oldest is
+/// evicted: the scrapes still reading it are cut off, and its memory goes with them. So
+/// memory is bounded by this many texts, however many scrapers there are and however
+/// slowly they read, and a flood of scrapes costs at most one encoding per [`SHARE_FOR`].
+pub const MAX_ENCODINGS: usize = 4;
 
-/// The metrics as the encoder writes them, on a blocking thread: the body never exists
-/// whole (27.5 MB at 10,000 registries), and a scraper reads the first piece while the
-/// rest is written.
+/// How long an encoding is shared with the scrapes that arrive after it started: how old a
+/// text may be when a scrape gets it (results change once a round, at least a second
+/// apart). With [`MAX_ENCODINGS`], a scrape has at least three times this to read its text
+/// before a flood of newer ones can evict it (27.5 MB, 10,000 registries, is read in well
+/// under a second on a local network).
+pub const SHARE_FOR: Duration = Duration::from_secs(2);
+
+/// How far one encoding has got: pieces written, and `Some(whole)` once it ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    written: usize,
+    end: Option<bool>,
+}
+
+/// One encoding of the metrics text, shared by every scrape that joins it. Its encoder, on
+/// a blocking thread, never waits for a reader: it appends pieces and goes on, so a scraper
+/// that never reads holds memory (this text, shared), never a thread.
+struct Encoding {
+    format: Format,
+    started: std::time::Instant,
+    // std Mutex: held to push or clone a piece, never across an .await.
+    pieces: Mutex<Vec<Bytes>>,
+    progress: tokio::sync::watch::Sender<Progress>,
+    /// Cancelled to cut off the scrapes still reading this encoding (see [`MAX_ENCODINGS`]).
+    evicted: CancellationToken,
+}
+
+impl Encoding {
+    fn piece(&self, i: usize) -> Option<Bytes> {
+        self.pieces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(i)
+            .cloned()
+    }
+
+    /// Appends a piece; false when nobody reads this encoding any more (`self` is the
+    /// encoder's reference) or it was evicted: the encoder then stops.
+    fn push(self: &Arc<Self>, piece: Bytes) -> bool {
+        if self.evicted.is_cancelled() || Arc::strong_count(self) == 1 {
+            return false;
+        }
+        self.pieces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(piece);
+        self.progress.send_modify(|p| p.written += 1);
+        true
+    }
+
+    fn end(&self, whole: bool) {
+        self.progress.send_if_modified(|p| {
+            let first = p.end.is_none();
+            if first {
+                p.end = Some(whole);
+            }
+            first
+        });
+    }
+
+    /// The pieces for one scrape, from the first, as they are written.
+    fn reader(self: Arc<Self>) -> futures_util::stream::BoxStream<'static, Piece> {
+        use futures_util::StreamExt as _;
+        let progress = self.progress.subscribe();
+        futures_util::stream::unfold(
+            (self, progress, 0usize, false),
+            |(enc, mut progress, next, ended)| async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    if enc.evicted.is_cancelled() {
+                        return None;
+                    }
+                    // Seen before the pieces are looked at: a piece written after this
+                    // marks the progress changed, so the wait below cannot miss it.
+                    let end = progress.borrow_and_update().end;
+                    if let Some(piece) = enc.piece(next) {
+                        return Some((Piece::Data(piece), (enc, progress, next + 1, false)));
+                    }
+                    match end {
+                        Some(true) => return Some((Piece::End, (enc, progress, next, true))),
+                        Some(false) => return None,
+                        None => {}
+                    }
+                    tokio::select! {
+                        changed = progress.changed() => {
+                            // The sender lives as long as `enc`: cannot fail; stop if it did.
+                            if changed.is_err() {
+                                return None;
+                            }
+                        }
+                        _ = enc.evicted.cancelled() => return None,
+                    }
+                }
+            },
+        )
+        .boxed()
+    }
+}
+
+/// Sets an encoding's end when its encoder returns or panics.
+struct EndOnDrop(Arc<Encoding>, bool);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
+}
+
+/// The encodings alive (see [`MAX_ENCODINGS`]): one per server.
+pub(crate) struct Encodings {
+    // std Mutex: never held across an .await. Oldest first.
+    live: Mutex<VecDeque<std::sync::Weak<Encoding>>>,
+    /// [`SHARE_FOR`] (shorter in tests).
+    share_for: Duration,
+}
+
+impl Encodings {
+    pub(crate) fn new(share_for: Duration) -> Arc<Encodings> {
+        Arc::new(Encodings {
+            live: Mutex::new(VecDeque::with_capacity(MAX_ENCODINGS + 1)),
+            share_for,
+        })
+    }
+
+    /// A body for one scrape in `format`: it joins the encoding of that format in progress,
+    /// or starts one with `encode` on a blocking thread (which gets a `send` returning false
+    /// once nobody reads the text, and returns whether it wrote all of it).
+    pub(crate) fn scrape<F>(&self, format: Format, encode: F) -> Streamed
+    where
+        F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
+    {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        let joined = live
+            .iter()
+            .rev()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|e| e.format == format && e.started.elapsed() < self.share_for);
+        let encoding = match joined {
+            Some(encoding) => encoding,
+            None => {
+                while live.len() >= MAX_ENCODINGS {
+                    if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
+                        tracing::debug!("a scrape still reading an old metrics text is cut off");
+                        oldest.evicted.cancel();
+                    }
+                }
+                let encoding = Arc::new(Encoding {
+                    format,
+                    started: std::time::Instant::now(),
+                    pieces: Mutex::new(Vec::new()),
+                    progress: tokio::sync::watch::Sender::new(Progress::default()),
+                    evicted: CancellationToken::new(),
+                });
+                live.push_back(Arc::downgrade(&encoding));
+                Streamed::start(encoding.clone(), encode);
+                encoding
+            }
+        };
+        Streamed {
+            pieces: encoding.reader(),
+            ended: false,
+            activity: None,
+        }
+    }
+}
+
+/// The metrics text of one scrape, as its shared [`Encoding`] is written: a scraper reads
+/// the first piece while the rest is written.
 ///
-/// How long a scraper may hold the encoder's thread: the encoder waits while the pieces
-/// ahead are not taken; every piece the scraper takes counts as the connection's activity,
-/// so one that stops taking them is closed by the idle timeout (`--web.idle-timeout`) and
-/// a grace period, which drops this body and with it the encoder's channel, and the
-/// encoder stops.
+/// How long a scraper may hold memory: every piece it takes counts as the connection's
+/// activity, so one that stops taking them is closed by the idle timeout
+/// (`--web.idle-timeout`) and a grace period, which drops this body; or sooner, when
+/// [`MAX_ENCODINGS`] newer encodings evict its own.
 pub(crate) struct Streamed {
-    pieces: tokio::sync::mpsc::Receiver<Piece>,
+    pieces: futures_util::stream::BoxStream<'static, Piece>,
     ended: bool,
     /// The connection's activity, marked at every piece taken; set by the connection.
     activity: Option<Arc<Activity>>,
 }
 
-/// A streamed body that ended before its end: the encoder panicked (see the log) or was
-/// stopped. hyper then cuts the connection instead of ending the body, so a scraper never
-/// takes a truncated text for a whole one.
+/// A streamed body that ended before its end: the encoder panicked (see the log), was
+/// stopped or evicted. hyper then cuts the connection instead of ending the body, so a
+/// scraper never takes a truncated text for a whole one.
 #[derive(Debug, thiserror::Error)]
 #[error("the metrics encoder stopped before the end of the text; see the exporter's log")]
 pub(crate) struct Truncated;
 
 impl Streamed {
-    /// Runs `encode` on a blocking thread, handing its pieces to the returned body. `encode`
-    /// gets a sender that returns false once the body is gone, and returns whether it wrote
-    /// the whole text. The handle ends when `encode` does.
-    pub(crate) fn spawn<F>(encode: F) -> (Streamed, tokio::task::JoinHandle<bool>)
+    /// Runs `encode` for `encoding` on a blocking thread, which it holds only while it
+    /// writes (milliseconds), never while a reader waits.
+    fn start<F>(encoding: Arc<Encoding>, encode: F) -> tokio::task::JoinHandle<bool>
     where
         F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::mpsc::channel(PIECES_AHEAD);
-        let encoder = tokio::task::spawn_blocking(move || {
-            // On a blocking thread: blocking_send waits for room, or fails once the body
-            // (the receiver) is dropped.
-            let mut send = |piece: Bytes| tx.blocking_send(Piece::Data(piece)).is_ok();
-            let whole = encode(&mut send);
-            whole && tx.blocking_send(Piece::End).is_ok()
+        tokio::task::spawn_blocking(move || {
+            // The encoder's one reference, which ends the encoding as truncated should
+            // `encode` panic.
+            let mut end = EndOnDrop(encoding, false);
+            let whole = {
+                let encoding = &end.0;
+                let mut send = |piece: Bytes| encoding.push(piece);
+                encode(&mut send)
+            };
+            end.1 = whole;
+            whole
+        })
+    }
+
+    /// A body of its own encoding (tests).
+    #[cfg(test)]
+    fn spawn<F>(encode: F) -> (Streamed, tokio::task::JoinHandle<bool>)
+    where
+        F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
+    {
+        let encoding = Arc::new(Encoding {
+            format: Format::Classic,
+            started: std::time::Instant::now(),
+            pieces: Mutex::new(Vec::new()),
+            progress: tokio::sync::watch::Sender::new(Progress::default()),
+            evicted: CancellationToken::new(),
         });
+        let handle = Streamed::start(encoding.clone(), encode);
         let body = Streamed {
-            pieces: rx,
+            pieces: encoding.reader(),
             ended: false,
             activity: None,
         };
-        (body, encoder)
+        (body, handle)
     }
 }
 
@@ -114,7 +303,10 @@ impl hyper::body::Body for Streamed {
         if self.ended {
             return Poll::Ready(None);
         }
-        let piece = std::task::ready!(self.pieces.poll_recv(cx));
+        let piece = std::task::ready!(futures_util::StreamExt::poll_next_unpin(
+            &mut self.pieces,
+            cx
+        ));
         if let Some(activity) = &self.activity {
             activity.touch();
         }
@@ -245,6 +437,9 @@ pub struct Options {
 pub const RESERVED_CONNECTIONS: usize = 16;
 /// How long a reserved connection may take to send its request head.
 const RESERVED_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 streams served at once on one connection (hyper's default is 200; Go's 250):
+/// Prometheus sends one request at a time, a browser a few.
+pub const H2_MAX_STREAMS: u32 = 16;
 /// How long a connection asked to close (idle, shutdown) may take to finish its request.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -399,6 +594,7 @@ pub async fn serve(
         "serving HTTP"
     );
     let admission = Admission::new(cap);
+    let encodings = Encodings::new(SHARE_FOR);
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -426,7 +622,7 @@ pub async fn serve(
             peer,
             slot,
             limits,
-            telemetry_path.clone(),
+            (telemetry_path.clone(), encodings.clone()),
         ));
     }
     // Open connections get a few seconds to finish their request.
@@ -443,7 +639,7 @@ async fn connection(
     peer: std::net::SocketAddr,
     slot: Slot,
     limits: Limits,
-    telemetry_path: TelemetryPath,
+    (telemetry_path, encodings): (TelemetryPath, Arc<Encodings>),
 ) {
     let (reserved, evicted) = match &slot {
         Slot::General { .. } => (None, CancellationToken::new()),
@@ -491,6 +687,14 @@ async fn connection(
         })
         // A reserved slot answers one request and is given back.
         .keep_alive(reserved.is_none());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Streams are requests in progress: bounded per connection as the connections are,
+        // and each holds at most a piece of text in its send buffer, so a client that opens
+        // streams and grants no flow-control window holds little.
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(metrics::CHUNK);
     if web.as_ref().is_some_and(|w| !w.http2()) {
         builder = builder.http1_only();
     }
@@ -505,6 +709,7 @@ async fn connection(
             let app = app.clone();
             let web = web.clone();
             let telemetry_path = telemetry_path.clone();
+            let encodings = encodings.clone();
             let in_flight = InFlight::start(&activity);
             let reserved = reserved.clone();
             let activity = activity.clone();
@@ -521,13 +726,13 @@ async fn connection(
                         }
                     }
                     let Some(web) = web else {
-                        return handle(app, req, &telemetry_path).await;
+                        return handle(app, req, &telemetry_path, &encodings).await;
                     };
                     let mut response = match web
                         .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
                         .await
                     {
-                        Ok(()) => handle(app, req, &telemetry_path).await,
+                        Ok(()) => handle(app, req, &telemetry_path, &encodings).await,
                         Err(denied) => denied.map(Either::Left),
                     };
                     web.decorate(&mut response);
@@ -579,6 +784,7 @@ async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     telemetry_path: &TelemetryPath,
+    encodings: &Encodings,
 ) -> Response<Body> {
     if req.uri().path() == "/-/reload" {
         if req.method() != Method::POST && req.method() != Method::PUT {
@@ -613,9 +819,10 @@ async fn handle(
             app.refresh_due(wait).await;
         }
         // Encoding thousands of registries takes milliseconds: off the async workers, so a
-        // scrape never delays the checks' I/O, and streamed, so the text never exists whole.
+        // scrape never delays the checks' I/O; shared by the scrapes that arrive while it is
+        // written, and never waiting for a reader, so slow scrapers hold no thread.
         let encoder = app.clone();
-        let (body, _encoder) = Streamed::spawn(move |send| {
+        let body = encodings.scrape(format, move |send| {
             encoder.metrics.encode_chunks(&encoder.store, format, send)
         });
         return Response::builder()
@@ -865,10 +1072,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_encoder_never_waits_for_its_reader() {
+        // A scraper that never reads holds the text, not the encoder's thread.
+        let (body, encoder) = Streamed::spawn(pieces(10_000));
+        let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
+            .await
+            .expect("the encoder waited for a reader")
+            .unwrap();
+        assert!(whole);
+        let text = body.collect().await.unwrap().to_bytes();
+        assert!(text.ends_with(b"piece 9999\n"));
+    }
+
+    #[tokio::test]
     async fn a_dropped_body_stops_the_encoder() {
-        // The scraper went away after the first piece: the encoder, waiting for room, learns
-        // it and stops instead of holding its thread.
-        let (mut body, encoder) = Streamed::spawn(pieces(1_000_000));
+        // The scraper went away after the first piece: the encoder learns it at its next
+        // piece and stops instead of writing a text nobody reads.
+        let (mut body, encoder) = Streamed::spawn(|send| {
+            (0..100_000).all(|i| {
+                std::thread::sleep(Duration::from_millis(1));
+                send(Bytes::from(format!("piece {i}\n")))
+            })
+        });
         let first = body.frame().await;
         assert!(first.is_some_and(|f| f.is_ok()));
         drop(body);
@@ -877,6 +1102,53 @@ mod tests {
             .expect("the encoder went on after its body was dropped")
             .unwrap();
         assert!(!whole);
+    }
+
+    #[tokio::test]
+    async fn concurrent_scrapes_share_one_encoding_and_the_oldest_is_evicted() {
+        use std::sync::atomic::AtomicUsize;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let encodings = Encodings::new(Duration::from_millis(100));
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let slow = |runs: &Arc<AtomicUsize>, gate: &Arc<Mutex<std::sync::mpsc::Receiver<()>>>| {
+            let (runs, gate) = (runs.clone(), gate.clone());
+            move |send: &mut dyn FnMut(Bytes) -> bool| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                send(Bytes::from_static(b"a 1\n"));
+                // Held in progress until the test lets it end.
+                let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(5));
+                send(Bytes::from_static(b"b 2\n"))
+            }
+        };
+        let first = encodings.scrape(Format::Classic, slow(&runs, &gate));
+        let second = encodings.scrape(Format::Classic, slow(&runs, &gate));
+        release.send(()).unwrap();
+        let (a, b) = (first.collect().await, second.collect().await);
+        assert_eq!(a.unwrap().to_bytes(), &b"a 1\nb 2\n"[..]);
+        assert_eq!(b.unwrap().to_bytes(), &b"a 1\nb 2\n"[..]);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "one encoding for both scrapes"
+        );
+
+        // Finished encodings held by scrapers that do not read: the oldest is cut off when
+        // a newer one needs its place.
+        let whole = |send: &mut dyn FnMut(Bytes) -> bool| send(Bytes::from_static(b"c 3\n"));
+        let mut held = Vec::new();
+        for _ in 0..MAX_ENCODINGS {
+            held.push(encodings.scrape(Format::Classic, whole));
+            // Past the sharing time: each scrape starts an encoding of its own.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let newest = encodings.scrape(Format::Classic, whole);
+        assert!(
+            held.remove(0).collect().await.is_err(),
+            "the oldest is evicted"
+        );
+        assert!(held.remove(0).collect().await.is_ok());
+        assert!(newest.collect().await.is_ok());
     }
 
     #[tokio::test]
