@@ -7,7 +7,7 @@
 //! the app (scrape mode, `/probe`), serves what the metrics module encodes, and routes `/`
 //! to `status_page`, which renders it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -333,9 +333,10 @@ impl hyper::body::Body for Streamed {
 /// `--web.max-connections`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// How long a client may take to send a complete request head. In HTTP/1.1 hyper counts
-    /// it from when the server starts waiting for the head, so it also closes a kept-alive
-    /// connection that sends no next request for that long.
+    /// How long a client may take to send a complete request head: for a new connection,
+    /// counted from its accept, TLS handshake included (in HTTP/2, until its first request's
+    /// headers). In HTTP/1.1 hyper also counts it from when the server starts waiting for a
+    /// next head, so it closes a kept-alive connection that sends none for that long.
     pub read_header_timeout: Duration,
     /// A connection with no request in progress for this long is closed: one that never
     /// sends a byte, an idle HTTP/2 connection, an idle HTTP/1.1 one.
@@ -430,10 +431,11 @@ pub struct Options {
     pub telemetry_path: TelemetryPath,
 }
 
-/// Connections kept for `/-/healthy` and `/-/ready` when the others are all taken. A
-/// connection beyond the cap takes one of these slots, evicting the oldest that has not sent
-/// a complete request head yet, so half-sent requests cannot hold them: a health check,
-/// which sends its request at once, always gets through.
+/// Connections kept for `/-/healthy` and `/-/ready` when every other slot holds a
+/// connection that completed a request (see [`Admission`]). A connection beyond those takes
+/// one of these slots, evicting the oldest that has not sent a complete request head yet, so
+/// half-sent requests cannot hold them: a health check, which sends its request at once,
+/// always gets through.
 pub const RESERVED_CONNECTIONS: usize = 16;
 /// How long a reserved connection may take to send its request head.
 const RESERVED_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -459,72 +461,126 @@ pub fn connection_cap(configured: usize) -> usize {
 }
 
 /// Which slots connections hold: up to the cap, then the reserve.
+///
+/// A connection is *incomplete* until its first request head arrives (its TLS handshake
+/// done). When the cap is reached, a new connection takes the slot of the oldest incomplete
+/// one, which is closed: connections that completed a request (the scrapes of a configured
+/// Prometheus, kept alive) are never displaced by ones that did not, and a flood of slow
+/// senders cannot hold the slots (with TLS and basic auth, it locked the authenticated
+/// scrape out). Only when every slot holds a connection that completed a request does a new
+/// one go to the reserve, which answers `/-/healthy` and `/-/ready` alone.
 struct Admission {
     general: Arc<Semaphore>,
-    // std Mutex: never held across .await. Reserved connections that may be evicted (no
-    // complete request head yet), oldest first.
-    reserve: Mutex<VecDeque<(u64, CancellationToken)>>,
+    // std Mutex: never held across .await.
+    inner: Mutex<AdmissionInner>,
     next_id: AtomicU64,
 }
 
-/// A connection's place: a permit under the cap, or a reserved slot (evictable until its
-/// request head arrives; `evicted` is cancelled to drop the connection).
-enum Slot {
-    General {
-        _permit: OwnedSemaphorePermit,
-    },
-    Reserved {
-        admission: Arc<Admission>,
-        id: u64,
-        evicted: CancellationToken,
-    },
+#[derive(Default)]
+struct AdmissionInner {
+    /// Incomplete connections, oldest first: their id, what closes them, and their general
+    /// permit (`None` in the reserve).
+    incomplete: VecDeque<Incomplete>,
+    /// The general permits of the connections that completed a request, by id.
+    complete: HashMap<u64, OwnedSemaphorePermit>,
+}
+
+struct Incomplete {
+    id: u64,
+    evicted: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// A connection's place: a general slot, or a reserved one (see [`Admission`]); `evicted` is
+/// cancelled to close it when a newer connection needs its slot. Dropping it frees the slot.
+struct Slot {
+    admission: Arc<Admission>,
+    id: u64,
+    reserved: bool,
+    evicted: CancellationToken,
 }
 
 impl Admission {
     fn new(cap: usize) -> Arc<Admission> {
         Arc::new(Admission {
             general: Arc::new(Semaphore::new(cap)),
-            reserve: Mutex::new(VecDeque::with_capacity(RESERVED_CONNECTIONS + 1)),
+            inner: Mutex::new(AdmissionInner::default()),
             next_id: AtomicU64::new(0),
         })
     }
 
-    /// Never refuses: over the cap, the oldest reserved connection still waiting for its
-    /// request head makes room.
+    fn lock(&self) -> std::sync::MutexGuard<'_, AdmissionInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Never refuses: over the cap, the oldest incomplete connection gives up its slot.
     fn admit(self: &Arc<Self>) -> Slot {
-        if let Ok(permit) = self.general.clone().try_acquire_owned() {
-            return Slot::General { _permit: permit };
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evicted = CancellationToken::new();
-        let mut reserve = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
-        reserve.push_back((id, evicted.clone()));
-        if reserve.len() > RESERVED_CONNECTIONS
-            && let Some((_, oldest)) = reserve.pop_front()
-        {
-            oldest.cancel();
+        let mut inner = self.lock();
+        let permit = match self.general.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            // Full: the oldest incomplete connection with a general slot hands it over.
+            Err(_) => inner
+                .incomplete
+                .iter()
+                .position(|c| c.permit.is_some())
+                .and_then(|i| inner.incomplete.remove(i))
+                .and_then(|oldest| {
+                    oldest.evicted.cancel();
+                    oldest.permit
+                }),
+        };
+        let reserved = permit.is_none();
+        inner.incomplete.push_back(Incomplete {
+            id,
+            evicted: evicted.clone(),
+            permit,
+        });
+        if reserved {
+            let waiting = inner
+                .incomplete
+                .iter()
+                .filter(|c| c.permit.is_none())
+                .count();
+            if waiting > RESERVED_CONNECTIONS
+                && let Some(i) = inner.incomplete.iter().position(|c| c.permit.is_none())
+                && let Some(oldest) = inner.incomplete.remove(i)
+            {
+                oldest.evicted.cancel();
+            }
         }
-        Slot::Reserved {
+        Slot {
             admission: self.clone(),
             id,
+            reserved,
             evicted,
         }
     }
 
-    /// A reserved connection's request head arrived: it is answered, not evicted.
-    fn keep(&self, id: u64) {
-        self.reserve
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(i, _)| *i != id);
+    /// A connection's first request head arrived: it is answered, and never evicted.
+    fn complete(&self, id: u64) {
+        let mut inner = self.lock();
+        if let Some(i) = inner.incomplete.iter().position(|c| c.id == id)
+            && let Some(done) = inner.incomplete.remove(i)
+            && let Some(permit) = done.permit
+        {
+            inner.complete.insert(id, permit);
+        }
+    }
+
+    /// A connection ended: its slot is free.
+    fn release(&self, id: u64) {
+        let mut inner = self.lock();
+        if inner.complete.remove(&id).is_none() {
+            inner.incomplete.retain(|c| c.id != id);
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Slot::Reserved { admission, id, .. } = self {
-            admission.keep(*id);
-        }
+        self.admission.release(self.id);
     }
 }
 
@@ -641,21 +697,25 @@ async fn connection(
     limits: Limits,
     (telemetry_path, encodings): (TelemetryPath, Arc<Encodings>),
 ) {
-    let (reserved, evicted) = match &slot {
-        Slot::General { .. } => (None, CancellationToken::new()),
-        Slot::Reserved {
-            admission,
-            id,
-            evicted,
-        } => (Some((admission.clone(), *id)), evicted.clone()),
+    let evicted = slot.evicted.clone();
+    let reserved = slot.reserved;
+    // The TLS handshake and the first request head, together, within the header-read
+    // timeout (a reserved slot's shorter one): a slow sender cannot hold a slot longer,
+    // whatever the protocol, and an incomplete connection may be evicted before.
+    let head_timeout = if reserved {
+        limits.read_header_timeout.min(RESERVED_HEADER_TIMEOUT)
+    } else {
+        limits.read_header_timeout
     };
+    let head_deadline = tokio::time::Instant::now() + head_timeout;
+    let first_head = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handshake = async {
         match web.as_ref().and_then(|w| w.acceptor()) {
             None => Some(tokio_util::either::Either::Left(stream)),
             Some(acceptor) => {
-                match tokio::time::timeout(crate::web::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                    .await
-                {
+                let deadline =
+                    head_deadline.min(tokio::time::Instant::now() + crate::web::HANDSHAKE_TIMEOUT);
+                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => Some(tokio_util::either::Either::Right(tls)),
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -680,13 +740,9 @@ async fn connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(if reserved.is_some() {
-            limits.read_header_timeout.min(RESERVED_HEADER_TIMEOUT)
-        } else {
-            limits.read_header_timeout
-        })
+        .header_read_timeout(head_timeout)
         // A reserved slot answers one request and is given back.
-        .keep_alive(reserved.is_none());
+        .keep_alive(!reserved);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -705,25 +761,27 @@ async fn connection(
     let service = {
         let activity = activity.clone();
         let app = app.clone();
+        let first_head = first_head.clone();
+        let (admission, id) = (slot.admission.clone(), slot.id);
         service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
             let web = web.clone();
             let telemetry_path = telemetry_path.clone();
             let encodings = encodings.clone();
             let in_flight = InFlight::start(&activity);
-            let reserved = reserved.clone();
             let activity = activity.clone();
+            // The first request head: the connection is complete, never evicted.
+            if !first_head.swap(true, Ordering::AcqRel) {
+                admission.complete(id);
+            }
             async move {
                 let _in_flight = in_flight;
                 let mut response = async {
-                    if let Some((admission, id)) = reserved {
-                        admission.keep(id);
-                        if !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
-                            return text(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
-                            );
-                        }
+                    if reserved && !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
+                        return text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
+                        );
                     }
                     let Some(web) = web else {
                         return handle(app, req, &telemetry_path, &encodings).await;
@@ -760,8 +818,14 @@ async fn connection(
                 }
                 break;
             }
-            // Evicted from the reserve: a newer connection needs the slot.
+            // Evicted while incomplete: a newer connection needs the slot.
             _ = evicted.cancelled() => break,
+            // No complete request head within the header-read timeout of the accept
+            // (HTTP/2's first HEADERS included): closed.
+            _ = tokio::time::sleep_until(head_deadline), if !first_head.load(Ordering::Acquire) => {
+                tracing::debug!(%peer, "closing a connection that sent no complete request in time");
+                break;
+            }
             _ = app.shutdown.cancelled(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
