@@ -396,10 +396,20 @@ pub struct Challenges {
     pub unreadable: bool,
 }
 
+/// The longest `WWW-Authenticate` value read as a challenge. Real ones are a few hundred
+/// bytes (a realm, a service and a scope or two); a 64 KiB one named a realm no HTTP client
+/// can request ("Parsed Url is not a valid Uri"), which read as an unreachable token service
+/// and sent the reader to the network. Longer is an unusable challenge.
+pub const MAX_CHALLENGE_BYTES: usize = 8 * 1024;
+
 impl Challenges {
     pub fn parse(headers: &HeaderMap) -> Challenges {
         let mut out = Challenges::default();
         for value in headers.get_all(header::WWW_AUTHENTICATE) {
+            if value.len() > MAX_CHALLENGE_BYTES {
+                out.unreadable = true;
+                continue;
+            }
             let Ok(text) = value.to_str() else {
                 out.unreadable = true;
                 continue;
