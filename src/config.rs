@@ -185,6 +185,24 @@ impl RawConfig {
                 }
             };
         }
+        Self::with_environment(figment)
+    }
+
+    /// [`RawConfig::load`] of a file's text (TOML, or YAML when `yaml`), for the fuzz
+    /// targets: the same providers, the environment on top.
+    pub(crate) fn load_text(text: &str, yaml: bool) -> Result<RawConfig, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        let figment = if yaml {
+            figment.merge(Yaml::string(text))
+        } else {
+            figment.merge(Toml::string(text))
+        };
+        Self::with_environment(figment)
+    }
+
+    /// The environment's keys merged onto `figment` (the file), extracted, and the seed
+    /// keys applied.
+    fn with_environment(mut figment: Figment) -> Result<RawConfig, ConfigError> {
         // The exporter's own keys: OCI_REGISTRY_EXPORTER_MODE, ..._DEFAULTS__TIMEOUT, ...
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         let mut raw: RawConfig = figment.extract().map_err(|e| figment_error(&e))?;

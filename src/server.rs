@@ -982,6 +982,48 @@ fn unknown_target(generation: &Generation, name: &str) -> Response<Body> {
     )
 }
 
+/// What a `/probe` query string asks for (the last of a repeated key counts; unknown keys
+/// are ignored).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProbeQuery {
+    pub(crate) target: Option<String>,
+    pub(crate) check: Option<String>,
+    pub(crate) debug: bool,
+}
+
+impl ProbeQuery {
+    pub(crate) fn parse(query: &str) -> ProbeQuery {
+        let mut q = ProbeQuery::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "target" => q.target = Some(v.into_owned()),
+                "check" => q.check = Some(v.into_owned()),
+                "debug" => q.debug = matches!(v.as_ref(), "true" | "1"),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+/// The checks a `/probe`'s `check` selects (`None`: the configured ones), or the 400's text
+/// for an unknown one.
+pub(crate) fn probe_checks(check: Option<&str>) -> Result<Option<Vec<CheckKind>>, String> {
+    match check {
+        None | Some("") => Ok(None),
+        Some(c) => match CheckKind::parse(c) {
+            Some(kind) => Ok(Some(vec![kind])),
+            None => {
+                let known: Vec<&str> = CheckKind::ALL.iter().map(|c| c.short_name()).collect();
+                Err(format!(
+                    "unknown check {c:?}; use one of {}\n",
+                    known.join(", ")
+                ))
+            }
+        },
+    }
+}
+
 /// `/probe?target=NAME[&check=C][&debug=true]`: that registry's checks, now, through
 /// [`App::probe`] (concurrent probes share one run), answered within `wait` when
 /// Prometheus said how long it waits; a run that takes longer goes on for the probes that
@@ -993,17 +1035,11 @@ async fn probe(
     wait: Option<Duration>,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
-    let mut target = None;
-    let mut check = None;
-    let mut debug = false;
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            "target" => target = Some(v.into_owned()),
-            "check" => check = Some(v.into_owned()),
-            "debug" => debug = matches!(v.as_ref(), "true" | "1"),
-            _ => {}
-        }
-    }
+    let ProbeQuery {
+        target,
+        check,
+        debug,
+    } = ProbeQuery::parse(query);
     let Some(name) = target.filter(|t| !t.is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -1018,18 +1054,9 @@ async fn probe(
         Some(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
         None => return unknown_target(&generation, &name),
     };
-    let only = match check.as_deref() {
-        None | Some("") => None,
-        Some(c) => match CheckKind::parse(c) {
-            Some(kind) => Some(vec![kind]),
-            None => {
-                let known: Vec<&str> = CheckKind::ALL.iter().map(|c| c.short_name()).collect();
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("unknown check {c:?}; use one of {}\n", known.join(", ")),
-                );
-            }
-        },
+    let only = match probe_checks(check.as_deref()) {
+        Ok(only) => only,
+        Err(unknown) => return text(StatusCode::BAD_REQUEST, &unknown),
     };
     let run = app.probe(&rt, only);
     let results = match wait {
@@ -1133,6 +1160,27 @@ mod tests {
         let expected: String = (0..50).map(|i| format!("piece {i}\n")).collect();
         assert_eq!(text, expected.as_bytes());
         assert!(encoder.await.unwrap());
+    }
+
+    #[test]
+    fn a_probe_query_is_read_as_the_server_reads_it() {
+        let q = ProbeQuery::parse("target=a%20b&check=pull&debug=1&target=c&x=y");
+        assert_eq!(
+            q,
+            ProbeQuery {
+                target: Some("c".into()),
+                check: Some("pull".into()),
+                debug: true
+            }
+        );
+        assert_eq!(probe_checks(Some("pull")), Ok(Some(vec![CheckKind::Pull])));
+        assert_eq!(probe_checks(Some("")), Ok(None));
+        assert!(
+            probe_checks(Some("nope"))
+                .unwrap_err()
+                .contains("use one of")
+        );
+        assert_eq!(ProbeQuery::parse("%ff%fe=&&=="), ProbeQuery::default());
     }
 
     #[tokio::test]
