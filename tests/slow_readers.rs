@@ -50,9 +50,17 @@ async fn never_reading(port: u16) -> Option<tokio::net::TcpStream> {
 }
 
 /// An h2c (prior knowledge) connection granting every stream a zero window, with as many
-/// `GET /metrics` streams open as the server lets it (at most `streams`). Returns what keeps
-/// them open and how many were opened.
-async fn zero_window_h2(port: u16, streams: usize) -> (Vec<Box<dyn std::any::Any + Send>>, usize) {
+/// `GET /metrics` streams open as the server lets it (at most `streams`). Returns the task
+/// driving the connection (it ends when the server closes it), what keeps the streams open,
+/// and how many were opened.
+async fn zero_window_h2(
+    port: u16,
+    streams: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Vec<Box<dyn std::any::Any + Send>>,
+    usize,
+) {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -64,7 +72,7 @@ async fn zero_window_h2(port: u16, streams: usize) -> (Vec<Box<dyn std::any::Any
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let mut held: Vec<Box<dyn std::any::Any + Send>> = vec![Box::new(driver)];
+    let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     let mut opened = 0;
     for _ in 0..streams {
         // The server's stream limit makes `ready` wait: that many are open, then.
@@ -84,7 +92,7 @@ async fn zero_window_h2(port: u16, streams: usize) -> (Vec<Box<dyn std::any::Any
         }
     }
     held.push(Box::new(client));
-    (held, opened)
+    (driver, held, opened)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +125,7 @@ async fn never_reading_scrapers_hold_no_threads_and_change_no_verdict() {
         .arg(BIN)
         .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
         .args(["--config.file", config.to_str().unwrap()])
-        .args(["--web.idle-timeout=20s"])
+        .args(["--web.idle-timeout=4s"])
         .env_remove("OCI__RegistryUrl")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -168,7 +176,8 @@ async fn never_reading_scrapers_hold_no_threads_and_change_no_verdict() {
             held.push(s);
         }
     }
-    let (h2_held, streams) = zero_window_h2(port, 150).await;
+    let h2_opened = Instant::now();
+    let (h2_driver, h2_held, streams) = zero_window_h2(port, 150).await;
     println!(
         "{} never-reading HTTP/1.1 connections, {streams} zero-window h2 streams",
         held.len()
@@ -251,6 +260,18 @@ async fn never_reading_scrapers_hold_no_threads_and_change_no_verdict() {
     assert!(
         last >= first + 5.0,
         "the watched registry kept being checked ({first} → {last})"
+    );
+    // The zero-window h2c connection took nothing for longer than the idle timeout (4 s)
+    // and the close grace (5 s): the server has closed it, as it closes an HTTP/1.1 one.
+    let cut = tokio::time::timeout(Duration::from_secs(5), h2_driver).await;
+    println!(
+        "the zero-window h2c connection was closed {:?} after it opened its streams",
+        h2_opened.elapsed()
+    );
+    assert!(
+        cut.is_ok(),
+        "the zero-window h2c connection was still open {:?} after it stopped reading",
+        h2_opened.elapsed()
     );
     drop(held);
     drop(h2_held);
