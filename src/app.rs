@@ -141,7 +141,7 @@ impl Common {
 
 impl Generation {
     /// The generation of `config`. With `previous` (a reload), a registry whose resolved
-    /// settings are unchanged keeps its runtime ([`Generation::keeps`]).
+    /// settings are unchanged keeps its runtime ([`keeps`]).
     fn build(
         config: Config,
         previous: Option<&Generation>,

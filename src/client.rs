@@ -317,7 +317,7 @@ pub enum RequestError {
     /// A redirect led to another host, which asked for authentication: the registry's
     /// credentials stay with the registry, and an anonymous token did not do.
     #[error(
-        "the registry redirected the request to {host}, which wants authentication ({scheme} challenge) and gives no anonymous access; the exporter sends the registry's credentials to no other host (nor would docker or containerd); make the storage behind the redirect (blob store, CDN) accept the signed redirect without credentials, or point `url` at the host that serves the content"
+        "the registry redirected the request to {host}, which wants authentication ({scheme}) and gives no anonymous access; the exporter sends the registry's credentials to no other host (nor would docker or containerd); make the storage behind the redirect (blob store, CDN) accept the signed redirect without credentials, or point `url` at the host that serves the content"
     )]
     RedirectedHostWantsAuth { host: String, scheme: &'static str },
 }
@@ -863,7 +863,11 @@ impl RegistryClient {
             scheme,
         };
         let Some(ch) = challenges.bearer else {
-            return Err(refused(if challenges.basic { "Basic" } else { "no" }));
+            return Err(refused(if challenges.basic {
+                "a Basic challenge"
+            } else {
+                "HTTP 401 without a usable challenge"
+            }));
         };
         let scope = ch.scope.clone().or(req.scope.clone());
         let token = match self
@@ -873,7 +877,11 @@ impl RegistryClient {
             Ok(token) => token,
             // Refused, unreachable or garbled: that host wants what only credentials for
             // it could give.
-            Err(_) => return Err(refused("Bearer")),
+            Err(_) => {
+                return Err(refused(
+                    "a Bearer challenge, and its token service refuses an anonymous token",
+                ));
+            }
         };
         let note = Some(format!(
             "anonymous token for {host}, where the registry redirected the request"
@@ -882,7 +890,9 @@ impl RegistryClient {
             .send_traced(req, &other, &Auth::Token(token.token), trail, note)
             .await?;
         if again.status == StatusCode::UNAUTHORIZED {
-            return Err(refused("Bearer"));
+            return Err(refused(
+                "a Bearer challenge, and it refuses an anonymous token",
+            ));
         }
         Ok(again)
     }
@@ -1056,7 +1066,8 @@ impl RegistryClient {
         };
         record.headers = kept_headers;
         if let Some(other) = &elsewhere {
-            // Host and path: where the answer came from, never the query (signatures).
+            // Scheme, host and port: where the answer came from, never the path or query
+            // (signed URLs).
             let via = format!("answered by {} after a redirect", origin_of(other));
             record.note = Some(match record.note.take() {
                 Some(note) => format!("{note}; {via}"),
