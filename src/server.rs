@@ -338,8 +338,9 @@ pub struct Limits {
     /// headers). In HTTP/1.1 hyper also counts it from when the server starts waiting for a
     /// next head, so it closes a kept-alive connection that sends none for that long.
     pub read_header_timeout: Duration,
-    /// A connection with no request in progress for this long is closed: one that never
-    /// sends a byte, an idle HTTP/2 connection, an idle HTTP/1.1 one.
+    /// A connection with no request in progress for this long is closed: an idle HTTP/2
+    /// connection, an idle HTTP/1.1 one, one whose reader stopped taking the answer. (One
+    /// that never sends a byte has no complete request head: `read_header_timeout`.)
     pub idle_timeout: Duration,
     /// Connections served at once, besides the [`RESERVED_CONNECTIONS`]; lowered to fit the
     /// descriptor limit (see [`connection_cap`]).
