@@ -184,10 +184,17 @@ impl Encodings {
         })
     }
 
-    /// A body for one scrape in `format`: it joins the encoding of that format in progress,
-    /// or starts one with `encode` on a blocking thread (which gets a `send` returning false
-    /// once nobody reads the text, and returns whether it wrote all of it).
-    pub(crate) fn scrape<F>(&self, format: Format, encode: F) -> Streamed
+    /// A body for one scrape in `format`: it joins the newest encoding of that format that
+    /// started less than the sharing time ago and not before `fresh_since` (scrape mode: when
+    /// this scrape's due rounds were recorded, which the text must hold), or starts one with
+    /// `encode` on a blocking thread (which gets a `send` returning false once nobody reads
+    /// the text, and returns whether it wrote all of it).
+    pub(crate) fn scrape<F>(
+        &self,
+        format: Format,
+        fresh_since: Option<std::time::Instant>,
+        encode: F,
+    ) -> Streamed
     where
         F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
     {
@@ -197,7 +204,11 @@ impl Encodings {
             .iter()
             .rev()
             .filter_map(std::sync::Weak::upgrade)
-            .find(|e| e.format == format && e.started.elapsed() < self.share_for);
+            .find(|e| {
+                e.format == format
+                    && e.started.elapsed() < self.share_for
+                    && fresh_since.is_none_or(|t| e.started >= t)
+            });
         let encoding = match joined {
             Some(encoding) => encoding,
             None => {
@@ -879,15 +890,18 @@ async fn handle(
     let format = Format::negotiate(accept);
     let path = req.uri().path();
     if path == telemetry_path.as_str() {
+        let mut fresh_since = None;
         if app.current().config.mode == Mode::Scrape {
             let wait = scrape_wait(req.headers());
             app.refresh_due(wait).await;
+            // The rounds this scrape waited for are recorded: an older text lacks them.
+            fresh_since = Some(std::time::Instant::now());
         }
         // Encoding thousands of registries takes milliseconds: off the async workers, so a
         // scrape never delays the checks' I/O; shared by the scrapes that arrive while it is
         // written, and never waiting for a reader, so slow scrapers hold no thread.
         let encoder = app.clone();
-        let body = encodings.scrape(format, move |send| {
+        let body = encodings.scrape(format, fresh_since, move |send| {
             encoder.metrics.encode_chunks(&encoder.store, format, send)
         });
         return Response::builder()
@@ -1185,6 +1199,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_scrape_mode_scrape_never_joins_a_text_older_than_its_rounds() {
+        use std::sync::atomic::AtomicUsize;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let encodings = Encodings::new(Duration::from_secs(60));
+        let counting = |runs: &Arc<AtomicUsize>| {
+            let runs = runs.clone();
+            move |send: &mut dyn FnMut(Bytes) -> bool| {
+                let n = runs.fetch_add(1, Ordering::SeqCst);
+                send(Bytes::from(format!("run {n}\n")))
+            }
+        };
+        let first = encodings.scrape(Format::Classic, None, counting(&runs));
+        // Shared while young...
+        let joined = encodings.scrape(Format::Classic, None, counting(&runs));
+        // ...but not by a scrape whose rounds were recorded after it started.
+        let rounds_recorded = std::time::Instant::now();
+        let fresh = encodings.scrape(Format::Classic, Some(rounds_recorded), counting(&runs));
+        assert_eq!(first.collect().await.unwrap().to_bytes(), &b"run 0\n"[..]);
+        assert_eq!(joined.collect().await.unwrap().to_bytes(), &b"run 0\n"[..]);
+        assert_eq!(fresh.collect().await.unwrap().to_bytes(), &b"run 1\n"[..]);
+    }
+
+    #[tokio::test]
     async fn an_encoder_never_waits_for_its_reader() {
         // A scraper that never reads holds the text, not the encoder's thread.
         let (body, encoder) = Streamed::spawn(pieces(10_000));
@@ -1234,8 +1271,8 @@ mod tests {
                 send(Bytes::from_static(b"b 2\n"))
             }
         };
-        let first = encodings.scrape(Format::Classic, slow(&runs, &gate));
-        let second = encodings.scrape(Format::Classic, slow(&runs, &gate));
+        let first = encodings.scrape(Format::Classic, None, slow(&runs, &gate));
+        let second = encodings.scrape(Format::Classic, None, slow(&runs, &gate));
         release.send(()).unwrap();
         let (a, b) = (first.collect().await, second.collect().await);
         assert_eq!(a.unwrap().to_bytes(), &b"a 1\nb 2\n"[..]);
@@ -1251,11 +1288,11 @@ mod tests {
         let whole = |send: &mut dyn FnMut(Bytes) -> bool| send(Bytes::from_static(b"c 3\n"));
         let mut held = Vec::new();
         for _ in 0..MAX_ENCODINGS {
-            held.push(encodings.scrape(Format::Classic, whole));
+            held.push(encodings.scrape(Format::Classic, None, whole));
             // Past the sharing time: each scrape starts an encoding of its own.
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        let newest = encodings.scrape(Format::Classic, whole);
+        let newest = encodings.scrape(Format::Classic, None, whole);
         assert!(
             held.remove(0).collect().await.is_err(),
             "the oldest is evicted"
