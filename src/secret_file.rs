@@ -1,8 +1,8 @@
 //! Bounded reads of the files credentials come from: `password_file`, `token_file` and the
 //! Docker config.
 //!
-//! Owns how such a file is read: off the async workers (a thread of its own, never
-//! tokio's blocking pool, which serving shares: [`on_own_thread`]), within
+//! Owns how such a file is read: off the async workers (on the verdict pool, never tokio's
+//! blocking pool, which serving shares: [`on_verdict_pool`]), within
 //! [`READ_TIMEOUT`], only if it is a regular file (a symlink to one is fine, as Kubernetes
 //! secret volumes are), and at most [`MAX_FILE_BYTES`]. A FIFO, a device such as
 //! `/dev/zero` or a file on a hung network mount therefore costs one prompt error, never a
@@ -71,35 +71,58 @@ impl fmt::Display for FileProblem {
     }
 }
 
-/// Runs `work` on a thread of its own and awaits its result (`None` if the thread could not
-/// be started or `work` panicked). Not on tokio's blocking pool: that pool also serves the
-/// HTTP endpoints' work, and what decides a verdict (a secret read, a bcrypt verification)
-/// must never queue behind it (a flood of scrapes made healthy registries report
-/// `secret_unreadable`). Callers bound how many run at once: a read per secret file and
-/// check, the bcrypt gate's few verifications.
-pub async fn on_own_thread<T, F>(name: &str, work: F) -> Option<T>
+/// Runs `work` on the verdict pool and awaits its result (`None` if the pool could not run
+/// it or `work` panicked). Not on tokio's blocking pool: that pool also serves the HTTP
+/// endpoints' work, and what decides a verdict (a secret read, a bcrypt verification) must
+/// never queue behind it (a flood of scrapes made healthy registries report
+/// `secret_unreadable`). The verdict pool is the blocking pool of a runtime of its own,
+/// which keeps its threads for reuse (10 s idle) and has at most [`VERDICT_THREADS`];
+/// callers bound how many run at once: a read per secret file and check (one at most per
+/// hung file, see [`StillHung`](FileProblem::StillHung)), the bcrypt gate's few
+/// verifications.
+pub async fn on_verdict_pool<T, F>(work: F) -> Option<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            // The waiter may have given up (timeout): nothing to tell then.
-            let _ = tx.send(work());
-        })
-        .ok()?;
-    rx.await.ok()
+    verdict_pool()?.spawn_blocking(work).await.ok()
 }
 
-/// Reads `path` on a thread of its own ([`on_own_thread`]), within [`READ_TIMEOUT`]. For
-/// async code.
+/// Builds the verdict pool now rather than at its first use, which a first check or login
+/// would otherwise wait for.
+pub fn start_verdict_pool() {
+    // And one thread of it, which stays for reuse a while (its first task need not start one).
+    if let Some(pool) = verdict_pool() {
+        drop(pool.spawn_blocking(|| ()));
+    }
+}
+
+/// The most threads the verdict pool runs at once.
+pub const VERDICT_THREADS: usize = 64;
+
+/// The verdict pool's runtime, built at first use (`None` if it cannot be: the process's
+/// thread limit).
+fn verdict_pool() -> Option<&'static tokio::runtime::Runtime> {
+    static POOL: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            // Only its blocking pool is used; one worker, parked.
+            .worker_threads(1)
+            .max_blocking_threads(VERDICT_THREADS)
+            .thread_name("verdict-io")
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Reads `path` on the verdict pool ([`on_verdict_pool`]), within [`READ_TIMEOUT`]. For async
+/// code.
 pub async fn read(path: &Path) -> Result<Vec<u8>, FileProblem> {
     let read = Read::start(path)?;
     let path = path.to_path_buf();
     let settled = read.settled.clone();
-    let task = on_own_thread("secret-file-read", move || {
+    let task = on_verdict_pool(move || {
         let result = read_regular(&path);
         finish(&path, &settled);
         result

@@ -661,6 +661,7 @@ pub async fn serve(
         telemetry_path = telemetry_path.as_str(),
         "serving HTTP"
     );
+    crate::secret_file::start_verdict_pool();
     let admission = Admission::new(cap);
     let encodings = Encodings::new(SHARE_FOR);
     let connections = TaskTracker::new();
