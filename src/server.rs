@@ -479,8 +479,11 @@ pub fn connection_cap(configured: usize) -> usize {
 /// one, which is closed: connections that completed a request (the scrapes of a configured
 /// Prometheus, kept alive) are never displaced by ones that did not, and a flood of slow
 /// senders cannot hold the slots (with TLS and basic auth, it locked the authenticated
-/// scrape out). Only when every slot holds a connection that completed a request does a new
-/// one go to the reserve, which answers `/-/healthy` and `/-/ready` alone.
+/// scrape out). With no incomplete one, the complete connection idle the longest (no
+/// request in progress, no piece of an answer taken lately) gives way: a flood of complete
+/// requests kept alive cannot hold the slots either, and a connection serving a request is
+/// never closed for another. Only when every slot serves a request does a new connection go
+/// to the reserve, which answers `/-/healthy` and `/-/ready` alone.
 struct Admission {
     general: Arc<Semaphore>,
     // std Mutex: never held across .await.
@@ -493,8 +496,15 @@ struct AdmissionInner {
     /// Incomplete connections, oldest first: their id, what closes them, and their general
     /// permit (`None` in the reserve).
     incomplete: VecDeque<Incomplete>,
-    /// The general permits of the connections that completed a request, by id.
-    complete: HashMap<u64, OwnedSemaphorePermit>,
+    /// The connections that completed a request, by id: their general permit, what closes
+    /// them, and their activity.
+    complete: HashMap<u64, Complete>,
+}
+
+struct Complete {
+    permit: OwnedSemaphorePermit,
+    evicted: CancellationToken,
+    activity: Arc<Activity>,
 }
 
 struct Incomplete {
@@ -532,7 +542,8 @@ impl Admission {
         let mut inner = self.lock();
         let permit = match self.general.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            // Full: the oldest incomplete connection with a general slot hands it over.
+            // Full: the oldest incomplete connection with a general slot hands it over, or
+            // else the complete one idle the longest.
             Err(_) => inner
                 .incomplete
                 .iter()
@@ -541,6 +552,19 @@ impl Admission {
                 .and_then(|oldest| {
                     oldest.evicted.cancel();
                     oldest.permit
+                })
+                .or_else(|| {
+                    let idlest = inner
+                        .complete
+                        .iter()
+                        .filter(|(_, c)| c.activity.in_flight.load(Ordering::Acquire) == 0)
+                        .min_by_key(|(_, c)| {
+                            *c.activity.last.lock().unwrap_or_else(|p| p.into_inner())
+                        })
+                        .map(|(id, _)| *id)?;
+                    let idlest = inner.complete.remove(&idlest)?;
+                    idlest.evicted.cancel();
+                    Some(idlest.permit)
                 }),
         };
         let reserved = permit.is_none();
@@ -570,14 +594,22 @@ impl Admission {
         }
     }
 
-    /// A connection's first request head arrived: it is answered, and never evicted.
-    fn complete(&self, id: u64) {
+    /// A connection's first request head arrived: it is answered, and evicted only when idle
+    /// (see [`Admission`]).
+    fn complete(&self, id: u64, activity: &Arc<Activity>) {
         let mut inner = self.lock();
         if let Some(i) = inner.incomplete.iter().position(|c| c.id == id)
             && let Some(done) = inner.incomplete.remove(i)
             && let Some(permit) = done.permit
         {
-            inner.complete.insert(id, permit);
+            inner.complete.insert(
+                id,
+                Complete {
+                    permit,
+                    evicted: done.evicted,
+                    activity: activity.clone(),
+                },
+            );
         }
     }
 
@@ -782,11 +814,11 @@ async fn connection(
             let telemetry_path = telemetry_path.clone();
             let encodings = encodings.clone();
             let in_flight = InFlight::start(&activity);
-            let activity = activity.clone();
-            // The first request head: the connection is complete, never evicted.
+            // The first request head: the connection is complete, evicted only when idle.
             if !first_head.swap(true, Ordering::AcqRel) {
-                admission.complete(id);
+                admission.complete(id, &activity);
             }
+            let activity = activity.clone();
             async move {
                 let _in_flight = in_flight;
                 let mut response = async {

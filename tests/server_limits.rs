@@ -261,3 +261,36 @@ fn get(port: u16, path: &str) -> (String, Vec<u8>) {
         .to_string();
     (status, answer[head_end..].to_vec())
 }
+
+#[test]
+fn complete_requests_kept_alive_do_not_lock_out_a_scrape() {
+    // 600 connections that each send a complete request, read its answer, and then hold the
+    // connection open without another (issue 24 §2: admission must not favour them over a
+    // scrape just because they completed a request): at the cap, a newcomer takes the slot of
+    // the one idle the longest, so /metrics gets 200, not the reserve's 503.
+    let daemon = Daemon::start(1024, &[]);
+    let mut held = Vec::new();
+    for _ in 0..600 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", daemon.port)) else {
+            continue;
+        };
+        if s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_ok()
+        {
+            let mut buf = [0u8; 512];
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.read(&mut buf);
+            held.push(s);
+        }
+    }
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(get(daemon.port, "/metrics").0);
+    }
+    println!("with 600 idle kept-alive connections: {answers:?}");
+    assert!(
+        answers.iter().all(|a| a == "HTTP/1.1 200 OK"),
+        "{answers:?}"
+    );
+    drop(held);
+}
