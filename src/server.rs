@@ -444,7 +444,7 @@ pub struct Options {
 }
 
 /// Connections kept for `/-/healthy` and `/-/ready` when every other slot holds a
-/// connection that completed a request (see [`Admission`]). A connection beyond those takes
+/// connection serving a request (see [`Admission`]). A connection beyond those takes
 /// one of these slots, evicting the oldest that has not sent a complete request head yet, so
 /// half-sent requests cannot hold them: a health check, which sends its request at once,
 /// always gets through.
