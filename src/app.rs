@@ -62,6 +62,26 @@ pub struct TargetRuntime {
     /// Set when the scheduler spawned this runtime's loop: a runtime kept by a reload
     /// already has one.
     looping: AtomicBool,
+    /// The TLS files its client was built from as they stood then ([`TlsStamp`]).
+    tls_stamp: TlsStamp,
+}
+
+/// Size and modification time of each TLS file a registry names (`ca_file`, client
+/// certificate and key), taken before its client reads them: a reload keeps a runtime only
+/// if they are unchanged, so a renewed certificate or CA bundle is taken in by a reload
+/// (Kubernetes swaps a mounted secret's files), without reading a key's content here.
+type TlsStamp = Vec<Option<(u64, std::time::SystemTime)>>;
+
+fn tls_stamp(target: &Target) -> TlsStamp {
+    let tls = &target.tls;
+    tls.ca_file
+        .iter()
+        .chain(tls.client_cert.iter().flat_map(|(cert, key)| [cert, key]))
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
 }
 
 /// The results of one `/probe` run, shared by every probe that joined it; `None` when
@@ -114,7 +134,7 @@ struct Common {
 
 impl Common {
     fn runtime(&self, target: &Arc<Target>, client: RegistryClient) -> TargetRuntime {
-        self.runtime_retired_by(target, client, self.retired.clone())
+        self.runtime_retired_by(target, client, self.retired.clone(), tls_stamp(target))
     }
 
     fn runtime_retired_by(
@@ -122,6 +142,7 @@ impl Common {
         target: &Arc<Target>,
         client: RegistryClient,
         retired: CancellationToken,
+        tls_stamp: TlsStamp,
     ) -> TargetRuntime {
         TargetRuntime {
             target: target.clone(),
@@ -135,6 +156,7 @@ impl Common {
             retired,
             runbook_base_url: self.runbook_base_url.clone(),
             looping: AtomicBool::new(false),
+            tls_stamp,
         }
     }
 }
@@ -170,7 +192,7 @@ impl Generation {
             .iter()
             .map(|target| {
                 let old = carried?.target(&target.name)?;
-                keeps(&old.target, target).then(|| old.clone())
+                keeps(old, target).then(|| old.clone())
             })
             .collect();
         let fresh: Vec<&Target> = owned
@@ -181,6 +203,12 @@ impl Generation {
             .collect();
         // One HTTP client per distinct TLS setting, shared by this shard's new registries
         // (a kept registry keeps its client).
+        // Before the clients read the files.
+        let mut stamps = fresh
+            .iter()
+            .map(|t| tls_stamp(t))
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut clients = RegistryClient::build_all(&fresh, config.max_concurrency)?.into_iter();
         let targets: Vec<Arc<TargetRuntime>> = owned
             .into_iter()
@@ -190,7 +218,13 @@ impl Generation {
                     let client = clients
                         .next()
                         .expect("build_all returns one client per target not kept");
-                    Arc::new(common.runtime_retired_by(target, client, CancellationToken::new()))
+                    let stamp = stamps.next().unwrap_or_default();
+                    Arc::new(common.runtime_retired_by(
+                        target,
+                        client,
+                        CancellationToken::new(),
+                        stamp,
+                    ))
                 })
             })
             .collect();
@@ -328,13 +362,13 @@ impl TargetRuntime {
     }
 }
 
-/// Whether a reload keeps the runtime of `old` for `new` (same name): every resolved setting
-/// is the same, secrets included, and no TLS file is named. TLS material is read when the
-/// client is built, and a reload is how a renewed certificate or CA bundle is taken in, so a
-/// registry naming one gets a new client. A kept runtime's round in flight, loop and probe
-/// runs go on; anything else restarts.
-fn keeps(old: &Target, new: &Target) -> bool {
-    old == new && old.tls.ca_file.is_none() && old.tls.client_cert.is_none()
+/// Whether a reload keeps the runtime `old` for `new` (same name): every resolved setting
+/// is the same, secrets included, and the TLS files it names are as they were when its
+/// client read them ([`TlsStamp`]: a reload is how a renewed certificate or CA bundle is
+/// taken in). A kept runtime's round in flight, loop and probe runs go on; anything else
+/// restarts.
+fn keeps(old: &TargetRuntime, new: &Target) -> bool {
+    *old.target == *new && old.tls_stamp == tls_stamp(new)
 }
 
 /// A reload that was refused; the running configuration stays in force.
