@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# Container image of oci-registry-exporter.
-#   docker build -t oci-registry-exporter .
+# Container image of oci-registry-exporter (README, "Container image": how it is built and
+# where the chart and kustomize expect it).
+#   docker build --build-arg ORE_BUILD_REVISION="$(git rev-parse --short=12 HEAD)" \
+#     -t oci-registry-exporter .
 #   docker run --rm -p 9793:9793 -e OCI__RegistryUrl=https://registry.example.com oci-registry-exporter
 #   docker run --rm -p 9793:9793 \
 #     -v ./config/harbor-robot.toml:/etc/oci-registry-exporter/config.toml:ro \
@@ -12,7 +14,13 @@
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# The context has no .git: build.rs takes the source revision (for --version and
+# oci_registry_exporter_build_info) from here, "unknown" when not given, and the build date
+# from SOURCE_DATE_EPOCH (reproducible builds) when given.
+ARG ORE_BUILD_REVISION=""
+ARG SOURCE_DATE_EPOCH=""
+# Exactly what the build needs; tests/dockerfile.rs builds the crate from these files alone.
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # The cache mounts keep the crate registry and the build directory between builds; the
 # binary is copied out of the cached target/ so the next stage can see it.

@@ -639,9 +639,13 @@ async fn execute_with(
     for &kind in checks {
         // The semaphore is never closed, so acquire cannot fail.
         let _permit = permits.acquire().await.expect("semaphore is never closed");
-        let mut result = checks::run_check(kind, &rt.target, &rt.client).await;
-        catalogue::annotate(&mut result, &rt.runbook_base_url);
-        results.push(result);
+        results.push(checks::run_check(kind, &rt.target, &rt.client).await);
+    }
+    // One finding per cause: results a root cause explains follow it, before they are
+    // annotated, recorded or shown anywhere.
+    checks::follow_root_causes(&mut results);
+    for result in &mut results {
+        catalogue::annotate(result, &rt.runbook_base_url);
     }
     results
 }
@@ -665,8 +669,9 @@ fn log_result(registry: &str, r: &CheckResult) {
         };
     }
     match r.status {
-        Status::Fail => log!(warn),
-        Status::Warn => log!(info),
+        // A warning is logged as one, at the level its name says; a failure too (at warn:
+        // the exporter itself is fine, the registry is not).
+        Status::Fail | Status::Warn => log!(warn),
         _ => log!(debug),
     }
 }

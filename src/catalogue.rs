@@ -26,9 +26,11 @@ pub enum Severity {
 impl Severity {
     pub fn as_str(self) -> &'static str {
         match self {
+            // The alerts' words (and Alertmanager's routing, and the dashboards' colours):
+            // one vocabulary for a check's default severity and an alert's severity.
             Severity::Info => "info",
-            Severity::Warn => "warn",
-            Severity::Fail => "fail",
+            Severity::Warn => "warning",
+            Severity::Fail => "critical",
         }
     }
 }
@@ -139,7 +141,7 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
             const L: &[Reason] = &[
                 R::ConnectionRefused, R::Dns, R::Tls, R::Timeout, R::ConnectionError,
                 R::ServerError, R::RateLimited, R::UnexpectedStatus, R::InvalidResponse,
-                R::InternalError, R::LocalResourceExhausted,
+                R::InternalError, R::LocalResourceExhausted, R::NotARegistry, R::NoChallenge,
                 $(R::$r),*
             ];
             L
@@ -153,12 +155,12 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
         ($($r:ident),*) => { list!(@ $($r),*) };
     }
     match kind {
-        CheckKind::Registry => list!(NotARegistry),
+        CheckKind::Registry => list!(),
         CheckKind::Credentials => list!(authenticated;),
-        CheckKind::Pull => list!(authenticated; NotFound),
+        CheckKind::Pull => list!(authenticated; NotFound, Nonconformant),
         CheckKind::Push => list!(authenticated; NoCredentials, RepositoryNotFound, ReadOnly),
         CheckKind::Capabilities => {
-            list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotARegistry, NotFound,
+            list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotFound,
                 RepositoryNotFound)
         }
         CheckKind::Referrers => list!(authenticated; Unsupported, NotFound, Nonconformant),
@@ -223,10 +225,18 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             ],
         ),
         (_, R::NotARegistry) => d(
-            "GET /v2/ answered 404: `url` points at something that is not an OCI registry (a web UI, a wrong path prefix)",
+            "what answered is not the registry API: a sign-in page (an SSO or OAuth proxy such as oauth2-proxy or Authelia in front of the registry), a web UI, an HTML error page, or a 404 at /v2/ (a wrong host or path prefix)",
             &[
-                "set `url` to the registry's API base, the one docker login uses",
+                "read final_url, content_type and body_start in the evidence: they name what answered",
+                "exempt the registry's /v2/ paths from browser sign-in (registry clients cannot log in through a web page), or point `url` at the registry's API base, the one docker login uses",
                 "for registries under a path prefix, include the prefix in `url`",
+            ],
+        ),
+        (_, R::NoChallenge) => d(
+            "the registry answered 401 without a WWW-Authenticate challenge: no client can tell how to authenticate, so docker, containerd and skopeo fail too; a reverse proxy or load balancer in front of the registry usually strips the header",
+            &[
+                "compare curl -sI <url>/v2/ from the exporter's host with the same request to the registry directly (bypassing the proxy): the header should be there",
+                "let WWW-Authenticate through the proxy (nginx: remove proxy_hide_header WWW-Authenticate; check header-rewriting policies)",
             ],
         ),
         (_, R::ServerError) => d(
@@ -375,10 +385,10 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             ],
         ),
         (_, R::ReadOnly) => d(
-            "the registry is in read-only (maintenance) mode: pushes are refused",
+            "the registry refuses writes: it is in read-only (maintenance) mode, or the push test repository is a pull-through cache (a Harbor proxy-cache project) that nobody can push to; the registry's message in the result says which",
             &[
-                "if maintenance is over, turn read-only mode off (Distribution: storage.maintenance.readonly.enabled)",
-                "otherwise expect pushes to fail until it ends",
+                "if the message names a proxy project, point `push_test_repository` at a repository in an ordinary project",
+                "if maintenance is over, turn read-only mode off (Distribution: storage.maintenance.readonly.enabled); otherwise expect pushes to fail until it ends",
             ],
         ),
         (K::Capabilities, R::NoCredentials) => d(
@@ -400,6 +410,13 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
             &[
                 "upgrade the registry to a version with the referrers API (Distribution 3, Harbor 2.8+, Zot, ...)",
                 "until then, make sure signing and verification tools use the tag fallback",
+            ],
+        ),
+        (K::Pull, R::Nonconformant) => d(
+            "the registry (or a proxy in front of it) refuses HEAD on manifests while GET works: docker and skopeo, which GET, pull fine; containerd (Kubernetes nodes, nerdctl), which resolves with HEAD, fails",
+            &[
+                "compare curl -sI and curl -s with the same Accept header on <url>/v2/<repo>/manifests/<tag>: HEAD must answer as GET does",
+                "check the proxy or load balancer in front of the registry for rules that block HEAD",
             ],
         ),
         (_, R::Nonconformant) => d(

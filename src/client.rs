@@ -96,6 +96,10 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Where the answer came from when redirects led away from the URL asked for (its
+    /// query and fragment dropped: they may carry state or a return address): a sign-in
+    /// page reached by redirect is told apart by it. `None` when no redirect happened.
+    pub redirected_to: Option<Url>,
 }
 
 impl Response {
@@ -262,6 +266,10 @@ pub struct Trail(Mutex<TrailInner>);
 struct TrailInner {
     records: Vec<RequestRecord>,
     facts: Facts,
+    /// Evidence that the configured credentials are good: a token service issued a token
+    /// for them, or a request carrying Basic credentials or the static bearer token got a
+    /// 2xx.
+    credentials_accepted: bool,
 }
 
 impl Trail {
@@ -284,6 +292,13 @@ impl Trail {
     /// Whether any token request was made (a token fetched, not one taken from the cache).
     pub fn has_token_request(&self) -> bool {
         self.with(|t| t.facts.token_request_duration.is_some())
+    }
+
+    /// Whether, in this run, the token service issued a token for the configured
+    /// credentials or a request carrying Basic credentials was answered 2xx: then a later
+    /// 401/403 on a repository is a missing permission, not bad credentials.
+    pub fn credentials_accepted(&self) -> bool {
+        self.with(|t| t.credentials_accepted)
     }
 
     /// Whether any request so far carried credentials or a token.
@@ -340,18 +355,40 @@ impl RequestError {
 pub enum TokenError {
     #[error("token endpoint {realm} unreachable: {detail}")]
     Unreachable { realm: String, detail: String },
+    /// `said`, here and below: the token service's own message, `: "<message>"` (bounded,
+    /// one line; `run_check` redacts it), or empty.
     #[error(
-        "token endpoint {realm} rejected the credentials (HTTP {status}); check username and password"
+        "token endpoint {realm} rejected the credentials (HTTP {status}{said}); check username and password"
     )]
-    Rejected { realm: String, status: u16 },
+    Rejected {
+        realm: String,
+        status: u16,
+        said: String,
+    },
     /// No credentials are configured and the token service hands out no anonymous token
     /// for the scope (GHCR does so for private packages).
     #[error(
-        "token endpoint {realm} refuses an anonymous token (HTTP {status}): the repository is private; configure credentials for this registry"
+        "token endpoint {realm} refuses an anonymous token (HTTP {status}{said}): the repository is private; configure credentials for this registry"
     )]
-    AnonymousRefused { realm: String, status: u16 },
-    #[error("token endpoint {realm} answered HTTP {status}; check the registry's token service")]
-    Status { realm: String, status: u16 },
+    AnonymousRefused {
+        realm: String,
+        status: u16,
+        said: String,
+    },
+    #[error(
+        "token endpoint {realm} answered HTTP {status}{said}; check the registry's token service"
+    )]
+    Status {
+        realm: String,
+        status: u16,
+        said: String,
+    },
+    /// The token service answered 429: the exporter (and likely users) are rate limited by
+    /// the token host, not by the registry.
+    #[error(
+        "token endpoint {realm} answered HTTP 429: the token service is rate limiting this client; users of the same account or address are limited too; raise `interval`"
+    )]
+    RateLimited { realm: String },
     #[error("token endpoint {realm} sent an invalid answer: {detail}")]
     Invalid { realm: String, detail: String },
     #[error("the registry's token realm is not an http(s) URL; refusing to send credentials there")]
@@ -373,6 +410,7 @@ impl TokenError {
                 Reason::TokenEndpointError
             }
             TokenError::InsecureRealm { .. } => Reason::InsecureTokenRealm,
+            TokenError::RateLimited { .. } => Reason::RateLimited,
         }
     }
 }
@@ -414,6 +452,11 @@ impl Challenges {
                 out.unreadable = true;
                 continue;
             };
+            // An empty value (a proxy that blanks the header rather than removing it) is
+            // no challenge at all, not a broken one.
+            if text.trim().is_empty() {
+                continue;
+            }
             let Ok(parsed) = http_auth::parse_challenges(text) else {
                 out.unreadable = true;
                 continue;
@@ -916,10 +959,12 @@ impl RegistryClient {
             let ch = Challenges::parse(&resp.headers);
             if let Some(bearer) = ch.bearer {
                 self.set_known(Negotiated::Bearer(bearer));
-            } else {
-                // Basic, or a 401 that names no scheme: Basic is all that could be sent.
+            } else if ch.basic {
                 self.set_known(Negotiated::Basic);
             }
+            // A 401 that names no scheme (a proxy stripped `WWW-Authenticate`) teaches
+            // nothing: Docker, containerd and skopeo send no credentials without a
+            // challenge, so neither does the exporter (`Class::NoChallenge` judges it).
         } else if api_root && resp.status.is_success() {
             self.set_known(Negotiated::Open);
         }
@@ -1050,10 +1095,18 @@ impl RegistryClient {
             } else {
                 Bytes::new()
             };
+            let redirected_to = Some(resp.url().clone()).filter(|u| u != url).map(|mut u| {
+                u.set_query(None);
+                u.set_fragment(None);
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u
+            });
             Ok(Response {
                 status,
                 headers,
                 body,
+                redirected_to,
             })
         }
         .instrument(span.clone())
@@ -1074,7 +1127,13 @@ impl RegistryClient {
                 None => via,
             });
         }
+        // Credentials the registry itself took (Basic, or a static bearer token).
+        let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
+            && result.as_ref().is_ok_and(|r| r.status.is_success());
         trail.push(record);
+        if accepted {
+            trail.with(|t| t.credentials_accepted = true);
+        }
         result.map(|resp| (resp, elsewhere))
     }
 
@@ -1214,6 +1273,25 @@ impl RegistryClient {
                 trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
             }
             let status = resp.status();
+            // A token service's `Retry-After` counts like the registry's.
+            observe_limits(resp.headers(), status, trail);
+            // Docker Hub's auth.docker.io and other token services limit token requests
+            // too: that is a rate limit, not a broken token service.
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(TokenError::RateLimited {
+                    realm: shown.clone(),
+                }
+                .into());
+            }
+            // The token service's own words, for the error: a refusal says why.
+            let said = if status.is_success() {
+                String::new()
+            } else {
+                read_bounded(&mut resp, MAX_TOKEN_BYTES)
+                    .await
+                    .map(|body| token_refusal_message(&body))
+                    .unwrap_or_default()
+            };
             // 400 is how OAuth2 servers refuse a refresh token (`invalid_grant`).
             let rejected = status == StatusCode::UNAUTHORIZED
                 || status == StatusCode::FORBIDDEN
@@ -1222,6 +1300,7 @@ impl RegistryClient {
                 return Err(TokenError::AnonymousRefused {
                     realm: shown.clone(),
                     status: status.as_u16(),
+                    said,
                 }
                 .into());
             }
@@ -1229,6 +1308,7 @@ impl RegistryClient {
                 return Err(TokenError::Rejected {
                     realm: shown.clone(),
                     status: status.as_u16(),
+                    said,
                 }
                 .into());
             }
@@ -1236,9 +1316,21 @@ impl RegistryClient {
                 return Err(TokenError::Status {
                     realm: shown.clone(),
                     status: status.as_u16(),
+                    said,
                 }
                 .into());
             }
+            // What answered, for the error: an HTML page here is a sign-in page or a web
+            // UI, not a token service.
+            let content_type: String = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(80)
+                .collect();
             let body = read_bounded(&mut resp, MAX_TOKEN_BYTES)
                 .await
                 .map_err(|e| TokenError::Invalid {
@@ -1248,7 +1340,7 @@ impl RegistryClient {
             parse_token(&body).map_err(|detail| {
                 RequestError::from(TokenError::Invalid {
                     realm: shown.clone(),
-                    detail,
+                    detail: format!("{detail}; Content-Type {content_type}"),
                 })
             })
         }
@@ -1260,6 +1352,7 @@ impl RegistryClient {
             Err(RequestError::Token(TokenError::Rejected { status, .. }))
             | Err(RequestError::Token(TokenError::AnonymousRefused { status, .. }))
             | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
+            Err(RequestError::Token(TokenError::RateLimited { .. })) => Some(429),
             Err(_) => None,
         };
         if let Some(code) = record.status {
@@ -1270,6 +1363,9 @@ impl RegistryClient {
         }
         let took = record.duration;
         trail.push(record);
+        if result.is_ok() && !matches!(creds, Resolved::Anonymous) {
+            trail.with(|t| t.credentials_accepted = true);
+        }
         trail.facts(|f| {
             f.token_request_duration = Some(took);
             if let Ok(t) = &result {
@@ -1359,7 +1455,40 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<FetchedToken, String> {
     })
 }
 
-/// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and a 429's `Retry-After`.
+/// A token service's refusal in its own words, as `: "<message>"` (at most 200 characters,
+/// one line), or empty: the first OCI error's message (`{"errors":[{"message"}]}`, the
+/// Docker token spec), else OAuth2's `error_description` or `error` (RFC 6749 §5.2).
+fn token_refusal_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        errors: Option<Vec<Entry>>,
+        error_description: Option<String>,
+        error: Option<serde_json::Value>,
+        details: Option<String>,
+    }
+    let Ok(r) = serde_json::from_slice::<Refusal>(body) else {
+        return String::new();
+    };
+    let text = r
+        .errors
+        .and_then(|e| e.into_iter().find_map(|e| e.message))
+        .or(r.error_description)
+        .or(r.details)
+        .or(r.error.and_then(|e| e.as_str().map(str::to_string)))
+        .unwrap_or_default();
+    let text: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+    if text.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": \"{}\"", text.trim())
+    }
+}
+
+/// Rate-limit headers (`RateLimit-Limit: 100;w=21600`) and the `Retry-After` of a 429 or 503.
 pub(crate) fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Trail) {
     let number = |name: &str| {
         let v = headers.get(name)?.to_str().ok()?;
@@ -1375,10 +1504,13 @@ pub(crate) fn observe_limits(headers: &HeaderMap, status: StatusCode, trail: &Tr
     {
         trail.facts(|f| f.rate_limit = Some(RateLimit { limit, remaining }));
     }
-    if status == StatusCode::TOO_MANY_REQUESTS
-        && let Some(after) = headers
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
+    // RFC 9110 §10.2.3: Retry-After rides on 503 as well as on 429.
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) && let Some(after) = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
     {
         let after = after.trim();
         let delay = after
@@ -1596,6 +1728,23 @@ mod tests {
         assert_eq!(r.scrub("bb b"), "bb [redacted]");
         assert_eq!(replace_words("ébé", "b", "X"), "ébé");
         assert!(r.finds("xs3cr3tx"), "headers are blanked on any occurrence");
+    }
+
+    #[test]
+    fn a_token_service_refusal_is_quoted() {
+        assert_eq!(
+            token_refusal_message(
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid username or password"}]}"#
+            ),
+            ": \"invalid username or password\""
+        );
+        assert_eq!(
+            token_refusal_message(
+                br#"{"error":"invalid_grant","error_description":"refresh token expired"}"#
+            ),
+            ": \"refresh token expired\""
+        );
+        assert_eq!(token_refusal_message(b"<html>"), "");
     }
 
     #[test]

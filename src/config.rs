@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml, Yaml};
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -38,7 +39,7 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 pub const ENV_PREFIX: &str = "OCI_REGISTRY_EXPORTER_";
 
 /// How results reach `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// A background scheduler runs the checks; `/metrics` serves cached results.
@@ -48,46 +49,179 @@ pub enum Mode {
     Scrape,
 }
 
+impl Mode {
+    /// The word the configuration uses (`interval`, `scrape`), also in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Interval => "interval",
+            Mode::Scrape => "scrape",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The configuration as written: every key optional, nothing checked beyond its type.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// Its JSON Schema ([`json_schema`], shipped as config/schema.json and in the Helm chart's
+/// values.schema.json) is derived from these types; the doc comments are its descriptions.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "oci-registry-exporter configuration",
+    description = "The exporter's configuration file (TOML or YAML); config/reference.toml documents every key."
+)]
 pub struct RawConfig {
+    /// How results reach /metrics: "interval" (a background loop per registry) or "scrape"
+    /// (a scrape runs the checks that are due). Default: "interval".
     pub mode: Option<Mode>,
+    /// Scrape mode: a result younger than this is served again instead of probing, e.g. "10s".
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub min_interval: Option<Duration>,
+    /// Checks running at once, across all registries; at least 1. Default: 16.
+    #[schemars(range(min = 1))]
     pub max_concurrency: Option<usize>,
+    /// Base of every runbook link: the folder holding docs/runbooks/'s files.
     pub runbook_base_url: Option<String>,
+    /// Results the / page keeps: this many failures and, apart, this many others. Default: 100.
     pub history_size: Option<usize>,
+    /// Keys every registry inherits unless it sets them.
     #[serde(default)]
     pub defaults: RawRegistry,
+    /// The registries to check.
     #[serde(default)]
     pub registries: Vec<RawRegistry>,
 }
 
+/// A duration as humantime writes it: "30s", "1m", "1h 30m", "250ms".
+#[derive(JsonSchema)]
+#[schemars(
+    transparent,
+    description = "A duration such as \"30s\", \"1m\", \"1h 30m\" or \"250ms\"."
+)]
+#[allow(dead_code)] // Only its schema is used.
+struct HumanDuration(#[schemars(regex(pattern = r"^\s*[0-9]"))] String);
+
+/// `checks` in the schema: one name, or a list.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(description = "One check name (e.g. \"all\"), or a list of check names.")]
+#[allow(dead_code)] // Only its schema is used.
+enum CheckNames {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// One registry as written; every key may also stand in `[defaults]`.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRegistry {
+    /// The `registry` label; unique, non-empty.
     pub name: Option<String>,
+    /// The registry's base URL, http(s)://host[:port][/prefix].
+    #[schemars(regex(pattern = r"^https?://"))]
     pub url: Option<String>,
+    /// The image the pull and referrers checks probe. Default: "library/alpine".
     pub test_repository: Option<String>,
+    /// Its tag. Default: "latest".
     pub test_tag: Option<String>,
+    /// Where the push and capabilities checks write (upload sessions only).
     pub push_test_repository: Option<String>,
+    /// The user name of Basic or token auth.
     pub username: Option<String>,
+    /// A password inline (prefer password_file).
     pub password: Option<String>,
+    /// A file holding the password, read at each use.
     pub password_file: Option<PathBuf>,
+    /// A static bearer token inline (prefer token_file).
     pub token: Option<String>,
+    /// A file holding a static bearer token, read at each use.
     pub token_file: Option<PathBuf>,
+    /// The checks to run: short names (registry, credentials, pull, push, capabilities,
+    /// referrers), ids (check.integration.oci.<name>) or "all"; a list, or one name as a
+    /// string. Default: all checks.
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schemars(with = "Option<CheckNames>")]
     pub checks: Option<Vec<String>>,
+    /// Time between two rounds of this registry's checks, e.g. "60s".
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub interval: Option<Duration>,
+    /// Time one check may take, all its requests included, e.g. "10s".
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Duration>,
+    /// PEM file of CA certificates trusted besides the platform's.
     pub ca_file: Option<PathBuf>,
+    /// Skip TLS verification (logged as a warning at every load).
     pub insecure_skip_verify: Option<bool>,
+    /// PEM client certificate for mutual TLS (with client_key_file).
     pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of client_cert_file.
     pub client_key_file: Option<PathBuf>,
+    /// A Docker config.json (or its directory) whose auths or credential helpers give the
+    /// credentials.
     pub docker_config: Option<PathBuf>,
+}
+
+/// The JSON Schema (draft-07, what editors and Helm read) of the configuration file,
+/// generated from [`RawConfig`]: shipped as config/schema.json for editors and embedded in
+/// the Helm chart's values.schema.json under `config`; tests keep both equal to this.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<RawConfig>();
+    let mut value = serde_json::to_value(schema).expect("a generated schema serializes to JSON");
+    // `defaults` would show every key as null: its default says nothing a reader needs.
+    if let Some(defaults) = value
+        .pointer_mut("/properties/defaults")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        defaults.remove("default");
+    }
+    value
+}
+
+/// `checks`: a list of names, or a single name as a string (`"all"`, as config/reference.toml
+/// documents it, or `"pull"`).
+fn one_or_many<'de, D>(deserializer: D) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a check name such as \"all\" or a list of check names")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(vec![v.to_string()]))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                names.push(name);
+            }
+            Ok(Some(names))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(OneOrMany)
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
 }
 
 /// The seed keys, as figment hands them over: lower-cased, not snake-cased

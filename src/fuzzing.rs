@@ -46,6 +46,7 @@ fn response(data: &[u8]) -> Response {
         status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         headers: headers(head),
         body: body.to_vec().into(),
+        redirected_to: None,
     }
 }
 
@@ -65,6 +66,13 @@ pub fn registry_answer(data: &[u8]) {
     let _ = OciError::parse(data);
     let resp = response(data);
     let answer = Answer::of(&resp);
+    // The per-operation readings too: none may panic on what a registry sends.
+    let _ = (
+        Answer::api_root(&resp).describe(),
+        Answer::manifest(&resp, true).describe(),
+        Answer::manifest(&resp, false).describe(),
+        Answer::upload(&resp).describe(),
+    );
     let _ = answer.describe();
 }
 

@@ -193,6 +193,11 @@ fn doctor_main(cli: &Cli, registry: Option<&str>, check: &[String], format: &str
             return ExitCode::from(doctor::EXIT_USAGE);
         }
     };
+    let urls: report::Urls = config
+        .registries
+        .iter()
+        .map(|t| (t.name.clone(), t.url.clone()))
+        .collect();
     let results = match runtime.block_on(doctor::run(config, registry, check)) {
         Ok(r) => r,
         Err(e) => {
@@ -202,9 +207,9 @@ fn doctor_main(cli: &Cli, registry: Option<&str>, check: &[String], format: &str
     };
     let code = doctor::exit_code(&results);
     let text = if format == "json" {
-        report::doctor_json(&results, code)
+        report::doctor_json(&results, &urls, code)
     } else {
-        report::doctor_text(&results)
+        report::doctor_text(&results, &urls)
     };
     // anstream drops the colour codes when stdout is not a terminal or NO_COLOR is set.
     let mut out = anstream::stdout();
@@ -327,7 +332,7 @@ fn real_main(cli: Cli, shard: Shard) -> Result<ExitCode, Fatal> {
             .with_context(|| format!("cannot listen on {addr}; is the port in use? (--web.listen-address)"))
             .map_err(Fatal::runtime)?;
         let bound = listener.local_addr().map_err(Fatal::runtime)?;
-        tracing::info!(address = %bound, registries = config.registries.len(), mode = ?config.mode, "listening");
+        tracing::info!(address = %bound, registries = config.registries.len(), mode = %config.mode, "listening");
         let options = server::Options {
             limits: server::Limits {
                 read_header_timeout: cli.read_header_timeout,

@@ -281,7 +281,7 @@ pub const METRICS: &[MetricDoc] = &[
         name: "probe_success",
         kind: "gauge",
         labels: &[],
-        help: "1 when every check the probe ran passed or was info or skip, 0 otherwise (a fail or warn, or no answer within the scrape timeout)",
+        help: "1 unless a check the probe ran failed (a warn or info is not a failure), 0 when one failed or no answer came within the scrape timeout",
     },
     MetricDoc {
         name: "probe_duration_seconds",
@@ -510,7 +510,7 @@ pub const CHUNK: usize = 64 * 1024;
 const CHUNK_SLACK: usize = 4 * 1024;
 
 /// A `/probe` answer: the registry's series from `store` (a table of the probe's own
-/// results), then `probe_success` (every check passed, or was info or skip) and
+/// results), then `probe_success` (no check failed) and
 /// `probe_duration_seconds`.
 pub fn encode_probe(store: &Store, success: bool, duration: Duration, format: Format) -> String {
     let mut out = String::with_capacity(8 * 1024);

@@ -168,6 +168,9 @@ label_enum! {
         /// A redirect led to another host, which asked for authentication: the registry's
         /// credentials are not sent there, and it gives no anonymous access.
         RedirectAuthRequired => "redirect_auth_required",
+        /// A 401 without any `WWW-Authenticate` challenge: no client knows how to
+        /// authenticate (a proxy in front of the registry usually strips the header).
+        NoChallenge => "no_challenge",
     }
 }
 
@@ -271,6 +274,10 @@ pub struct CheckResult {
     pub diagnosis: Option<Diagnosis>,
     /// The runbook section for this check and reason.
     pub runbook_url: String,
+    /// The check whose finding in the same round is this result's cause: set when a
+    /// root cause (the API root not answering as the API, the credentials expired or
+    /// rejected) explains this result, whose reason then follows the root's.
+    pub consequence_of: Option<CheckKind>,
 }
 
 impl CheckResult {
@@ -294,6 +301,7 @@ impl CheckResult {
             requests: Vec::new(),
             diagnosis: None,
             runbook_url: String::new(),
+            consequence_of: None,
         }
     }
 

@@ -1111,11 +1111,9 @@ async fn probe(
         Some(wait) => tokio::time::timeout(wait, run).await.ok().flatten(),
         None => run.await,
     };
-    let success = results.as_deref().is_some_and(|results| {
-        results
-            .iter()
-            .all(|r| matches!(r.status, Status::Pass | Status::Info | Status::Skip))
-    });
+    let success = results
+        .as_deref()
+        .is_some_and(|results| results.iter().all(|r| r.status != Status::Fail));
     // The probe's own table: this registry's results only, never `/metrics`' store.
     let store = Store::new(0);
     store.declare(&rt.target);

@@ -2,22 +2,30 @@
 //!
 //! Owns the page's HTML: a header with the exporter's version and a one-line summary
 //! (registries failing, warning, ok; with sharding, which shard this replica is and how many
-//! of the configured registries it checks), the latest result of every registry × check with
-//! failing and warning rows first, relative times with the absolute time in a `title`, the
-//! likely cause and fix of every non-pass row (or the check whose failure explains it), a
-//! link from each registry to its `/probe?debug=true` view, and the recent results with
+//! of the configured registries it checks), then one row per registry — failing registries
+//! first, then warning ones, then the rest — with its state as a badge and a coloured stripe,
+//! its checks as badges (worst first), and below them the details of every check that did not
+//! pass (root causes before their consequences): message, likely cause, fix (the registry's
+//! URL filled in, `report::fill_in`) and runbook, or
+//! the check whose failure explains it. Relative times carry the absolute time in a `title`;
+//! each registry links to its `/probe?debug=true` view; the recent results follow with
 //! repeats collapsed. It reads results only through `App::current`, `Store::latest` and
 //! `Store::history`; it does not route (`server` does), run checks or touch metrics.
+//!
+//! Legible at 3 a.m.: all text is dark on a white or lightly tinted background, and a status
+//! is never told by text colour alone but by a badge (white on a dark colour) and the row's
+//! stripe; every text/background pair is at least 4.5:1 (WCAG AA), which
+//! `tests/status_page.rs` measures in a real browser (headless Chromium).
 //!
 //! Everything that comes from configuration or from a registry (names, messages, URLs) is
 //! HTML-escaped on the way out. No JavaScript.
 //!
 //! Built for thousands of registries: one pass over the results into compact rows (the
 //! store's latest results carry no request trail or evidence; the history, whole but
-//! bounded by `history_size`, is collapsed into runs), no sort (a row goes into
-//! the bucket of its status, in configuration order), one output buffer written in place,
-//! and at most [`ROW_CAP`] rows of latest results unless `?all=true`. Trouble comes first,
-//! so the cap cuts passing rows first, and a note says what it cut.
+//! bounded by `history_size`, is collapsed into runs), no global sort (a registry goes into
+//! the bucket of its worst status, in configuration order), one output buffer written in
+//! place, and at most [`ROW_CAP`] registries unless `?all=true`. Trouble comes first, so the
+//! cap cuts passing registries first, and a note says what it cut.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -31,22 +39,31 @@ use crate::app::App;
 use crate::outcome::{CheckKind, CheckResult, Diagnosis, Reason, Status};
 use crate::report;
 
-/// Rows of latest results shown without `?all=true`: a page a browser lays out at once and a
-/// person can still scroll; past that nobody reads it, and `/metrics` has every result.
-/// Measured (`bench_driver page`, release build, a tenth of the registries failing all but
-/// one check): 1,000 registries × 6 checks render in 12.5 ms as 484 KiB capped, 21 ms and
-/// 1.9 MiB with `?all=true`; 5,000 × 6 in 88 ms as 611 KiB capped, 130 ms and 9.2 MiB all.
+/// Registries shown without `?all=true`: a page a browser lays out at once and a person can
+/// still scroll; past that nobody reads it, and `/metrics` has every result. Measured on the
+/// earlier one-row-per-check layout (`bench_driver page`, release build, a tenth of the
+/// registries failing all but one check): 1,000 registries × 6 checks rendered in 12.5 ms;
+/// one row per registry writes less.
 pub const ROW_CAP: usize = 1000;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
-h1{margin:0 0 .2em}h1 small{font-size:.5em;color:#666;font-weight:normal}\
-#summary{font-size:1.2em;margin:.3em 0}\
-table{border-collapse:collapse}td,th{padding:4px 8px;text-align:left;border-bottom:1px solid #ddd;vertical-align:top}\
-.s{color:#fff;padding:2px 6px;border-radius:3px}\
-.pass{background:#2e7d32}.info{background:#1565c0}.warn{background:#f9a825}.fail{background:#c62828}.skip{background:#757575}\
-tr.fail td:first-child{border-left:4px solid #c62828}tr.warn td:first-child{border-left:4px solid #f9a825}\
-b.fail{color:#c62828}b.warn{color:#b07800}\
-.why{margin-top:.3em;color:#444}ol{margin:.2em 0;padding-left:1.5em}.note{color:#666}";
+/// Colours (foreground on background, WCAG contrast): body text #1f1f1f on white 16:1;
+/// muted #555 on white 7.5:1; links #0645ad on white 7.9:1 and on the tints ≥ 7:1; badges
+/// white on #2e7d32 5.1:1, #1565c0 5.8:1, #b45309 5.0:1, #c62828 5.6:1, #616161 6.2:1;
+/// the summary's counts #b71c1c 6.6:1 and #8a4b00 6.8:1 on white. Tints #fff4f4 and #fffaf0
+/// hold the same text at ≥ 4.5:1. Class names are specific (`.b.fail`, `tr.fail`,
+/// `.n.fail`) so no rule colours an element it was not meant for.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#1f1f1f;background:#fff}\
+a{color:#0645ad}\
+h1{margin:0 0 .2em}h1 small{font-size:.5em;color:#555;font-weight:normal}\
+#summary{font-size:1.2em;margin:.3em 0}.n{font-weight:bold}.n.fail{color:#b71c1c}.n.warn{color:#8a4b00}\
+table{border-collapse:collapse;width:100%}td,th{padding:4px 8px;text-align:left;border-bottom:1px solid #ddd;vertical-align:top}\
+.b{display:inline-block;color:#fff;background:#616161;padding:1px 6px;margin:1px 2px 1px 0;border-radius:3px;font-size:.9em;white-space:nowrap}\
+.b.pass{background:#2e7d32}.b.info{background:#1565c0}.b.warn{background:#b45309}.b.fail{background:#c62828}.b.skip,.b.wait{background:#616161}\
+tr.reg>td:first-child{border-left:6px solid #9e9e9e}tr.reg.fail>td:first-child{border-left-color:#c62828}\
+tr.reg.warn>td:first-child{border-left-color:#b45309}tr.reg.ok>td:first-child{border-left-color:#2e7d32}\
+tr.reg.fail{background:#fff4f4}tr.reg.warn{background:#fffaf0}\
+.d{margin:.4em 0 .2em;padding-top:.3em;border-top:1px dotted #ccc}.d .msg{color:#1f1f1f}\
+.why{margin-top:.2em;color:#333}ol{margin:.2em 0;padding-left:1.5em}.note{color:#555}td.t{white-space:nowrap}";
 
 /// Renders the page. `query` is the request's query (`all=true` lifts [`ROW_CAP`]);
 /// `telemetry_path` is where the metrics are served; `now` is what times are relative to.
@@ -58,6 +75,7 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     for rt in &generation.targets {
         latest.add(
             &rt.target.name,
+            Some(&rt.target.url),
             app.store
                 .latest(&rt.target.name, &generation.config.runbook_base_url),
         );
@@ -65,9 +83,9 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     let history = app.store.history();
     let groups = collapse(&history);
 
-    // About 300 bytes a row; reserved once, so the buffer is rarely grown.
+    // About 300 bytes a check; reserved once, so the buffer is rarely grown.
     let rows = latest.len().min(if all { usize::MAX } else { ROW_CAP });
-    let mut out = String::with_capacity(4096 + 300 * (rows + groups.len()));
+    let mut out = String::with_capacity(4096 + 300 * (rows * 3 + groups.len()));
     head(&mut out, &latest.summary);
     out.push_str("<body><header><h1>OCI registry exporter <small>");
     let _ = write!(
@@ -95,10 +113,11 @@ pub fn render(app: &App, query: &str, telemetry_path: &str, now: SystemTime) -> 
     attr_to(telemetry_path, &mut out);
     out.push_str(
         "\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></nav></header>\
-         <h2>Latest results</h2><p class=\"note\">Failing and warning rows first. A registry's name \
-         runs its checks now and shows every request they make (the debug view).</p>\
-         <table><tr><th>Registry</th><th>Check</th><th>Status</th><th>Reason</th><th>HTTP</th>\
-         <th>Last run</th><th>Message</th></tr>",
+         <h2>Latest results</h2><p class=\"note\">One row per registry, failing and warning \
+         registries first; each check is a badge, and every check that did not pass is explained \
+         below them. A registry's name runs its checks now and shows every request they make \
+         (the debug view).</p>\
+         <table id=\"latest\"><tr><th>State</th><th>Registry</th><th>Checks</th><th>Last run</th></tr>",
     );
     for line in latest.lines().take(rows) {
         line.write(&mut out, now);
@@ -133,7 +152,7 @@ impl Summary {
         );
         let part = |out: &mut String, n: usize, class: &str, words: &str| {
             if n > 0 {
-                let _ = write!(out, "<b class=\"{class}\">{n} {words}</b>");
+                let _ = write!(out, "<span class=\"n {class}\">{n} {words}</span>");
             } else {
                 let _ = write!(out, "0 {words}");
             }
@@ -172,8 +191,7 @@ fn head(out: &mut String, summary: &Summary) {
 }
 
 /// What the page shows of one latest result; the rest of the result is dropped.
-struct Row<'a> {
-    registry: &'a str,
+struct Row {
     check: CheckKind,
     status: Status,
     reason: Reason,
@@ -186,14 +204,27 @@ struct Row<'a> {
     consequence_of: Option<CheckKind>,
 }
 
-/// A line of the latest-results table: a result, or a registry without one yet.
+/// The order of trouble: fail, warn, info, skip, pass.
+fn rank(status: Status) -> u8 {
+    match status {
+        Status::Fail => 0,
+        Status::Warn => 1,
+        Status::Info => 2,
+        Status::Skip => 3,
+        Status::Pass => 4,
+    }
+}
+
+/// A line of the latest-results table: a registry and its results (worst first), or a
+/// registry without one yet.
 enum Line<'a> {
-    Result(Row<'a>),
+    /// The registry's name, its URL (to fill in fix steps), its results.
+    Registry(&'a str, Option<&'a url::Url>, Vec<Row>),
     Waiting(&'a str),
 }
 
-/// The latest results in three buckets, each in configuration order: failing rows,
-/// warning rows, and the rest (pass, info, skip, and registries not checked yet).
+/// The registries in three buckets, each in configuration order: failing, warning, and the
+/// rest (pass, info, skip, and registries not checked yet).
 #[derive(Default)]
 struct Latest<'a> {
     fail: Vec<Line<'a>>,
@@ -203,32 +234,21 @@ struct Latest<'a> {
 }
 
 impl<'a> Latest<'a> {
-    fn add(&mut self, registry: &'a str, results: Vec<CheckResult>) {
+    fn add(&mut self, registry: &'a str, url: Option<&'a url::Url>, results: Vec<CheckResult>) {
         self.summary.registries += 1;
         if results.is_empty() {
             self.summary.waiting += 1;
             self.rest.push(Line::Waiting(registry));
             return;
         }
-        if results.iter().any(|r| r.status == Status::Fail) {
-            self.summary.failing += 1;
-        } else if results.iter().any(|r| r.status == Status::Warn) {
-            self.summary.warning += 1;
-        } else {
-            self.summary.ok += 1;
-        }
         let roots: Vec<Option<CheckKind>> = results
             .iter()
             .map(|r| report::root_cause(r, &results))
             .collect();
-        for (r, consequence_of) in results.into_iter().zip(roots) {
-            let bucket = match r.status {
-                Status::Fail => &mut self.fail,
-                Status::Warn => &mut self.warn,
-                Status::Pass | Status::Info | Status::Skip => &mut self.rest,
-            };
-            bucket.push(Line::Result(Row {
-                registry,
+        let mut rows: Vec<Row> = results
+            .into_iter()
+            .zip(roots)
+            .map(|(r, consequence_of)| Row {
                 check: r.check,
                 status: r.status,
                 reason: r.reason,
@@ -238,8 +258,26 @@ impl<'a> Latest<'a> {
                 diagnosis: r.diagnosis,
                 runbook_url: r.runbook_url,
                 consequence_of,
-            }));
-        }
+            })
+            .collect();
+        // Worst first; among equals, root causes before their consequences (stable, so
+        // otherwise in the configured order). A registry has a handful of checks.
+        rows.sort_by_key(|r| (rank(r.status), r.consequence_of.is_some()));
+        let bucket = match rows[0].status {
+            Status::Fail => {
+                self.summary.failing += 1;
+                &mut self.fail
+            }
+            Status::Warn => {
+                self.summary.warning += 1;
+                &mut self.warn
+            }
+            Status::Pass | Status::Info | Status::Skip => {
+                self.summary.ok += 1;
+                &mut self.rest
+            }
+        };
+        bucket.push(Line::Registry(registry, url, rows));
     }
 
     fn len(&self) -> usize {
@@ -250,7 +288,7 @@ impl<'a> Latest<'a> {
         self.fail.iter().chain(&self.warn).chain(&self.rest)
     }
 
-    /// Says how many rows of each kind the cap left out (the first `shown` are shown).
+    /// Says how many registries of each kind the cap left out (the first `shown` are shown).
     fn write_cap_note(&self, out: &mut String, shown: usize, telemetry_path: &str) {
         let hidden = |before: usize, len: usize| len.saturating_sub(shown.saturating_sub(before));
         let fail = hidden(0, self.fail.len());
@@ -258,8 +296,8 @@ impl<'a> Latest<'a> {
         let rest = hidden(self.fail.len() + self.warn.len(), self.rest.len());
         let _ = write!(
             out,
-            "<p class=\"note\" id=\"cap\">Showing {shown} of {} rows: {} more not shown \
-             ({fail} failing, {warn} warning, {rest} other). <a href=\"/?all=true\">Show every row</a>, \
+            "<p class=\"note\" id=\"cap\">Showing {shown} of {} registries: {} more not shown \
+             ({fail} failing, {warn} warning, {rest} other). <a href=\"/?all=true\">Show every registry</a>, \
              or query <a href=\"",
             self.len(),
             fail + warn + rest,
@@ -271,41 +309,73 @@ impl<'a> Latest<'a> {
 
 impl Line<'_> {
     fn write(&self, out: &mut String, now: SystemTime) {
-        let row = match self {
+        let (registry, url, rows) = match self {
             Line::Waiting(registry) => {
-                out.push_str("<tr><td>");
+                out.push_str(
+                    "<tr class=\"reg wait\"><td><span class=\"b wait\">waiting</span></td><td>",
+                );
                 registry_link(out, registry);
-                out.push_str("</td><td colspan=\"6\">no result yet</td></tr>");
+                out.push_str("</td><td colspan=\"2\">no result yet</td></tr>");
                 return;
             }
-            Line::Result(row) => row,
+            Line::Registry(registry, url, rows) => (registry, *url, rows),
         };
-        let status = row.status.as_str();
-        let _ = write!(out, "<tr class=\"{status}\"><td>");
-        registry_link(out, row.registry);
+        let (state, word) = match rows[0].status {
+            Status::Fail => ("fail", "failing"),
+            Status::Warn => ("warn", "warning"),
+            Status::Pass | Status::Info | Status::Skip => ("ok", "ok"),
+        };
+        let badge = if state == "ok" { "pass" } else { state };
         let _ = write!(
             out,
-            "</td><td>{}</td><td><span class=\"s {status}\">{status}</span></td><td>{}</td><td>",
-            row.check.short_name(),
-            row.reason.as_str(),
+            "<tr class=\"reg {state}\"><td><span class=\"b {badge}\">{word}</span></td><td>"
         );
-        match row.http_status {
-            Some(code) => {
-                let _ = write!(out, "{code}");
-            }
-            None => out.push('–'),
+        registry_link(out, registry);
+        out.push_str("</td><td>");
+        for row in rows {
+            let status = row.status.as_str();
+            let _ = write!(
+                out,
+                "<span class=\"b {status}\" title=\"{status}: {}\">{}: {status}</span>",
+                row.reason.as_str(),
+                row.check.short_name(),
+            );
         }
-        out.push_str("</td><td>");
-        write_time(out, row.finished_at, now);
-        out.push_str("</td><td>");
-        text_to(&row.message, out);
-        if let Some(root) = row.consequence_of {
+        for row in rows.iter().filter(|r| r.status != Status::Pass) {
+            row.write_details(out, url);
+        }
+        out.push_str("</td><td class=\"t\">");
+        // The oldest of its latest results: a check that stopped running shows here.
+        let oldest = rows.iter().map(|r| r.finished_at).min().unwrap_or(now);
+        write_time(out, oldest, now);
+        out.push_str("</td></tr>");
+    }
+}
+
+impl Row {
+    /// A check that did not pass: what it said, and why and what to do (or the check whose
+    /// failure explains it).
+    fn write_details(&self, out: &mut String, url: Option<&url::Url>) {
+        let status = self.status.as_str();
+        let _ = write!(
+            out,
+            "<div class=\"d {status}\"><b>{}</b> {status}, {}",
+            self.check.short_name(),
+            self.reason.as_str(),
+        );
+        if let Some(code) = self.http_status {
+            let _ = write!(out, ", HTTP {code}");
+        }
+        out.push_str(": <span class=\"msg\">");
+        text_to(&self.message, out);
+        out.push_str("</span>");
+        if let Some(root) = self.consequence_of {
             let _ = write!(
                 out,
                 "<div class=\"why\">follows from this registry's <b>{}</b> failure: fix that first</div>",
                 root.short_name()
             );
-        } else if let Some(d) = &row.diagnosis {
+        } else if let Some(d) = &self.diagnosis {
             out.push_str("<div class=\"why\">likely cause: ");
             text_to(d.cause, out);
             out.push_str("</div>");
@@ -313,18 +383,18 @@ impl Line<'_> {
                 out.push_str("<ol class=\"fix\">");
                 for step in d.fix {
                     out.push_str("<li>");
-                    text_to(step, out);
+                    text_to(report::fill_in(step, url), out);
                     out.push_str("</li>");
                 }
                 out.push_str("</ol>");
             }
-            if !row.runbook_url.is_empty() {
-                out.push_str("<a href=\"");
-                attr_to(&row.runbook_url, out);
+            if !self.runbook_url.is_empty() {
+                out.push_str("<a class=\"runbook\" href=\"");
+                attr_to(&self.runbook_url, out);
                 out.push_str("\">runbook</a>");
             }
         }
-        out.push_str("</td></tr>");
+        out.push_str("</div>");
     }
 }
 
@@ -437,7 +507,7 @@ fn write_history(out: &mut String, groups: &[Group<'_>], now: SystemTime) {
         text_to(g.registry, out);
         let _ = write!(
             out,
-            "</td><td>{}</td><td><span class=\"s {status}\">{status}</span></td><td>{}</td><td>",
+            "</td><td>{}</td><td><span class=\"b {status}\">{status}</span></td><td>{}</td><td>",
             r.check.short_name(),
             r.reason.as_str(),
         );
@@ -582,10 +652,10 @@ mod tests {
         );
     }
 
-    /// The cap cuts from the end of the trouble-first order, and the note counts what it cut
-    /// by kind.
+    /// The cap cuts registries from the end of the trouble-first order, and the note counts
+    /// what it cut by kind; within a registry the worst check comes first.
     #[test]
-    fn the_cap_note_counts_the_rows_it_cut() {
+    fn the_cap_note_counts_the_registries_it_cut() {
         let mut latest = Latest::default();
         let results = |status: Status, n: usize| -> Vec<CheckResult> {
             CheckKind::ALL[..n]
@@ -593,15 +663,22 @@ mod tests {
                 .map(|c| result(*c, status, Reason::Ok, 0))
                 .collect()
         };
-        latest.add("passing", results(Status::Pass, 4));
-        latest.add("failing", results(Status::Fail, 3));
-        latest.add("warning", results(Status::Warn, 2));
-        latest.add("new", Vec::new());
+        latest.add("passing", None, results(Status::Pass, 4));
+        latest.add("failing", None, results(Status::Fail, 3));
+        latest.add("warning", None, results(Status::Warn, 2));
+        let mixed = vec![
+            result(CheckKind::Registry, Status::Pass, Reason::Ok, 0),
+            result(CheckKind::Credentials, Status::Info, Reason::Ok, 0),
+            result(CheckKind::Pull, Status::Warn, Reason::Ok, 0),
+            result(CheckKind::Push, Status::Fail, Reason::Ok, 0),
+        ];
+        latest.add("mixed", None, mixed);
+        latest.add("new", None, Vec::new());
         assert_eq!(
             latest.summary,
             Summary {
-                registries: 4,
-                failing: 1,
+                registries: 5,
+                failing: 2,
                 warning: 1,
                 ok: 1,
                 waiting: 1
@@ -610,16 +687,17 @@ mod tests {
         let order: Vec<&str> = latest
             .lines()
             .map(|l| match l {
-                Line::Result(r) => r.registry,
-                Line::Waiting(r) => r,
+                Line::Registry(r, _, _) | Line::Waiting(r) => *r,
             })
             .collect();
+        assert_eq!(order, ["failing", "mixed", "warning", "passing", "new"]);
+        let Some(Line::Registry("mixed", _, rows)) = latest.lines().nth(1) else {
+            panic!("mixed is second");
+        };
+        let statuses: Vec<Status> = rows.iter().map(|r| r.status).collect();
         assert_eq!(
-            order,
-            [
-                "failing", "failing", "failing", "warning", "warning", "passing", "passing",
-                "passing", "passing", "new"
-            ]
+            statuses,
+            [Status::Fail, Status::Warn, Status::Info, Status::Pass]
         );
         let note = |shown: usize| {
             let mut out = String::new();
@@ -627,16 +705,18 @@ mod tests {
             out
         };
         assert!(
-            note(4)
-                .contains("Showing 4 of 10 rows: 6 more not shown (0 failing, 1 warning, 5 other)"),
+            note(1).contains(
+                "Showing 1 of 5 registries: 4 more not shown (1 failing, 1 warning, 2 other)"
+            ),
             "{}",
-            note(4)
+            note(1)
         );
         assert!(
-            note(2)
-                .contains("Showing 2 of 10 rows: 8 more not shown (1 failing, 2 warning, 5 other)"),
+            note(3).contains(
+                "Showing 3 of 5 registries: 2 more not shown (0 failing, 0 warning, 2 other)"
+            ),
             "{}",
-            note(2)
+            note(3)
         );
     }
 }

@@ -80,6 +80,7 @@ pub(crate) struct Latest {
     pub finished_at: SystemTime,
     pub message: Box<str>,
     pub diagnosis: Option<Diagnosis>,
+    pub consequence_of: Option<CheckKind>,
 }
 
 impl Latest {
@@ -92,6 +93,7 @@ impl Latest {
             finished_at: result.finished_at,
             message: result.message.into_boxed_str(),
             diagnosis: result.diagnosis,
+            consequence_of: result.consequence_of,
         }
     }
 
@@ -103,6 +105,7 @@ impl Latest {
         r.duration = self.duration;
         r.finished_at = self.finished_at;
         r.diagnosis = self.diagnosis.clone();
+        r.consequence_of = self.consequence_of;
         r.runbook_url = crate::catalogue::runbook_url(runbook_base_url, check, Some(self.reason));
         r
     }

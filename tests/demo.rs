@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo");
-/// The registry's default port in the demo.
-const DEFAULT_REGISTRY_PORT: u16 = 5001;
 const TIME_LIMIT: Duration = Duration::from_secs(120);
 
 fn free_port() -> u16 {
@@ -35,6 +33,7 @@ fn run_demo(envs: &[(&str, String)], logs: &Path) -> Output {
         .env_remove("DEMO_PORT")
         .env_remove("PROMETHEUS_PORT")
         .env_remove("NO_PROMETHEUS")
+        .env_remove("DEMO_REGISTRY_DEFAULT_PORT")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in envs {
@@ -149,7 +148,9 @@ fn the_readme_demo_command_runs() {
     );
 }
 
-/// A server on the registry's default port, recording every byte it is sent.
+/// A server on a port the OS picked, recording every byte it is sent; the demo is told to
+/// try that port first (`DEMO_REGISTRY_DEFAULT_PORT`), as it would try 5001, so the test
+/// needs no fixed port whatever else listens on this machine (kind's registry takes 5001).
 struct Occupant {
     port: u16,
     received: Arc<Mutex<Vec<u8>>>,
@@ -158,17 +159,8 @@ struct Occupant {
 
 impl Occupant {
     fn start() -> Occupant {
-        // Another program may hold the port for a moment: retry for a few seconds.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match TcpListener::bind(("127.0.0.1", DEFAULT_REGISTRY_PORT)) {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => panic!("cannot occupy 127.0.0.1:{DEFAULT_REGISTRY_PORT}: {e}"),
-            }
-        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
         let (r, c) = (received.clone(), connections.clone());
@@ -194,7 +186,7 @@ impl Occupant {
             }
         });
         Occupant {
-            port: DEFAULT_REGISTRY_PORT,
+            port,
             received,
             connections,
         }
@@ -207,6 +199,7 @@ fn the_demo_never_writes_to_a_server_on_its_registry_port() {
     let logs = tempfile::tempdir().unwrap();
     let out = run_demo(
         &[
+            ("DEMO_REGISTRY_DEFAULT_PORT", occupant.port.to_string()),
             ("DEMO_PORT", free_port().to_string()),
             ("NO_PROMETHEUS", "1".to_string()),
         ],

@@ -205,8 +205,17 @@ fn kubectl_bin() -> PathBuf {
     PathBuf::from("kubectl")
 }
 
+/// `PYTHON`, else the virtual environment scripts/test makes under target/tools/venv (Debian's
+/// python3 refuses a system-wide pip install), else `python3`.
 fn python_bin() -> PathBuf {
-    std::env::var_os("PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+    if let Some(p) = std::env::var_os("PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join("target/tools/venv/bin/python3");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
 }
 
 fn run(mut cmd: Command) -> Output {

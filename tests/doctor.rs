@@ -93,7 +93,7 @@ async fn exit_codes_text_and_json() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["exit_code"], 0);
     let results = doc["results"].as_array().unwrap();
     assert_eq!(results.len(), 1);
@@ -103,7 +103,7 @@ async fn exit_codes_text_and_json() {
     assert_eq!(r["status"], "pass");
     assert_eq!(r["reason"], "ok");
     assert_eq!(r["http_status"], 200);
-    assert_eq!(r["severity"], "fail");
+    assert_eq!(r["severity"], "critical");
     assert_eq!(r["evidence"]["digest"], support::seed_manifest_digest());
     assert_eq!(doc["summary"]["pass"], 1);
 
@@ -138,9 +138,10 @@ async fn exit_codes_text_and_json() {
 async fn usage_errors_exit_three_and_warnings_exit_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = mockito::Server::new_async().await;
+    // A 5xx at /v2/ is a warning (a 404 there is not the API: a failure).
     server
         .mock("GET", "/v2/")
-        .with_status(404)
+        .with_status(502)
         .create_async()
         .await;
     let cfg = write_config(
@@ -239,6 +240,12 @@ async fn probe_debug_shows_the_trail_and_history_keeps_results() {
         "{body}"
     );
     assert!(body.contains("runbook: https://"), "{body}");
+    // The fix names this registry, as the doctor's does.
+    assert!(
+        body.contains(&format!("docker login 127.0.0.1:{}", reg.port()))
+            && !body.contains("<registry>"),
+        "{body}"
+    );
     assert!(body.contains("== metrics\n# HELP"), "{body}");
     assert!(!body.contains("stale-password"));
 
@@ -408,10 +415,11 @@ async fn every_kind_of_registry_gets_no_false_alarm() {
                     "{r}"
                 );
             }
-            // Distribution 2.8 has no referrers API: a warning, never a failure.
+            // Distribution 2.8 has no referrers API: an optional feature it lacks, `info`,
+            // never a warning or a failure (docs/checks.md, "A healthy registry is green").
             (_, "referrers" | "capabilities") => assert_eq!(
                 (status, r["reason"].as_str()),
-                ("warn", Some("unsupported")),
+                ("info", Some("unsupported")),
                 "{r}"
             ),
             _ => assert!(
@@ -473,4 +481,187 @@ async fn check_lists_config_file_alias_and_version() {
         !text.contains("revision:   unknown"),
         "built in a git checkout, the revision is known:\n{text}"
     );
+}
+
+/// Issue 23 §2: a healthy Distribution 2.8 with its default configuration (delete disabled,
+/// no referrers API) and the exporter's defaults (a URL and nothing else) is green
+/// everywhere a result is summed up: the doctor exits 0, `/probe` says `probe_success 1`,
+/// and the `/` page counts it ok. A missing optional feature is `info`, not a warning.
+#[tokio::test]
+async fn a_healthy_distribution_with_defaults_is_green() {
+    let reg = TestRegistry::start_with(
+        Kind::Open,
+        support::Options {
+            // Distribution's own default (`storage.delete.enabled` unset).
+            delete_enabled: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[registries]]\nname = \"healthy\"\nurl = \"{}\"\n",
+        reg.url
+    );
+    let cfg = write_config(&dir, &text);
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "the doctor exits 0:\n{report}");
+    assert!(
+        report.contains("INFO  healthy  check.integration.oci.referrers"),
+        "{report}"
+    );
+
+    let exporter = Exporter::start(config_from_toml(&text)).await;
+    exporter.wait_ready().await;
+    let (code, body) = exporter.get("/probe?target=healthy").await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        common::sample(&body, "probe_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = exporter.get("/").await.1;
+        if !page.contains("not checked yet") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        page.contains("1 registry: 0 failing, 0 warning, 1 ok"),
+        "the page does not count the healthy registry ok:\n{page}"
+    );
+    exporter.stop().await;
+}
+
+/// `probe_success` is 0 only for a failure: a check that warns (here the registry check,
+/// on a `/v2/` that answers 418) still leaves it at 1.
+#[tokio::test]
+async fn probe_success_is_one_unless_a_check_fails() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(418)
+        .with_header("docker-distribution-api-version", "registry/2.0")
+        .create_async()
+        .await;
+    let config = config_from_toml(&format!(
+        "mode = \"scrape\"\n[[registries]]\nname = \"teapot\"\nurl = \"{}\"\nchecks = [\"registry\"]\n",
+        server.url()
+    ));
+    let exporter = Exporter::start(config).await;
+    let (_, body) = exporter.get("/probe?target=teapot").await;
+    assert_eq!(
+        common::status_of(&body, "teapot", "registry").as_deref(),
+        Some("warn"),
+        "{body}"
+    );
+    assert_eq!(
+        common::sample(&body, "probe_success", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    exporter.stop().await;
+}
+
+/// Issue 23 §5: the doctor's fixes name the registry they are about (no `<url>` or
+/// `<registry>` to fill in by hand), each problem shows its registry's URL, the problems
+/// come most severe first with root causes before the rest, and a closing line counts the
+/// registries as the `/` page does.
+#[tokio::test]
+async fn the_doctor_fills_in_the_url_orders_by_severity_and_sums_up() {
+    let reg = TestRegistry::start(Kind::Basic).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A gateway whose registry back end is down: 502 at /v2/, a warning (emulated: a real
+    // Distribution never answers 502 for itself).
+    let mut gateway = mockito::Server::new_async().await;
+    gateway
+        .mock("GET", "/v2/")
+        .with_status(502)
+        .create_async()
+        .await;
+    let checks = "checks = [\"registry\", \"credentials\", \"pull\"]\n";
+    // Configured warning first, so the order cannot come from the configuration.
+    let text = format!(
+        "[[registries]]\nname = \"warned\"\nurl = \"{warned}\"\nchecks = [\"registry\"]\n\
+         [[registries]]\nname = \"good\"\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\n{checks}\
+         [[registries]]\nname = \"bad\"\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"stale-password\"\n{checks}\
+         [[registries]]\nname = \"down\"\nurl = \"http://127.0.0.1:1\"\n{checks}",
+        url = reg.url,
+        warned = gateway.url(),
+        user = support::BASIC_USER,
+        password = support::BASIC_PASSWORD,
+    );
+    let cfg = write_config(&dir, &text);
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    let host = format!("127.0.0.1:{}", reg.port());
+    assert!(
+        report.contains(&format!("docker login {host}")),
+        "the credentials fix names the registry:\n{report}"
+    );
+    assert!(
+        report.contains("curl -v http://127.0.0.1:1/v2/"),
+        "the connection fix names the URL:\n{report}"
+    );
+    assert!(
+        !report.contains("<url>") && !report.contains("<registry>"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "check.integration.oci.credentials on bad (http://{host}/): "
+        )),
+        "each problem shows its registry's URL:\n{report}"
+    );
+    // Problems: failures (root causes first) before the warning.
+    let headers: Vec<&str> = report.lines().filter(|l| l.contains(" (reason ")).collect();
+    let first_warn = headers
+        .iter()
+        .position(|l| l.starts_with("WARN "))
+        .unwrap_or_else(|| panic!("no warning problem:\n{report}"));
+    assert!(
+        headers[..first_warn].len() >= 2
+            && headers[..first_warn]
+                .iter()
+                .all(|l| l.starts_with("ROOT CAUSE FAIL")),
+        "the failures' root causes come first: {headers:#?}"
+    );
+    assert!(
+        headers[first_warn..].iter().all(|l| !l.contains("FAIL")),
+        "{headers:#?}"
+    );
+    assert_eq!(
+        report.trim_end().lines().last(),
+        Some("4 registries: 2 failing, 1 warning, 1 ok"),
+        "{report}"
+    );
+
+    let out = bin()
+        .args(["check", "--format", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for r in doc["results"].as_array().unwrap() {
+        let fix = r["fix"].to_string();
+        assert!(!fix.contains("<url>") && !fix.contains("<registry>"), "{r}");
+        assert!(
+            r["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "{r}"
+        );
+    }
 }

@@ -68,8 +68,17 @@ fn helm_bin() -> PathBuf {
     PathBuf::from("helm")
 }
 
+/// `PYTHON`, else the virtual environment scripts/test makes under target/tools/venv (Debian's
+/// python3 refuses a system-wide pip install), else `python3`.
 fn python_bin() -> PathBuf {
-    std::env::var_os("PYTHON").map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+    if let Some(p) = std::env::var_os("PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join("target/tools/venv/bin/python3");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
 }
 
 fn run(mut cmd: Command) -> Output {
@@ -1522,4 +1531,163 @@ fn notes_say_how_many_shards() {
         existing.contains("rollout restart statefulset/"),
         "{existing}"
     );
+}
+
+/// Issue 23 §4: where the image lives and where the runbooks live are one setting each:
+/// `image.repository` names the image whole, and `runbookBaseUrl` moves every runbook link,
+/// the exporter's (config.runbook_base_url, unless config sets it) and the alerts' alike.
+#[test]
+fn image_repository_and_runbook_base_url_are_one_setting_each() {
+    update_if_asked();
+    let r = Rendered::parse(&template(&[
+        "--set",
+        "image.repository=registry.example.com/monitoring/oci-registry-exporter",
+        "--set",
+        "runbookBaseUrl=https://wiki.example.com/runbooks",
+        "--set",
+        "prometheusRule.enabled=true",
+    ]));
+    assert_eq!(
+        str_of(&container(r.workload())["image"], "image"),
+        format!(
+            "registry.example.com/monitoring/oci-registry-exporter:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let config = data_value(r.one("ConfigMap"), "config.yaml");
+    assert!(
+        config.contains("runbook_base_url: https://wiki.example.com/runbooks"),
+        "{config}"
+    );
+    let rules = serde_yaml_ng::to_string(&r.one("PrometheusRule")["spec"]).unwrap();
+    let links: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .collect();
+    assert!(!links.is_empty(), "{rules}");
+    for link in links {
+        assert!(
+            link.starts_with("https://wiki.example.com/runbooks/alerts.md#"),
+            "{link}"
+        );
+    }
+    // A base set in config wins over runbookBaseUrl for the exporter's own links.
+    let r = Rendered::parse(&template(&[
+        "--set",
+        "runbookBaseUrl=https://wiki.example.com/runbooks",
+        "--set",
+        "config.runbook_base_url=https://other.example.com/rb/",
+    ]));
+    let config = data_value(r.one("ConfigMap"), "config.yaml");
+    assert!(
+        config.contains("runbook_base_url: https://other.example.com/rb/")
+            && !config.contains("wiki.example.com"),
+        "{config}"
+    );
+    let err = try_template_of(&chart_dir(), &["--set", "runbookBaseUrl=wiki/runbooks"])
+        .expect_err("a runbookBaseUrl that is not a URL was accepted");
+    assert!(err.contains("runbookBaseUrl"), "{err}");
+}
+
+/// The chart's schema of `config`: the exporter's own (`config::json_schema`, generated from
+/// its types) under `definitions`, with what the chart adds: `registries` required, with at
+/// least one registry, each with a name and a URL.
+fn values_schema_config_parts() -> (serde_json::Value, serde_json::Value) {
+    let generated = oci_registry_exporter::config::json_schema();
+    let mut definitions = generated["definitions"]
+        .as_object()
+        .expect("the generated schema has definitions")
+        .clone();
+    let mut root = generated.as_object().unwrap().clone();
+    root.remove("$schema");
+    root.remove("definitions");
+    definitions.insert("config".into(), serde_json::Value::Object(root));
+    let config = serde_json::json!({
+        "type": "object",
+        "description": "The exporter's configuration, written as YAML to a ConfigMap; ignored with existingConfigMap. Its schema is the exporter's own (config/schema.json, generated from its types): a misspelt key is refused here, not in the pod.",
+        "allOf": [{"$ref": "#/definitions/config"}],
+        "required": ["registries"],
+        "properties": {
+            "registries": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"required": ["name", "url"]}
+            }
+        }
+    });
+    (config, serde_json::Value::Object(definitions))
+}
+
+fn values_schema_json() -> serde_json::Value {
+    serde_json::from_str(&read(&chart_dir().join("values.schema.json"))).unwrap()
+}
+
+/// values.schema.json's `config` is the schema generated from the exporter's types
+/// (`UPDATE_HELM=1` rewrites it), so the chart refuses what the exporter would refuse.
+#[test]
+fn values_schema_config_is_generated_from_the_exporters_types() {
+    let (config, definitions) = values_schema_config_parts();
+    if std::env::var_os("UPDATE_HELM").is_some() {
+        let mut schema = values_schema_json();
+        schema["properties"]["config"] = serde_json::to_value(&config).unwrap();
+        schema["definitions"] = serde_json::to_value(&definitions).unwrap();
+        std::fs::write(
+            chart_dir().join("values.schema.json"),
+            serde_json::to_string_pretty(&schema).unwrap() + "\n",
+        )
+        .unwrap();
+    }
+    let schema = values_schema_json();
+    assert_eq!(
+        serde_json::to_value(&schema["properties"]["config"]).unwrap(),
+        serde_json::to_value(&config).unwrap(),
+        "values.schema.json's config is not the generated schema: run UPDATE_HELM=1 cargo test --test helm"
+    );
+    assert_eq!(
+        serde_json::to_value(&schema["definitions"]).unwrap(),
+        serde_json::to_value(&definitions).unwrap(),
+        "values.schema.json's definitions are not the generated schema's: run UPDATE_HELM=1 cargo test --test helm"
+    );
+}
+
+/// Issue 23 §5: a typo inside `config` (`intervall`) is refused by `helm lint` (and so by
+/// `helm install`), naming the key, instead of rendering and crashing the pod.
+#[test]
+fn helm_lint_refuses_a_typo_in_config() {
+    update_if_asked();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, values) in [
+        ("in defaults", "config:\n  defaults:\n    intervall: 1m\n"),
+        (
+            "in a registry",
+            "config:\n  registries:\n    - name: r\n      url: https://r.example.com\n      intervall: 1m\n",
+        ),
+        ("at the top", "config:\n  intervall: 1m\n"),
+    ] {
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, values).unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let chart = chart_dir().to_string_lossy().into_owned();
+        let out = helm(&["lint", "--strict", &chart, "-f", &file]);
+        let t = text(&out);
+        assert!(
+            !out.status.success(),
+            "helm lint accepted a typo {what}:\n{t}"
+        );
+        assert!(
+            t.contains("intervall"),
+            "{what}: the error does not name the key:\n{t}"
+        );
+    }
+    // The same keys spelt right pass.
+    let file = dir.path().join("values.yaml");
+    std::fs::write(
+        &file,
+        "config:\n  defaults:\n    interval: 1m\n    checks: all\n  registries:\n    - name: r\n      url: https://r.example.com\n      interval: 30s\n",
+    )
+    .unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let chart = chart_dir().to_string_lossy().into_owned();
+    let out = helm(&["lint", "--strict", &chart, "-f", &file]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -804,15 +804,18 @@ async fn a_non_ascii_challenge_is_an_invalid_response() {
         )
         .create_async()
         .await;
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(401)
-        .with_header(
-            "www-authenticate",
-            "Bearer realm=\"http://127.0.0.1:9/tökén\"",
-        )
-        .create_async()
-        .await;
+    // HEAD and GET alike: a bodiless HEAD refusal is asked again with GET.
+    for method in ["HEAD", "GET"] {
+        server
+            .mock(method, MANIFEST)
+            .with_status(401)
+            .with_header(
+                "www-authenticate",
+                "Bearer realm=\"http://127.0.0.1:9/tökén\"",
+            )
+            .create_async()
+            .await;
+    }
     let with_credentials = config_from_toml(&format!(
         "[[registries]]\nname = \"garbled\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"pw\"\n",
         server.url()

@@ -120,6 +120,89 @@ fn lower_layers_do_not_import_higher_ones() {
     }
 }
 
+/// The places in `text` where a status code is compared or matched, outside comments and
+/// string literals: `== 404`, `!= 202`, a match arm `401 =>`, `404 |`, `| 405`, `500..=`,
+/// a tuple pattern `(401, ...)`, `.is_success()`, `StatusCode::`, `.as_u16()`.
+fn status_decisions(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        // String literals are words for people, not decisions.
+        let mut bare = String::new();
+        let mut in_string = false;
+        let mut prev = ' ';
+        for c in code.chars() {
+            if c == '"' && prev != '\\' {
+                in_string = !in_string;
+                bare.push(' ');
+            } else if !in_string {
+                bare.push(c);
+            }
+            prev = c;
+        }
+        let compact: String = bare.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut hit = ["is_success()", "StatusCode", ".as_u16()"]
+            .iter()
+            .any(|p| compact.contains(p));
+        let words: Vec<&str> = compact.split(' ').collect();
+        // A word that starts with a status code (after a `(`): `404`, `500..=599`, `(401,`.
+        let is_code = |w: &str| {
+            let lead: String = w
+                .trim_start_matches('(')
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let rest = &w.trim_start_matches('(')[lead.len()..];
+            lead.len() == 3
+                && ('1'..='5').contains(&lead.chars().next().unwrap_or('0'))
+                && !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        };
+        for (i, w) in words.iter().enumerate() {
+            if !is_code(w) {
+                continue;
+            }
+            let before = if i > 0 { words[i - 1] } else { "" };
+            let after = words.get(i + 1).copied().unwrap_or("");
+            if matches!(before, "==" | "!=" | "|")
+                || matches!(after, "=>" | "|")
+                || w.contains("..=")
+                || w.starts_with('(') && w.ends_with(',')
+            {
+                hit = true;
+            }
+        }
+        if hit {
+            out.push(format!("{}: {}", n + 1, line.trim()));
+        }
+    }
+    out
+}
+
+/// ARCHITECTURE.md: "No check decides a verdict from a status code": answers are judged
+/// in `src/distribution/` (`Answer` and its classes) and words chosen in `checks::refused`;
+/// the check modules only read classes.
+#[test]
+fn no_check_decides_from_a_status_code() {
+    for check in CHECKS {
+        let path = src().join(format!("checks/{check}.rs"));
+        let found = status_decisions(&read(&path));
+        assert!(
+            found.is_empty(),
+            "{} decides from a status code; judge the answer in src/distribution/answer.rs and read its Class:\n{}",
+            path.display(),
+            found.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_status_scanner_sees_status_decisions() {
+    let text = "match code {\n    401 => a,\n    500..=599 => b,\n}\nif resp.status.is_success() {}\nlet x = r.status.as_u16() == 404;\nmatch (code, c) { (401, _) => 1 }\n// 404 => in a comment\nlet s = \"HTTP 404 =>\";\nlet n = s.take(200);";
+    let found = status_decisions(text);
+    assert_eq!(found.len(), 5, "{found:?}");
+    assert!(status_decisions("x.with_http_status(answer.status); let y = take(100);").is_empty());
+}
+
 #[test]
 fn the_scanner_sees_imports() {
     let text = "use crate::checks::Status;\n// use crate::client::X;\nuse super::pull::Y;";

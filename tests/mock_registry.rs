@@ -27,14 +27,29 @@ async fn pull_403_is_fail_forbidden() {
         .with_status(403)
         .create_async()
         .await;
+    // The bodiless HEAD refusal is asked again with GET, whose OCI error body is read.
+    let get = server
+        .mock("GET", MANIFEST)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(403)
+        .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        .create_async()
+        .await;
     let cfg = config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
     let r = run_one(&cfg, CheckKind::Pull).await;
     m.assert_async().await;
+    get.assert_async().await;
     assert_eq!(
         (r.status, r.reason, r.http_status),
         (Status::Fail, Reason::Forbidden, Some(403))
     );
     assert!(r.message.contains("no pull permission"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("\"requested access to the resource is denied\""),
+        "{}",
+        r.message
+    );
 }
 
 #[tokio::test]
@@ -116,7 +131,7 @@ async fn pull_records_digest_and_media_type_and_sends_every_manifest_type() {
 }
 
 #[tokio::test]
-async fn a_non_registry_answering_404_on_v2_is_warn() {
+async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
     let mut server = mockito::Server::new_async().await;
     server
         .mock("GET", "/v2/")
@@ -125,9 +140,14 @@ async fn a_non_registry_answering_404_on_v2_is_warn() {
         .create_async()
         .await;
     let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    // Not the API at /v2/ is a root cause of its own: every client fails there.
     assert_eq!(
         (r.status, r.reason, r.http_status),
-        (Status::Warn, Reason::NotARegistry, Some(404))
+        (Status::Fail, Reason::NotARegistry, Some(404))
+    );
+    assert_eq!(
+        r.evidence.get("body_start").map(String::as_str),
+        Some("<html>not here</html>")
     );
 
     server.reset();

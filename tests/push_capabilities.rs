@@ -153,7 +153,7 @@ async fn open_registry_with_delete() {
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
     assert_eq!(
         outcome(&r),
-        (Status::Warn, Reason::Unsupported, Some(404)),
+        (Status::Info, Reason::Unsupported, Some(404)),
         "{}",
         r.message
     );
@@ -182,7 +182,7 @@ async fn open_registry_with_delete() {
     assert!(blob_links(&reg.root, PUSH_REPO).is_empty());
 
     let r = run_one(&anonymous, CheckKind::Referrers).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
     let tag = format!("sha256-{}", &support::seed_manifest_digest()[7..]);
     assert_eq!(ev(&r, "fallback_tag"), format!("{tag}: absent"));
     assert!(r.message.contains(&tag), "{}", r.message);
@@ -242,7 +242,7 @@ async fn basic_auth_registry_without_delete() {
     assert_eq!(outcome(&r), (Status::Skip, Reason::NoCredentials, None));
 
     let r = run_one(&right, CheckKind::Capabilities).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
     assert_eq!(states(&r), [S, U, S, S, U], "{}", r.message);
     assert!(ev(&r, "delete").contains("UNSUPPORTED"), "{:?}", r.evidence);
     // OPTIONS claims DELETE although delete is disabled: evidence only.
@@ -270,11 +270,12 @@ async fn basic_auth_registry_without_delete() {
     );
     assert_eq!(blob_links(&reg.root, PUSH_REPO).len(), 1);
 
-    // Without credentials on a registry that demands them: no write is even sent.
+    // Without credentials on a registry that demands them: no write is even sent. The
+    // referrers probe's anonymous 401 is `unauthorized`, as in every other check.
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
     assert_eq!(
         outcome(&r),
-        (Status::Info, Reason::NoCredentials, Some(401)),
+        (Status::Info, Reason::Unauthorized, Some(401)),
         "{}",
         r.message
     );
@@ -290,7 +291,7 @@ async fn basic_auth_registry_without_delete() {
     let r = run_one(&anonymous, CheckKind::Referrers).await;
     assert_eq!(outcome(&r), (Status::Fail, Reason::Unauthorized, Some(401)));
     let r = run_one(&right, CheckKind::Referrers).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
 }
 
 #[tokio::test]
@@ -303,7 +304,7 @@ async fn read_only_registry() {
 
     let anonymous = config(&reg.url, "");
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
     assert_eq!(states(&r), [S, U, U, U, U], "{}", r.message);
     assert!(
         ev(&r, "chunked_upload").contains("read-only"),
@@ -318,7 +319,7 @@ async fn read_only_registry() {
     );
 
     let r = run_one(&anonymous, CheckKind::Referrers).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
 }
 
 #[tokio::test]
@@ -369,7 +370,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
     let r = run_one(&bob, CheckKind::Capabilities).await;
     assert_eq!(
         outcome(&r),
-        (Status::Warn, Reason::Unsupported, Some(404)),
+        (Status::Info, Reason::Unsupported, Some(404)),
         "{}",
         r.message
     );
@@ -382,7 +383,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
     assert!(blob_links(&reg.root, PUSH_REPO).is_empty());
 
     let r = run_one(&reader, CheckKind::Capabilities).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
     assert_eq!(states(&r), [S, U, D, D, D], "{}", r.message);
     assert!(
         ev(&r, "chunked_upload").contains("lack the permission"),
@@ -392,7 +393,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
 
     // Anonymous pull works on library/*, but the registry demands auth: writes not sent.
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
     assert_eq!(states(&r), [S, U, D, D, D], "{}", r.message);
     assert!(
         !requests(&r)
@@ -404,7 +405,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
 
     for cfg in [&reader, &anonymous] {
         let r = run_one(cfg, CheckKind::Referrers).await;
-        assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(404)));
+        assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(404)));
     }
 }
 
@@ -444,7 +445,7 @@ async fn hammer(reg: &TestRegistry, creds: &str, rounds: usize) -> Duration {
             "round {round}: {}",
             push.message
         );
-        assert_eq!(caps.status, Status::Warn, "round {round}: {}", caps.message);
+        assert_eq!(caps.status, Status::Info, "round {round}: {}", caps.message);
         assert_eq!(
             states(&caps)[2..4],
             [S, S],
@@ -715,7 +716,7 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
         .await;
     // 200 but no index: not the API, so clients fall back to tags.
     let r = run_one(&cfg, CheckKind::Referrers).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(200)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(200)));
     m.remove_async().await;
 
     for (code, status, reason) in [

@@ -464,7 +464,7 @@ async fn referrers_redirected_to_a_sign_in_page_is_unsupported_not_failed() {
         .create_async()
         .await;
     let r = run(&config(&server.url(), ""), CheckKind::Referrers).await;
-    assert_eq!(outcome(&r), (Status::Warn, Reason::Unsupported, Some(200)));
+    assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(200)));
 }
 
 // GHCR's token service refuses an anonymous token for a private package. Without

@@ -25,12 +25,12 @@ use std::collections::BTreeMap;
 
 use super::{
     AuthMethod, Capability, CapabilityStatus, CheckContext, CheckKind, CheckResult, Reason, Status,
+    refusal,
 };
 use crate::client::RequestError;
 use crate::config::{Credentials, Target};
 use crate::distribution::{
     Answer, Class, Digest, Lookup, ManifestRef, Reference, Referrers, Scope, UploadSession,
-    insufficient_scope,
 };
 
 const KIND: CheckKind = CheckKind::Capabilities;
@@ -151,9 +151,13 @@ impl Probing<'_> {
             .ping(true)
             .await
             .map_err(Self::abort(cap, "registry API root GET /v2/"))?;
-        let code = resp.status.as_u16();
-        self.auth_required = code == 401;
-        match resp.api_version() {
+        let answer = Answer::api_root(&resp);
+        let code = answer.status;
+        self.auth_required = answer.challenges() || answer.class == Class::NoChallenge;
+        match resp
+            .api_version()
+            .filter(|_| answer.class != Class::NotTheApi)
+        {
             Some(v) => {
                 self.push(
                     cap,
@@ -165,11 +169,12 @@ impl Probing<'_> {
                 self.api_version = Some(v);
             }
             None => {
-                let (state, reason) = match code {
-                    200 | 401 => (CapabilityStatus::Unsupported, Reason::Unsupported),
-                    404 => (CapabilityStatus::Error, Reason::NotARegistry),
-                    429 => (CapabilityStatus::Error, Reason::RateLimited),
-                    500..=599 => (CapabilityStatus::Error, Reason::ServerError),
+                let (state, reason) = match answer.class {
+                    _ if self.auth_required => (CapabilityStatus::Unsupported, Reason::Unsupported),
+                    Class::Success => (CapabilityStatus::Unsupported, Reason::Unsupported),
+                    Class::NotTheApi => (CapabilityStatus::Error, Reason::NotARegistry),
+                    Class::RateLimited => (CapabilityStatus::Error, Reason::RateLimited),
+                    Class::ServerError => (CapabilityStatus::Error, Reason::ServerError),
                     _ => (CapabilityStatus::Error, Reason::UnexpectedStatus),
                 };
                 self.push(
@@ -178,8 +183,9 @@ impl Probing<'_> {
                     Some(code),
                     reason,
                     format!(
-                        "{} (GET /v2/ answered HTTP {code} without a well-formed OCI-Distribution-API-Version or Docker-Distribution-API-Version header)",
-                        state.as_str()
+                        "{} (GET /v2/ answered {} without a well-formed OCI-Distribution-API-Version or Docker-Distribution-API-Version header)",
+                        state.as_str(),
+                        answer.describe()
                     ),
                 );
             }
@@ -214,24 +220,15 @@ impl Probing<'_> {
                 ),
             ),
             Lookup::Refused(answer, _)
-                if matches!(
-                    answer.class,
-                    Class::Unauthenticated | Class::NotPermitted | Class::CredentialsExpired
-                ) =>
+                if self
+                    .refusal(cap, &answer, &target.test_repository, false)
+                    .state
+                    == CapabilityStatus::Denied =>
             {
-                let reason = self.denied_reason(&answer);
-                let note = format!(
-                    "denied ({} reading the test image {image})",
-                    answer.describe()
-                );
-                self.subject_refused = Some((reason, note.clone()));
-                self.push(
-                    cap,
-                    CapabilityStatus::Denied,
-                    Some(answer.status),
-                    reason,
-                    note,
-                );
+                let mut probe = self.refusal(cap, &answer, &target.test_repository, false);
+                probe.note = format!("{} reading the test image {image}", probe.note);
+                self.subject_refused = Some((probe.reason, probe.note.clone()));
+                self.probes.push(probe);
                 return Ok(None);
             }
             Lookup::Refused(answer, _) => (nowhere(), None, answer.describe()),
@@ -284,28 +281,10 @@ impl Probing<'_> {
                 Reason::Unsupported,
                 format!("unsupported ({why}; clients fall back to sha256-<hex> tags)"),
             ),
-            Referrers::Refused(answer)
-                if matches!(
-                    answer.class,
-                    Class::Unauthenticated | Class::NotPermitted | Class::CredentialsExpired
-                ) =>
-            {
-                let reason = self.denied_reason(&answer);
-                self.push(
-                    cap,
-                    CapabilityStatus::Denied,
-                    Some(answer.status),
-                    reason,
-                    format!("denied ({})", answer.describe()),
-                );
+            Referrers::Refused(answer) => {
+                let probe = self.refusal(cap, &answer, &target.test_repository, false);
+                self.probes.push(probe);
             }
-            Referrers::Refused(answer) => self.push(
-                cap,
-                CapabilityStatus::Error,
-                Some(answer.status),
-                error_reason(&answer),
-                format!("error ({})", answer.describe()),
-            ),
         }
         Ok(subject)
     }
@@ -324,9 +303,10 @@ impl Probing<'_> {
                 cap,
                 format!("open an upload session in {repo}"),
             ))?;
-        let code = resp.status.as_u16();
-        if code != 202 {
-            let probe = self.refusal(cap, &Answer::of(&resp), &repo);
+        let answer = Answer::upload(&resp);
+        let code = answer.status;
+        if !answer.session_opened() {
+            let probe = self.refusal(cap, &answer, &repo, true);
             self.probes.push(probe);
             return Ok(());
         }
@@ -396,7 +376,10 @@ impl Probing<'_> {
                 cap,
                 format!("look up the mount blob in {repo}"),
             ))?;
-        let ours = before.status.as_u16() == 404;
+        let ours = matches!(
+            Answer::of(&before).class,
+            Class::NotFound | Class::RepositoryUnknown
+        );
         let (resp, scope) = api
             .mount(repo, &blob, from, &scopes)
             .await
@@ -404,9 +387,10 @@ impl Probing<'_> {
                 cap,
                 format!("mount a blob from {from} into {repo}"),
             ))?;
-        let code = resp.status.as_u16();
-        match code {
-            201 => {
+        let answer = Answer::upload(&resp);
+        let code = answer.status;
+        match answer {
+            _ if answer.mounted() => {
                 let cleanup = if ours {
                     self.remove_blob_link(repo, &blob, &scope).await
                 } else {
@@ -423,7 +407,7 @@ impl Probing<'_> {
                     "supported (HTTP 201)",
                 );
             }
-            202 => {
+            _ if answer.session_opened() => {
                 let cancel = UploadSession::opened(&resp, scope).cancel(&api).await;
                 self.evidence.insert("mount_upload_cancel", cancel.detail);
                 self.push(
@@ -435,7 +419,7 @@ impl Probing<'_> {
                 );
             }
             _ => {
-                let probe = self.refusal(cap, &Answer::of(&resp), repo);
+                let probe = self.refusal(cap, &answer, repo, true);
                 self.probes.push(probe);
             }
         }
@@ -444,21 +428,24 @@ impl Probing<'_> {
 
     /// Deletes the blob link a mount wrote; returns what happened, in plain words.
     async fn remove_blob_link(&self, repo: &str, blob: &Digest, scope: &Scope) -> String {
-        match self.cx.api().delete_blob(repo, blob, scope).await {
-            Ok(r) if r.status.is_success() => {
-                format!("the mounted blob link in {repo} was deleted")
-            }
-            Ok(r) if r.status.as_u16() == 405 => format!(
-                "the mounted blob link stays in {repo}: the registry refuses deletes (HTTP 405)"
+        let answer = match self.cx.api().delete_blob(repo, blob, scope).await {
+            Ok(r) => Answer::of(&r),
+            Err(e) => return format!("the mounted blob link stays in {repo}: {e}"),
+        };
+        match answer.class {
+            Class::Success => format!("the mounted blob link in {repo} was deleted"),
+            Class::Unsupported | Class::ReadOnly => format!(
+                "the mounted blob link stays in {repo}: the registry refuses deletes ({})",
+                answer.describe()
             ),
-            Ok(r) if insufficient_scope(&r) => format!(
-                "the mounted blob link stays in {repo}: the credentials lack delete (HTTP 401 insufficient_scope)"
+            Class::NotPermitted => format!(
+                "the mounted blob link stays in {repo}: the credentials lack delete ({})",
+                answer.describe()
             ),
-            Ok(r) => format!(
+            _ => format!(
                 "the mounted blob link stays in {repo}: its DELETE answered {}",
-                Answer::of(&r).describe()
+                answer.describe()
             ),
-            Err(e) => format!("the mounted blob link stays in {repo}: {e}"),
         }
     }
 
@@ -484,7 +471,7 @@ impl Probing<'_> {
                     "{} (evidence only: Distribution lists DELETE even with delete disabled)",
                     allow.chars().take(100).collect::<String>()
                 ),
-                None => format!("HTTP {}, no Allow header", options.status.as_u16()),
+                None => format!("{}, no Allow header", Answer::of(&options).describe()),
             },
         );
         let mut outcomes = Vec::new();
@@ -527,7 +514,7 @@ impl Probing<'_> {
                     reason: Reason::Unsupported,
                     note: format!("unsupported ({}: delete is disabled)", answer.describe()),
                 },
-                _ => self.refusal(cap, &answer, &repo),
+                _ => self.refusal(cap, &answer, &repo, true),
             };
             outcomes.push((kind, probe));
         }
@@ -557,65 +544,63 @@ impl Probing<'_> {
         Ok(())
     }
 
-    /// A write probe's answer other than success: denied, unsupported or an error.
-    fn refusal(&self, capability: Capability, answer: &Answer, repo: &str) -> Probe {
-        let code = answer.status;
+    /// A probe's answer other than success, judged by the one table every check uses
+    /// (`checks::refusal`): denied when it blames the credentials or a permission,
+    /// unsupported when the registry refuses the operation itself, an error otherwise.
+    /// `writes` for the write probes (upload, mount, delete).
+    fn refusal(&self, capability: Capability, answer: &Answer, repo: &str, writes: bool) -> Probe {
         let what = answer.describe();
-        let (state, reason, note) = match answer.class {
-            Class::Unauthenticated | Class::NotPermitted | Class::CredentialsExpired => {
-                let reason = self.denied_reason(answer);
-                let why = match reason {
-                    Reason::NoCredentials => "no credentials are configured".to_string(),
-                    Reason::InvalidCredentials => "the credentials were rejected".to_string(),
-                    Reason::CredentialsExpired => "the credentials have expired".to_string(),
-                    _ => format!("the credentials lack the permission on {repo}"),
-                };
-                (
-                    CapabilityStatus::Denied,
-                    reason,
-                    format!("denied ({what}: {why})"),
-                )
-            }
-            Class::Unsupported => (
-                CapabilityStatus::Unsupported,
-                Reason::Unsupported,
-                format!("unsupported ({what}: the registry has it disabled)"),
-            ),
-            Class::ReadOnly => (
-                CapabilityStatus::Unsupported,
-                Reason::ReadOnly,
-                format!("unsupported ({what}: the registry is in read-only or maintenance mode)"),
-            ),
-            Class::RepositoryUnknown | Class::NotFound => (
-                CapabilityStatus::Error,
-                Reason::RepositoryNotFound,
-                format!(
-                    "error ({what}: {repo} does not exist; create it or set `push_test_repository`)"
-                ),
-            ),
-            _ => (
-                CapabilityStatus::Error,
-                error_reason(answer),
-                format!("error ({what})"),
-            ),
+        // The capability is switched off: not a refusal of the account.
+        if answer.class == Class::Unsupported {
+            return Probe {
+                capability,
+                state: CapabilityStatus::Unsupported,
+                code: Some(answer.status),
+                reason: Reason::Unsupported,
+                note: format!("unsupported ({what}: the registry has it disabled)"),
+            };
+        }
+        let judged = refusal(
+            KIND,
+            writes,
+            answer,
+            self.cx.acting(self.anonymous),
+            &format!("probing {}", capability.as_str()),
+            repo,
+        );
+        let state = match judged.reason {
+            Reason::Unauthorized
+            | Reason::InvalidCredentials
+            | Reason::CredentialsExpired
+            | Reason::Forbidden => CapabilityStatus::Denied,
+            Reason::ReadOnly => CapabilityStatus::Unsupported,
+            _ => CapabilityStatus::Error,
         };
+        let said = answer
+            .message()
+            .map(|m| format!(": \"{m}\""))
+            .unwrap_or_default();
+        let why = match judged.reason {
+            Reason::Unauthorized => "no credentials are configured".to_string(),
+            Reason::InvalidCredentials => "the credentials were rejected".to_string(),
+            Reason::CredentialsExpired => "the credentials have expired".to_string(),
+            Reason::Forbidden => format!("the credentials lack the permission on {repo}"),
+            Reason::ReadOnly if answer.class == Class::ProxyCache => {
+                "a pull-through cache (proxy-cache project) refuses every push".to_string()
+            }
+            Reason::ReadOnly => "the registry is in read-only or maintenance mode".to_string(),
+            Reason::RepositoryNotFound => {
+                format!("{repo} does not exist; create it or set `push_test_repository`")
+            }
+            _ => String::new(),
+        };
+        let sep = if why.is_empty() { "" } else { "; " };
         Probe {
             capability,
             state,
-            code: Some(code),
-            reason,
-            note,
-        }
-    }
-
-    /// Why a probe was denied: no credentials, credentials refused or expired, or
-    /// credentials without the permission.
-    fn denied_reason(&self, answer: &Answer) -> Reason {
-        match answer.class {
-            _ if self.anonymous => Reason::NoCredentials,
-            Class::Unauthenticated => Reason::InvalidCredentials,
-            Class::CredentialsExpired => Reason::CredentialsExpired,
-            _ => Reason::Forbidden,
+            code: Some(answer.status),
+            reason: judged.reason,
+            note: format!("{} ({what}{said}{sep}{why})", state.as_str()),
         }
     }
 
@@ -681,8 +666,11 @@ impl Probing<'_> {
                 ),
             )
         } else if let Some(r) = referrers.filter(|p| p.state == CapabilityStatus::Unsupported) {
+            // An optional feature the registry lacks is `info`, like the other capabilities
+            // (docs/checks.md, "A healthy registry is green"); a capability lost is paged on
+            // by the alerts, which see its history (OciRegistryCapabilityScoreDropped).
             (
-                Status::Warn,
+                Status::Info,
                 Reason::Unsupported,
                 r.code,
                 format!(
@@ -719,16 +707,6 @@ impl Probing<'_> {
         }
         result.evidence.extend(self.evidence);
         result
-    }
-}
-
-/// The reason for an answer that is neither success nor a refusal.
-fn error_reason(answer: &Answer) -> Reason {
-    match answer.class {
-        Class::RateLimited => Reason::RateLimited,
-        Class::ServerError => Reason::ServerError,
-        Class::BadChallenge => Reason::InvalidResponse,
-        _ => Reason::UnexpectedStatus,
     }
 }
 

@@ -5,7 +5,9 @@
 //! against `GET /v2/`, performing the token exchange for real on token registries. What a
 //! credential may do with a repository is the pull and push checks' question.
 
-use super::{AuthMethod, CheckContext, CheckKind, CheckResult, Reason, Status};
+use super::{
+    AuthMethod, CheckContext, CheckKind, CheckResult, Reason, Status, refused, with_answer_evidence,
+};
 use crate::client::{Challenges, RequestError};
 use crate::config::Target;
 use crate::distribution::{Answer, Class};
@@ -25,7 +27,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             return r;
         }
     };
-    let answer = Answer::of(&resp);
+    let answer = Answer::api_root(&resp);
     let code = answer.status;
     let used_token = cx.trail_has_token_request();
     let anonymous = method == AuthMethod::Anonymous;
@@ -60,6 +62,20 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             Reason::Ok,
             format!("credentials ({m}) accepted by the registry"),
         ),
+        // Not the API, or no way to authenticate: the table every check shares words it
+        // (the registry check names the same cause, and this result follows it).
+        Class::NotTheApi | Class::NoChallenge | Class::Malformed => {
+            let mut r = refused(
+                KIND,
+                &answer,
+                anonymous,
+                &format!("validating the credentials ({m}) with GET /v2/"),
+                "",
+            );
+            r.facts.auth_method = Some(method);
+            r.api_version = resp.api_version();
+            return r.with_evidence("auth_method", m);
+        }
         Class::BadChallenge => (
             Status::Fail,
             Reason::InvalidResponse,
@@ -83,27 +99,46 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 ),
             )
         }
+        // The token service took the credentials and issued a token, and the registry
+        // refused that token without saying it is invalid: the two disagree (service name,
+        // issuer, signing certificate), the credentials are not what is wrong.
+        Class::Unauthenticated
+            if cx.acting(anonymous).credentials_accepted && !super::invalid_token(&answer) =>
+        {
+            (
+                Status::Fail,
+                Reason::TokenEndpointError,
+                format!(
+                    "the token service accepted the credentials ({m}) and issued a token, but the registry refused it ({}{}): the token service and the registry disagree (service name, issuer or signing certificate); check the registry's auth.token settings against the token service",
+                    answer.describe(),
+                    said(&answer)
+                ),
+            )
+        }
         Class::Unauthenticated => (
             Status::Fail,
             Reason::InvalidCredentials,
             format!(
-                "the registry rejected the credentials ({m}): they are wrong, rotated or revoked; update the secret"
+                "the registry rejected the credentials ({m}){}: they are wrong, rotated or revoked; update the secret",
+                said(&answer)
             ),
         ),
         Class::CredentialsExpired => (
             Status::Fail,
             Reason::CredentialsExpired,
             format!(
-                "the registry says the credentials ({m}) have expired ({}); refresh them",
-                answer.describe()
+                "the registry says the credentials ({m}) have expired ({}{}); refresh them",
+                answer.describe(),
+                said(&answer)
             ),
         ),
-        Class::NotPermitted | Class::ReadOnly => (
+        Class::NotPermitted | Class::ReadOnly | Class::ProxyCache => (
             Status::Fail,
             Reason::Forbidden,
             format!(
-                "the registry accepted the login but forbids access ({}); check the account's permissions",
-                answer.describe()
+                "the registry accepted the login but forbids access ({}{}); check the account's permissions",
+                answer.describe(),
+                said(&answer)
             ),
         ),
         Class::RateLimited => (
@@ -128,13 +163,24 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             ),
         ),
     };
-    let mut r = CheckResult::new(KIND, status, reason, message)
-        .with_http_status(code)
-        .with_evidence("auth_method", m);
+    let mut r = with_answer_evidence(
+        CheckResult::new(KIND, status, reason, message)
+            .with_http_status(code)
+            .with_evidence("auth_method", m),
+        &answer,
+    );
     r.facts.auth_method = Some(method);
     r.facts.error_code = answer.error.map(|e| e.code);
     r.api_version = resp.api_version();
     r
+}
+
+/// `: "<registry's message>"`, or nothing.
+fn said(answer: &Answer) -> String {
+    answer
+        .message()
+        .map(|m| format!(": \"{m}\""))
+        .unwrap_or_default()
 }
 
 /// The credentials cannot even be read: no request is made.

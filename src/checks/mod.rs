@@ -79,27 +79,112 @@ impl CheckContext {
     pub fn sent_credentials(&self) -> bool {
         self.trail.sent_credentials()
     }
+
+    /// Who acted, for [`refused`]: without credentials, or with credentials that the token
+    /// service or a Basic-authenticated request accepted earlier in this run. Read it after
+    /// the requests it judges.
+    pub fn acting(&self, anonymous: bool) -> Acting {
+        Acting {
+            anonymous,
+            credentials_accepted: !anonymous && self.trail.credentials_accepted(),
+        }
+    }
+}
+
+/// Who made the requests an answer refused: what [`refused`] needs to blame the right
+/// thing. A bare `bool` is "anonymous or not", with no evidence about the credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acting {
+    /// No credentials were configured.
+    pub anonymous: bool,
+    /// The token service issued a token for the credentials in this run, or a request
+    /// carrying them was answered 2xx: they are good, so a 401/403 on a repository is a
+    /// missing permission (Quay and Harbor answer a robot without the permission with
+    /// `401 UNAUTHORIZED`, no `insufficient_scope`).
+    pub credentials_accepted: bool,
+}
+
+impl From<bool> for Acting {
+    fn from(anonymous: bool) -> Acting {
+        Acting {
+            anonymous,
+            credentials_accepted: false,
+        }
+    }
 }
 
 /// The status, reason and words for an answer that is not a success: one table for every
-/// check, from the answer's class (status, OCI error code and message, challenge) and
-/// whether the check acted with credentials. `doing` names the act ("pulling a:b"),
-/// `repo` the repository it concerned.
+/// check, from the answer's class (status, OCI error code and message, challenge, content)
+/// and who acted (see [`Acting`]). `doing` names the act ("pulling a:b"), `repo` the
+/// repository it concerned. Every refusal quotes the registry's own message (bounded, one
+/// line; `run_check` redacts it) and the fix never contradicts it.
 pub(crate) fn refused(
     kind: CheckKind,
     answer: &Answer,
-    anonymous: bool,
+    acting: impl Into<Acting>,
+    doing: &str,
+    repo: &str,
+) -> CheckResult {
+    let writes = kind == CheckKind::Push;
+    refusal(kind, writes, answer, acting.into(), doing, repo)
+}
+
+/// [`refused`] for an act that writes (`writes`) or reads, whatever the check: the
+/// capabilities check's write probes are judged as the push check's request is.
+pub(crate) fn refusal(
+    kind: CheckKind,
+    writes: bool,
+    answer: &Answer,
+    acting: Acting,
     doing: &str,
     repo: &str,
 ) -> CheckResult {
     let what = answer.describe();
-    let writes = kind == CheckKind::Push;
+    let said = quoted_message(answer);
+    let anonymous = acting.anonymous;
     let permission = if writes { "push" } else { "pull" };
     let (status, reason, message) = match answer.class {
         Class::Success => (
             Status::Pass,
             Reason::Ok,
             format!("{doing} succeeded ({what})"),
+        ),
+        Class::NotTheApi => {
+            let (who, excerpt) = match &answer.foreign {
+                Some(f) => (f.describe(), format!("; {}", f.excerpt())),
+                None => (
+                    "something that is not the registry API".to_string(),
+                    String::new(),
+                ),
+            };
+            (
+                Status::Fail,
+                Reason::NotARegistry,
+                format!(
+                    "{doing} got {who} instead of the registry API (HTTP {}{excerpt}); registry clients fail the same way: point `url` at the registry's API, or exempt /v2/ from whatever answers in front of it",
+                    answer.status
+                ),
+            )
+        }
+        Class::Malformed => (
+            Status::Fail,
+            Reason::InvalidResponse,
+            format!(
+                "{doing}: {} (HTTP {})",
+                answer
+                    .foreign
+                    .as_ref()
+                    .map(|f| f.why.clone())
+                    .unwrap_or_else(|| "a malformed answer".into()),
+                answer.status
+            ),
+        ),
+        Class::NoChallenge => (
+            Status::Fail,
+            Reason::NoChallenge,
+            format!(
+                "the registry answered {what} when {doing}{said}: without a challenge no client (docker, containerd, skopeo) knows how to authenticate, so none sends credentials; a reverse proxy or load balancer in front of the registry most likely strips the header (nginx proxy_hide_header, a header policy): let WWW-Authenticate through"
+            ),
         ),
         Class::BadChallenge => (
             Status::Fail,
@@ -112,92 +197,254 @@ pub(crate) fn refused(
             Status::Fail,
             Reason::Unauthorized,
             format!(
-                "{doing} requires authentication and no credentials are configured ({what}); configure credentials: username and password_file, token_file or docker_config"
+                "{doing} requires authentication and no credentials are configured ({what}{said}); configure credentials: username and password_file, token_file or docker_config"
+            ),
+        ),
+        // `invalid_token` names the token itself as bad, whatever was accepted before.
+        Class::Unauthenticated if acting.credentials_accepted && !invalid_token(answer) => (
+            Status::Fail,
+            Reason::Forbidden,
+            format!(
+                "the credentials were accepted (the token service issued a token for them, or the registry took them), but {doing} was refused ({what}{said}): they have no {permission} permission on {repo}; grant {permission} on the repository"
             ),
         ),
         Class::Unauthenticated => (
             Status::Fail,
             Reason::InvalidCredentials,
             format!(
-                "the registry rejected the credentials when {doing} ({what}): they are wrong, rotated or revoked"
+                "the registry rejected the credentials when {doing} ({what}{said}): they are wrong, rotated or revoked"
             ),
         ),
         Class::NotPermitted => (
             Status::Fail,
             Reason::Forbidden,
             format!(
-                "valid credentials, but no {permission} permission on {repo} ({what}); grant {permission} on the repository"
+                "{doing} was refused ({what}{said}): valid credentials, but no {permission} permission on {repo}; grant {permission} on the repository"
             ),
         ),
         Class::CredentialsExpired => (
             Status::Fail,
             Reason::CredentialsExpired,
             format!(
-                "the registry says the credentials have expired when {doing} ({what}{}); refresh them",
-                quoted_message(answer)
+                "the registry says the credentials have expired when {doing} ({what}{said}); refresh them"
+            ),
+        ),
+        Class::ProxyCache => (
+            Status::Fail,
+            Reason::ReadOnly,
+            format!(
+                "the registry refuses writes to {repo} ({what}{said}): it belongs to a pull-through (proxy-cache) project, which nobody can push to; point `push_test_repository` at a repository in an ordinary project"
             ),
         ),
         Class::ReadOnly if writes => (
             Status::Fail,
             Reason::ReadOnly,
             format!(
-                "the registry refuses writes to {repo} ({what}{}): it is in read-only or maintenance mode, so pushes by users fail too",
-                quoted_message(answer)
+                "the registry refuses writes to {repo} ({what}{said}): it is in read-only or maintenance mode, so pushes by users fail too"
             ),
         ),
         Class::Unsupported if writes => (
             Status::Fail,
             Reason::ReadOnly,
-            format!("the registry does not accept uploads to {repo} ({what})"),
+            format!("the registry does not accept uploads to {repo} ({what}{said})"),
         ),
         Class::RepositoryUnknown | Class::NotFound if writes => (
             Status::Fail,
             Reason::RepositoryNotFound,
             format!(
-                "{repo} does not exist ({what}) and the registry does not create repositories on push; create the repository or point `push_test_repository` at one"
+                "{repo} does not exist ({what}{said}) and the registry does not create repositories on push; create the repository or point `push_test_repository` at one"
             ),
         ),
         Class::RepositoryUnknown => (
             Status::Info,
             Reason::NotFound,
             format!(
-                "{doing} found no repository {repo} ({what}), so this cannot be verified; push a test image or set `test_repository` and `test_tag` to an image that exists"
+                "{doing} found no repository {repo} ({what}{said}), so this cannot be verified; push a test image or set `test_repository` and `test_tag` to an image that exists"
             ),
         ),
         Class::NotFound => (
             Status::Info,
             Reason::NotFound,
             format!(
-                "{doing} found no such image ({what}), so this cannot be verified; push it or set `test_repository` and `test_tag` to an image that exists"
+                "{doing} found no such image ({what}{said}), so this cannot be verified; push it or set `test_repository` and `test_tag` to an image that exists"
             ),
         ),
         Class::RateLimited => (
             Status::Fail,
             Reason::RateLimited,
-            format!("{doing} is rate limited ({what}); users are limited too"),
+            format!("{doing} is rate limited ({what}{said}); users are limited too"),
         ),
         Class::ServerError => (
             Status::Fail,
             Reason::ServerError,
-            format!("the registry answered {what} when {doing}: it is unhealthy"),
+            format!("the registry answered {what} when {doing}{said}: it is unhealthy"),
         ),
         Class::ReadOnly | Class::Unsupported | Class::Unexpected => (
             Status::Warn,
             Reason::UnexpectedStatus,
-            format!("the registry answered {what} when {doing}, which the check does not expect"),
+            format!(
+                "the registry answered {what} when {doing}{said}, which the check does not expect"
+            ),
         ),
     };
     let mut result =
         CheckResult::new(kind, status, reason, message).with_http_status(answer.status);
     result.facts.error_code = answer.error.as_ref().map(|e| e.code.clone());
+    with_answer_evidence(result, answer)
+}
+
+/// The registry's own message and, for an answer that is not the API's, what answered:
+/// as evidence, so logs and the debug output carry them apart from the message.
+pub(crate) fn with_answer_evidence(mut result: CheckResult, answer: &Answer) -> CheckResult {
+    if let Some(message) = answer.message() {
+        result = result.with_evidence("registry_message", message);
+    }
+    if let Some(f) = &answer.foreign {
+        if let Some(ct) = &f.content_type {
+            result = result.with_evidence("content_type", ct.clone());
+        }
+        if !f.first_bytes.is_empty() {
+            result = result.with_evidence("body_start", f.first_bytes.clone());
+        }
+        if let Some(url) = &f.final_url {
+            result = result.with_evidence("final_url", url.clone());
+        }
+    }
     result
+}
+
+/// A 401 whose Bearer challenge says the token itself is invalid (RFC 6750 §3.1).
+fn invalid_token(answer: &Answer) -> bool {
+    answer.challenge_error.as_deref() == Some("invalid_token")
 }
 
 /// `: "<registry's message>"`, or nothing.
 fn quoted_message(answer: &Answer) -> String {
-    match &answer.error {
-        Some(e) if !e.message.is_empty() => format!(": \"{}\"", e.message),
-        _ => String::new(),
+    match answer.message() {
+        Some(m) => format!(": \"{m}\""),
+        None => String::new(),
+    }
+}
+
+/// Reasons with which the registry check names `/v2/` itself as the cause: nothing
+/// answers, something else answers, or the registry is down.
+const REGISTRY_ROOTS: &[Reason] = &[
+    Reason::ConnectionRefused,
+    Reason::Dns,
+    Reason::Tls,
+    Reason::Timeout,
+    Reason::ConnectionError,
+    Reason::NotARegistry,
+    Reason::NoChallenge,
+    Reason::ServerError,
+];
+
+/// No answer at all: what the registry check's transport failure explains.
+const UNREACHABLE: &[Reason] = &[
+    Reason::ConnectionRefused,
+    Reason::Dns,
+    Reason::Tls,
+    Reason::Timeout,
+    Reason::ConnectionError,
+    Reason::TokenEndpointUnreachable,
+];
+
+/// What a failing registry (5xx at `/v2/`) explains: its other failures, not a refusal
+/// another request got an answer for.
+const SERVER_CONSEQUENCES: &[Reason] = &[
+    Reason::ServerError,
+    Reason::UnexpectedStatus,
+    Reason::InvalidResponse,
+    Reason::NotARegistry,
+    Reason::ConnectionRefused,
+    Reason::Dns,
+    Reason::Tls,
+    Reason::Timeout,
+    Reason::ConnectionError,
+];
+
+/// Whether a root cause found with `root` (a reason of [`REGISTRY_ROOTS`] or
+/// [`CREDENTIAL_ROOTS`]) explains a result with `reason`. A `/v2/` that is not the API or
+/// gives no challenge explains everything; an unreachable or failing `/v2/` explains only
+/// failures of the same kind (a pull that got a 403 meanwhile was answered: that stands).
+fn explains(root: Reason, reason: Reason) -> bool {
+    match root {
+        Reason::NotARegistry | Reason::NoChallenge => true,
+        Reason::ServerError => SERVER_CONSEQUENCES.contains(&reason),
+        Reason::InvalidCredentials | Reason::CredentialsExpired => {
+            CREDENTIAL_CONSEQUENCES.contains(&reason)
+        }
+        _ => UNREACHABLE.contains(&reason),
+    }
+}
+
+/// Reasons with which the credentials check names the credentials as the cause.
+const CREDENTIAL_ROOTS: &[Reason] = &[Reason::InvalidCredentials, Reason::CredentialsExpired];
+
+/// Reasons a check gives on its own that bad credentials explain: a refusal, a missing
+/// image it could not see, an answer it did not expect.
+const CREDENTIAL_CONSEQUENCES: &[Reason] = &[
+    Reason::Unauthorized,
+    Reason::InvalidCredentials,
+    Reason::CredentialsExpired,
+    Reason::Forbidden,
+    Reason::NotFound,
+    Reason::RepositoryNotFound,
+    Reason::TokenEndpointError,
+    Reason::UnexpectedStatus,
+    Reason::InvalidResponse,
+];
+
+/// One finding per cause, the same in every check: when the registry check found that
+/// `/v2/` is unreachable, not the API, without a challenge or failing (5xx), or the
+/// credentials check found the credentials expired or rejected, every other result of the
+/// round that is not a pass and that cause explains ([`explains`]) takes that cause's
+/// reason, says so, and names the root in `consequence_of`, instead of a verdict of its
+/// own ("grant pull" for an expired ECR token). Called on a round's results before they are annotated and recorded, so the
+/// metrics, the `/` page and the doctor show the same.
+pub fn follow_root_causes(results: &mut [CheckResult]) {
+    let root = results
+        .iter()
+        .find(|r| {
+            r.check == CheckKind::Registry
+                && matches!(r.status, Status::Fail | Status::Warn)
+                && REGISTRY_ROOTS.contains(&r.reason)
+        })
+        .or_else(|| {
+            results.iter().find(|r| {
+                r.check == CheckKind::Credentials
+                    && r.status == Status::Fail
+                    && CREDENTIAL_ROOTS.contains(&r.reason)
+            })
+        })
+        .map(|r| (r.check, r.reason, r.status, r.message.clone()));
+    let Some((root, reason, root_status, root_message)) = root else {
+        return;
+    };
+    for r in results.iter_mut() {
+        let explained = r.check != root
+            && !matches!(r.status, Status::Pass | Status::Skip)
+            && explains(reason, r.reason);
+        if !explained {
+            continue;
+        }
+        // The root's finding, not this check's own guess at a cause (which may contradict
+        // it: "grant pull" for an expired token); what this check got stays visible.
+        let got = match r.http_status {
+            Some(code) => format!("HTTP {code}"),
+            None => r.reason.as_str().replace('_', " "),
+        };
+        r.message = format!(
+            "consequence of {}: {root_message} (this check got {got})",
+            root.id()
+        );
+        r.reason = reason;
+        // A consequence is never milder than its cause, except that a check which only
+        // informs (capabilities) keeps informing.
+        if r.status == Status::Warn && root_status == Status::Fail {
+            r.status = Status::Fail;
+        }
+        r.consequence_of = Some(root);
     }
 }
 
@@ -346,6 +593,76 @@ pub async fn run_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(check: CheckKind, status: Status, reason: Reason) -> CheckResult {
+        CheckResult::new(
+            check,
+            status,
+            reason,
+            format!("{} said so", check.short_name()),
+        )
+    }
+
+    #[test]
+    fn a_root_cause_is_followed_by_what_it_explains_only() {
+        use CheckKind as K;
+        // Expired credentials explain the pull's "forbidden", not the referrers'
+        // "unsupported", and a pass stays a pass.
+        let mut round = vec![
+            result(K::Registry, Status::Pass, Reason::Ok),
+            result(K::Credentials, Status::Fail, Reason::CredentialsExpired),
+            result(K::Pull, Status::Fail, Reason::Forbidden),
+            result(K::Push, Status::Pass, Reason::Ok),
+            result(K::Referrers, Status::Warn, Reason::Unsupported),
+        ];
+        follow_root_causes(&mut round);
+        assert_eq!(
+            (round[2].reason, round[2].consequence_of),
+            (Reason::CredentialsExpired, Some(K::Credentials))
+        );
+        assert!(
+            round[2].message.starts_with(
+                "consequence of check.integration.oci.credentials: credentials said so"
+            )
+        );
+        assert_eq!(
+            (round[3].status, round[3].consequence_of),
+            (Status::Pass, None)
+        );
+        assert_eq!(
+            (round[4].reason, round[4].consequence_of),
+            (Reason::Unsupported, None)
+        );
+        assert_eq!(round[1].consequence_of, None);
+
+        // A /v2/ that timed out does not overrule a pull that was answered 403 meanwhile;
+        // a /v2/ that is not the API explains everything, and comes before the credentials.
+        let mut round = vec![
+            result(K::Registry, Status::Fail, Reason::Timeout),
+            result(K::Pull, Status::Fail, Reason::Forbidden),
+            result(K::Push, Status::Fail, Reason::ConnectionError),
+        ];
+        follow_root_causes(&mut round);
+        assert_eq!(round[1].consequence_of, None);
+        assert_eq!(
+            (round[2].reason, round[2].consequence_of),
+            (Reason::Timeout, Some(K::Registry))
+        );
+        let mut round = vec![
+            result(K::Registry, Status::Fail, Reason::NotARegistry),
+            result(K::Credentials, Status::Fail, Reason::InvalidCredentials),
+            result(K::Pull, Status::Warn, Reason::UnexpectedStatus),
+        ];
+        follow_root_causes(&mut round);
+        assert_eq!(
+            (round[1].reason, round[1].consequence_of),
+            (Reason::NotARegistry, Some(K::Registry))
+        );
+        assert_eq!(
+            (round[2].status, round[2].reason),
+            (Status::Fail, Reason::NotARegistry)
+        );
+    }
 
     #[tokio::test]
     async fn a_panicking_check_becomes_fail_internal_error() {

@@ -36,8 +36,8 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
             );
         }
     };
-    let answer = Answer::of(&resp);
-    let mut result = if answer.class == Class::Success && answer.status == 202 {
+    let answer = Answer::upload(&resp);
+    let mut result = if answer.session_opened() {
         let cancel = UploadSession::opened(&resp, scope.clone())
             .cancel(&api)
             .await;
@@ -56,7 +56,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
                 )
             },
         )
-        .with_http_status(202)
+        .with_http_status(answer.status)
         .with_evidence("upload_cancel", cancel.detail);
         result.facts.upload_cancelled = Some(cancel.cancelled);
         result
@@ -75,7 +75,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         refused(
             KIND,
             &answer,
-            false,
+            cx.acting(false),
             &format!("opening an upload session in {repo}"),
             repo,
         )

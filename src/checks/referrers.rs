@@ -5,11 +5,13 @@
 //! `GET /v2/<repo>/referrers/<digest>` asks for an OCI image index. An index means the API
 //! exists; an answer that is not the API (a router 404, an HTML page) means it does not,
 //! and clients (oras, cosign, notation) fall back to the tag schema `sha256-<hex>`, whose
-//! presence this check reports as evidence. A fail is only for what breaks clients.
+//! presence this check reports as evidence. A registry without the API is `info`, not a
+//! warning: the API is optional (OCI 1.1) and clients fall back. A fail is only for what
+//! breaks clients.
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
 use crate::config::Target;
-use crate::distribution::{Lookup, OCI_INDEX, Reference, Referrers};
+use crate::distribution::{Answer, Class, Lookup, OCI_INDEX, Reference, Referrers};
 
 const KIND: CheckKind = CheckKind::Referrers;
 
@@ -27,7 +29,13 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
     {
         Ok(Lookup::Found(found)) => found,
         Ok(Lookup::Refused(answer, resp)) => {
-            let mut result = refused(KIND, &answer, anonymous, &format!("reading {image}"), repo);
+            let mut result = refused(
+                KIND,
+                &answer,
+                cx.acting(anonymous),
+                &format!("reading {image}"),
+                repo,
+            );
             result.api_version = resp.api_version();
             return result;
         }
@@ -95,14 +103,22 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         Referrers::NotTheApi { status: code, why } => {
             let tag = digest.fallback_tag();
             let fallback = match api.head_manifest(repo, &Reference::Tag(&tag)).await {
-                Ok(r) if r.status.is_success() => "present".to_string(),
-                Ok(r) if r.status.as_u16() == 404 => "absent".to_string(),
-                Ok(r) => format!("unknown (HTTP {})", r.status.as_u16()),
+                Ok(r) => {
+                    let answer = Answer::manifest(&r, false);
+                    match answer.class {
+                        Class::Success => "present".to_string(),
+                        Class::NotFound | Class::RepositoryUnknown => "absent".to_string(),
+                        _ => format!("unknown ({})", answer.describe()),
+                    }
+                }
                 Err(e) => format!("unknown ({e})"),
             };
+            // A missing optional feature is not ill health (docs/checks.md, "A healthy
+            // registry is green"): `info`. Losing the API is a regression the alert
+            // OciRegistryReferrersSupportLost pages on, from the capability's history.
             CheckResult::new(
                 KIND,
-                Status::Warn,
+                Status::Info,
                 Reason::Unsupported,
                 format!(
                     "the registry has no referrers API (GET /v2/{repo}/referrers/<digest>: {why}); clients fall back to the tag schema {tag}, which is {fallback} for {image}; signatures and SBOMs still work that way, but upgrade to an OCI 1.1 registry for the API"
@@ -114,7 +130,7 @@ pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult {
         Referrers::Refused(answer) => refused(
             KIND,
             &answer,
-            anonymous,
+            cx.acting(anonymous),
             &format!("listing the referrers of {image}"),
             repo,
         ),

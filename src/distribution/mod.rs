@@ -11,7 +11,8 @@
 mod answer;
 mod types;
 
-pub use answer::{Answer, Class, ErrorCode, OciError, insufficient_scope};
+use answer::media_type;
+pub use answer::{Answer, Class, ErrorCode, Foreign, OciError, insufficient_scope};
 pub use types::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Digest, MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST,
     Reference, Scope,
@@ -44,9 +45,14 @@ pub struct ManifestRef {
     pub digest_computed: bool,
     /// The status of the answer that found it.
     pub status: u16,
+    /// HEAD was refused without a body (401, 403, 404, 405) and GET found the manifest:
+    /// the HEAD answer, described. Clients that resolve with HEAD (containerd) fail there.
+    pub head_refused: Option<String>,
 }
 
 /// What looking up a manifest found.
+// One per check run, moved once: boxing the refusal would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Lookup {
     Found(ManifestRef),
@@ -141,46 +147,87 @@ impl<'a> Api<'a> {
             .await
     }
 
-    /// Finds a manifest and its digest: HEAD, and when the registry sends no usable
-    /// `Docker-Content-Digest` (which the spec only says SHOULD be sent; Nexus and
-    /// registry.redhat.io omit it: regclient/regclient#363, distribution/distribution#3849),
-    /// a bounded GET whose body's SHA-256 is the digest.
+    /// Finds a manifest and its digest as a pulling client does: HEAD, and a bounded GET
+    /// when the HEAD cannot be taken as it is:
+    ///
+    /// - the registry sends no usable `Docker-Content-Digest` (which the spec only says
+    ///   SHOULD be sent; Nexus and registry.redhat.io omit it: regclient/regclient#363,
+    ///   distribution/distribution#3849): the digest is the SHA-256 of the GET's body;
+    /// - HEAD is refused without a body (401, 403, 404, 405): HEAD is an optimisation, and
+    ///   the GET's OCI error code and message say why (ECR's expired token is a bodiless
+    ///   403 on HEAD); when GET works, [`ManifestRef::head_refused`] keeps the HEAD answer;
+    /// - HEAD answered something that is not a manifest (an HTML page, another type): the
+    ///   GET's body decides.
     pub async fn resolve_manifest(
         &self,
         repo: &str,
         reference: &Reference<'_>,
     ) -> Result<Lookup, RequestError> {
         let head = self.head_manifest(repo, reference).await?;
-        let answer = Answer::of(&head);
-        if answer.class != Class::Success {
+        let answer = Answer::manifest(&head, false);
+        let head_refused = answer.refused_without_body(&head);
+        // A HEAD that found a manifest (its type says so, or it names none) stands even if
+        // the GET for its digest fails; a HEAD success of another type leaves the verdict
+        // to what GET returns.
+        let head_found = answer.class == Class::Success && {
+            let mt = media_type(&head);
+            mt.is_empty() || MANIFEST_MEDIA_TYPES.contains(&mt.as_str())
+        };
+        if answer.class == Class::Success {
+            if let Some(digest) = head.header("docker-content-digest").and_then(Digest::parse) {
+                return Ok(Lookup::Found(ManifestRef {
+                    digest: Some(digest),
+                    media_type: content_type(&head),
+                    digest_computed: false,
+                    status: head.status.as_u16(),
+                    head_refused: None,
+                }));
+            }
+        } else if !head_refused && answer.class != Class::NotTheApi {
             return Ok(Lookup::Refused(answer, head));
         }
-        let media_type = content_type(&head);
-        if let Some(digest) = head.header("docker-content-digest").and_then(Digest::parse) {
-            return Ok(Lookup::Found(ManifestRef {
-                digest: Some(digest),
-                media_type,
-                digest_computed: false,
-                status: head.status.as_u16(),
-            }));
-        }
-        // The HEAD found the manifest: a failing GET does not undo that, it only leaves the
-        // digest unknown.
-        let found = |digest, media_type| {
-            Lookup::Found(ManifestRef {
-                digest,
-                media_type,
-                digest_computed: true,
-                status: head.status.as_u16(),
-            })
-        };
-        match self.get_manifest(repo, reference).await {
-            Ok(get) if get.status.is_success() && !get.body.is_empty() => {
-                let media_type = media_type.or_else(|| content_type(&get));
-                Ok(found(Some(Digest::sha256_of(&get.body)), media_type))
+        let get = match self.get_manifest(repo, reference).await {
+            Ok(get) => get,
+            // The HEAD found the manifest: a failing GET does not undo that, it only
+            // leaves the digest unknown.
+            Err(_) if head_found => {
+                return Ok(Lookup::Found(ManifestRef {
+                    digest: None,
+                    media_type: content_type(&head),
+                    digest_computed: true,
+                    status: head.status.as_u16(),
+                    head_refused: None,
+                }));
             }
-            Ok(_) | Err(_) => Ok(found(None, media_type)),
+            Err(e) => return Err(e),
+        };
+        let got = Answer::manifest(&get, true);
+        if got.class != Class::Success {
+            if head_found && got.class != Class::Malformed {
+                // As above: the HEAD's manifest stands, its digest unknown.
+                return Ok(Lookup::Found(ManifestRef {
+                    digest: None,
+                    media_type: content_type(&head),
+                    digest_computed: true,
+                    status: head.status.as_u16(),
+                    head_refused: None,
+                }));
+            }
+            return Ok(Lookup::Refused(got, get));
         }
+        let sent = get.header("docker-content-digest").and_then(Digest::parse);
+        Ok(Lookup::Found(ManifestRef {
+            digest_computed: sent.is_none(),
+            digest: Some(sent.unwrap_or_else(|| Digest::sha256_of(&get.body))),
+            media_type: if answer.class == Class::Success {
+                content_type(&head)
+            } else {
+                None
+            }
+            .or_else(|| content_type(&get)),
+            status: get.status.as_u16(),
+            head_refused: head_refused.then(|| answer.describe()),
+        }))
     }
 
     /// The config blob of a manifest (of its first child, for an index).
@@ -500,15 +547,6 @@ pub(crate) fn manifest_links(body: &[u8]) -> Result<(Option<Digest>, Option<Dige
     ))
 }
 
-/// The media type of a response without parameters, lower-cased.
-fn media_type(resp: &Response) -> String {
-    resp.header("content-type")
-        .and_then(|ct| ct.split(';').next())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
 fn content_type(resp: &Response) -> Option<String> {
     Some(media_type(resp))
         .filter(|m| !m.is_empty())
@@ -647,6 +685,7 @@ mod tests {
             status: StatusCode::OK,
             headers,
             body: Default::default(),
+            redirected_to: None,
         };
         assert_eq!(
             next_link(&resp).as_deref(),
