@@ -197,7 +197,7 @@ fn a_scraper_that_stops_reading_is_cut_off_and_others_are_served() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let mut stalled = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    let mut stalled = small_receive_buffer(daemon.port);
     stalled
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
@@ -236,6 +236,23 @@ fn a_scraper_that_stops_reading_is_cut_off_and_others_are_served() {
         !taken.ends_with(b"0\r\n\r\n"),
         "the cut-off body was ended as if it were whole"
     );
+}
+
+/// A connection to `port` with a 4 KiB receive buffer: the kernel then holds little of an
+/// answer its reader does not take (loopback autotuning let a whole 11 MB text through).
+fn small_receive_buffer(port: u16) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
 }
 
 /// GET `path` on a new connection, read to its close: the status line and the raw answer
