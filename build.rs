@@ -29,8 +29,17 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 fn main() {
     // HEAD names the branch, so a commit does not rebuild a development tree (its revision
-    // may then lag); a fresh clone, CI or a release build always gets the right one.
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // may then lag); a fresh clone, CI or a release build always gets the right one. Only a
+    // file that exists is named: cargo reruns a build script whose declared file is missing
+    // on every command (a tarball, a Docker build context), and in a git worktree `.git` is
+    // a file, HEAD elsewhere (git says where).
+    println!("cargo:rerun-if-changed=build.rs");
+    let head = output("git", &["rev-parse", "--git-path", "HEAD"])
+        .map(std::path::PathBuf::from)
+        .filter(|head| head.is_file());
+    if let Some(head) = head {
+        println!("cargo:rerun-if-changed={}", head.display());
+    }
     println!("cargo:rerun-if-env-changed=ORE_BUILD_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     let revision = std::env::var("ORE_BUILD_REVISION")

@@ -5,8 +5,9 @@
 //! Owns how a round of checks runs for one registry ([`App::execute`]), where its results
 //! go ([`App::record`]: the store, the log), `/probe` runs ([`App::probe`]:
 //! one shared run per registry and check selection, on the probes' own concurrency budget),
-//! and configuration reloads ([`App::reload`]: a new [`Generation`] replaces the old one
-//! whole, and nothing of the old one is recorded after). A generation holds this shard's
+//! and configuration reloads ([`App::reload`]: a new [`Generation`] replaces the old one,
+//! keeping the runtimes of registries whose settings are unchanged, and nothing of a
+//! runtime it retired is recorded after). A generation holds this shard's
 //! registries as its targets and the other shards' for `/probe` alone (see `shard`). It
 //! does not decide when rounds run: that is the scheduler (interval mode) or the HTTP
 //! handlers (scrape mode, `/probe`).
@@ -51,13 +52,40 @@ pub struct TargetRuntime {
     /// selection wait for it instead of starting another (singleflight).
     // std Mutex: never held across .await.
     probes: Mutex<HashMap<Vec<CheckKind>, ProbeRun>>,
-    /// The generation's token: a result of a retired generation is never recorded.
+    /// Cancelled when a reload retires this runtime: its loop, rounds and probe runs stop,
+    /// and a result of it is never recorded. A registry of this shard has a token of its
+    /// own, as a reload that leaves its settings unchanged keeps its runtime (and so its
+    /// round in flight, its loop and its probe runs) in the next generation; another
+    /// shard's runtime (probes only) has its generation's.
     retired: CancellationToken,
     runbook_base_url: Arc<str>,
     /// The product last recognised from this registry's answers: a round that shows no
     /// product's mark (a cached token, no challenge) keeps it.
     // std Mutex: held only to read or write, never across an .await.
     implementation: Mutex<Option<crate::outcome::Recognition>>,
+    /// Set when the scheduler spawned this runtime's loop: a runtime kept by a reload
+    /// already has one.
+    looping: AtomicBool,
+    /// The TLS files its client was built from as they stood then ([`TlsStamp`]).
+    tls_stamp: TlsStamp,
+}
+
+/// Size and modification time of each TLS file a registry names (`ca_file`, client
+/// certificate and key), taken before its client reads them: a reload keeps a runtime only
+/// if they are unchanged, so a renewed certificate or CA bundle is taken in by a reload
+/// (Kubernetes swaps a mounted secret's files), without reading a key's content here.
+type TlsStamp = Vec<Option<(u64, std::time::SystemTime)>>;
+
+fn tls_stamp(target: &Target) -> TlsStamp {
+    let tls = &target.tls;
+    tls.ca_file
+        .iter()
+        .chain(tls.client_cert.iter().flat_map(|(cert, key)| [cert, key]))
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
 }
 
 /// The results of one `/probe` run, shared by every probe that joined it; `None` when
@@ -71,9 +99,10 @@ struct ProbeRun {
     done: Arc<AtomicBool>,
 }
 
-/// One loaded configuration and the runtimes built from it. A reload builds a new one and
-/// retires the old: its scheduler loops stop, rounds and probe runs in flight are dropped,
-/// and [`App::record`] refuses any result of it that still arrives, so a removed registry
+/// One loaded configuration and the runtimes built from it. A reload builds a new one, which
+/// takes over the runtimes of the registries whose settings are unchanged, and retires the
+/// others: their scheduler loops stop, rounds and probe runs in flight are dropped, and
+/// [`App::record`] refuses any result of them that still arrives, so a removed registry
 /// cannot bring its series back after the reload.
 pub struct Generation {
     pub config: Config,
@@ -109,6 +138,16 @@ struct Common {
 
 impl Common {
     fn runtime(&self, target: &Arc<Target>, client: RegistryClient) -> TargetRuntime {
+        self.runtime_retired_by(target, client, self.retired.clone(), tls_stamp(target))
+    }
+
+    fn runtime_retired_by(
+        &self,
+        target: &Arc<Target>,
+        client: RegistryClient,
+        retired: CancellationToken,
+        tls_stamp: TlsStamp,
+    ) -> TargetRuntime {
         TargetRuntime {
             target: target.clone(),
             client: Arc::new(client),
@@ -118,20 +157,35 @@ impl Common {
             permits: self.permits.clone(),
             probe_permits: self.probe_permits.clone(),
             probes: Mutex::new(HashMap::new()),
-            retired: self.retired.clone(),
+            retired,
             runbook_base_url: self.runbook_base_url.clone(),
             implementation: Mutex::new(None),
+            looping: AtomicBool::new(false),
+            tls_stamp,
         }
     }
 }
 
 impl Generation {
-    fn build(config: Config) -> Result<Generation, ClientBuildError> {
+    /// The generation of `config`. With `previous` (a reload), a registry whose resolved
+    /// settings are unchanged keeps its runtime ([`keeps`]).
+    fn build(
+        config: Config,
+        previous: Option<&Generation>,
+    ) -> Result<Generation, ClientBuildError> {
         let retired = CancellationToken::new();
+        // Kept runtimes hold their generation's semaphores, which the next one then shares.
+        let carried = previous.filter(|p| p.same_common_settings(&config));
         let common = Common {
-            permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            permits: carried.map_or_else(
+                || Arc::new(Semaphore::new(config.max_concurrency)),
+                |p| p.common.permits.clone(),
+            ),
             // Derived, not configured: probes may run as many checks at once as the schedule.
-            probe_permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            probe_permits: carried.map_or_else(
+                || Arc::new(Semaphore::new(config.max_concurrency)),
+                |p| p.common.probe_permits.clone(),
+            ),
             retired: retired.clone(),
             runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
         };
@@ -139,13 +193,45 @@ impl Generation {
             .registries
             .iter()
             .partition(|t| config.shard.owns(&t.name));
-        let owned_targets: Vec<&Target> = owned.iter().map(|t| &***t).collect();
-        // One HTTP client per distinct TLS setting, shared by this shard's registries.
-        let clients = RegistryClient::build_all(&owned_targets, config.max_concurrency)?;
+        let kept: Vec<Option<Arc<TargetRuntime>>> = owned
+            .iter()
+            .map(|target| {
+                let old = carried?.target(&target.name)?;
+                keeps(old, target).then(|| old.clone())
+            })
+            .collect();
+        let fresh: Vec<&Target> = owned
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| kept.is_none())
+            .map(|(t, _)| &***t)
+            .collect();
+        // One HTTP client per distinct TLS setting, shared by this shard's new registries
+        // (a kept registry keeps its client).
+        // Before the clients read the files.
+        let mut stamps = fresh
+            .iter()
+            .map(|t| tls_stamp(t))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut clients = RegistryClient::build_all(&fresh, config.max_concurrency)?.into_iter();
         let targets: Vec<Arc<TargetRuntime>> = owned
             .into_iter()
-            .zip(clients)
-            .map(|(target, client)| Arc::new(common.runtime(target, client)))
+            .zip(kept)
+            .map(|(target, kept)| {
+                kept.unwrap_or_else(|| {
+                    let client = clients
+                        .next()
+                        .expect("build_all returns one client per target not kept");
+                    let stamp = stamps.next().unwrap_or_default();
+                    Arc::new(common.runtime_retired_by(
+                        target,
+                        client,
+                        CancellationToken::new(),
+                        stamp,
+                    ))
+                })
+            })
             .collect();
         // u32, four bytes a registry: no configuration holds 2^32 registries, each costs
         // kilobytes. Names are unique (Config::resolve), so a name finds at most one.
@@ -172,6 +258,22 @@ impl Generation {
             common,
             retired,
         })
+    }
+
+    /// Whether the runtimes of `self` can go on in a generation of `config`: the settings
+    /// their rounds share (the concurrency bounds, the runbook links, the mode) are the same.
+    fn same_common_settings(&self, config: &Config) -> bool {
+        let old = &self.config;
+        old.mode == config.mode
+            && old.max_concurrency == config.max_concurrency
+            && old.runbook_base_url == config.runbook_base_url
+            && old.min_interval == config.min_interval
+    }
+
+    /// Whether `rt` is one of this generation's runtimes (not merely one of the same name).
+    fn holds(&self, rt: &Arc<TargetRuntime>) -> bool {
+        self.target(&rt.target.name)
+            .is_some_and(|mine| Arc::ptr_eq(mine, rt))
     }
 
     /// A registry of this shard, by name.
@@ -225,6 +327,17 @@ impl Generation {
 }
 
 impl TargetRuntime {
+    /// Cancelled when a reload retires this runtime (see the field).
+    pub fn retired(&self) -> &CancellationToken {
+        &self.retired
+    }
+
+    /// Marks that a scheduler loop runs for this runtime: `false` when one already did (a
+    /// runtime a reload kept).
+    pub fn start_looping(&self) -> bool {
+        !self.looping.swap(true, Ordering::AcqRel)
+    }
+
     /// When the scheduler last started a round of this registry that was recorded.
     pub fn last_scheduled(&self) -> Option<Instant> {
         *self
@@ -252,6 +365,15 @@ impl TargetRuntime {
             self.first_round_done.store(true, Ordering::Release);
         }
     }
+}
+
+/// Whether a reload keeps the runtime `old` for `new` (same name): every resolved setting
+/// is the same, secrets included, and the TLS files it names are as they were when its
+/// client read them ([`TlsStamp`]: a reload is how a renewed certificate or CA bundle is
+/// taken in). A kept runtime's round in flight, loop and probe runs go on; anything else
+/// restarts.
+fn keeps(old: &TargetRuntime, new: &Target) -> bool {
+    *old.target == *new && old.tls_stamp == tls_stamp(new)
 }
 
 /// A reload that was refused; the running configuration stays in force.
@@ -286,7 +408,7 @@ impl App {
         let metrics = Metrics::new(&config.runbook_base_url);
         metrics.set_shard(config.shard);
         let store = Store::new(config.history_size);
-        let generation = Generation::build(config)?;
+        let generation = Generation::build(config, None)?;
         // The generation's targets are this shard's registries, as after a reload.
         for rt in &generation.targets {
             store.declare(&rt.target);
@@ -339,12 +461,13 @@ impl App {
     pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         // The shard (`--shard`, `--total-shards`) is the same for every generation.
-        let shard = self.current().config.shard;
+        let previous = self.current();
+        let shard = previous.config.shard;
         let built = Config::load(self.source.as_deref())
             .map_err(ReloadError::from)
             .and_then(|mut config| {
                 config.shard = shard;
-                Ok(Generation::build(config)?)
+                Ok(Generation::build(config, Some(&previous))?)
             });
         let next = match built {
             Ok(next) => Arc::new(next),
@@ -362,13 +485,19 @@ impl App {
         let mut current = self.generation.write().unwrap_or_else(|p| p.into_inner());
         let old = std::mem::replace(&mut *current, next.clone());
         old.retired.cancel();
+        // The runtimes the next generation does not keep stop; the kept ones go on.
+        for rt in &old.targets {
+            if !next.holds(rt) {
+                rt.retired.cancel();
+            }
+        }
         // Removed registries and checks leave the store, and with it `/metrics`.
         let kept: Vec<&Target> = next.targets.iter().map(|rt| &*rt.target).collect();
         self.store.retain(&kept);
-        // A kept registry continues its schedule and readiness.
+        // A changed registry continues its schedule and readiness (a kept one has them).
         for rt in &old.targets {
-            if let Some(kept) = next.target(&rt.target.name) {
-                kept.continue_from(rt);
+            if let Some(changed) = next.target(&rt.target.name).filter(|n| !Arc::ptr_eq(n, rt)) {
+                changed.continue_from(rt);
             }
         }
         for rt in &next.targets {

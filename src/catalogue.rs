@@ -150,7 +150,7 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
         (authenticated; $($r:ident),*) => {
             list!(@ Unauthorized, InvalidCredentials, CredentialsExpired, Forbidden,
                 MissingPassword, SecretUnreadable, TokenEndpointUnreachable, TokenEndpointError,
-                InsecureTokenRealm
+                InsecureTokenRealm, RedirectAuthRequired
                 $(, $r)*)
         };
         ($($r:ident),*) => { list!(@ $($r),*) };
@@ -458,6 +458,14 @@ fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
             "the registry answered a status the check does not expect",
             &[
                 "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        (_, R::RedirectAuthRequired) => d(
+            "the registry redirected a request to another host (blob storage, a CDN), which asked for authentication: the exporter, like docker and containerd, sends the registry's credentials to no other host, and that host gives no anonymous access",
+            &[
+                "see where the redirect leads: curl -sI -u <user> <url>/v2/<repository>/manifests/<tag> | grep -i location",
+                "make the storage behind the redirect accept the registry's signed redirect without credentials (Distribution: the storage driver's redirect settings)",
+                "or disable redirects in the registry (Distribution: storage.redirect.disable: true)",
             ],
         ),
         (_, R::InsecureTokenRealm) => d(

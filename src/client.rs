@@ -425,6 +425,12 @@ pub enum RequestError {
     DockerConfig(#[from] DockerConfigError),
     #[error("{0}")]
     Token(#[from] TokenError),
+    /// A redirect led to another host, which asked for authentication: the registry's
+    /// credentials stay with the registry, and an anonymous token did not do.
+    #[error(
+        "the registry redirected the request to {host}, which wants authentication ({scheme}) and gives no anonymous access; the exporter sends the registry's credentials to no other host (nor would docker or containerd); make the storage behind the redirect (blob store, CDN) accept the signed redirect without credentials, or point `url` at the host that serves the content"
+    )]
+    RedirectedHostWantsAuth { host: String, scheme: &'static str },
 }
 
 impl RequestError {
@@ -435,6 +441,7 @@ impl RequestError {
             RequestError::MissingPassword => Reason::MissingPassword,
             RequestError::Secret(_) | RequestError::DockerConfig(_) => Reason::SecretUnreadable,
             RequestError::Token(t) => t.reason(),
+            RequestError::RedirectedHostWantsAuth { .. } => Reason::RedirectAuthRequired,
         }
     }
 }
@@ -523,10 +530,20 @@ pub struct Challenges {
     pub unreadable: bool,
 }
 
+/// The longest `WWW-Authenticate` value read as a challenge. Real ones are a few hundred
+/// bytes (a realm, a service and a scope or two); a 64 KiB one named a realm no HTTP client
+/// can request ("Parsed Url is not a valid Uri"), which read as an unreachable token service
+/// and sent the reader to the network. Longer is an unusable challenge.
+pub const MAX_CHALLENGE_BYTES: usize = 8 * 1024;
+
 impl Challenges {
     pub fn parse(headers: &HeaderMap) -> Challenges {
         let mut out = Challenges::default();
         for value in headers.get_all(header::WWW_AUTHENTICATE) {
+            if value.len() > MAX_CHALLENGE_BYTES {
+                out.unreadable = true;
+                continue;
+            }
             let Ok(text) = value.to_str() else {
                 out.unreadable = true;
                 continue;
@@ -1023,8 +1040,13 @@ impl RegistryClient {
                 detail: format!("cannot build the request URL: {e}"),
             })?;
         if req.anonymous {
-            let resp = self.send_once(&req, &url, &Auth::None, trail, None).await?;
-            self.learn(&resp, req.path == "v2/");
+            let (resp, elsewhere) = self
+                .send_traced(&req, &url, &Auth::None, trail, None)
+                .await?;
+            // Another host's challenge says nothing about how this registry authenticates.
+            if elsewhere.is_none() {
+                self.learn(&resp, req.path == "v2/");
+            }
             return Ok(resp);
         }
         let (creds, _) = self.resolve().await?;
@@ -1036,9 +1058,12 @@ impl RegistryClient {
 
         let mut note = None;
         let mut auth = self.auth_for(&creds, &scope_key, trail, &mut note).await?;
-        let mut resp = self
-            .send_once(&req, &url, &auth, trail, note.take())
+        let (mut resp, elsewhere) = self
+            .send_traced(&req, &url, &auth, trail, note.take())
             .await?;
+        if let Some(other) = elsewhere {
+            return self.redirected(&req, other, resp, trail).await;
+        }
         if matches!(auth, Auth::None) {
             self.learn(&resp, req.path == "v2/");
         }
@@ -1062,7 +1087,12 @@ impl RegistryClient {
                         "token fetched for scope \"{}\" after a Bearer challenge",
                         scope.unwrap_or_default()
                     ));
-                    resp = self.send_once(&req, &url, &auth, trail, note).await?;
+                    let (again, elsewhere) =
+                        self.send_traced(&req, &url, &auth, trail, note).await?;
+                    if let Some(other) = elsewhere {
+                        return self.redirected(&req, other, again, trail).await;
+                    }
+                    resp = again;
                 }
             } else if let (true, Auth::None, Resolved::Basic { username, password }) =
                 (challenges.basic, &auth, &creds)
@@ -1072,10 +1102,74 @@ impl RegistryClient {
                 self.set_known(Negotiated::Basic);
                 auth = Auth::Basic(username.clone(), password.clone());
                 let note = Some("credentials sent after a Basic challenge".to_string());
-                resp = self.send_once(&req, &url, &auth, trail, note).await?;
+                let (again, elsewhere) = self.send_traced(&req, &url, &auth, trail, note).await?;
+                if let Some(other) = elsewhere {
+                    return self.redirected(&req, other, again, trail).await;
+                }
+                resp = again;
             }
         }
         Ok(resp)
+    }
+
+    /// An answer that a redirect brought from `other`, a host that is not the registry's
+    /// (blob storage, a CDN, or a hostile registry's accomplice). reqwest sent it no
+    /// `Authorization`; a challenge it answers with is its own, so it gets what a client
+    /// holding no credentials for that host sends: an anonymous token request to the realm
+    /// it names, and the redirected request again with that token, directly. Never the
+    /// configured credentials nor this registry's tokens (go-containerregistry,
+    /// `TestBearerTokenNotLeakedOnCrossHostChallenge`; containerd looks credentials up by
+    /// the host that challenged), and nothing of it is learnt as this registry's challenge.
+    /// When that host still wants authentication, the error says so.
+    async fn redirected(
+        &self,
+        req: &Request,
+        other: Url,
+        resp: Response,
+        trail: &Trail,
+    ) -> Result<Response, RequestError> {
+        if resp.status != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let host = origin_of(&other);
+        let challenges = Challenges::parse(&resp.headers);
+        let refused = |scheme: &'static str| RequestError::RedirectedHostWantsAuth {
+            host: host.clone(),
+            scheme,
+        };
+        let Some(ch) = challenges.bearer else {
+            return Err(refused(if challenges.basic {
+                "a Basic challenge"
+            } else {
+                "HTTP 401 without a usable challenge"
+            }));
+        };
+        let scope = ch.scope.clone().or(req.scope.clone());
+        let token = match self
+            .fetch_token(&Resolved::Anonymous, &ch, scope.as_deref(), trail)
+            .await
+        {
+            Ok(token) => token,
+            // Refused, unreachable or garbled: that host wants what only credentials for
+            // it could give.
+            Err(_) => {
+                return Err(refused(
+                    "a Bearer challenge, and its token service refuses an anonymous token",
+                ));
+            }
+        };
+        let note = Some(format!(
+            "anonymous token for {host}, where the registry redirected the request"
+        ));
+        let (again, _) = self
+            .send_traced(req, &other, &Auth::Token(token.token), trail, note)
+            .await?;
+        if again.status == StatusCode::UNAUTHORIZED {
+            return Err(refused(
+                "a Bearer challenge, and it refuses an anonymous token",
+            ));
+        }
+        Ok(again)
     }
 
     /// What the registry has said about authentication so far.
@@ -1116,8 +1210,12 @@ impl RegistryClient {
             detail: format!("cannot build the request URL: {e}"),
         })?;
         let note = Some("ping: how does the registry want to authenticate".to_string());
-        let resp = self.send_once(&req, &url, &Auth::None, trail, note).await?;
-        self.learn(&resp, true);
+        let (resp, elsewhere) = self
+            .send_traced(&req, &url, &Auth::None, trail, note)
+            .await?;
+        if elsewhere.is_none() {
+            self.learn(&resp, true);
+        }
         Ok(())
     }
 
@@ -1195,6 +1293,7 @@ impl RegistryClient {
             })
     }
 
+    /// One request, recorded in `trail`: the answer, wherever it came from.
     async fn send_once(
         &self,
         req: &Request,
@@ -1203,6 +1302,21 @@ impl RegistryClient {
         trail: &Trail,
         note: Option<String>,
     ) -> Result<Response, RequestError> {
+        self.send_traced(req, url, auth, trail, note)
+            .await
+            .map(|(resp, _)| resp)
+    }
+
+    /// One request, recorded in `trail`; with the answer, where it came from when a redirect
+    /// led it to another host than `url`'s (`None` when it came from `url`'s host and port).
+    async fn send_traced(
+        &self,
+        req: &Request,
+        url: &Url,
+        auth: &Auth,
+        trail: &Trail,
+        note: Option<String>,
+    ) -> Result<(Response, Option<Url>), RequestError> {
         let mut builder = if req.follow_redirects {
             self.request(req.method.clone(), url)
         } else {
@@ -1254,6 +1368,7 @@ impl RegistryClient {
             status = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
+        let mut elsewhere = None;
         let result = async {
             // A reused connection the other end closed meanwhile (forward proxies such as
             // tinyproxy close theirs after each answer): an idempotent request is sent once
@@ -1283,6 +1398,9 @@ impl RegistryClient {
                         "{proxy} asks for credentials (407 Proxy Authentication Required)"
                     ),
                 });
+            }
+            if !same_host(url, resp.url()) {
+                elsewhere = Some(resp.url().clone());
             }
             if let Some(expiry) = self.chain_expiry(&resp) {
                 trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
@@ -1318,6 +1436,15 @@ impl RegistryClient {
             None => span.record("otel.status_code", "error"),
         };
         record.headers = kept_headers;
+        if let Some(other) = &elsewhere {
+            // Scheme, host and port: where the answer came from, never the path or query
+            // (signed URLs).
+            let via = format!("answered by {} after a redirect", origin_of(other));
+            record.note = Some(match record.note.take() {
+                Some(note) => format!("{note}; {via}"),
+                None => via,
+            });
+        }
         // Credentials the registry itself took (Basic, or a static bearer token).
         let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
             && result.as_ref().is_ok_and(|r| r.status.is_success());
@@ -1332,7 +1459,7 @@ impl RegistryClient {
         if accepted {
             trail.with(|t| t.credentials_accepted = true);
         }
-        result
+        result.map(|resp| (resp, elsewhere))
     }
 
     fn cached_token(&self, scope_key: &str) -> Option<SecretString> {
@@ -1582,6 +1709,22 @@ impl RegistryClient {
 /// sends its own credentials in clear text anyway, so its plain-HTTP realm changes nothing.
 fn credentials_may_go_to(registry: &Url, realm: &Url) -> bool {
     registry.scheme() != "https" || realm.scheme() == "https"
+}
+
+/// Whether `to` is on the host and port of `from`: where reqwest keeps the `Authorization`
+/// header across a redirect, and where a challenge speaks for the registry itself.
+fn same_host(from: &Url, to: &Url) -> bool {
+    from.host_str() == to.host_str() && from.port_or_known_default() == to.port_or_known_default()
+}
+
+/// `scheme://host[:port]` of `url`: no path, query or user info.
+fn origin_of(url: &Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    )
 }
 
 enum Auth {

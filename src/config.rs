@@ -325,6 +325,24 @@ impl RawConfig {
                 }
             };
         }
+        Self::with_environment(figment)
+    }
+
+    /// [`RawConfig::load`] of a file's text (TOML, or YAML when `yaml`), for the fuzz
+    /// targets: the same providers, the environment on top.
+    pub(crate) fn load_text(text: &str, yaml: bool) -> Result<RawConfig, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        let figment = if yaml {
+            figment.merge(Yaml::string(text))
+        } else {
+            figment.merge(Toml::string(text))
+        };
+        Self::with_environment(figment)
+    }
+
+    /// The environment's keys merged onto `figment` (the file), extracted, and the seed
+    /// keys applied.
+    fn with_environment(mut figment: Figment) -> Result<RawConfig, ConfigError> {
         // The exporter's own keys: OCI_REGISTRY_EXPORTER_MODE, ..._DEFAULTS__TIMEOUT, ...
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
         let mut raw: RawConfig = figment.extract().map_err(|e| figment_error(&e))?;
@@ -440,8 +458,9 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// One registry to check, validated.
-#[derive(Debug, Clone)]
+/// One registry to check, validated. Equal when every setting is (a reload keeps the
+/// runtime of a registry whose settings are unchanged: `app::keeps`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// The `registry` label.
     pub name: String,
@@ -507,7 +526,7 @@ pub struct TlsSettings {
 }
 
 /// How the exporter authenticates to one registry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
     Anonymous,
     /// `password` is `None` when only a username is configured: a secret reference that
@@ -542,6 +561,18 @@ impl Credentials {
 pub enum Secret {
     Inline(SecretString),
     File(PathBuf),
+}
+
+/// The same inline value, or the same file (read at each use, so its content is not part
+/// of the setting).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        match (self, other) {
+            (Secret::Inline(a), Secret::Inline(b)) => a.expose_secret() == b.expose_secret(),
+            (Secret::File(a), Secret::File(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 // Hand-written so a secret never reaches a log through `{:?}`.

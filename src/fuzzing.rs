@@ -144,3 +144,53 @@ pub fn web_config(data: &[u8]) {
         let _ = crate::web::config_text_accepted(text);
     }
 }
+
+/// The configuration loader: a file's text (TOML, or YAML when the first byte is odd) and
+/// environment keys, as `--config` and the environment reach `Config::resolve`. Lines
+/// before the first empty one are `KEY=VALUE` pairs set in the environment for the load,
+/// under one of the exporter's prefixes (`OCI_REGISTRY_EXPORTER_`, `OCI__`, `Registry__`,
+/// chosen by the key's first byte), and removed after; the rest is the file.
+pub fn config_loader(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let (env, file) = text.split_once("\n\n").unwrap_or(("", text));
+    let mut keys = Vec::new();
+    for line in env.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let prefix = match key.bytes().next().unwrap_or(0) % 3 {
+            0 => "OCI_REGISTRY_EXPORTER_",
+            1 => "OCI__",
+            _ => "Registry__",
+        };
+        let key = format!("{prefix}{}", key.get(1..).unwrap_or_default());
+        // What `set_var` refuses, the environment never holds.
+        if key.contains(['=', '\0']) || value.contains('\0') {
+            continue;
+        }
+        // SAFETY: a fuzz target runs its inputs on one thread, and nothing else of the
+        // process reads or writes the environment meanwhile.
+        unsafe { std::env::set_var(&key, value) };
+        keys.push(key);
+    }
+    if let Ok(raw) = crate::config::RawConfig::load_text(file, selector % 2 == 1) {
+        let _ = crate::config::Config::resolve(raw);
+    }
+    for key in keys {
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(&key) };
+    }
+}
+
+/// A `/probe` query string, as the server reads it (target, check selection, debug).
+pub fn probe_query(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let q = crate::server::ProbeQuery::parse(text);
+        let _ = crate::server::probe_checks(q.check.as_deref());
+    }
+}

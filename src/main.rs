@@ -47,8 +47,9 @@ struct Cli {
     /// Re-read when it or a file it names changes (certificate rotation).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
-    /// How long a client may take to send a request's headers (in HTTP/1.1 also the wait
-    /// for the next request on a kept-alive connection), e.g. "10s".
+    /// How long a client may take to send a request's headers (for a new connection counted
+    /// from its accept, TLS handshake included; in HTTP/1.1 also the wait for the next
+    /// request on a kept-alive connection), e.g. "10s".
     #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_duration)]
     read_header_timeout: std::time::Duration,
     /// A connection with no request in progress for this long is closed, e.g. "60s".

@@ -165,6 +165,9 @@ label_enum! {
         /// An HTTPS registry named a plain-HTTP token realm: the credentials are not sent
         /// there, as they would travel in clear text.
         InsecureTokenRealm => "insecure_token_realm",
+        /// A redirect led to another host, which asked for authentication: the registry's
+        /// credentials are not sent there, and it gives no anonymous access.
+        RedirectAuthRequired => "redirect_auth_required",
         /// A 401 without any `WWW-Authenticate` challenge: no client knows how to
         /// authenticate (a proxy in front of the registry usually strips the header).
         NoChallenge => "no_challenge",

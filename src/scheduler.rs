@@ -9,9 +9,10 @@
 //! early instead (10 ms apart, closer if needed to fit all in [`START_SPREAD`]), so that the
 //! exporter is ready (every registry checked once, see `App::is_ready`) within seconds, not
 //! an interval; its next round is the first phase slot at least half an interval later. A
-//! registry a reload keeps goes on from its last round the same way, and a 429's
-//! `Retry-After` postpones the next round. Loops stop on shutdown or when a reload retires
-//! their generation.
+//! registry whose settings a reload changed goes on from its last round the same way (an
+//! unchanged one keeps its loop and its round in flight), and a 429's `Retry-After`
+//! postpones the next round. Loops stop on shutdown or when a reload retires their
+//! registry's runtime.
 //!
 //! One task per registry, which holds its running round boxed: an idle loop keeps its timer
 //! and tokens only, not the state of `App::round` (about 4 KiB, measured). What a round does
@@ -45,8 +46,9 @@ const TICK: Duration = Duration::from_millis(10);
 /// 0.95 to 1.05 intervals apart, so registries sharing a host never fall into lockstep.
 const JITTER: f64 = 0.05;
 
-/// Spawns one loop per registry of `generation` on the app's task tracker. The loops end
-/// on shutdown or when a reload retires the generation.
+/// Spawns one loop per registry of `generation` on the app's task tracker, except for the
+/// registries whose runtime a reload kept, whose loop goes on. A loop ends on shutdown or
+/// when a reload retires its registry's runtime.
 pub fn start(app: &Arc<App>, generation: &Arc<Generation>) {
     let anchor = Instant::now();
     let intervals: Vec<Duration> = generation
@@ -63,6 +65,10 @@ pub fn start(app: &Arc<App>, generation: &Arc<Generation>) {
     let fresh = carried.iter().filter(|c| c.is_none()).count();
     let mut fresh_index = 0;
     for ((rt, phase), carried) in generation.targets.iter().zip(phases).zip(carried) {
+        if !rt.start_looping() {
+            // Kept by a reload: its loop, and the round it may be running, go on.
+            continue;
+        }
         let slots = Slots::new(anchor, phase, rt.target.interval);
         let first = match carried {
             Some(last) => slots.on_tick(slots.next_after(last)),
@@ -74,7 +80,7 @@ pub fn start(app: &Arc<App>, generation: &Arc<Generation>) {
         };
         let app2 = app.clone();
         let rt = rt.clone();
-        let retired = generation.retired.clone();
+        let retired = rt.retired().clone();
         app.tasks.spawn(run(app2, rt, retired, slots, first));
     }
 }
@@ -262,7 +268,7 @@ mod tests {
         let idle = std::mem::size_of_val(&run(
             app.clone(),
             rt.clone(),
-            generation.retired.clone(),
+            rt.retired().clone(),
             Slots::new(now, 0.0, S(60)),
             now,
         ));

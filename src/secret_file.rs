@@ -1,7 +1,8 @@
 //! Bounded reads of the files credentials come from: `password_file`, `token_file` and the
 //! Docker config.
 //!
-//! Owns how such a file is read: off the async workers (a blocking thread), within
+//! Owns how such a file is read: off the async workers (on the verdict pool, never tokio's
+//! blocking pool, which serving shares: [`on_verdict_pool`]), within
 //! [`READ_TIMEOUT`], only if it is a regular file (a symlink to one is fine, as Kubernetes
 //! secret volumes are), and at most [`MAX_FILE_BYTES`]. A FIFO, a device such as
 //! `/dev/zero` or a file on a hung network mount therefore costs one prompt error, never a
@@ -70,20 +71,66 @@ impl fmt::Display for FileProblem {
     }
 }
 
-/// Reads `path` on a blocking thread, within [`READ_TIMEOUT`]. For async code.
+/// Runs `work` on the verdict pool and awaits its result (`None` if the pool could not run
+/// it or `work` panicked). Not on tokio's blocking pool: that pool also serves the HTTP
+/// endpoints' work, and what decides a verdict (a secret read, a bcrypt verification) must
+/// never queue behind it (a flood of scrapes made healthy registries report
+/// `secret_unreadable`). The verdict pool is the blocking pool of a runtime of its own,
+/// which keeps its threads for reuse (10 s idle) and has at most [`VERDICT_THREADS`];
+/// callers bound how many run at once: a read per secret file and check (one at most per
+/// hung file, see [`StillHung`](FileProblem::StillHung)), the bcrypt gate's few
+/// verifications.
+pub async fn on_verdict_pool<T, F>(work: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    verdict_pool()?.spawn_blocking(work).await.ok()
+}
+
+/// Builds the verdict pool now rather than at its first use, which a first check or login
+/// would otherwise wait for.
+pub fn start_verdict_pool() {
+    // And one thread of it, which stays for reuse a while (its first task need not start one).
+    if let Some(pool) = verdict_pool() {
+        drop(pool.spawn_blocking(|| ()));
+    }
+}
+
+/// The most threads the verdict pool runs at once.
+pub const VERDICT_THREADS: usize = 64;
+
+/// The verdict pool's runtime, built at first use (`None` if it cannot be: the process's
+/// thread limit).
+fn verdict_pool() -> Option<&'static tokio::runtime::Runtime> {
+    static POOL: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            // Only its blocking pool is used; one worker, parked.
+            .worker_threads(1)
+            .max_blocking_threads(VERDICT_THREADS)
+            .thread_name("verdict-io")
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Reads `path` on the verdict pool ([`on_verdict_pool`]), within [`READ_TIMEOUT`]. For async
+/// code.
 pub async fn read(path: &Path) -> Result<Vec<u8>, FileProblem> {
     let read = Read::start(path)?;
     let path = path.to_path_buf();
     let settled = read.settled.clone();
-    let task = tokio::task::spawn_blocking(move || {
+    let task = on_verdict_pool(move || {
         let result = read_regular(&path);
         finish(&path, &settled);
         result
     });
     match tokio::time::timeout(READ_TIMEOUT, task).await {
-        Ok(Ok(result)) => result,
-        // The closure does not panic; should it, the read failed.
-        Ok(Err(_)) => Err(FileProblem::Io(std::io::ErrorKind::Other)),
+        Ok(Some(result)) => result,
+        // The thread could not start (the process's thread limit), or the read panicked.
+        Ok(None) => Err(FileProblem::Io(std::io::ErrorKind::Other)),
         Err(_) => Err(read.timed_out()),
     }
 }

@@ -581,7 +581,13 @@ fn referrers_path() -> String {
 }
 
 fn index_body(n: usize) -> String {
-    let entries = (0..n)
+    index_body_at(0, n)
+}
+
+/// An index of `n` descriptors, the first numbered `first` (pages of one list name
+/// different referrers).
+fn index_body_at(first: usize, n: usize) -> String {
+    let entries = (first..first + n)
         .map(|i| {
             format!(
                 r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{i:064}","size":1,"artifactType":"application/example"}}"#
@@ -623,7 +629,7 @@ async fn referrers_api_index_filters_and_pages() {
         .mock("GET", format!("{}?n=2&last=x", referrers_path()).as_str())
         .with_status(200)
         .with_header("content-type", format!("{INDEX}; charset=utf-8").as_str())
-        .with_body(index_body(1))
+        .with_body(index_body_at(2, 1))
         .create_async()
         .await;
     let r = run_one(&config(&server.url(), ""), CheckKind::Referrers).await;
@@ -639,6 +645,32 @@ async fn referrers_api_index_filters_and_pages() {
     assert_eq!(ev(&r, "referrers_count"), "3");
     assert_eq!(ev(&r, "filters_applied"), "artifactType");
     assert_eq!(ev(&r, "digest"), MANIFEST_DIGEST);
+}
+
+/// A `Link: rel="next"` that points back at the page itself (issue 24 §5): the list is read
+/// once and its referrers counted once, not ten times over the page bound.
+#[tokio::test]
+async fn a_self_pointing_referrers_link_counts_each_referrer_once() {
+    let mut server = mockito::Server::new_async().await;
+    mock_manifest_head(&mut server).await;
+    let page = server
+        .mock("GET", referrers_path().as_str())
+        .with_status(200)
+        .with_header("content-type", INDEX)
+        .with_header("link", &format!("<{}>; rel=\"next\"", referrers_path()))
+        .with_body(index_body(1))
+        .expect_at_most(2)
+        .create_async()
+        .await;
+    let r = run_one(&config(&server.url(), ""), CheckKind::Referrers).await;
+    page.assert_async().await;
+    assert_eq!(
+        outcome(&r),
+        (Status::Pass, Reason::Ok, Some(200)),
+        "{}",
+        r.message
+    );
+    assert_eq!(r.facts.referrers_count, Some(1), "{}", r.message);
 }
 
 #[tokio::test]

@@ -312,3 +312,97 @@ async fn a_reload_starts_added_registries_and_keeps_the_schedule_of_the_others()
     assert_eq!(exporter.get("/-/ready").await.0, 200);
     exporter.stop().await;
 }
+
+/// A server on 127.0.0.1 that accepts connections and never answers, for as long as the
+/// handle is not aborted (at most 256 connections held): a black-holed registry.
+async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+            if held.len() > 256 {
+                held.remove(0);
+            }
+        }
+    });
+    (addr, hold)
+}
+
+/// Interval mode with a reload every 2 s (a config-reloader sidecar, a GitOps loop): a dead
+/// registry whose settings do not change keeps its round across the reloads, so its result
+/// keeps updating; one whose settings change at each reload restarts its round each time,
+/// and no result of a retired configuration is recorded (issue 24 §3).
+#[tokio::test]
+async fn reloads_every_two_seconds_leave_an_unchanged_dead_registrys_result_updating() {
+    let (dead, hold) = black_hole().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    // Three checks, each running into its 1 s timeout: a round lasts about 3 s, longer
+    // than the time between two reloads.
+    // Two more over TLS, each naming a CA bundle: one left as it is, one renewed (rewritten,
+    // another size) before every reload, which a reload must take in with a new client.
+    let ca = support::tls::server_tls().ca_pem;
+    let (kept_ca, renewed_ca) = (dir.path().join("kept.pem"), dir.path().join("renewed.pem"));
+    std::fs::write(&kept_ca, &ca).unwrap();
+    let config = |tag: u32| {
+        format!(
+            "[[registries]]\nname = \"unchanged\"\nurl = \"http://{dead}\"\ninterval = \"3s\"\ntimeout = \"1s\"\nchecks = [\"registry\", \"pull\", \"referrers\"]\n\
+             [[registries]]\nname = \"changing\"\nurl = \"http://{dead}\"\ninterval = \"3s\"\ntimeout = \"1s\"\nchecks = [\"registry\", \"pull\", \"referrers\"]\ntest_tag = \"t{tag}\"\n\
+             [[registries]]\nname = \"unchanged-tls\"\nurl = \"https://{dead}\"\ninterval = \"3s\"\ntimeout = \"1s\"\nchecks = [\"registry\", \"pull\", \"referrers\"]\nca_file = \"{}\"\n\
+             [[registries]]\nname = \"renewed-ca\"\nurl = \"https://{dead}\"\ninterval = \"3s\"\ntimeout = \"1s\"\nchecks = [\"registry\", \"pull\", \"referrers\"]\nca_file = \"{}\"\n",
+            kept_ca.display(),
+            renewed_ca.display()
+        )
+    };
+    let renew = |tag: u32| {
+        std::fs::write(&renewed_ca, ca.repeat(1 + tag as usize % 2)).unwrap();
+    };
+    renew(0);
+    std::fs::write(&path, config(0)).unwrap();
+    let exporter =
+        common::Exporter::start(oci_registry_exporter::Config::load(Some(&path)).unwrap()).await;
+    let runs = |body: &str, registry: &str| {
+        sample(
+            body,
+            "oci_registry_check_runs_total",
+            &[
+                ("registry", registry),
+                ("check", "registry"),
+                ("status", "fail"),
+            ],
+        )
+    };
+    let mut seen = Vec::new();
+    let mut seen_tls = Vec::new();
+    for tag in 1..=7 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        std::fs::write(&path, config(tag)).unwrap();
+        renew(tag);
+        assert_eq!(exporter.post("/-/reload").await.0, 200);
+        let body = exporter.metrics().await;
+        seen.push((runs(&body, "unchanged"), runs(&body, "changing")));
+        seen_tls.push((runs(&body, "unchanged-tls"), runs(&body, "renewed-ca")));
+    }
+    let (unchanged, changing) = seen.last().copied().unwrap();
+    let (unchanged_tls, renewed) = seen_tls.last().copied().unwrap();
+    assert!(
+        unchanged_tls.unwrap_or(0.0) >= 2.0,
+        "a registry whose CA bundle is unchanged keeps its rounds too ({seen_tls:?})"
+    );
+    assert_eq!(
+        renewed, None,
+        "a renewed CA bundle restarts the registry's round at each reload ({seen_tls:?})"
+    );
+    assert!(
+        unchanged.unwrap_or(0.0) >= 2.0,
+        "the unchanged registry's rounds go on across the reloads (runs after each reload: {seen:?})"
+    );
+    assert_eq!(
+        changing, None,
+        "the changing registry's rounds restart at each reload, and none of a retired configuration is recorded ({seen:?})"
+    );
+    exporter.stop().await;
+    hold.abort();
+}

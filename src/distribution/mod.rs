@@ -490,7 +490,15 @@ impl<'a> Api<'a> {
     pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Referrers, RequestError> {
         let scope = Scope::pull(repo);
         let mut path = format!("v2/{repo}/referrers/{digest}");
-        let mut count = 0u64;
+        // Distinct descriptors across the pages: a `Link` that points back at a page already
+        // read (itself, say) must not count its referrers again.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut visited: Vec<String> = self
+            .base_url()
+            .join(&path)
+            .map(|url| url.to_string())
+            .into_iter()
+            .collect();
         let mut filters_applied = None;
         let mut wrong_content_type = None;
         for page in 0..MAX_REFERRER_PAGES {
@@ -502,11 +510,11 @@ impl<'a> Api<'a> {
                 )
                 .await?;
             let code = resp.status.as_u16();
-            let parsed = parse_index(&resp.body);
+            let parsed = index_descriptors(&resp.body);
             match code {
                 200 => match parsed {
-                    Ok(n) => {
-                        count += n;
+                    Ok(descriptors) => {
+                        seen.extend(descriptors);
                         let ct = media_type(&resp);
                         if ct != OCI_INDEX && wrong_content_type.is_none() {
                             wrong_content_type = Some(if ct.is_empty() {
@@ -520,7 +528,7 @@ impl<'a> Api<'a> {
                 },
                 // Early OCI 1.1 drafts answered a missing subject with 404 and an empty
                 // index; the router's plain 404 (Distribution 2.8) means there is no API.
-                404 if page == 0 && parsed.is_ok() => count += parsed.unwrap_or(0),
+                404 if page == 0 && parsed.is_ok() => seen.extend(parsed.unwrap_or_default()),
                 400 | 404 | 405 | 406 | 501 => {
                     return Ok(Referrers::NotTheApi {
                         status: code,
@@ -537,9 +545,17 @@ impl<'a> Api<'a> {
                     .header("oci-filters-applied")
                     .map(|f| f.chars().take(100).collect());
             }
-            let next = next_link(&resp).and_then(|l| same_origin(self.base_url(), &l).ok());
+            let count = u64::try_from(seen.len()).unwrap_or(u64::MAX);
+            let next = next_link(&resp)
+                .and_then(|l| same_origin(self.base_url(), &l).ok())
+                .map(|url| url.to_string())
+                // A page already read ends the list: the registry points back at it.
+                .filter(|url| !visited.contains(url));
             match next {
-                Some(url) if code == 200 => path = url.to_string(),
+                Some(url) if code == 200 => {
+                    visited.push(url.clone());
+                    path = url;
+                }
                 _ => {
                     return Ok(Referrers::Index {
                         status: code,
@@ -553,7 +569,7 @@ impl<'a> Api<'a> {
         }
         Ok(Referrers::Index {
             status: 200,
-            count,
+            count: u64::try_from(seen.len()).unwrap_or(u64::MAX),
             filters_applied,
             truncated: true,
             wrong_content_type,
@@ -864,6 +880,13 @@ fn content_type(resp: &Response) -> Option<String> {
 /// The number of descriptors in an OCI image index, or why the body is not one. Lenient
 /// on purpose (unknown fields, a missing `mediaType`): only what clients need is checked.
 pub(crate) fn parse_index(body: &[u8]) -> Result<u64, String> {
+    index_descriptors(body).map(|d| u64::try_from(d.len()).unwrap_or(u64::MAX))
+}
+
+/// The descriptors of an OCI image index, each as a key that tells them apart (its digest,
+/// or the whole descriptor when it names none), or why the body is not an index (see
+/// [`parse_index`]).
+pub(crate) fn index_descriptors(body: &[u8]) -> Result<Vec<String>, String> {
     #[derive(Deserialize)]
     struct Index {
         #[serde(rename = "schemaVersion")]
@@ -883,7 +906,13 @@ pub(crate) fn parse_index(body: &[u8]) -> Result<u64, String> {
     let manifests = index
         .manifests
         .ok_or_else(|| "it has no `manifests` list".to_string())?;
-    Ok(u64::try_from(manifests.len()).unwrap_or(u64::MAX))
+    Ok(manifests
+        .iter()
+        .map(|d| match d.get("digest").and_then(|v| v.as_str()) {
+            Some(digest) => digest.to_string(),
+            None => d.to_string(),
+        })
+        .collect())
 }
 
 /// The target of `Link: <...>; rel="next"`, as OCI pagination sends it.

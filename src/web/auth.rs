@@ -220,7 +220,9 @@ impl BasicAuth {
         }
         let verifier = Arc::clone(self);
         let user = key.0.clone();
-        let ok = tokio::task::spawn_blocking(move || {
+        // On the verdict pool, not the blocking pool that serving shares (`on_verdict_pool`);
+        // the gate's permit bounds how many run at once.
+        let ok = crate::secret_file::on_verdict_pool(move || {
             let _permit = permit;
             verifier.verify(&user, &password)
         })
