@@ -158,7 +158,9 @@ pub fn reasons(kind: CheckKind) -> &'static [Reason] {
     match kind {
         CheckKind::Registry => list!(),
         CheckKind::Credentials => list!(authenticated;),
-        CheckKind::Pull => list!(authenticated; NotFound, Nonconformant, BlobUnreachable, BlobDigestMismatch),
+        CheckKind::Pull => {
+            list!(authenticated; NotFound, Nonconformant, BlobUnreachable, BlobDigestMismatch)
+        }
         CheckKind::Push => list!(authenticated; NoCredentials, RepositoryNotFound, ReadOnly),
         CheckKind::Capabilities => {
             list!(authenticated; Unsupported, NoCredentials, ReadOnly, NotFound,
