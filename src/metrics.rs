@@ -425,7 +425,8 @@ impl Metrics {
         );
         reg!("oci_registry_exporter_total_shards", m.total_shards.clone());
         reg!("oci_registry_exporter_build_info", build);
-        crate::process::register(&mut own);
+        // The process collector's help texts come from METRICS too.
+        crate::process::register(&mut own, |name| doc(name).help);
         let m = Metrics { own, ..m };
         m.set_shard(Shard::ALL);
         m
@@ -945,7 +946,7 @@ pub fn openmetrics_to_classic(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{AuthMethod, CheckKind, CheckResult, Reason, Status};
+    use crate::outcome::{AuthMethod, CheckKind, CheckResult, Reason, Status};
 
     fn store_with(results: &[(&str, CheckResult)]) -> Store {
         let store = Store::new(10);

@@ -2,19 +2,24 @@
 //! start time), read from `/proc/self` at each scrape, with the names and meaning of the Go
 //! client's process collector so existing dashboards and alerts work unchanged.
 //!
-//! Owns only reading and encoding them; `metrics` registers the collector on `/metrics`.
+//! Owns only reading and encoding them; `metrics` registers the collector on `/metrics`
+//! and hands it the help texts (it imports nothing from the crate: `metrics` is above it).
 //! On a system without `/proc` (not Linux) the collector writes nothing, and a failed read
 //! leaves out that scrape's process series rather than failing the scrape.
 
 use prometheus_client::registry::Registry;
 
-/// Registers the process collector on the exporter's own registry.
-pub fn register(registry: &mut Registry) {
-    registry.register_collector(Box::new(ProcessCollector));
+/// Registers the process collector on the exporter's own registry; `help` gives a
+/// metric's help text by the name prometheus-client registers it under (a counter without
+/// `_total`), so the declaration stays in `metrics` and this module imports nothing of it.
+pub fn register(registry: &mut Registry, help: fn(&str) -> &'static str) {
+    registry.register_collector(Box::new(ProcessCollector { help }));
 }
 
 #[derive(Debug)]
-struct ProcessCollector;
+struct ProcessCollector {
+    help: fn(&str) -> &'static str,
+}
 
 /// One reading of the process' figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,7 +92,7 @@ impl prometheus_client::collector::Collector for ProcessCollector {
         let Some(r) = read() else {
             return Ok(());
         };
-        let help = |name: &str| crate::metrics::doc(name).help;
+        let help = self.help;
         // prometheus-client appends `_total` to counters itself.
         let cpu = ConstCounter::new(r.cpu_seconds);
         cpu.encode(encoder.encode_descriptor(
