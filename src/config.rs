@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::checks::CheckKind;
+use crate::outcome::CheckKind;
 use crate::secret_file::{self, FileProblem};
 use crate::shard::Shard;
 

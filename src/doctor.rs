@@ -9,12 +9,16 @@ use crate::checks::{CheckKind, CheckResult, Status};
 use crate::client::ClientBuildError;
 use crate::config::Config;
 
-/// Exit codes, documented in docs/operations.md ("Exit codes") and README. Usage errors
-/// exit [`crate::EXIT_USAGE`], as the daemon's do.
+/// Exit codes, documented in docs/operations.md ("Exit codes") and README.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_WARN: u8 = 1;
 pub const EXIT_FAIL: u8 = 2;
-pub const EXIT_USAGE: u8 = crate::EXIT_USAGE;
+/// The exit code of every usage error, the daemon's and the `check` subcommand's alike: a
+/// bad flag or flag value, an unreadable or invalid configuration or web configuration.
+/// Not clap's 2, which the doctor gives to a failed check (docs/operations.md, "Exit codes").
+/// Declared here, with the doctor's other codes, and re-exported at the crate's root for
+/// the daemon (a module never imports the root: `tests/layers.rs`).
+pub const EXIT_USAGE: u8 = 3;
 
 /// A doctor run that could not start: the message names the flag and the fix.
 #[derive(Debug, thiserror::Error)]

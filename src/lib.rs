@@ -63,10 +63,9 @@ pub use config::{Config, ConfigError, Mode, RawConfig};
 /// The default listen address: port 9793, in Prometheus' exporter range.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9793";
 
-/// The exit code of every usage error, the daemon's and the `check` subcommand's alike: a
-/// bad flag or flag value, an unreadable or invalid configuration or web configuration.
-/// Not clap's 2, which the doctor gives to a failed check (docs/operations.md, "Exit codes").
-pub const EXIT_USAGE: u8 = 3;
+/// The exit code of every usage error, the daemon's and the `check` subcommand's alike
+/// (declared with the doctor's exit codes).
+pub use doctor::EXIT_USAGE;
 
 /// Why the exporter could not run.
 #[derive(Debug, thiserror::Error)]

@@ -26,8 +26,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::outcome::{Capability, CapabilityStatus, CheckKind, CheckResult, Reason, Status};
+use crate::process::{self, Figure};
 use crate::shard::Shard;
-use crate::store::{REQUEST_BUCKET_LABELS, RegistryEntry, Slots, Store, unix};
+use crate::store::{REQUEST_BUCKETS, Slots, Store, unix};
 
 /// One metric's documentation: the source of the help text and of docs/metrics.md.
 pub struct MetricDoc {
@@ -36,6 +37,42 @@ pub struct MetricDoc {
     pub kind: &'static str,
     pub labels: &'static [&'static str],
     pub help: &'static str,
+    /// How its series are written, which also decides where they are served.
+    writer: Writer,
+}
+
+/// How a metric's series are written. Each declaration in [`METRICS`] names its writer,
+/// so no metric can lack one, and each writer's `match` is exhaustive; a writer no
+/// declaration names is dead code, which the lints refuse. No name is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// A registry's series, from the store, on `/metrics` and on its `/probe` answers.
+    Registry(RegistryFamily),
+    /// The exporter's own, through prometheus-client (`/metrics` only).
+    Own(Own),
+    /// The process collector's (`/metrics` only).
+    Process(Figure),
+    /// A probe answer's own, as blackbox_exporter's (`/probe` only).
+    Probe(ProbeSeries),
+}
+
+/// The exporter's own series, registered with prometheus-client in [`Metrics::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    CheckInfo,
+    ReloadSuccessful,
+    ReloadSuccessTime,
+    LocalResourceExhausted,
+    ShardOrdinal,
+    TotalShards,
+    BuildInfo,
+}
+
+/// A `/probe` answer's own series, written by [`encode_probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeSeries {
+    Success,
+    Duration,
 }
 
 /// Which endpoint serves a metric.
@@ -60,19 +97,22 @@ impl ServedOn {
 }
 
 impl MetricDoc {
-    /// Decided by the name, so that a new metric lands on the right endpoint without more
-    /// bookkeeping: `oci_registry_exporter_*`, `process_*` and the check catalogue are the
-    /// exporter's own (`/metrics` only), `probe_*` belongs to a probe answer, the rest to a registry.
+    /// Decided by the metric's writer: a registry's series are served on both endpoints,
+    /// the exporter's own and the process' on `/metrics`, a probe's on `/probe`.
     pub fn served_on(&self) -> ServedOn {
-        if self.name.starts_with("probe_") {
-            ServedOn::Probe
-        } else if self.name.starts_with("oci_registry_exporter_")
-            || self.name.starts_with("process_")
-            || self.name == "oci_registry_check_info"
-        {
-            ServedOn::Metrics
-        } else {
-            ServedOn::Both
+        match self.writer {
+            Writer::Registry(_) => ServedOn::Both,
+            Writer::Own(_) | Writer::Process(_) => ServedOn::Metrics,
+            Writer::Probe(_) => ServedOn::Probe,
+        }
+    }
+
+    /// The family's name as prometheus-client registers it: a counter without `_total`,
+    /// which it appends itself.
+    fn registered_name(&self) -> &'static str {
+        match self.kind {
+            "counter" => self.name.strip_suffix("_total").unwrap_or(self.name),
+            _ => self.name,
         }
     }
 }
@@ -84,222 +124,259 @@ pub const METRICS: &[MetricDoc] = &[
         kind: "gauge",
         labels: &["registry", "check", "status"],
         help: "State set of the last result: one series per status (pass, info, warn, fail, skip), exactly one is 1",
+        writer: Writer::Registry(RegistryFamily::Status),
     },
     MetricDoc {
         name: "oci_registry_check_reason",
         kind: "gauge",
         labels: &["registry", "check", "reason"],
         help: "1 for the reason of the last result; only the current reason has a series",
+        writer: Writer::Registry(RegistryFamily::Reason),
     },
     MetricDoc {
         name: "oci_registry_check_duration_seconds",
         kind: "gauge",
         labels: &["registry", "check"],
         help: "How long the last run of the check took, all its requests included",
+        writer: Writer::Registry(RegistryFamily::Duration),
     },
     MetricDoc {
         name: "oci_registry_check_http_status_code",
         kind: "gauge",
         labels: &["registry", "check"],
         help: "HTTP status code that decided the last result; 0 when no response came",
+        writer: Writer::Registry(RegistryFamily::HttpStatus),
     },
     MetricDoc {
         name: "oci_registry_check_last_run_timestamp_seconds",
         kind: "gauge",
         labels: &["registry", "check"],
         help: "Unix time at which the last run of the check finished",
+        writer: Writer::Registry(RegistryFamily::LastRun),
     },
     MetricDoc {
         name: "oci_registry_check_interval_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "Configured interval between two rounds of the registry's checks, for staleness alerts",
+        writer: Writer::Registry(RegistryFamily::Interval),
     },
     MetricDoc {
         name: "oci_registry_check_runs_total",
         kind: "counter",
         labels: &["registry", "check", "status"],
         help: "Check runs since the exporter started, by resulting status",
+        writer: Writer::Registry(RegistryFamily::Runs),
     },
     MetricDoc {
         name: "oci_registry_request_duration_seconds",
         kind: "histogram",
         labels: &["registry"],
         help: "Duration of every HTTP request the checks of a registry made, token requests included (per check: oci_registry_check_duration_seconds)",
+        writer: Writer::Registry(RegistryFamily::Requests),
     },
     MetricDoc {
         name: "oci_registry_distribution_api_version_info",
         kind: "gauge",
         labels: &["registry", "version"],
         help: "1 with the registry's Docker-/OCI-Distribution-API-Version header as the version label",
+        writer: Writer::Registry(RegistryFamily::ApiVersion),
     },
     MetricDoc {
         name: "oci_registry_auth_method_info",
         kind: "gauge",
         labels: &["registry", "method"],
         help: "1 with the authentication method the credentials check found (anonymous, basic, bearer, docker_config, credential_helper, identity_token)",
+        writer: Writer::Registry(RegistryFamily::AuthMethod),
     },
     MetricDoc {
         name: "oci_registry_token_request_duration_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "Duration of the last token exchange with the registry's token endpoint",
+        writer: Writer::Registry(RegistryFamily::TokenDuration),
     },
     MetricDoc {
         name: "oci_registry_token_expiry_timestamp_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "Unix time at which the last token obtained expires, when the token endpoint says",
+        writer: Writer::Registry(RegistryFamily::TokenExpiry),
     },
     MetricDoc {
         name: "oci_registry_tls_certificate_expiry_timestamp_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "Unix time of the earliest notAfter in the registry's TLS certificate chain",
+        writer: Writer::Registry(RegistryFamily::TlsExpiry),
     },
     MetricDoc {
         name: "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "Unix time of the earliest notAfter in the token endpoint's TLS certificate chain",
+        writer: Writer::Registry(RegistryFamily::TokenTlsExpiry),
     },
     MetricDoc {
         name: "oci_registry_rate_limit_limit",
         kind: "gauge",
         labels: &["registry"],
         help: "Request budget the registry advertises in RateLimit-Limit",
+        writer: Writer::Registry(RegistryFamily::RateLimit),
     },
     MetricDoc {
         name: "oci_registry_rate_limit_remaining",
         kind: "gauge",
         labels: &["registry"],
         help: "Requests left in the current window, from RateLimit-Remaining",
+        writer: Writer::Registry(RegistryFamily::RateRemaining),
     },
     MetricDoc {
         name: "oci_registry_push_upload_cancelled",
         kind: "gauge",
         labels: &["registry"],
         help: "1 when the push check cancelled the upload session it opened, 0 when the registry refused the cancel",
+        writer: Writer::Registry(RegistryFamily::UploadCancelled),
     },
     MetricDoc {
         name: "oci_registry_capability_status",
         kind: "gauge",
         labels: &["registry", "capability", "status"],
         help: "State set per capability (api_version, referrers, chunked_upload, cross_repo_mount, delete): one series per status (supported, unsupported, denied, error), exactly one is 1",
+        writer: Writer::Registry(RegistryFamily::Capability),
     },
     MetricDoc {
         name: "oci_registry_capability_score",
         kind: "gauge",
         labels: &["registry"],
         help: "Number of supported capabilities, 0 to 5",
+        writer: Writer::Registry(RegistryFamily::CapabilityScore),
     },
     MetricDoc {
         name: "oci_registry_referrers_count",
         kind: "gauge",
         labels: &["registry"],
         help: "Number of referrers of the test image, from the referrers API",
+        writer: Writer::Registry(RegistryFamily::Referrers),
     },
     MetricDoc {
         name: "oci_registry_implementation_info",
         kind: "gauge",
         labels: &["registry", "implementation"],
         help: "1 with the product the registry runs, recognised from its answers (distribution, docker_hub, ghcr, harbor, quay, gitlab, ecr, ecr_public, artifact_registry, acr, artifactory, nexus, zot, unknown); it words advice, never a verdict",
+        writer: Writer::Registry(RegistryFamily::Implementation),
     },
     MetricDoc {
         name: "oci_registry_pull_blob_duration_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "How long the pull check's download of the test image's config blob took, redirect to a storage or CDN host included",
+        writer: Writer::Registry(RegistryFamily::BlobDuration),
     },
     MetricDoc {
         name: "oci_registry_check_info",
         kind: "gauge",
         labels: &["check", "check_id", "severity", "category", "runbook_url"],
         help: "1 per check with its id, default severity, category and runbook, to join alerts and dashboards on",
+        writer: Writer::Own(Own::CheckInfo),
     },
     MetricDoc {
         name: "oci_registry_exporter_config_last_reload_successful",
         kind: "gauge",
         labels: &[],
         help: "1 when the last configuration load or reload succeeded, 0 when it was refused",
+        writer: Writer::Own(Own::ReloadSuccessful),
     },
     MetricDoc {
         name: "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
         kind: "gauge",
         labels: &[],
         help: "Unix time of the last successful configuration load or reload",
+        writer: Writer::Own(Own::ReloadSuccessTime),
     },
     MetricDoc {
         name: "oci_registry_exporter_local_resource_exhausted_total",
         kind: "counter",
         labels: &[],
         help: "Check runs that failed because the exporter itself ran out of a local resource (file descriptors), not because of a registry: raise LimitNOFILE",
+        writer: Writer::Own(Own::LocalResourceExhausted),
     },
     MetricDoc {
         name: "oci_registry_exporter_shard_ordinal",
         kind: "gauge",
         labels: &[],
         help: "This replica's shard (--shard): it checks the registries whose name hashes to it; 0 when not sharded",
+        writer: Writer::Own(Own::ShardOrdinal),
     },
     MetricDoc {
         name: "oci_registry_exporter_total_shards",
         kind: "gauge",
         labels: &[],
         help: "How many shards the registries are split across (--total-shards); 1 when not sharded",
+        writer: Writer::Own(Own::TotalShards),
     },
     MetricDoc {
         name: "oci_registry_exporter_build_info",
         kind: "gauge",
         labels: &["version", "revision"],
         help: "1 with the exporter's version and source revision",
+        writer: Writer::Own(Own::BuildInfo),
     },
     MetricDoc {
         name: "process_cpu_seconds_total",
         kind: "counter",
         labels: &[],
         help: "Total user and system CPU time spent in seconds",
+        writer: Writer::Process(Figure::CpuSeconds),
     },
     MetricDoc {
         name: "process_open_fds",
         kind: "gauge",
         labels: &[],
         help: "Number of open file descriptors",
+        writer: Writer::Process(Figure::OpenFds),
     },
     MetricDoc {
         name: "process_max_fds",
         kind: "gauge",
         labels: &[],
         help: "Maximum number of open file descriptors (the soft limit)",
+        writer: Writer::Process(Figure::MaxFds),
     },
     MetricDoc {
         name: "process_virtual_memory_bytes",
         kind: "gauge",
         labels: &[],
         help: "Virtual memory size in bytes",
+        writer: Writer::Process(Figure::VirtualMemoryBytes),
     },
     MetricDoc {
         name: "process_resident_memory_bytes",
         kind: "gauge",
         labels: &[],
         help: "Resident memory size in bytes",
+        writer: Writer::Process(Figure::ResidentMemoryBytes),
     },
     MetricDoc {
         name: "process_start_time_seconds",
         kind: "gauge",
         labels: &[],
         help: "Start time of the process since unix epoch in seconds",
+        writer: Writer::Process(Figure::StartTimeSeconds),
     },
     MetricDoc {
         name: "probe_success",
         kind: "gauge",
         labels: &[],
         help: "1 unless a check the probe ran failed (a warn or info is not a failure), 0 when one failed or no answer came within the scrape timeout",
+        writer: Writer::Probe(ProbeSeries::Success),
     },
     MetricDoc {
         name: "probe_duration_seconds",
         kind: "gauge",
         labels: &[],
         help: "How long the probe took, from the request to the answer",
+        writer: Writer::Probe(ProbeSeries::Duration),
     },
 ];
 
@@ -343,15 +420,6 @@ struct BuildLabels {
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
-
-/// A metric's documentation by name (counters also by their name without `_total`, as
-/// prometheus-client registers them).
-pub(crate) fn doc(name: &str) -> &'static MetricDoc {
-    METRICS
-        .iter()
-        .find(|m| m.name == name || m.name.strip_suffix("_total") == Some(name))
-        .unwrap_or_else(|| panic!("metric {name} is missing from METRICS"))
-}
 
 /// The exporter's own series and what `/metrics` needs besides the store.
 pub struct Metrics {
@@ -399,33 +467,38 @@ impl Metrics {
             })
             .set(1);
         }
-        // Help texts come from METRICS, the one list docs/metrics.md is generated from;
-        // prometheus-client appends `_total` to counters itself.
-        macro_rules! reg {
-            ($name:literal, $metric:expr) => {
-                own.register($name, doc($name).help, $metric)
-            };
+        // Names, help texts and order come from METRICS, the one list docs/metrics.md is
+        // checked against; each own series is registered by its writer.
+        let mut process_series = Vec::new();
+        for d in METRICS {
+            let name = d.registered_name();
+            match d.writer {
+                Writer::Own(Own::CheckInfo) => own.register(name, d.help, info.clone()),
+                Writer::Own(Own::ReloadSuccessful) => {
+                    own.register(name, d.help, m.reload_ok.clone())
+                }
+                Writer::Own(Own::ReloadSuccessTime) => {
+                    own.register(name, d.help, m.reload_time.clone())
+                }
+                Writer::Own(Own::LocalResourceExhausted) => {
+                    own.register(name, d.help, m.exhausted.clone())
+                }
+                Writer::Own(Own::ShardOrdinal) => {
+                    own.register(name, d.help, m.shard_ordinal.clone())
+                }
+                Writer::Own(Own::TotalShards) => own.register(name, d.help, m.total_shards.clone()),
+                Writer::Own(Own::BuildInfo) => own.register(name, d.help, build.clone()),
+                Writer::Process(figure) => process_series.push(process::Series {
+                    name,
+                    help: d.help,
+                    figure,
+                    counter: d.kind == "counter",
+                }),
+                Writer::Registry(_) | Writer::Probe(_) => {}
+            }
         }
-        reg!("oci_registry_check_info", info);
-        reg!(
-            "oci_registry_exporter_config_last_reload_successful",
-            m.reload_ok.clone()
-        );
-        reg!(
-            "oci_registry_exporter_config_last_reload_success_timestamp_seconds",
-            m.reload_time.clone()
-        );
-        reg!(
-            "oci_registry_exporter_local_resource_exhausted",
-            m.exhausted.clone()
-        );
-        reg!(
-            "oci_registry_exporter_shard_ordinal",
-            m.shard_ordinal.clone()
-        );
-        reg!("oci_registry_exporter_total_shards", m.total_shards.clone());
-        reg!("oci_registry_exporter_build_info", build);
-        crate::process::register(&mut own);
+        // After the registered metrics, as prometheus-client encodes collectors.
+        process::register(&mut own, process_series);
         let m = Metrics { own, ..m };
         m.set_shard(Shard::ALL);
         m
@@ -527,14 +600,19 @@ const CHUNK_SLACK: usize = 4 * 1024;
 pub fn encode_probe(store: &Store, success: bool, duration: Duration, format: Format) -> String {
     let mut out = String::with_capacity(8 * 1024);
     encode_registries(&mut out, store, format, &mut |_| true);
-    header(&mut out, doc("probe_success"), format);
-    out.push_str("probe_success ");
-    push_u64(&mut out, u64::from(success));
-    out.push('\n');
-    header(&mut out, doc("probe_duration_seconds"), format);
-    out.push_str("probe_duration_seconds ");
-    push_f64(&mut out, duration.as_secs_f64());
-    out.push('\n');
+    for d in METRICS {
+        let Writer::Probe(series) = d.writer else {
+            continue;
+        };
+        header(&mut out, d, format);
+        out.push_str(d.name);
+        out.push(' ');
+        match series {
+            ProbeSeries::Success => push_u64(&mut out, u64::from(success)),
+            ProbeSeries::Duration => push_f64(&mut out, duration.as_secs_f64()),
+        }
+        out.push('\n');
+    }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
@@ -611,6 +689,16 @@ impl Line<'_> {
         self
     }
 
+    /// A label whose value may need escaping (it came from a registry).
+    fn label_escaped(&mut self, key: &str, value: &str) -> &mut Self {
+        self.out.push(',');
+        self.out.push_str(key);
+        self.out.push_str("=\"");
+        escape_label_value(value, self.out);
+        self.out.push('"');
+        self
+    }
+
     fn check(&mut self, check: CheckKind) -> &mut Self {
         self.label("check", check.short_name())
     }
@@ -628,8 +716,9 @@ impl Line<'_> {
     }
 }
 
-/// The registries' families, each written over every registry.
-#[derive(Debug, Clone, Copy)]
+/// The registries' families, each written over every registry; named by their
+/// declarations in [`METRICS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RegistryFamily {
     Status,
     Reason,
@@ -656,38 +745,6 @@ enum RegistryFamily {
 }
 
 impl RegistryFamily {
-    /// The writer of a registry metric of [`METRICS`], by name.
-    fn of(name: &str) -> Option<RegistryFamily> {
-        use RegistryFamily as F;
-        Some(match name {
-            "oci_registry_check_status" => F::Status,
-            "oci_registry_check_reason" => F::Reason,
-            "oci_registry_check_duration_seconds" => F::Duration,
-            "oci_registry_check_http_status_code" => F::HttpStatus,
-            "oci_registry_check_last_run_timestamp_seconds" => F::LastRun,
-            "oci_registry_check_interval_seconds" => F::Interval,
-            "oci_registry_check_runs_total" => F::Runs,
-            "oci_registry_request_duration_seconds" => F::Requests,
-            "oci_registry_distribution_api_version_info" => F::ApiVersion,
-            "oci_registry_auth_method_info" => F::AuthMethod,
-            "oci_registry_token_request_duration_seconds" => F::TokenDuration,
-            "oci_registry_token_expiry_timestamp_seconds" => F::TokenExpiry,
-            "oci_registry_tls_certificate_expiry_timestamp_seconds" => F::TlsExpiry,
-            "oci_registry_token_endpoint_tls_certificate_expiry_timestamp_seconds" => {
-                F::TokenTlsExpiry
-            }
-            "oci_registry_rate_limit_limit" => F::RateLimit,
-            "oci_registry_rate_limit_remaining" => F::RateRemaining,
-            "oci_registry_push_upload_cancelled" => F::UploadCancelled,
-            "oci_registry_capability_status" => F::Capability,
-            "oci_registry_capability_score" => F::CapabilityScore,
-            "oci_registry_referrers_count" => F::Referrers,
-            "oci_registry_pull_blob_duration_seconds" => F::BlobDuration,
-            "oci_registry_implementation_info" => F::Implementation,
-            _ => return None,
-        })
-    }
-
     /// Whether [`RegistryFamily::write`] writes any series of a registry with these slots:
     /// a family no registry has (token, TLS, rate-limit or capability facts, often) is then
     /// not walked over every registry. Agrees with `write` (a unit test holds it).
@@ -717,10 +774,10 @@ impl RegistryFamily {
         }
     }
 
-    /// Writes this family's series of one registry.
-    fn write(self, out: &mut String, name: &str, e: &RegistryEntry, s: &Slots) {
+    /// Writes this family's series of one registry; `label` is its `registry="…"`,
+    /// escaped ([`registry_label`]).
+    fn write(self, out: &mut String, name: &str, label: &str, s: &Slots) {
         use RegistryFamily as F;
-        let label = e.label.as_str();
         let mut l = Line { out };
         let latest = || {
             CheckKind::ALL
@@ -793,9 +850,9 @@ impl RegistryFamily {
                 l.start_sub(name, "_count", label).u64(h.count);
             }
             F::ApiVersion => {
-                // Escaped when stored.
+                // The registry's header, as it sent it: escaped here.
                 if let Some(v) = &f.api_version {
-                    l.start(name, label).label("version", v).u64(1);
+                    l.start(name, label).label_escaped("version", v).u64(1);
                 }
             }
             F::AuthMethod => {
@@ -847,6 +904,32 @@ impl RegistryFamily {
     }
 }
 
+/// [`REQUEST_BUCKETS`] as `le` label values, written once rather than at every scrape.
+const REQUEST_BUCKET_LABELS: [&str; REQUEST_BUCKETS.len()] = [
+    "0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1.0", "5.0", "10.0",
+];
+
+/// Escapes a label value for both text formats: backslash, double quote and line feed.
+fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `registry="<name>"`, escaped.
+fn registry_label(name: &str) -> String {
+    let mut label = String::with_capacity(name.len() + 11);
+    label.push_str("registry=\"");
+    escape_label_value(name, &mut label);
+    label.push('"');
+    label
+}
+
 fn gauge(l: &mut Line<'_>, name: &str, label: &str, v: Option<f64>) {
     if let Some(v) = v {
         l.start(name, label).f64(v);
@@ -865,11 +948,9 @@ fn encode_registries(
     let entries = store.entries();
     let families: Vec<(&MetricDoc, RegistryFamily)> = METRICS
         .iter()
-        .filter(|d| d.served_on() == ServedOn::Both)
-        .map(|d| {
-            let family = RegistryFamily::of(d.name)
-                .unwrap_or_else(|| panic!("metric {} has no writer in RegistryFamily", d.name));
-            (d, family)
+        .filter_map(|d| match d.writer {
+            Writer::Registry(family) => Some((d, family)),
+            _ => None,
         })
         .collect();
     // One pass to learn which families any registry has: each pass over thousands of
@@ -883,15 +964,17 @@ fn encode_registries(
             *p = *p || family.has_series(&slots);
         }
     }
+    // Each registry's label, escaped once per scrape: the store keeps names, not text.
+    let labels: Vec<String> = entries.iter().map(|e| registry_label(&e.name)).collect();
     for ((d, family), present) in families.into_iter().zip(present) {
         header(out, d, format);
         if !present {
             continue;
         }
-        for e in &entries {
+        for (e, label) in entries.iter().zip(&labels) {
             {
                 let slots = e.lock();
-                family.write(out, d.name, e, &slots);
+                family.write(out, d.name, label, &slots);
             }
             // The registry's lock is released before the text is handed on, which may wait
             // for the scraper.
@@ -945,7 +1028,7 @@ pub fn openmetrics_to_classic(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{AuthMethod, CheckKind, CheckResult, Reason, Status};
+    use crate::outcome::{AuthMethod, CheckKind, CheckResult, Reason, Status};
 
     fn store_with(results: &[(&str, CheckResult)]) -> Store {
         let store = Store::new(10);
@@ -1036,10 +1119,12 @@ mod tests {
         let mut seen = 0;
         for e in store.entries() {
             let slots = e.lock();
-            for d in METRICS.iter().filter(|d| d.served_on() == ServedOn::Both) {
-                let family = RegistryFamily::of(d.name).unwrap();
+            for d in METRICS {
+                let Writer::Registry(family) = d.writer else {
+                    continue;
+                };
                 let mut text = String::new();
-                family.write(&mut text, d.name, &e, &slots);
+                family.write(&mut text, d.name, &registry_label(&e.name), &slots);
                 assert_eq!(
                     !text.is_empty(),
                     family.has_series(&slots),
@@ -1221,6 +1306,117 @@ mod tests {
         for &kind in CheckKind::ALL {
             let needle = format!("check=\"{}\"", kind.short_name());
             assert!(text.contains(&needle), "{needle}");
+        }
+    }
+
+    /// The labels a writer writes are the ones its declaration (and docs/metrics.md) lists,
+    /// in that order (a histogram's buckets add `le`).
+    #[test]
+    fn every_series_has_the_declared_labels() {
+        use crate::outcome::{Capability, CapabilityStatus, RateLimit};
+        let mut r = CheckResult::new(CheckKind::Pull, Status::Warn, Reason::Ok, "x");
+        r.api_version = Some("registry/2.0".into());
+        r.facts.auth_method = Some(AuthMethod::Bearer);
+        r.facts.token_request_duration = Some(Duration::from_millis(3));
+        r.facts.token_expiry = Some(SystemTime::now());
+        r.facts.tls_certificate_expiry = Some(SystemTime::now());
+        r.facts.token_endpoint_tls_certificate_expiry = Some(SystemTime::now());
+        r.facts.rate_limit = Some(RateLimit {
+            limit: 100.0,
+            remaining: 5.0,
+        });
+        r.facts.upload_cancelled = Some(true);
+        r.facts.capabilities = vec![(Capability::ALL[0], CapabilityStatus::ALL[0])];
+        r.facts.referrers_count = Some(2);
+        r.facts.blob_duration = Some(Duration::from_millis(4));
+        r.facts.implementation = Some(crate::outcome::Recognition {
+            implementation: crate::outcome::Implementation::Harbor,
+            evidence: "x",
+        });
+        r.requests.push(crate::outcome::RequestRecord {
+            method: "GET".into(),
+            path: "/v2/".into(),
+            status: Some(200),
+            duration: Duration::from_millis(3),
+            auth: crate::outcome::AuthUsed::None,
+            note: None,
+            headers: Vec::new(),
+        });
+        let store = store_with(&[("hub", r)]);
+        store.entries()[0].lock().interval = Some(60.0);
+        let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
+        let text = m.encode(&store, Format::Classic)
+            + &encode_probe(&store, true, Duration::from_millis(1), Format::Classic);
+        let mut seen = HashSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let series = line.split(['{', ' ']).next().unwrap();
+            let d = METRICS
+                .iter()
+                .find(|d| {
+                    series == d.name
+                        || d.kind == "histogram"
+                            && ["_bucket", "_sum", "_count"]
+                                .iter()
+                                .any(|s| series.strip_prefix(d.name) == Some(s))
+                })
+                .unwrap_or_else(|| panic!("{series} is not declared"));
+            let keys: Vec<&str> = match line.split_once('{') {
+                Some((_, rest)) => rest
+                    .split("\",")
+                    .filter_map(|kv| kv.split_once("=\"").map(|(k, _)| k))
+                    .filter(|&k| k != "le")
+                    .collect(),
+                None => Vec::new(),
+            };
+            assert_eq!(keys, d.labels, "{line}");
+            seen.insert(d.name);
+        }
+        // The process' series depend on /proc (and max_fds on a limit): not required here.
+        for d in METRICS
+            .iter()
+            .filter(|d| !matches!(d.writer, Writer::Process(_)))
+        {
+            assert!(seen.contains(d.name), "{} wrote no series", d.name);
+        }
+    }
+
+    #[test]
+    fn bucket_labels_are_the_buckets() {
+        for (label, bound) in REQUEST_BUCKET_LABELS.iter().zip(REQUEST_BUCKETS) {
+            assert_eq!(label.parse::<f64>().unwrap(), bound);
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(registry_label("a\"b\\c\nd"), "registry=\"a\\\"b\\\\c\\nd\"");
+        let mut r = CheckResult::new(CheckKind::Registry, Status::Pass, Reason::Ok, "x");
+        r.api_version = Some("registry/2.0\"x".into());
+        let store = store_with(&[("hub", r)]);
+        let text = encode_probe(&store, true, Duration::from_millis(1), Format::Classic);
+        assert!(
+            text.contains(
+                "oci_registry_distribution_api_version_info{registry=\"hub\",version=\"registry/2.0\\\"x\"} 1\n"
+            ),
+            "{text}"
+        );
+    }
+
+    /// A writer named by two declarations would write its series twice, under two names;
+    /// a process figure no declaration names would never be served.
+    #[test]
+    fn each_writer_and_name_is_declared_once() {
+        for (i, a) in METRICS.iter().enumerate() {
+            for b in &METRICS[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert_ne!(a.writer, b.writer, "{} and {}", a.name, b.name);
+            }
+        }
+        for &figure in Figure::ALL {
+            assert!(
+                METRICS.iter().any(|d| d.writer == Writer::Process(figure)),
+                "{figure:?} is not declared in METRICS"
+            );
         }
     }
 

@@ -2,19 +2,57 @@
 //! start time), read from `/proc/self` at each scrape, with the names and meaning of the Go
 //! client's process collector so existing dashboards and alerts work unchanged.
 //!
-//! Owns only reading and encoding them; `metrics` registers the collector on `/metrics`.
+//! Owns only reading and encoding them; `metrics` declares the series (names, help,
+//! types) and registers the collector on `/metrics` with them (this module imports nothing
+//! from the crate: `metrics` is above it).
 //! On a system without `/proc` (not Linux) the collector writes nothing, and a failed read
 //! leaves out that scrape's process series rather than failing the scrape.
 
 use prometheus_client::registry::Registry;
 
-/// Registers the process collector on the exporter's own registry.
-pub fn register(registry: &mut Registry) {
-    registry.register_collector(Box::new(ProcessCollector));
+/// One figure of a [`Reading`]; `metrics` declares the series each is served as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    CpuSeconds,
+    OpenFds,
+    MaxFds,
+    VirtualMemoryBytes,
+    ResidentMemoryBytes,
+    StartTimeSeconds,
+}
+
+impl Figure {
+    pub const ALL: &'static [Figure] = &[
+        Figure::CpuSeconds,
+        Figure::OpenFds,
+        Figure::MaxFds,
+        Figure::VirtualMemoryBytes,
+        Figure::ResidentMemoryBytes,
+        Figure::StartTimeSeconds,
+    ];
+}
+
+/// A series the collector writes: a figure under the name (as prometheus-client registers
+/// it: a counter without `_total`), help and type its declaration in `metrics` gives.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub figure: Figure,
+    pub counter: bool,
+}
+
+/// Registers the process collector on the exporter's own registry, writing `series` in
+/// their order; `metrics` declares them, so this module names no metric and imports
+/// nothing from the crate.
+pub fn register(registry: &mut Registry, series: Vec<Series>) {
+    registry.register_collector(Box::new(ProcessCollector { series }));
 }
 
 #[derive(Debug)]
-struct ProcessCollector;
+struct ProcessCollector {
+    series: Vec<Series>,
+}
 
 /// One reading of the process' figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +66,21 @@ pub struct Reading {
 }
 
 /// Reads `/proc/self`; `None` when it cannot be read.
+impl Reading {
+    /// A figure's value; `None` for the descriptor limit when it is unlimited: there is no
+    /// number to show, and the Go client leaves it out too.
+    pub fn get(&self, figure: Figure) -> Option<f64> {
+        Some(match figure {
+            Figure::CpuSeconds => self.cpu_seconds,
+            Figure::OpenFds => self.open_fds as f64,
+            Figure::MaxFds => self.max_fds? as f64,
+            Figure::VirtualMemoryBytes => self.virtual_memory_bytes as f64,
+            Figure::ResidentMemoryBytes => self.resident_memory_bytes as f64,
+            Figure::StartTimeSeconds => self.start_time_seconds,
+        })
+    }
+}
+
 #[cfg(target_os = "linux")]
 pub fn read() -> Option<Reading> {
     use procfs::WithCurrentSystemInfo;
@@ -87,34 +140,18 @@ impl prometheus_client::collector::Collector for ProcessCollector {
         let Some(r) = read() else {
             return Ok(());
         };
-        let help = |name: &str| crate::metrics::doc(name).help;
         // prometheus-client appends `_total` to counters itself.
-        let cpu = ConstCounter::new(r.cpu_seconds);
-        cpu.encode(encoder.encode_descriptor(
-            "process_cpu_seconds",
-            help("process_cpu_seconds"),
-            None,
-            cpu.metric_type(),
-        )?)?;
-        let mut gauges = vec![
-            ("process_open_fds", r.open_fds as f64),
-            (
-                "process_virtual_memory_bytes",
-                r.virtual_memory_bytes as f64,
-            ),
-            (
-                "process_resident_memory_bytes",
-                r.resident_memory_bytes as f64,
-            ),
-            ("process_start_time_seconds", r.start_time_seconds),
-        ];
-        // An unlimited soft limit has no number to show; the Go client leaves it out too.
-        if let Some(max) = r.max_fds {
-            gauges.insert(1, ("process_max_fds", max as f64));
-        }
-        for (name, value) in gauges {
-            let g = ConstGauge::new(value);
-            g.encode(encoder.encode_descriptor(name, help(name), None, g.metric_type())?)?;
+        for s in &self.series {
+            let Some(value) = r.get(s.figure) else {
+                continue;
+            };
+            if s.counter {
+                let c = ConstCounter::new(value);
+                c.encode(encoder.encode_descriptor(s.name, s.help, None, c.metric_type())?)?;
+            } else {
+                let g = ConstGauge::new(value);
+                g.encode(encoder.encode_descriptor(s.name, s.help, None, g.metric_type())?)?;
+            }
         }
         Ok(())
     }

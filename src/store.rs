@@ -6,7 +6,8 @@
 //! (`metrics::Metrics::encode`), the `/` page and `/result` read the same entries, and a
 //! `/probe` answer is encoded from a table of its own. Removing a registry or a check from
 //! the table removes its series: there is no second copy to keep in step. It does not
-//! decide what a result means (checks) or how a series is written (metrics).
+//! decide what a result means (checks) or how a series is written (metrics): it keeps
+//! names and numbers, no exposition text (no escaped labels, no bucket labels).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,11 +25,6 @@ use crate::outcome::{
 /// implementation it runs; 0.01–0.05 and 1–5 s stay apart by a factor of five.
 pub const REQUEST_BUCKETS: [f64; 9] = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 10.0];
 
-/// [`REQUEST_BUCKETS`] as `le` label values, written once rather than at every scrape.
-pub const REQUEST_BUCKET_LABELS: [&str; 9] = [
-    "0.005", "0.01", "0.05", "0.1", "0.25", "0.5", "1.0", "5.0", "10.0",
-];
-
 /// The latest results of every registry, and a bounded history.
 pub struct Store {
     // std RwLock: never held across .await. Written when a registry is added or removed;
@@ -40,8 +36,6 @@ pub struct Store {
 /// One registry's state.
 pub struct RegistryEntry {
     pub name: String,
-    /// `registry="<name>"`, escaped once for the text formats.
-    pub(crate) label: String,
     // std Mutex: never held across .await; a scrape holds it while writing one family's
     // series of this registry.
     pub(crate) slots: Mutex<Slots>,
@@ -137,7 +131,7 @@ impl Histogram {
 /// forgotten when the pull check runs).
 #[derive(Default)]
 pub(crate) struct KnownFacts {
-    /// The API version, escaped as a label value.
+    /// The API version header's value, as the registry sent it.
     pub api_version: Option<String>,
     pub auth_method: Option<AuthMethod>,
     pub token_request_duration: Option<f64>,
@@ -166,9 +160,7 @@ pub(crate) fn unix(t: SystemTime) -> f64 {
 impl KnownFacts {
     fn update(&mut self, api_version: Option<&String>, f: &Facts) {
         if let Some(v) = api_version {
-            let mut escaped = String::with_capacity(v.len());
-            escape_label_value(v, &mut escaped);
-            self.api_version = Some(escaped);
+            self.api_version = Some(v.clone());
         }
         if let Some(m) = f.auth_method {
             self.auth_method = Some(m);
@@ -211,27 +203,10 @@ impl KnownFacts {
     }
 }
 
-/// Escapes a label value for both text formats: backslash, double quote and line feed.
-pub(crate) fn escape_label_value(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
 impl RegistryEntry {
     fn new(name: &str) -> RegistryEntry {
-        let mut label = String::with_capacity(name.len() + 11);
-        label.push_str("registry=\"");
-        escape_label_value(name, &mut label);
-        label.push('"');
         RegistryEntry {
             name: name.to_string(),
-            label,
             slots: Mutex::new(Slots::default()),
         }
     }
@@ -436,13 +411,6 @@ mod tests {
     }
 
     #[test]
-    fn bucket_labels_are_the_buckets() {
-        for (label, bound) in REQUEST_BUCKET_LABELS.iter().zip(REQUEST_BUCKETS) {
-            assert_eq!(label.parse::<f64>().unwrap(), bound);
-        }
-    }
-
-    #[test]
     fn the_latest_result_is_kept_without_its_trail_and_the_history_whole() {
         let store = Store::new(5);
         let mut r = CheckResult::new(
@@ -472,11 +440,5 @@ mod tests {
         // The histogram saw the request before the trail was dropped.
         let entry = store.entries().pop().unwrap();
         assert_eq!(entry.lock().requests.count, 1);
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let e = RegistryEntry::new("a\"b\\c\nd");
-        assert_eq!(e.label, "registry=\"a\\\"b\\\\c\\nd\"");
     }
 }
