@@ -141,8 +141,10 @@ async fn a_challenge_from_a_host_reached_by_redirect_gets_no_credentials() {
         for anonymous_ok in [false, true] {
             let second = second_host(anonymous_ok).await;
             let first = first_registry(scheme, &second.url).await;
+            // The manifest's redirect is what this is about: the blob download (a host of
+            // its own, always anonymous) is tests/pull_blob.rs's.
             let cfg = config_from_toml(&format!(
-                "[[registries]]\nname = \"redirecting\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"{PASSWORD}\"\n",
+                "[[registries]]\nname = \"redirecting\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"{PASSWORD}\"\npull_blob = false\n",
                 first.url()
             ));
             let r = run_one(&cfg, CheckKind::Pull).await;
