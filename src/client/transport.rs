@@ -20,7 +20,7 @@ use url::Url;
 
 use crate::config::{Target, TlsSettings};
 use crate::outcome::{AuthUsed, Reason, RequestRecord};
-use crate::tls::ChainExpiries;
+use crate::registry_tls::ChainExpiries;
 
 use super::auth::Auth;
 use super::request::{
@@ -134,7 +134,7 @@ impl SharedHttp {
         // certificate renewals and redirects.
         let chains = 16 + 4 * targets.len();
         let (tls, chain_expiries) =
-            crate::tls::client_config(tls, chains).map_err(|e| e.to_string())?;
+            crate::registry_tls::client_config(tls, chains).map_err(|e| e.to_string())?;
         // Each request carries its registry's own timeout, which bounds its connection too.
         // This bound is for connections a request no longer waits for (hyper finishes a
         // connection it started for a request that got a pooled one meanwhile): the longest
@@ -176,7 +176,7 @@ impl SharedHttp {
                 // The leaf each connection presented, on every response: the key to its
                 // chain's expiry in `chain_expiries`.
                 .tls_info(true)
-                // Trust, client certificate and the chain-expiry recorder: see `tls`.
+                // Trust, client certificate and the chain-expiry recorder: see `registry_tls`.
                 .tls_backend_preconfigured(tls.clone())
                 .build()
                 .map_err(|e| e.to_string())
@@ -236,7 +236,7 @@ pub(super) fn classify(e: &reqwest::Error) -> (Reason, String) {
     }
     // A rustls error anywhere in the chain decides, in words that name the fix; this also
     // covers an https:// url on a plain-HTTP port, which rustls sees as a corrupt message.
-    if let Some(text) = crate::tls::describe_error(e) {
+    if let Some(text) = crate::registry_tls::describe_error(e) {
         return (Reason::Tls, format!("TLS failed: {text}"));
     }
     let mut texts = Vec::new();
