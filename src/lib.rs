@@ -23,10 +23,10 @@
 //!   `/-/healthy`, `/-/ready`, `/-/reload`, and routing `/` to `status_page`.
 //! - `status_page`: the `/` page: summary, trouble first, causes and fixes, recent results.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
-//! - `tls`: client TLS: trust, client certificate, and the earliest expiry of each chain,
-//!   by leaf certificate.
-//! - `web`: the exporter-toolkit web config file (`config`), server TLS and client certificates
-//!   (`tls`), basic auth (`auth`), extra headers, reloads.
+//! - `registry_tls`: the registry client's TLS: trust, client certificate, and the earliest
+//!   expiry of each chain, by leaf certificate.
+//! - `web`: the exporter-toolkit web config file (`web_config`), the web server's TLS and
+//!   client certificates (`server_tls`), basic auth (`auth`), extra headers, reloads.
 
 pub mod app;
 pub mod catalogue;
@@ -41,6 +41,7 @@ pub mod implementation;
 pub mod metrics;
 pub mod outcome;
 pub mod process;
+pub mod registry_tls;
 pub mod report;
 pub mod scheduler;
 pub mod secret_file;
@@ -49,7 +50,6 @@ pub mod shard;
 pub mod status_page;
 pub mod store;
 pub mod telemetry;
-pub mod tls;
 pub mod web;
 
 use std::future::Future;

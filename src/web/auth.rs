@@ -2,7 +2,7 @@
 //! that makes unknown users cost what wrong passwords cost, and the fair gate that runs a few
 //! bcrypt verifications at a time, waiting clients taking turns by address.
 //!
-//! Does not read the web config file (`config` hands it the user list) or decide when the
+//! Does not read the web config file (`web_config` hands it the user list) or decide when the
 //! user list is reloaded (`mod.rs`); adding the configured headers to the 401 is the
 //! caller's job ([`super::Web::decorate`]).
 
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::WebConfigError;
-use super::config::{Ctx, not_bcrypt};
+use super::web_config::{Ctx, not_bcrypt};
 
 /// The paths that never need credentials: liveness and readiness probes.
 pub const UNAUTHENTICATED_PATHS: &[&str] = &["/-/healthy", "/-/ready"];

@@ -50,20 +50,20 @@
 //! - this file: [`Web`] (load, reload when a file changes, what the server calls) and the
 //!   snapshot of one loaded configuration, built from the parts below. It decides when to
 //!   load and what to keep; it does not parse the file, build TLS or verify passwords.
-//! - `config`: the file itself: keys, types, relative paths, header values, and
+//! - `web_config`: the file itself: keys, types, relative paths, header values, and
 //!   [`WebConfigError`].
-//! - `tls`: the server's rustls configuration and the client-certificate verifiers.
+//! - `server_tls`: the server's rustls configuration and the client-certificate verifiers.
 //! - `auth`: basic auth: bcrypt hashes, the verification cache and the fair bcrypt gate.
 
 mod auth;
-mod config;
+mod web_config;
 // For the fuzz target (src/fuzzing.rs): the parser of the web config text.
-pub(crate) use config::accepts as config_text_accepted;
-mod tls;
+pub(crate) use web_config::accepts as config_text_accepted;
+mod server_tls;
 
 pub use auth::UNAUTHENTICATED_PATHS;
-pub use config::WebConfigError;
-pub use tls::HANDSHAKE_TIMEOUT;
+pub use server_tls::HANDSHAKE_TIMEOUT;
+pub use web_config::WebConfigError;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -78,8 +78,8 @@ use http_body_util::Full;
 use tokio_rustls::TlsAcceptor;
 
 use auth::{BasicAuth, FairGate, bcrypt_parallelism, build_auth};
-use config::{Ctx, Raw, build_headers, parse};
-use tls::build_tls;
+use server_tls::build_tls;
+use web_config::{Ctx, Raw, build_headers, parse};
 
 /// The web configuration in use, re-read when its files change.
 pub struct Web {

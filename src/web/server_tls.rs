@@ -2,9 +2,9 @@
 //! (certificate and key, versions, cipher suites, curves, ALPN) and the client-certificate
 //! verifiers behind `client_auth_type` and `client_allowed_sans`.
 //!
-//! Reads the PEM files the web config names. Does not parse the web config file (`config`),
+//! Reads the PEM files the web config names. Does not parse the web config file (`web_config`),
 //! accept connections or time handshakes out (the server does, with [`HANDSHAKE_TIMEOUT`]),
-//! or decide when to rebuild (`mod.rs`). Client TLS towards registries is `crate::tls`.
+//! or decide when to rebuild (`mod.rs`). Client TLS towards registries is `crate::registry_tls`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 
 use super::WebConfigError;
-use super::config::{Ctx, RawTls, io_problem};
+use super::web_config::{Ctx, RawTls, io_problem};
 
 /// How long a client gets to complete the TLS handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@
 //! equal by a test.
 //!
 //! Reads only the web config file itself. Does not read the files it names (certificates and
-//! keys are `tls`'s), check bcrypt hashes (`auth`'s) or decide when to reload (`mod.rs`).
+//! keys are `server_tls`'s), check bcrypt hashes (`auth`'s) or decide when to reload (`mod.rs`).
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
-//! The client side of TLS: trust (platform roots plus `ca_file`, or none with
-//! `insecure_skip_verify`), the client certificate, and the earliest `notAfter` of every
-//! verified chain, which reqwest alone does not expose (it hands back the leaf only).
+//! The registry client's side of TLS (the web server's is `web::server_tls`): trust
+//! (platform roots plus `ca_file`, or none with `insecure_skip_verify`), the client
+//! certificate, and the earliest `notAfter` of every verified chain, which reqwest alone
+//! does not expose (it hands back the leaf only).
 //!
 //! Owns building the rustls `ClientConfig` reqwest uses, and [`ChainExpiry`], a verifier
 //! that wraps the real one and records the earliest expiry among the leaf and the

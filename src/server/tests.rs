@@ -1,0 +1,158 @@
+//! The server's unit tests: the streamed body and shared encodings, `/probe`'s query.
+
+use super::*;
+use crate::checks::CheckKind;
+use crate::metrics::Format;
+use http_body_util::BodyExt;
+
+fn pieces(n: usize) -> impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static {
+    move |send| (0..n).all(|i| send(Bytes::from(format!("piece {i}\n"))))
+}
+
+#[tokio::test]
+async fn a_streamed_body_carries_every_piece_then_ends() {
+    let (body, encoder) = Streamed::spawn(pieces(50));
+    let text = body.collect().await.unwrap().to_bytes();
+    let expected: String = (0..50).map(|i| format!("piece {i}\n")).collect();
+    assert_eq!(text, expected.as_bytes());
+    assert!(encoder.await.unwrap());
+}
+
+#[test]
+fn a_probe_query_is_read_as_the_server_reads_it() {
+    let q = ProbeQuery::parse("target=a%20b&check=pull&debug=1&target=c&x=y");
+    assert_eq!(
+        q,
+        ProbeQuery {
+            target: Some("c".into()),
+            check: Some("pull".into()),
+            debug: true
+        }
+    );
+    assert_eq!(probe_checks(Some("pull")), Ok(Some(vec![CheckKind::Pull])));
+    assert_eq!(probe_checks(Some("")), Ok(None));
+    assert!(
+        probe_checks(Some("nope"))
+            .unwrap_err()
+            .contains("use one of")
+    );
+    assert_eq!(ProbeQuery::parse("%ff%fe=&&=="), ProbeQuery::default());
+}
+
+#[tokio::test]
+async fn a_scrape_mode_scrape_never_joins_a_text_older_than_its_rounds() {
+    use std::sync::atomic::AtomicUsize;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let encodings = Encodings::new(Duration::from_secs(60));
+    let counting = |runs: &Arc<AtomicUsize>| {
+        let runs = runs.clone();
+        move |send: &mut dyn FnMut(Bytes) -> bool| {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            send(Bytes::from(format!("run {n}\n")))
+        }
+    };
+    let first = encodings.scrape(Format::Classic, None, counting(&runs));
+    // Shared while young...
+    let joined = encodings.scrape(Format::Classic, None, counting(&runs));
+    // ...but not by a scrape whose rounds were recorded after it started.
+    let rounds_recorded = std::time::Instant::now();
+    let fresh = encodings.scrape(Format::Classic, Some(rounds_recorded), counting(&runs));
+    assert_eq!(first.collect().await.unwrap().to_bytes(), &b"run 0\n"[..]);
+    assert_eq!(joined.collect().await.unwrap().to_bytes(), &b"run 0\n"[..]);
+    assert_eq!(fresh.collect().await.unwrap().to_bytes(), &b"run 1\n"[..]);
+}
+
+#[tokio::test]
+async fn an_encoder_never_waits_for_its_reader() {
+    // A scraper that never reads holds the text, not the encoder's thread.
+    let (body, encoder) = Streamed::spawn(pieces(10_000));
+    let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
+        .await
+        .expect("the encoder waited for a reader")
+        .unwrap();
+    assert!(whole);
+    let text = body.collect().await.unwrap().to_bytes();
+    assert!(text.ends_with(b"piece 9999\n"));
+}
+
+#[tokio::test]
+async fn a_dropped_body_stops_the_encoder() {
+    // The scraper went away after the first piece: the encoder learns it at its next
+    // piece and stops instead of writing a text nobody reads.
+    let (mut body, encoder) = Streamed::spawn(|send| {
+        (0..100_000).all(|i| {
+            std::thread::sleep(Duration::from_millis(1));
+            send(Bytes::from(format!("piece {i}\n")))
+        })
+    });
+    let first = body.frame().await;
+    assert!(first.is_some_and(|f| f.is_ok()));
+    drop(body);
+    let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
+        .await
+        .expect("the encoder went on after its body was dropped")
+        .unwrap();
+    assert!(!whole);
+}
+
+#[tokio::test]
+async fn concurrent_scrapes_share_one_encoding_and_the_oldest_is_evicted() {
+    use std::sync::atomic::AtomicUsize;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let encodings = Encodings::new(Duration::from_millis(100));
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    let slow = |runs: &Arc<AtomicUsize>, gate: &Arc<Mutex<std::sync::mpsc::Receiver<()>>>| {
+        let (runs, gate) = (runs.clone(), gate.clone());
+        move |send: &mut dyn FnMut(Bytes) -> bool| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            send(Bytes::from_static(b"a 1\n"));
+            // Held in progress until the test lets it end.
+            let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(5));
+            send(Bytes::from_static(b"b 2\n"))
+        }
+    };
+    let first = encodings.scrape(Format::Classic, None, slow(&runs, &gate));
+    let second = encodings.scrape(Format::Classic, None, slow(&runs, &gate));
+    release.send(()).unwrap();
+    let (a, b) = (first.collect().await, second.collect().await);
+    assert_eq!(a.unwrap().to_bytes(), &b"a 1\nb 2\n"[..]);
+    assert_eq!(b.unwrap().to_bytes(), &b"a 1\nb 2\n"[..]);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "one encoding for both scrapes"
+    );
+
+    // Finished encodings held by scrapers that do not read: the oldest is cut off when
+    // a newer one needs its place.
+    let whole = |send: &mut dyn FnMut(Bytes) -> bool| send(Bytes::from_static(b"c 3\n"));
+    let mut held = Vec::new();
+    for _ in 0..MAX_ENCODINGS {
+        held.push(encodings.scrape(Format::Classic, None, whole));
+        // Past the sharing time: each scrape starts an encoding of its own.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let newest = encodings.scrape(Format::Classic, None, whole);
+    assert!(
+        held.remove(0).collect().await.is_err(),
+        "the oldest is evicted"
+    );
+    assert!(held.remove(0).collect().await.is_ok());
+    assert!(newest.collect().await.is_ok());
+}
+
+#[tokio::test]
+async fn an_encoder_that_stops_early_cuts_the_body_instead_of_ending_it() {
+    // A panic or a stop before the end must not look like a whole text to the scraper.
+    let (body, _) = Streamed::spawn(|send| {
+        send(Bytes::from_static(b"a_metric 1\n"));
+        false
+    });
+    assert!(body.collect().await.is_err());
+    let (body, _) = Streamed::spawn(|send| {
+        send(Bytes::from_static(b"a_metric 1\n"));
+        panic!("a bug in the encoder")
+    });
+    assert!(body.collect().await.is_err());
+}
