@@ -453,10 +453,10 @@ fn fix_steps_name_the_registry_they_are_about() {
         ),
         "openssl s_client -connect harbor.example.com:443 -servername harbor.example.com"
     );
-    let local = url::Url::parse("http://127.0.0.1:5000").unwrap();
+    let local = url::Url::parse("http://127.0.0.1:15443").unwrap();
     assert_eq!(
         fill_in("docker login <registry>", Some(&local)),
-        "docker login 127.0.0.1:5000"
+        "docker login 127.0.0.1:15443"
     );
     assert_eq!(
         fill_in("echo <host> | docker-credential-<name> get", Some(&local)),
