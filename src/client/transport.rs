@@ -465,7 +465,6 @@ impl RegistryClient {
             headers: Vec::new(),
         };
         let mut kept_headers = Vec::new();
-        let mut redirected_to = None;
         // The path only: the query and the headers (credentials) never go into a span.
         let span = tracing::info_span!(
             "http.request",
@@ -490,9 +489,6 @@ impl RegistryClient {
                 sent = again.send().await;
             }
             let mut resp = sent.map_err(|e| self.failure(&e, e.url().unwrap_or(url)))?;
-            if resp.url().origin() != url.origin() {
-                redirected_to = Some(resp.url().origin().ascii_serialization());
-            }
             let status = resp.status();
             // A 407 is the proxy's answer (plain-HTTP requests go through it as they are),
             // never the registry's.
@@ -545,8 +541,11 @@ impl RegistryClient {
         record.headers = kept_headers;
         if let Some(other) = &elsewhere {
             // Scheme, host and port: where the answer came from, never the path or query
-            // (signed URLs).
-            let via = format!("answered by {} after a redirect", origin_of(other));
+            // (signed URLs). The client drops Authorization on a redirect to another host.
+            let via = format!(
+                "answered by {} after a redirect, without credentials",
+                origin_of(other)
+            );
             record.note = Some(match record.note.take() {
                 Some(note) => format!("{note}; {via}"),
                 None => via,
@@ -555,13 +554,6 @@ impl RegistryClient {
         // Credentials the registry itself took (Basic, or a static bearer token).
         let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
             && result.as_ref().is_ok_and(|r| r.status.is_success());
-        if let Some(origin) = redirected_to {
-            let redirect = format!("redirected to {origin}, without credentials");
-            record.note = Some(match record.note.take() {
-                Some(note) => format!("{note}; {redirect}"),
-                None => redirect,
-            });
-        }
         trail.push(record);
         if accepted {
             trail.with(|t| t.credentials_accepted = true);

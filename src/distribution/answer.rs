@@ -380,26 +380,6 @@ impl Answer {
         answer
     }
 
-    /// The answer to a blob GET of `digest`: the API's when it is not an HTML page and its
-    /// bytes hash to the digest (SHA-256 digests; others are not checked). For a blob
-    /// download: an answer a client would refuse as corrupt is [`Class::Malformed`].
-    pub fn blob(resp: &Response, digest: &Digest) -> Answer {
-        let mut answer = Answer::of(resp);
-        if answer.class == Class::Success && digest.as_str().starts_with("sha256:") {
-            let actual = Digest::sha256_of(&resp.body);
-            if &actual != digest {
-                answer.class = Class::Malformed;
-                answer.foreign = Some(Box::new(Foreign::of(
-                    resp,
-                    format!(
-                        "the blob's bytes hash to {actual}, not to {digest}: clients refuse it as corrupt"
-                    ),
-                )));
-            }
-        }
-        answer
-    }
-
     /// The answer to opening an upload session: the API's 202 carries a `Location`.
     pub fn upload(resp: &Response) -> Answer {
         let mut answer = Answer::of(resp);
@@ -745,7 +725,7 @@ mod tests {
     }
 
     #[test]
-    fn manifests_and_blobs_must_match_their_digest() {
+    fn manifests_must_match_their_digest() {
         let body = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
         let good = Digest::sha256_of(body);
         let mut resp = with(200, OCI_MANIFEST_TYPE, body, None);
@@ -753,12 +733,10 @@ mod tests {
         resp.headers
             .insert("docker-content-digest", good.as_str().parse().unwrap());
         assert_eq!(Answer::manifest(&resp, true).class, Class::Success);
-        assert_eq!(Answer::blob(&resp, &good).class, Class::Success);
         let other = Digest::sha256_of(b"other");
         resp.headers
             .insert("docker-content-digest", other.as_str().parse().unwrap());
         assert_eq!(Answer::manifest(&resp, true).class, Class::Malformed);
-        assert_eq!(Answer::blob(&resp, &other).class, Class::Malformed);
         assert_eq!(
             Answer::manifest(
                 &with(200, "application/json", br#"{"hello":1}"#, None),
