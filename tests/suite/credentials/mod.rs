@@ -1,0 +1,5 @@
+//! The credentials check and every way users hold registry secrets (`sources`). Secrets kept
+//! out of logs is `tests/process_global/no_leak.rs` (it owns the global subscriber); hostile
+//! credential files and helpers are `limits::hostile`.
+
+mod sources;

@@ -1,0 +1,282 @@
+//! Answers no real registry here produces: 403, 5xx, 429, a non-registry, a hanging server,
+//! a refused connection, an endless body, and a redirect to another host.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{basic_challenge, config_from_toml, run_one};
+use mockito::Matcher;
+use oci_registry_exporter::checks::{CheckKind, Reason, Status};
+
+const MANIFEST: &str = "/v2/library/alpine/manifests/latest";
+
+fn config(url: &str, extra: &str) -> oci_registry_exporter::Config {
+    config_from_toml(&format!(
+        "[[registries]]\nname = \"mock\"\nurl = \"{url}\"\ntimeout = \"2s\"\n{extra}\n"
+    ))
+}
+
+#[tokio::test]
+async fn pull_403_is_fail_forbidden() {
+    let mut server = mockito::Server::new_async().await;
+    basic_challenge(&mut server).await;
+    let m = server
+        .mock("HEAD", MANIFEST)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(403)
+        .create_async()
+        .await;
+    // The bodiless HEAD refusal is asked again with GET, whose OCI error body is read.
+    let get = server
+        .mock("GET", MANIFEST)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(403)
+        .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        .create_async()
+        .await;
+    let cfg = config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    m.assert_async().await;
+    get.assert_async().await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::Forbidden, Some(403))
+    );
+    assert!(r.message.contains("no pull permission"), "{}", r.message);
+    assert!(
+        r.message
+            .contains("\"requested access to the resource is denied\""),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
+async fn pull_5xx_and_429_fail_with_their_reasons() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("HEAD", MANIFEST)
+        .with_status(503)
+        .create_async()
+        .await;
+    let cfg = config(&server.url(), "");
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::ServerError, Some(503))
+    );
+
+    server.reset();
+    server
+        .mock("HEAD", MANIFEST)
+        .with_status(429)
+        .create_async()
+        .await;
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!((r.status, r.reason), (Status::Fail, Reason::RateLimited));
+
+    server.reset();
+    server
+        .mock("HEAD", MANIFEST)
+        .with_status(418)
+        .create_async()
+        .await;
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Warn, Reason::UnexpectedStatus, Some(418))
+    );
+}
+
+#[tokio::test]
+async fn pull_records_digest_and_media_type_and_sends_every_manifest_type() {
+    let mut server = mockito::Server::new_async().await;
+    let m = server
+        .mock("HEAD", MANIFEST)
+        .match_header(
+            "accept",
+            Matcher::AllOf(vec![
+                Matcher::Regex("application/vnd\\.oci\\.image\\.manifest\\.v1\\+json".into()),
+                Matcher::Regex("application/vnd\\.oci\\.image\\.index\\.v1\\+json".into()),
+                Matcher::Regex(
+                    "application/vnd\\.docker\\.distribution\\.manifest\\.v2\\+json".into(),
+                ),
+                Matcher::Regex(
+                    "application/vnd\\.docker\\.distribution\\.manifest\\.list\\.v2\\+json".into(),
+                ),
+            ]),
+        )
+        .match_header(
+            "user-agent",
+            Matcher::Regex("^oci-registry-exporter/".into()),
+        )
+        .with_status(200)
+        .with_header("docker-content-digest", "sha256:abc")
+        .with_header("content-type", "application/vnd.oci.image.index.v1+json")
+        .create_async()
+        .await;
+    // The manifest HEAD alone is the subject (the blob download: tests/suite/pull/blob.rs).
+    let r = run_one(&config(&server.url(), "pull_blob = false"), CheckKind::Pull).await;
+    m.assert_async().await;
+    assert_eq!(r.status, Status::Pass);
+    assert_eq!(
+        r.evidence.get("digest").map(String::as_str),
+        Some("sha256:abc")
+    );
+    assert_eq!(
+        r.evidence.get("media_type").map(String::as_str),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    assert_eq!(r.requests.len(), 1);
+}
+
+#[tokio::test]
+async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(404)
+        .with_body("<html>not here</html>")
+        .create_async()
+        .await;
+    let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    // Not the API at /v2/ is a root cause of its own: every client fails there.
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::NotARegistry, Some(404))
+    );
+    assert_eq!(
+        r.evidence.get("body_start").map(String::as_str),
+        Some("<html>not here</html>")
+    );
+
+    server.reset();
+    server
+        .mock("GET", "/v2/")
+        .with_status(502)
+        .create_async()
+        .await;
+    let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Warn, Reason::ServerError, Some(502))
+    );
+}
+
+#[tokio::test]
+async fn registry_check_sends_no_credentials_and_a_401_means_reachable() {
+    let mut server = mockito::Server::new_async().await;
+    let m = server
+        .mock("GET", "/v2/")
+        .match_header("authorization", Matcher::Missing)
+        .with_status(401)
+        .with_header("www-authenticate", "Basic realm=\"x\"")
+        .with_header("docker-distribution-api-version", "registry/2.0")
+        .create_async()
+        .await;
+    let cfg = config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
+    let r = run_one(&cfg, CheckKind::Registry).await;
+    m.assert_async().await;
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Pass, Reason::Ok, Some(401))
+    );
+    assert_eq!(r.api_version.as_deref(), Some("registry/2.0"));
+    assert!(r.message.contains("Basic"), "{}", r.message);
+}
+
+#[tokio::test]
+async fn a_hanging_server_is_a_timeout_within_the_configured_bound() {
+    // Accepts connections and never answers.
+    let (addr, hold) = common::hanging_server(Duration::from_secs(5)).await;
+    let cfg = config_from_toml(&format!(
+        "[[registries]]\nname = \"hang\"\nurl = \"http://{addr}\"\ntimeout = \"500ms\"\n"
+    ));
+    let started = std::time::Instant::now();
+    let r = run_one(&cfg, CheckKind::Registry).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (r.status, r.reason, r.http_status),
+        (Status::Fail, Reason::Timeout, None)
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+    hold.abort();
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_fail_connection_refused() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = config(&format!("http://127.0.0.1:{port}"), "");
+    for kind in [CheckKind::Registry, CheckKind::Pull] {
+        let r = run_one(&cfg, kind).await;
+        assert_eq!(
+            (r.status, r.reason, r.http_status),
+            (Status::Fail, Reason::ConnectionRefused, None),
+            "{kind:?}: {}",
+            r.message
+        );
+        assert!(r.message.contains("connection refused"), "{}", r.message);
+    }
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_off() {
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("GET", "/v2/")
+        .with_status(200)
+        .with_chunked_body(|w| {
+            let chunk = vec![b'x'; 64 * 1024];
+            // 4 MiB, past the 1 MiB bound; the client stops reading long before the end.
+            for _ in 0..64 {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .create_async()
+        .await;
+    let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    assert_eq!(
+        (r.status, r.reason),
+        (Status::Fail, Reason::InvalidResponse),
+        "{}",
+        r.message
+    );
+}
+
+#[tokio::test]
+async fn credentials_are_not_forwarded_on_a_redirect_to_another_host() {
+    let mut other = mockito::Server::new_async().await;
+    let landed = other
+        .mock("HEAD", MANIFEST)
+        .match_header("authorization", Matcher::Missing)
+        .with_status(200)
+        .create_async()
+        .await;
+    let mut origin = mockito::Server::new_async().await;
+    basic_challenge(&mut origin).await;
+    let redirected = origin
+        .mock("HEAD", MANIFEST)
+        .match_header("authorization", Matcher::Regex("^Basic ".into()))
+        .with_status(307)
+        .with_header("location", &format!("{}{MANIFEST}", other.url()))
+        .create_async()
+        .await;
+    let cfg = config(
+        &origin.url(),
+        "username = \"alice\"\npassword = \"pw\"\npull_blob = false",
+    );
+    let r = run_one(&cfg, CheckKind::Pull).await;
+    redirected.assert_async().await;
+    landed.assert_async().await;
+    assert_eq!(r.status, Status::Pass, "{}", r.message);
+}
