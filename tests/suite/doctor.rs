@@ -2,6 +2,7 @@
 //! page's history, against real Distribution registries.
 
 use crate::common;
+use crate::common::mock::answer;
 use crate::support;
 
 use std::process::Command;
@@ -139,11 +140,7 @@ async fn usage_errors_exit_three_and_warnings_exit_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = mockito::Server::new_async().await;
     // A 5xx at /v2/ is a warning (a 404 there is not the API: a failure).
-    server
-        .mock("GET", "/v2/")
-        .with_status(502)
-        .create_async()
-        .await;
+    answer(&mut server, "GET", "/v2/", 502, &[], "").await;
     let cfg = write_config(
         &dir,
         &format!(
@@ -545,12 +542,15 @@ async fn a_healthy_distribution_with_defaults_is_green() {
 #[tokio::test]
 async fn probe_success_is_one_unless_a_check_fails() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("GET", "/v2/")
-        .with_status(418)
-        .with_header("docker-distribution-api-version", "registry/2.0")
-        .create_async()
-        .await;
+    answer(
+        &mut server,
+        "GET",
+        "/v2/",
+        418,
+        &[("docker-distribution-api-version", "registry/2.0")],
+        "",
+    )
+    .await;
     let config = config_from_toml(&format!(
         "mode = \"scrape\"\n[[registries]]\nname = \"teapot\"\nurl = \"{}\"\nchecks = [\"registry\"]\n",
         server.url()
@@ -581,11 +581,7 @@ async fn the_doctor_fills_in_the_url_orders_by_severity_and_sums_up() {
     // A gateway whose registry back end is down: 502 at /v2/, a warning (emulated: a real
     // Distribution never answers 502 for itself).
     let mut gateway = mockito::Server::new_async().await;
-    gateway
-        .mock("GET", "/v2/")
-        .with_status(502)
-        .create_async()
-        .await;
+    answer(&mut gateway, "GET", "/v2/", 502, &[], "").await;
     let checks = "checks = [\"registry\", \"credentials\", \"pull\"]\n";
     // Configured warning first, so the order cannot come from the configuration.
     let text = format!(

@@ -1,7 +1,9 @@
 //! Test helpers that run the exporter: in-process, on 127.0.0.1, with a bounded wait;
-//! `prometheus` runs Prometheus and other daemons as child processes, `promql` reads PromQL.
+//! `prometheus` runs Prometheus and other daemons as child processes, `promql` reads PromQL,
+//! `mock` builds the answers of emulated registries.
 #![allow(dead_code)]
 
+pub mod mock;
 pub mod prometheus;
 pub mod promql;
 

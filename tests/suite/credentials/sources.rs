@@ -3,6 +3,7 @@
 //! for what they do not produce (rate-limit headers, 429 with Retry-After).
 
 use crate::common;
+use crate::common::mock::answer;
 use crate::support;
 
 use std::time::Duration;
@@ -646,13 +647,18 @@ async fn an_https_token_endpoint_has_its_certificate_expiry_exported() {
 #[tokio::test]
 async fn rate_limit_headers_and_retry_after_are_honoured() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("GET", "/v2/")
-        .with_status(200)
-        .with_header("ratelimit-limit", "100;w=21600")
-        .with_header("ratelimit-remaining", "76;w=21600")
-        .create_async()
-        .await;
+    answer(
+        &mut server,
+        "GET",
+        "/v2/",
+        200,
+        &[
+            ("ratelimit-limit", "100;w=21600"),
+            ("ratelimit-remaining", "76;w=21600"),
+        ],
+        "",
+    )
+    .await;
     let limited = server
         .mock("HEAD", "/v2/library/alpine/manifests/latest")
         .with_status(429)

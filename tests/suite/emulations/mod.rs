@@ -3,11 +3,13 @@
 //! verdict on each) and `tests/suite/verdicts/skopeo_oracle.rs` (skopeo's experience of each, compared
 //! with the exporter's pull verdict). Each function cites its source.
 
-// Not every test binary that includes this module uses every emulation.
+// Not every emulation is used by a test of the suite at every moment of its history.
 #![allow(dead_code)]
 
 use mockito::{Matcher, Mock, ServerGuard};
 use sha2::Digest as _;
+
+use crate::common::mock::{answer, reply};
 
 pub const MANIFEST_PATH: &str = "/v2/library/alpine/manifests/latest";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -27,45 +29,60 @@ pub fn manifest_digest() -> String {
 
 /// An open `/v2/` as Distribution answers it.
 pub async fn open_api_root(server: &mut ServerGuard) {
-    server
-        .mock("GET", "/v2/")
-        .with_status(200)
-        .with_header("docker-distribution-api-version", "registry/2.0")
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body("{}")
-        .create_async()
-        .await;
+    let headers = [
+        ("docker-distribution-api-version", "registry/2.0"),
+        ("content-type", "application/json; charset=utf-8"),
+    ];
+    answer(server, "GET", "/v2/", 200, &headers, "{}").await;
+}
+
+/// The manifest at `path` served 200 by `method` as an OCI manifest, its digest sent when
+/// `digest` (the headers Distribution sends).
+async fn manifest(server: &mut ServerGuard, method: &str, path: &str, digest: bool) {
+    let digest_value = manifest_digest();
+    let mut headers = vec![("content-type", OCI_MANIFEST)];
+    if digest {
+        headers.push(("docker-content-digest", digest_value.as_str()));
+    }
+    answer(server, method, path, 200, &headers, MANIFEST_BODY).await;
 }
 
 /// What a client reads once the tag is resolved: the manifest by its digest (containerd,
 /// and the exporter's pull, GET it so) and its config blob (skopeo inspect, the pull's blob
 /// step).
 pub async fn config_blob(server: &mut ServerGuard) {
-    server
-        .mock(
-            "GET",
-            format!("/v2/library/alpine/manifests/{}", manifest_digest()).as_str(),
-        )
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_header("docker-content-digest", &manifest_digest())
-        .with_body(MANIFEST_BODY)
-        .create_async()
-        .await;
+    let by_digest = format!("/v2/library/alpine/manifests/{}", manifest_digest());
+    manifest(server, "GET", &by_digest, true).await;
+    let headers = [
+        ("content-type", "application/octet-stream"),
+        (
+            "docker-content-digest",
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+        ),
+    ];
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, CONFIG_BLOB_PATH)
-            .with_status(200)
-            .with_header("content-type", "application/octet-stream")
-            .with_header(
-                "docker-content-digest",
-                "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-            )
-            .with_body("{}")
-            .create_async()
-            .await;
+        answer(server, method, CONFIG_BLOB_PATH, 200, &headers, "{}").await;
     }
 }
+
+/// Every path under `/v2/`.
+fn any_v2() -> Matcher {
+    Matcher::Regex("^/v2/.*".into())
+}
+
+/// Every manifest path under `/v2/`.
+fn any_manifest() -> Matcher {
+    Matcher::Regex("^/v2/.+/manifests/".into())
+}
+
+/// A request that carries Basic credentials.
+fn basic() -> Matcher {
+    Matcher::Regex("^Basic ".into())
+}
+
+/// GHCR's refusal of a request or a token (an OCI error body).
+const DENIED: &str =
+    r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
 
 pub const SIGN_IN_PAGE: &str = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form method=\"post\"><input name=\"username\"><input type=\"password\" name=\"password\"><button>Sign in</button></form></body></html>";
 
@@ -77,23 +94,23 @@ pub const SIGN_IN_PAGE: &str = "<!DOCTYPE html><html><head><title>Sign in</title
 /// return address in `rd=`), whose page answers 200 text/html.
 pub async fn sign_in_proxy(proxy: &mut ServerGuard, login: &mut ServerGuard, login_path: &str) {
     let login_url = format!("{}{login_path}", login.url());
+    let location = format!("{login_url}?rd=%2Fv2%2F");
     for method in ["GET", "HEAD", "POST", "DELETE", "OPTIONS", "PUT", "PATCH"] {
-        proxy
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
-            .with_status(302)
-            .with_header("location", &format!("{login_url}?rd=%2Fv2%2F"))
-            .create_async()
-            .await;
+        let headers = [("location", location.as_str())];
+        answer(proxy, method, any_v2(), 302, &headers, "").await;
     }
     for method in ["GET", "HEAD"] {
-        login
-            .mock(method, login_path)
-            .match_query(Matcher::Any)
-            .with_status(200)
-            .with_header("content-type", "text/html; charset=utf-8")
-            .with_body(SIGN_IN_PAGE)
-            .create_async()
-            .await;
+        reply(
+            login,
+            method,
+            login_path,
+            200,
+            &[("content-type", "text/html; charset=utf-8")],
+        )
+        .match_query(Matcher::Any)
+        .with_body(SIGN_IN_PAGE)
+        .create_async()
+        .await;
     }
 }
 
@@ -120,30 +137,28 @@ pub async fn stripping_proxy(
         } else {
             (OCI_MANIFEST, MANIFEST_BODY)
         };
+        let digest = manifest_digest();
+        let headers = [
+            ("content-type", content_type),
+            ("docker-content-digest", digest.as_str()),
+        ];
         never.push(
-            server
-                .mock(method, path)
-                .match_header("authorization", Matcher::Regex("^Basic ".into()))
-                .with_status(200)
-                .with_header("content-type", content_type)
-                .with_header("docker-content-digest", &manifest_digest())
+            reply(server, method, path, 200, &headers)
+                .match_header("authorization", basic())
                 .with_body(body)
                 .expect(0)
                 .create_async()
                 .await,
         );
-        let mut m = server
-            .mock(method, path)
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(www_authenticate.map(|value| ("www-authenticate", value)));
+        reply(server, method, path, 401, &headers)
             .match_header("authorization", Matcher::Missing)
-            .with_status(401)
-            .with_header("content-type", "application/json")
             .with_body(
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
-            );
-        if let Some(value) = www_authenticate {
-            m = m.with_header("www-authenticate", value);
-        }
-        m.create_async().await;
+            )
+            .create_async()
+            .await;
     }
     never
 }
@@ -153,36 +168,22 @@ pub async fn stripping_proxy(
 /// authorization token has expired" on GET, and with a bodiless 403 on HEAD.
 pub async fn ecr_expired(server: &mut ServerGuard) {
     let expired = r#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#;
-    server
-        .mock("GET", "/v2/")
+    let challenge = [(
+        "www-authenticate",
+        "Basic realm=\"https://012345678910.dkr.ecr.us-east-1.amazonaws.com/\",service=\"ecr.amazonaws.com\"",
+    )];
+    reply(server, "GET", "/v2/", 401, &challenge)
         .match_header("authorization", Matcher::Missing)
-        .with_status(401)
-        .with_header(
-            "www-authenticate",
-            "Basic realm=\"https://012345678910.dkr.ecr.us-east-1.amazonaws.com/\",service=\"ecr.amazonaws.com\"",
-        )
         .create_async()
         .await;
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", Matcher::Regex("^Basic ".into()))
-        .with_status(403)
-        .with_header("content-type", "application/json; charset=utf-8")
+    let json = [("content-type", "application/json; charset=utf-8")];
+    reply(server, "GET", "/v2/", 403, &json)
+        .match_header("authorization", basic())
         .with_body(expired)
         .create_async()
         .await;
-    server
-        .mock("HEAD", Matcher::Regex("^/v2/.+/manifests/".into()))
-        .with_status(403)
-        .create_async()
-        .await;
-    server
-        .mock("GET", Matcher::Regex("^/v2/.+/manifests/".into()))
-        .with_status(403)
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(expired)
-        .create_async()
-        .await;
+    answer(server, "HEAD", any_manifest(), 403, &[], "").await;
+    answer(server, "GET", any_manifest(), 403, &json, expired).await;
 }
 
 /// Quay answers a robot account that lacks a permission with 401 UNAUTHORIZED "access to
@@ -195,39 +196,48 @@ pub async fn robot_without_permission(server: &mut ServerGuard) {
         "Bearer realm=\"{}/auth\",service=\"quay.example\"",
         server.url()
     );
-    server
-        .mock("GET", "/auth")
-        .match_query(Matcher::Any)
-        .match_header("authorization", Matcher::Regex("^Basic ".into()))
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"token":"robot-token","expires_in":300}"#)
-        .create_async()
-        .await;
-    server
-        .mock("GET", "/v2/")
+    token_service(
+        server,
+        "/auth",
+        "robot-token",
+        &[("content-type", "application/json")],
+    )
+    .await;
+    let json = [("content-type", "application/json")];
+    reply(server, "GET", "/v2/", 200, &json)
         .match_header("authorization", "Bearer robot-token")
-        .with_status(200)
-        .with_header("content-type", "application/json")
         .with_body("{}")
         .create_async()
         .await;
-    server
-        .mock("GET", "/v2/")
+    let challenged = [("www-authenticate", challenge.as_str())];
+    reply(server, "GET", "/v2/", 401, &challenged)
         .match_header("authorization", Matcher::Missing)
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
         .create_async()
         .await;
+    let headers = [
+        ("www-authenticate", challenge.as_str()),
+        ("content-type", "application/json"),
+    ];
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.+/manifests/".into()))
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
-            .with_header("content-type", "application/json")
-            .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"access to the requested resource is not authorized","detail":{}}]}"#)
-            .create_async()
-            .await;
+        answer(server, method, any_manifest(), 401, &headers, r#"{"errors":[{"code":"UNAUTHORIZED","message":"access to the requested resource is not authorized","detail":{}}]}"#).await;
     }
+}
+
+/// A token service at `path` that gives `token` (for 300 s) to Basic credentials, its answer
+/// with `headers`.
+async fn token_service(
+    server: &mut ServerGuard,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+) {
+    let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
+    reply(server, "GET", path, 200, headers)
+        .match_query(Matcher::Any)
+        .match_header("authorization", basic())
+        .with_body(body)
+        .create_async()
+        .await;
 }
 
 /// RFC 6750 §3.1: a token service that issues a token the registry then refuses with
@@ -237,20 +247,15 @@ pub async fn invalid_token(server: &mut ServerGuard) {
         "Bearer realm=\"{}/auth\",service=\"reg\",error=\"invalid_token\"",
         server.url()
     );
-    server
-        .mock("GET", "/auth")
+    reply(server, "GET", "/auth", 200, &[])
         .match_query(Matcher::Any)
         .with_body(r#"{"token":"t","expires_in":300}"#)
         .create_async()
         .await;
+    let headers = [("www-authenticate", challenge.as_str())];
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
-            .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid token"}]}"#)
-            .create_async()
-            .await;
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid token"}]}"#;
+        answer(server, method, any_v2(), 401, &headers, body).await;
     }
 }
 
@@ -259,19 +264,8 @@ pub async fn invalid_token(server: &mut ServerGuard) {
 /// skopeo GET).
 pub async fn head_refused_get_works(server: &mut ServerGuard) {
     open_api_root(server).await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(405)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_header("docker-content-digest", &manifest_digest())
-        .with_body(MANIFEST_BODY)
-        .create_async()
-        .await;
+    answer(server, "HEAD", MANIFEST_PATH, 405, &[], "").await;
+    manifest(server, "GET", MANIFEST_PATH, true).await;
     config_blob(server).await;
 }
 
@@ -281,38 +275,30 @@ pub async fn head_refused_get_works(server: &mut ServerGuard) {
 pub async fn digest_mismatch(server: &mut ServerGuard) {
     open_api_root(server).await;
     let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_header("docker-content-digest", wrong)
-        .with_body(MANIFEST_BODY)
-        .create_async()
-        .await;
+    let oci = [("content-type", OCI_MANIFEST)];
+    answer(server, "HEAD", MANIFEST_PATH, 200, &oci, "").await;
+    let headers = [
+        ("content-type", OCI_MANIFEST),
+        ("docker-content-digest", wrong),
+    ];
+    answer(server, "GET", MANIFEST_PATH, 200, &headers, MANIFEST_BODY).await;
     config_blob(server).await;
 }
 
 /// A web server's 404 page for the manifest path: not an OCI error body.
 pub async fn manifest_404_without_oci_body(server: &mut ServerGuard) {
     open_api_root(server).await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(404)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(404)
-        .with_header("content-type", "text/plain")
-        .with_body("404 page not found")
-        .create_async()
-        .await;
+    answer(server, "HEAD", MANIFEST_PATH, 404, &[], "").await;
+    let text = [("content-type", "text/plain")];
+    answer(
+        server,
+        "GET",
+        MANIFEST_PATH,
+        404,
+        &text,
+        "404 page not found",
+    )
+    .await;
 }
 
 /// Docker Hub's token service (auth.docker.io) limiting token requests with 429 and
@@ -322,40 +308,40 @@ pub async fn token_rate_limited(server: &mut ServerGuard, retry_after: &str) {
         "Bearer realm=\"{}/token\",service=\"registry.docker.io\"",
         server.url()
     );
+    let challenged = [("www-authenticate", challenge.as_str())];
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
+        reply(server, method, any_v2(), 401, &challenged)
             .match_header("authorization", Matcher::Missing)
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
             .create_async()
             .await;
     }
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .with_status(429)
-        .with_header("retry-after", retry_after)
-        .with_body("Too Many Requests")
-        .create_async()
-        .await;
+    reply(
+        server,
+        "GET",
+        "/token",
+        429,
+        &[("retry-after", retry_after)],
+    )
+    .match_query(Matcher::Any)
+    .with_body("Too Many Requests")
+    .create_async()
+    .await;
 }
 
 /// `/v2/` answers 503 with a `Retry-After` (RFC 9110 §10.2.3), as a registry in
 /// maintenance behind a load balancer does.
 pub async fn unavailable(server: &mut ServerGuard, retry_after: &str) {
-    server
-        .mock("GET", Matcher::Regex("^/v2/.*".into()))
-        .with_status(503)
-        .with_header("retry-after", retry_after)
-        .create_async()
+    for method in ["GET", "HEAD"] {
+        answer(
+            server,
+            method,
+            any_v2(),
+            503,
+            &[("retry-after", retry_after)],
+            "",
+        )
         .await;
-    server
-        .mock("HEAD", Matcher::Regex("^/v2/.*".into()))
-        .with_status(503)
-        .with_header("retry-after", retry_after)
-        .create_async()
-        .await;
+    }
 }
 
 /// A Basic-protected registry (htpasswd) asked without credentials: 401 with the
@@ -366,15 +352,9 @@ pub async fn basic_protected(server: &mut ServerGuard) {
         ("HEAD", MANIFEST_PATH),
         ("GET", MANIFEST_PATH),
     ] {
-        server
-            .mock(method, path)
-            .with_status(401)
-            .with_header("www-authenticate", "Basic realm=\"mock\"")
-            .with_body(
-                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
-            )
-            .create_async()
-            .await;
+        let challenge = [("www-authenticate", "Basic realm=\"mock\"")];
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+        answer(server, method, path, 401, &challenge, body).await;
     }
 }
 
@@ -386,21 +366,19 @@ pub async fn ghcr_token_flow(server: &mut ServerGuard) {
         "Bearer realm=\"{}/token\",service=\"ghcr.io\",scope=\"repository:library/alpine:pull\"",
         server.url()
     );
-    server
-        .mock("GET", "/token")
-        .match_query(Matcher::Any)
-        .match_header("authorization", Matcher::Regex("^Basic ".into()))
-        .with_body(r#"{"token":"ghcr-token","expires_in":300}"#)
-        .create_async()
-        .await;
-    server
-        .mock("GET", "/v2/")
-        .match_header("authorization", "Bearer ghcr-token")
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body("{}")
-        .create_async()
-        .await;
+    // This emulation's token answer has always come without a Content-Type.
+    token_service(server, "/token", "ghcr-token", &[]).await;
+    reply(
+        server,
+        "GET",
+        "/v2/",
+        200,
+        &[("content-type", "application/json")],
+    )
+    .match_header("authorization", "Bearer ghcr-token")
+    .with_body("{}")
+    .create_async()
+    .await;
     // By tag, and by digest as containerd and the pull's blob step GET it.
     let by_digest = format!("/v2/library/alpine/manifests/{}", manifest_digest());
     for (method, path) in [
@@ -408,39 +386,40 @@ pub async fn ghcr_token_flow(server: &mut ServerGuard) {
         ("HEAD", MANIFEST_PATH),
         ("GET", by_digest.as_str()),
     ] {
-        server
-            .mock(method, path)
+        let digest = manifest_digest();
+        let headers = [
+            ("content-type", OCI_MANIFEST),
+            ("docker-content-digest", digest.as_str()),
+        ];
+        reply(server, method, path, 200, &headers)
             .match_header("authorization", "Bearer ghcr-token")
-            .with_status(200)
-            .with_header("content-type", OCI_MANIFEST)
-            .with_header("docker-content-digest", &manifest_digest())
             .with_body(MANIFEST_BODY)
             .create_async()
             .await;
     }
+    let blobs = || Matcher::Regex("^/v2/library/alpine/blobs/".into());
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/library/alpine/blobs/".into()))
-            .match_header("authorization", "Bearer ghcr-token")
-            .with_status(200)
-            .with_header("content-type", "application/octet-stream")
-            .with_body("{}")
-            .create_async()
-            .await;
+        reply(
+            server,
+            method,
+            blobs(),
+            200,
+            &[("content-type", "application/octet-stream")],
+        )
+        .match_header("authorization", "Bearer ghcr-token")
+        .with_body("{}")
+        .create_async()
+        .await;
     }
+    let challenged = [("www-authenticate", challenge.as_str())];
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
-            .match_header("authorization", Matcher::Regex("^Basic ".into()))
-            .with_status(403)
-            .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        reply(server, method, any_v2(), 403, &[])
+            .match_header("authorization", basic())
+            .with_body(DENIED)
             .create_async()
             .await;
-        server
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
+        reply(server, method, any_v2(), 401, &challenged)
             .match_header("authorization", Matcher::Missing)
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
             .create_async()
             .await;
     }
@@ -450,19 +429,9 @@ pub async fn ghcr_token_flow(server: &mut ServerGuard) {
 /// `Docker-Content-Digest` (regclient/regclient#363, distribution/distribution#3849).
 pub async fn nexus_head_without_digest(server: &mut ServerGuard) {
     open_api_root(server).await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_body(MANIFEST_BODY)
-        .create_async()
-        .await;
+    let oci = [("content-type", OCI_MANIFEST)];
+    answer(server, "HEAD", MANIFEST_PATH, 200, &oci, "").await;
+    manifest(server, "GET", MANIFEST_PATH, false).await;
     config_blob(server).await;
 }
 
@@ -473,19 +442,13 @@ pub async fn ghcr_private_package(server: &mut ServerGuard) {
         "Bearer realm=\"{}/token\",service=\"ghcr.io\",scope=\"repository:library/alpine:pull\"",
         server.url()
     );
+    let challenged = [("www-authenticate", challenge.as_str())];
     for method in ["GET", "HEAD"] {
-        server
-            .mock(method, Matcher::Regex("^/v2/.*".into()))
-            .with_status(401)
-            .with_header("www-authenticate", &challenge)
-            .create_async()
-            .await;
+        answer(server, method, any_v2(), 401, &challenged, "").await;
     }
-    server
-        .mock("GET", "/token")
+    reply(server, "GET", "/token", 403, &[])
         .match_query(Matcher::Any)
-        .with_status(403)
-        .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+        .with_body(DENIED)
         .create_async()
         .await;
 }
@@ -494,19 +457,11 @@ pub async fn ghcr_private_package(server: &mut ServerGuard) {
 /// a 403 DENIED (a repository policy), a 429 TOOMANYREQUESTS, a 500.
 pub async fn manifest_refused(server: &mut ServerGuard, status: usize, body: &str) {
     open_api_root(server).await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(status)
-        .create_async()
-        .await;
-    let mut get = server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(status)
-        .with_header("content-type", "application/json")
-        .with_body(body);
+    answer(server, "HEAD", MANIFEST_PATH, status, &[], "").await;
+    let mut headers = vec![("content-type", "application/json")];
     if status == 429 {
         // containers/image retries a 429 after its Retry-After (30 s without one).
-        get = get.with_header("retry-after", "1");
+        headers.push(("retry-after", "1"));
     }
-    get.create_async().await;
+    answer(server, "GET", MANIFEST_PATH, status, &headers, body).await;
 }

@@ -4,6 +4,7 @@
 //! registry sends one, a broken or hostile proxy in front of one may.
 
 use crate::common;
+use crate::common::mock::unauthorized;
 
 use common::{config_from_toml, run_one};
 use oci_registry_exporter::checks::{CheckKind, Reason, Status};
@@ -18,12 +19,7 @@ async fn a_64_kib_challenge_is_an_invalid_response_not_an_unreachable_token_serv
         "a".repeat(64 * 1024)
     );
     for (method, path) in [("GET", "/v2/"), ("HEAD", MANIFEST), ("GET", MANIFEST)] {
-        server
-            .mock(method, path)
-            .with_status(401)
-            .with_header("www-authenticate", &huge)
-            .create_async()
-            .await;
+        unauthorized(&mut server, method, path, &huge, "").await;
     }
     let with_credentials = config_from_toml(&format!(
         "[[registries]]\nname = \"huge\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"pw\"\n",

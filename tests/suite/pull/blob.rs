@@ -11,6 +11,7 @@
 //! client, is the oracle: it must agree with the verdict.
 
 use crate::common;
+use crate::common::mock::answer;
 
 use std::process::Command;
 
@@ -54,13 +55,15 @@ async fn registry(blob_host: &str, basic: bool) -> ServerGuard {
     if basic {
         basic_challenge(&mut server).await;
     } else {
-        server
-            .mock("GET", "/v2/")
-            .with_status(200)
-            .with_header("docker-distribution-api-version", "registry/2.0")
-            .with_body("{}")
-            .create_async()
-            .await;
+        answer(
+            &mut server,
+            "GET",
+            "/v2/",
+            200,
+            &[("docker-distribution-api-version", "registry/2.0")],
+            "{}",
+        )
+        .await;
     }
     let manifest = manifest();
     let digest = sha256(manifest.as_bytes());
@@ -349,14 +352,18 @@ async fn an_index_is_followed_to_the_configured_platform() {
         ),
     ] {
         for method in ["HEAD", "GET"] {
-            server
-                .mock(method, path.as_str())
-                .with_status(200)
-                .with_header("content-type", ct)
-                .with_header("docker-content-digest", &sha256(body.as_bytes()))
-                .with_body(&body)
-                .create_async()
-                .await;
+            answer(
+                &mut server,
+                method,
+                path.as_str(),
+                200,
+                &[
+                    ("content-type", ct),
+                    ("docker-content-digest", &sha256(body.as_bytes())),
+                ],
+                &body,
+            )
+            .await;
         }
     }
     let blob = server
@@ -423,14 +430,18 @@ async fn a_registry_missing_the_blob_its_manifest_names_fails_the_pull() {
         format!("/v2/library/alpine/manifests/{digest}"),
     ] {
         for method in ["HEAD", "GET"] {
-            server
-                .mock(method, path.as_str())
-                .with_status(200)
-                .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
-                .with_header("docker-content-digest", &digest)
-                .with_body(&manifest)
-                .create_async()
-                .await;
+            answer(
+                &mut server,
+                method,
+                path.as_str(),
+                200,
+                &[
+                    ("content-type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("docker-content-digest", &digest),
+                ],
+                &manifest,
+            )
+            .await;
         }
     }
     server

@@ -9,6 +9,7 @@
 //! redirect) that records every request it gets; every wait is bounded.
 
 use crate::common;
+use crate::common::mock::unauthorized;
 
 use std::sync::{Arc, Mutex};
 
@@ -92,12 +93,7 @@ async fn first_registry(scheme: &str, to: &str) -> mockito::ServerGuard {
             server.url()
         )
     };
-    server
-        .mock("GET", "/v2/")
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
-        .create_async()
-        .await;
+    unauthorized(&mut server, "GET", "/v2/", &challenge, "").await;
     server
         .mock("GET", "/token")
         .match_query(Matcher::Any)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::mock::{answer, reply};
 use common::{basic_challenge, config_from_toml, run_one};
 use mockito::Matcher;
 use oci_registry_exporter::checks::capabilities::NOWHERE_DIGEST;
@@ -52,6 +53,12 @@ fn states(r: &CheckResult) -> Vec<CapabilityStatus> {
 
 fn outcome(r: &CheckResult) -> (Status, Reason, Option<u16>) {
     (r.status, r.reason, r.http_status)
+}
+
+/// The status, reason and HTTP status of `r` are `want`; the check's message when not.
+#[track_caller]
+fn assert_outcome(r: &CheckResult, want: (Status, Reason, Option<u16>)) {
+    assert_eq!(outcome(r), want, "{}", r.message);
 }
 
 /// "METHOD path" of every request the check made.
@@ -126,12 +133,7 @@ async fn open_registry_with_delete() {
 
     // An open registry ignores credentials; configured ones make the push check run.
     let r = run_one(&config(&reg.url, &login("any", "thing")), CheckKind::Push).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Pass, Reason::Ok, Some(202)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Pass, Reason::Ok, Some(202)));
     assert_eq!(r.facts.upload_cancelled, Some(true));
     assert!(r.message.contains("cancelled"), "{}", r.message);
     // The ping learns that /v2/ is open, so no credentials are sent at all.
@@ -151,12 +153,7 @@ async fn open_registry_with_delete() {
 
     // Anonymous writes work here, so every write probe is sent.
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Info, Reason::Unsupported, Some(404)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Info, Reason::Unsupported, Some(404)));
     assert_eq!(states(&r), [S, U, S, S, S], "{}", r.message);
     assert_eq!(r.api_version.as_deref(), Some("registry/2.0"));
     assert!(
@@ -221,12 +218,7 @@ async fn basic_auth_registry_without_delete() {
 
     // Cancelling an upload is not a delete: it works with delete disabled.
     let r = run_one(&right, CheckKind::Push).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Pass, Reason::Ok, Some(202)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Pass, Reason::Ok, Some(202)));
     assert_eq!(r.facts.upload_cancelled, Some(true));
 
     let wrong = config(&reg.url, &login(support::BASIC_USER, "not-it"));
@@ -273,12 +265,7 @@ async fn basic_auth_registry_without_delete() {
     // Without credentials on a registry that demands them: no write is even sent. The
     // referrers probe's anonymous 401 is `unauthorized`, as in every other check.
     let r = run_one(&anonymous, CheckKind::Capabilities).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Info, Reason::Unauthorized, Some(401)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Info, Reason::Unauthorized, Some(401)));
     assert_eq!(states(&r), [S, D, D, D, D], "{}", r.message);
     assert!(
         requests(&r)
@@ -337,12 +324,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
 
     // bob may delete, so the token asked with delete cancels the session.
     let r = run_one(&bob, CheckKind::Push).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Pass, Reason::Ok, Some(202)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Pass, Reason::Ok, Some(202)));
     assert_eq!(r.facts.upload_cancelled, Some(true));
     assert_eq!(
         ev(&r, "scope"),
@@ -368,12 +350,7 @@ async fn token_registry_reader_pusher_and_anonymous() {
     assert!(!r.message.contains("not-bobs-password"));
 
     let r = run_one(&bob, CheckKind::Capabilities).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Info, Reason::Unsupported, Some(404)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Info, Reason::Unsupported, Some(404)));
     assert_eq!(states(&r), [S, U, S, S, S], "{}", r.message);
     assert!(
         ev(&r, "mount_cleanup").contains("deleted"),
@@ -598,49 +575,102 @@ fn index_body_at(first: usize, n: usize) -> String {
     format!(r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{entries}]}}"#)
 }
 
-async fn mock_manifest_head(server: &mut mockito::Server) -> mockito::Mock {
-    server
-        .mock("HEAD", "/v2/library/alpine/manifests/latest")
-        .with_status(200)
-        .with_header("docker-content-digest", MANIFEST_DIGEST)
-        .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .create_async()
-        .await
+/// The push test repository's upload path, and a session `name` under it.
+fn uploads() -> String {
+    format!("/v2/{PUSH_REPO}/blobs/uploads/")
+}
+
+fn session(name: &str) -> String {
+    format!("{}{name}", uploads())
+}
+
+/// `kind` (`manifests` or `blobs`) of the push test repository named by a digest that
+/// names nothing: what the delete probe asks to delete.
+fn nowhere(kind: &str) -> String {
+    format!("/v2/{PUSH_REPO}/{kind}/{NOWHERE_DIGEST}")
+}
+
+async fn mock_manifest_head(server: &mut mockito::ServerGuard) -> mockito::Mock {
+    let headers = [
+        ("docker-content-digest", MANIFEST_DIGEST),
+        ("content-type", "application/vnd.oci.image.manifest.v1+json"),
+    ];
+    answer(
+        server,
+        "HEAD",
+        "/v2/library/alpine/manifests/latest",
+        200,
+        &headers,
+        "",
+    )
+    .await
+}
+
+/// The referrers list answered `status` as `content_type`, with `body`.
+async fn referrers(
+    server: &mut mockito::ServerGuard,
+    status: usize,
+    content_type: &str,
+    body: &str,
+) -> mockito::Mock {
+    let path = referrers_path();
+    answer(
+        server,
+        "GET",
+        path.as_str(),
+        status,
+        &[("content-type", content_type)],
+        body,
+    )
+    .await
+}
+
+/// The push test repository's uploads answered `status` to a POST, with `headers`.
+async fn upload_answer(
+    server: &mut mockito::ServerGuard,
+    status: usize,
+    headers: &[(&str, &str)],
+) -> mockito::Mock {
+    answer(server, "POST", uploads().as_str(), status, headers, "").await
+}
+
+/// Both delete probes (manifest and blob) answered `status`.
+async fn delete_probes(server: &mut mockito::ServerGuard, status: usize) {
+    for kind in ["manifests", "blobs"] {
+        answer(server, "DELETE", nowhere(kind).as_str(), status, &[], "").await;
+    }
 }
 
 #[tokio::test]
 async fn referrers_api_index_filters_and_pages() {
     let mut server = mockito::Server::new_async().await;
     mock_manifest_head(&mut server).await;
-    let page1 = server
-        .mock("GET", referrers_path().as_str())
+    let next = format!("<{}?n=2&last=x>; rel=\"next\"", referrers_path());
+    let headers = [
+        ("content-type", INDEX),
+        ("oci-filters-applied", "artifactType"),
+        ("link", next.as_str()),
+    ];
+    let page1 = reply(&mut server, "GET", referrers_path().as_str(), 200, &headers)
         .match_header("accept", INDEX)
-        .with_status(200)
-        .with_header("content-type", INDEX)
-        .with_header("oci-filters-applied", "artifactType")
-        .with_header(
-            "link",
-            &format!("<{}?n=2&last=x>; rel=\"next\"", referrers_path()),
-        )
         .with_body(index_body(2))
         .create_async()
         .await;
-    let page2 = server
-        .mock("GET", format!("{}?n=2&last=x", referrers_path()).as_str())
-        .with_status(200)
-        .with_header("content-type", format!("{INDEX}; charset=utf-8").as_str())
-        .with_body(index_body_at(2, 1))
-        .create_async()
-        .await;
+    let page2_path = format!("{}?n=2&last=x", referrers_path());
+    let charset = format!("{INDEX}; charset=utf-8");
+    let page2 = answer(
+        &mut server,
+        "GET",
+        page2_path.as_str(),
+        200,
+        &[("content-type", charset.as_str())],
+        &index_body_at(2, 1),
+    )
+    .await;
     let r = run_one(&config(&server.url(), ""), CheckKind::Referrers).await;
     page1.assert_async().await;
     page2.assert_async().await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Pass, Reason::Ok, Some(200)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Pass, Reason::Ok, Some(200)));
     assert_eq!(r.facts.referrers_count, Some(3));
     assert_eq!(ev(&r, "referrers_count"), "3");
     assert_eq!(ev(&r, "filters_applied"), "artifactType");
@@ -653,23 +683,16 @@ async fn referrers_api_index_filters_and_pages() {
 async fn a_self_pointing_referrers_link_counts_each_referrer_once() {
     let mut server = mockito::Server::new_async().await;
     mock_manifest_head(&mut server).await;
-    let page = server
-        .mock("GET", referrers_path().as_str())
-        .with_status(200)
-        .with_header("content-type", INDEX)
-        .with_header("link", &format!("<{}>; rel=\"next\"", referrers_path()))
+    let itself = format!("<{}>; rel=\"next\"", referrers_path());
+    let headers = [("content-type", INDEX), ("link", itself.as_str())];
+    let page = reply(&mut server, "GET", referrers_path().as_str(), 200, &headers)
         .with_body(index_body(1))
         .expect_at_most(2)
         .create_async()
         .await;
     let r = run_one(&config(&server.url(), ""), CheckKind::Referrers).await;
     page.assert_async().await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Pass, Reason::Ok, Some(200)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Pass, Reason::Ok, Some(200)));
     assert_eq!(r.facts.referrers_count, Some(1), "{}", r.message);
 }
 
@@ -680,26 +703,14 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
     let cfg = config(&server.url(), "");
 
     // An early OCI 1.1 answer: 404 with an empty index.
-    let m = server
-        .mock("GET", referrers_path().as_str())
-        .with_status(404)
-        .with_header("content-type", INDEX)
-        .with_body(index_body(0))
-        .create_async()
-        .await;
+    let m = referrers(&mut server, 404, INDEX, &index_body(0)).await;
     let r = run_one(&cfg, CheckKind::Referrers).await;
     assert_eq!(outcome(&r), (Status::Pass, Reason::Ok, Some(404)));
     assert_eq!(r.facts.referrers_count, Some(0));
     m.remove_async().await;
 
     // 200 and an index, but the wrong Content-Type: the API is there, not quite right.
-    let m = server
-        .mock("GET", referrers_path().as_str())
-        .with_status(200)
-        .with_header("content-type", "application/json")
-        .with_body(index_body(1))
-        .create_async()
-        .await;
+    let m = referrers(&mut server, 200, "application/json", &index_body(1)).await;
     let r = run_one(&cfg, CheckKind::Referrers).await;
     assert_eq!(
         outcome(&r),
@@ -707,13 +718,7 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
     );
     assert!(r.message.contains("Content-Type"), "{}", r.message);
     m.remove_async().await;
-    let m = server
-        .mock("GET", referrers_path().as_str())
-        .with_status(200)
-        .with_header("content-type", INDEX)
-        .with_body("{\"errors\":[]}")
-        .create_async()
-        .await;
+    let m = referrers(&mut server, 200, INDEX, "{\"errors\":[]}").await;
     // 200 but no index: not the API, so clients fall back to tags.
     let r = run_one(&cfg, CheckKind::Referrers).await;
     assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(200)));
@@ -725,11 +730,7 @@ async fn referrers_404_with_an_index_is_supported_and_other_answers_are_not() {
         (429, Status::Fail, Reason::RateLimited),
         (418, Status::Warn, Reason::UnexpectedStatus),
     ] {
-        let m = server
-            .mock("GET", referrers_path().as_str())
-            .with_status(code)
-            .create_async()
-            .await;
+        let m = answer(&mut server, "GET", referrers_path().as_str(), code, &[], "").await;
         let r = run_one(
             &config(&server.url(), &login("a", "b")),
             CheckKind::Referrers,
@@ -752,7 +753,6 @@ async fn push_answers_403_5xx_and_refused() {
     let mut server = mockito::Server::new_async().await;
     basic_challenge(&mut server).await;
     let cfg = config(&server.url(), &login("a", "b"));
-    let uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
     for (code, status, reason) in [
         (403, Status::Fail, Reason::Forbidden),
         (500, Status::Fail, Reason::ServerError),
@@ -761,10 +761,8 @@ async fn push_answers_403_5xx_and_refused() {
         (404, Status::Fail, Reason::RepositoryNotFound),
         (200, Status::Warn, Reason::UnexpectedStatus),
     ] {
-        let m = server
-            .mock("POST", uploads.as_str())
+        let m = reply(&mut server, "POST", uploads().as_str(), code, &[])
             .match_header("authorization", Matcher::Regex("^Basic ".into()))
-            .with_status(code)
             .create_async()
             .await;
         let r = run_one(&cfg, CheckKind::Push).await;
@@ -790,21 +788,14 @@ async fn push_cancels_on_the_registry_only_and_reports_a_refused_cancel() {
     let mut server = mockito::Server::new_async().await;
     basic_challenge(&mut server).await;
     let cfg = config(&server.url(), &login("a", "b"));
-    let uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
-    let session = format!("{uploads}u-1");
+    let session = session("u-1");
 
     // A relative Location, with its _state query kept.
-    let post = server
-        .mock("POST", uploads.as_str())
-        .with_status(202)
-        .with_header("location", &format!("{session}?_state=abc%3D"))
-        .create_async()
-        .await;
-    let cancel = server
-        .mock("DELETE", session.as_str())
+    let location = format!("{session}?_state=abc%3D");
+    let post = upload_answer(&mut server, 202, &[("location", location.as_str())]).await;
+    let cancel = reply(&mut server, "DELETE", session.as_str(), 204, &[])
         .match_query(Matcher::UrlEncoded("_state".into(), "abc=".into()))
         .match_header("authorization", Matcher::Regex("^Basic ".into()))
-        .with_status(204)
         .create_async()
         .await;
     let r = run_one(&cfg, CheckKind::Push).await;
@@ -822,15 +813,8 @@ async fn push_cancels_on_the_registry_only_and_reports_a_refused_cancel() {
         .expect(0)
         .create_async()
         .await;
-    server
-        .mock("POST", uploads.as_str())
-        .with_status(202)
-        .with_header(
-            "location",
-            &format!("{}{session}?_state=x", elsewhere.url()),
-        )
-        .create_async()
-        .await;
+    let location = format!("{}{session}?_state=x", elsewhere.url());
+    upload_answer(&mut server, 202, &[("location", location.as_str())]).await;
     let r = run_one(&cfg, CheckKind::Push).await;
     foreign.assert_async().await;
     assert_eq!(outcome(&r), (Status::Pass, Reason::Ok, Some(202)));
@@ -846,28 +830,16 @@ async fn push_cancels_on_the_registry_only_and_reports_a_refused_cancel() {
     basic_challenge(&mut server).await;
 
     // The cancel refused for want of delete (Distribution's token auth): still a pass.
-    server
-        .mock("POST", uploads.as_str())
-        .with_status(202)
-        .with_header("location", &format!("{}{session}", server.url()))
-        .create_async()
-        .await;
-    server
-        .mock("DELETE", session.as_str())
-        .with_status(401)
-        .with_header(
-            "www-authenticate",
-            &format!(
-                "Bearer realm=\"{}/token\",service=\"s\",scope=\"repository:{PUSH_REPO}:delete\",error=\"insufficient_scope\"",
-                server.url()
-            ),
-        )
-        .create_async()
-        .await;
-    let token = server
-        .mock("GET", "/token")
+    let location = format!("{}{session}", server.url());
+    upload_answer(&mut server, 202, &[("location", location.as_str())]).await;
+    let challenge = format!(
+        "Bearer realm=\"{}/token\",service=\"s\",scope=\"repository:{PUSH_REPO}:delete\",error=\"insufficient_scope\"",
+        server.url()
+    );
+    let headers = [("www-authenticate", challenge.as_str())];
+    answer(&mut server, "DELETE", session.as_str(), 401, &headers, "").await;
+    let token = reply(&mut server, "GET", "/token", 200, &[])
         .match_query(Matcher::Any)
-        .with_status(200)
         .with_body(r#"{"token":"push-only"}"#)
         .create_async()
         .await;
@@ -883,73 +855,30 @@ async fn push_cancels_on_the_registry_only_and_reports_a_refused_cancel() {
 }
 
 /// A registry mock where every probe succeeds.
-async fn capable_registry(server: &mut mockito::Server) {
-    let push_uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
-    server
-        .mock("GET", "/v2/")
-        .with_status(200)
-        .with_header("oci-distribution-api-version", "oci/1.1")
-        .create_async()
-        .await;
+async fn capable_registry(server: &mut mockito::ServerGuard) {
+    let api = [("oci-distribution-api-version", "oci/1.1")];
+    answer(server, "GET", "/v2/", 200, &api, "").await;
     mock_manifest_head(server).await;
-    server
-        .mock("GET", referrers_path().as_str())
-        .with_status(200)
-        .with_header("content-type", INDEX)
-        .with_body(index_body(1))
-        .create_async()
-        .await;
-    server
-        .mock(
-            "GET",
-            format!("/v2/library/alpine/manifests/{MANIFEST_DIGEST}").as_str(),
-        )
-        .with_status(200)
-        .with_header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .with_body(format!(
-            r#"{{"schemaVersion":2,"config":{{"digest":"{CONFIG_DIGEST}","size":2}},"layers":[]}}"#
-        ))
-        .create_async()
-        .await;
-    server
-        .mock(
-            "HEAD",
-            format!("/v2/{PUSH_REPO}/blobs/{CONFIG_DIGEST}").as_str(),
-        )
-        .with_status(404)
-        .create_async()
-        .await;
-    server
-        .mock("POST", push_uploads.as_str())
-        .with_status(202)
-        .with_header("location", &format!("{push_uploads}s-1"))
-        .with_header("oci-chunk-min-length", "1048576")
-        .create_async()
-        .await;
-    server
-        .mock("DELETE", format!("{push_uploads}s-1").as_str())
-        .with_status(204)
-        .create_async()
-        .await;
-    server
-        .mock(
-            "OPTIONS",
-            format!("/v2/{PUSH_REPO}/manifests/{NOWHERE_DIGEST}").as_str(),
-        )
-        .with_status(200)
-        .with_header("allow", "DELETE, GET, HEAD, PUT")
-        .create_async()
-        .await;
-    for kind in ["manifests", "blobs"] {
-        server
-            .mock(
-                "DELETE",
-                format!("/v2/{PUSH_REPO}/{kind}/{NOWHERE_DIGEST}").as_str(),
-            )
-            .with_status(404)
-            .create_async()
-            .await;
-    }
+    referrers(server, 200, INDEX, &index_body(1)).await;
+    let manifest = format!("/v2/library/alpine/manifests/{MANIFEST_DIGEST}");
+    let manifest_type = [("content-type", "application/vnd.oci.image.manifest.v1+json")];
+    let body = format!(
+        r#"{{"schemaVersion":2,"config":{{"digest":"{CONFIG_DIGEST}","size":2}},"layers":[]}}"#
+    );
+    answer(server, "GET", manifest.as_str(), 200, &manifest_type, &body).await;
+    let config_blob = format!("/v2/{PUSH_REPO}/blobs/{CONFIG_DIGEST}");
+    answer(server, "HEAD", config_blob.as_str(), 404, &[], "").await;
+    let location = session("s-1");
+    let headers = [
+        ("location", location.as_str()),
+        ("oci-chunk-min-length", "1048576"),
+    ];
+    upload_answer(server, 202, &headers).await;
+    answer(server, "DELETE", location.as_str(), 204, &[], "").await;
+    let allow = [("allow", "DELETE, GET, HEAD, PUT")];
+    let options = format!("/v2/{PUSH_REPO}/manifests/{NOWHERE_DIGEST}");
+    answer(server, "OPTIONS", options.as_str(), 200, &allow, "").await;
+    delete_probes(server, 404).await;
 }
 
 fn mount_query() -> Matcher {
@@ -959,27 +888,31 @@ fn mount_query() -> Matcher {
     ])
 }
 
+/// The cross-repository mount of the config blob answered `status` with `location`.
+async fn mount_answer(
+    server: &mut mockito::ServerGuard,
+    status: usize,
+    location: &str,
+) -> mockito::Mock {
+    reply(
+        server,
+        "POST",
+        uploads().as_str(),
+        status,
+        &[("location", location)],
+    )
+    .match_query(mount_query())
+    .create_async()
+    .await
+}
+
 #[tokio::test]
 async fn capabilities_all_supported_then_a_mount_answered_202() {
     let mut server = mockito::Server::new_async().await;
     capable_registry(&mut server).await;
-    let push_uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
-    let mount = server
-        .mock("POST", push_uploads.as_str())
-        .match_query(mount_query())
-        .with_status(201)
-        .with_header(
-            "location",
-            &format!("/v2/{PUSH_REPO}/blobs/{CONFIG_DIGEST}"),
-        )
-        .create_async()
-        .await;
-    let unlink = server
-        .mock(
-            "DELETE",
-            format!("/v2/{PUSH_REPO}/blobs/{CONFIG_DIGEST}").as_str(),
-        )
-        .with_status(202)
+    let mounted = format!("/v2/{PUSH_REPO}/blobs/{CONFIG_DIGEST}");
+    let mount = mount_answer(&mut server, 201, &mounted).await;
+    let unlink = reply(&mut server, "DELETE", mounted.as_str(), 202, &[])
         .expect(1)
         .create_async()
         .await;
@@ -987,12 +920,7 @@ async fn capabilities_all_supported_then_a_mount_answered_202() {
     let r = run_one(&cfg, CheckKind::Capabilities).await;
     mount.assert_async().await;
     unlink.assert_async().await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Pass, Reason::Ok, Some(200)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Pass, Reason::Ok, Some(200)));
     assert_eq!(states(&r), [S, S, S, S, S]);
     assert_eq!(r.api_version.as_deref(), Some("oci/1.1"));
     assert_eq!(ev(&r, "chunk_min_length"), "1048576");
@@ -1006,28 +934,16 @@ async fn capabilities_all_supported_then_a_mount_answered_202() {
 
     // 202 to a mount is the spec's fallback to an ordinary upload: unsupported, and the
     // session it opened is cancelled.
-    let fallback = server
-        .mock("POST", push_uploads.as_str())
-        .match_query(mount_query())
-        .with_status(202)
-        .with_header("location", &format!("{push_uploads}m-1?_state=q"))
-        .create_async()
-        .await;
-    let cancel = server
-        .mock("DELETE", format!("{push_uploads}m-1?_state=q").as_str())
-        .with_status(204)
+    let opened = session("m-1?_state=q");
+    let fallback = mount_answer(&mut server, 202, &opened).await;
+    let cancel = reply(&mut server, "DELETE", opened.as_str(), 204, &[])
         .expect(1)
         .create_async()
         .await;
     let r = run_one(&cfg, CheckKind::Capabilities).await;
     fallback.assert_async().await;
     cancel.assert_async().await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Info, Reason::Unsupported, Some(202)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Info, Reason::Unsupported, Some(202)));
     assert_eq!(states(&r), [S, S, S, U, S]);
     assert!(
         ev(&r, "mount_upload_cancel").contains("cancelled"),
@@ -1039,48 +955,21 @@ async fn capabilities_all_supported_then_a_mount_answered_202() {
 #[tokio::test]
 async fn capabilities_write_probes_403_and_5xx() {
     let mut server = mockito::Server::new_async().await;
-    let push_uploads = format!("/v2/{PUSH_REPO}/blobs/uploads/");
+    let any_upload = || Matcher::Regex(format!("^{}", uploads()));
     // Registered first, so the all-supported mocks below do not shadow them.
-    server
-        .mock("POST", Matcher::Regex(format!("^{push_uploads}")))
-        .with_status(403)
-        .create_async()
-        .await;
-    for kind in ["manifests", "blobs"] {
-        server
-            .mock(
-                "DELETE",
-                format!("/v2/{PUSH_REPO}/{kind}/{NOWHERE_DIGEST}").as_str(),
-            )
-            .with_status(403)
-            .create_async()
-            .await;
-    }
+    answer(&mut server, "POST", any_upload(), 403, &[], "").await;
+    delete_probes(&mut server, 403).await;
     capable_registry(&mut server).await;
     let cfg = config(&server.url(), &login("a", "b"));
     let r = run_one(&cfg, CheckKind::Capabilities).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Info, Reason::Forbidden, Some(403)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Info, Reason::Forbidden, Some(403)));
     assert_eq!(states(&r), [S, S, D, D, D]);
 
     server.reset();
-    server
-        .mock("POST", Matcher::Regex(format!("^{push_uploads}")))
-        .with_status(503)
-        .create_async()
-        .await;
+    answer(&mut server, "POST", any_upload(), 503, &[], "").await;
     capable_registry(&mut server).await;
     let r = run_one(&cfg, CheckKind::Capabilities).await;
-    assert_eq!(
-        outcome(&r),
-        (Status::Info, Reason::ServerError, Some(503)),
-        "{}",
-        r.message
-    );
+    assert_outcome(&r, (Status::Info, Reason::ServerError, Some(503)));
     assert_eq!(states(&r), [S, S, E, E, S]);
 
     let r = run_one(&config("http://127.0.0.1:1", ""), CheckKind::Capabilities).await;

@@ -2,6 +2,7 @@
 //! (decoded with `opentelemetry-proto`), the flush on SIGTERM, and log lines in logfmt and
 //! JSON that parse and carry no secret, at trace level.
 
+use crate::common::mock::answer;
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -156,11 +157,7 @@ fn any_to_string(v: Option<&AnyValue>) -> String {
 async fn mock_registry(auth: bool) -> mockito::ServerGuard {
     let mut server = mockito::Server::new_async().await;
     if !auth {
-        server
-            .mock("GET", "/v2/")
-            .with_status(200)
-            .create_async()
-            .await;
+        answer(&mut server, "GET", "/v2/", 200, &[], "").await;
         server
             .mock("HEAD", MANIFEST)
             .with_status(200)

@@ -8,6 +8,7 @@
 //! `tests/suite/verdicts/skopeo_oracle.rs` runs skopeo against the same emulations.
 
 use crate::common;
+use crate::common::mock::{answer, unauthorized};
 use crate::emulations;
 use crate::support;
 
@@ -424,13 +425,7 @@ async fn harbor_refusing_a_push_to_a_proxy_cache_project_is_quoted_and_not_fixed
 {
     let mut server = mockito::Server::new_async().await;
     common::basic_challenge(&mut server).await;
-    server
-        .mock("POST", "/v2/probe/push/blobs/uploads/")
-        .with_status(403)
-        .with_header("content-type", "application/json")
-        .with_body(r#"{"errors":[{"code":"DENIED","message":"can not push artifact to a proxy project: probe"}]}"#)
-        .create_async()
-        .await;
+    answer(&mut server, "POST", "/v2/probe/push/blobs/uploads/", 403, &[("content-type", "application/json")], r#"{"errors":[{"code":"DENIED","message":"can not push artifact to a proxy project: probe"}]}"#).await;
     let cfg = config(&server.url(), LOGIN);
     let push = round(&cfg, &[CheckKind::Push]).await.remove(0);
     assert_eq!(push.status, Status::Fail, "{}", push.message);
@@ -596,19 +591,24 @@ async fn the_doctor_names_one_root_cause_for_each_of_the_three_answers() {
 #[tokio::test]
 async fn a_catch_all_head_200_without_a_manifest_type_does_not_make_a_pull_pass() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("HEAD", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", "text/plain")
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST_PATH)
-        .with_status(200)
-        .with_header("content-type", "text/html")
-        .with_body(SIGN_IN_PAGE)
-        .create_async()
-        .await;
+    answer(
+        &mut server,
+        "HEAD",
+        MANIFEST_PATH,
+        200,
+        &[("content-type", "text/plain")],
+        "",
+    )
+    .await;
+    answer(
+        &mut server,
+        "GET",
+        MANIFEST_PATH,
+        200,
+        &[("content-type", "text/html")],
+        SIGN_IN_PAGE,
+    )
+    .await;
     let cfg = config(&server.url(), "");
     let pull = round(&cfg, &[CheckKind::Pull]).await.remove(0);
     assert_eq!(
@@ -633,13 +633,14 @@ async fn a_token_refused_at_the_api_root_after_the_token_service_issued_it_is_no
         .with_body(r#"{"token":"t","expires_in":300}"#)
         .create_async()
         .await;
-    server
-        .mock("GET", "/v2/")
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
-        .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
-        .create_async()
-        .await;
+    unauthorized(
+        &mut server,
+        "GET",
+        "/v2/",
+        &challenge,
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+    )
+    .await;
     let cfg = config(&server.url(), LOGIN);
     let creds = round(&cfg, &[CheckKind::Credentials]).await.remove(0);
     assert_eq!(

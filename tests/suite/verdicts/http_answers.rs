@@ -2,6 +2,7 @@
 //! a refused connection, an endless body, and a redirect to another host.
 
 use crate::common;
+use crate::common::mock::answer;
 
 use std::time::Duration;
 
@@ -55,11 +56,7 @@ async fn pull_403_is_fail_forbidden() {
 #[tokio::test]
 async fn pull_5xx_and_429_fail_with_their_reasons() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(503)
-        .create_async()
-        .await;
+    answer(&mut server, "HEAD", MANIFEST, 503, &[], "").await;
     let cfg = config(&server.url(), "");
     let r = run_one(&cfg, CheckKind::Pull).await;
     assert_eq!(
@@ -68,20 +65,12 @@ async fn pull_5xx_and_429_fail_with_their_reasons() {
     );
 
     server.reset();
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(429)
-        .create_async()
-        .await;
+    answer(&mut server, "HEAD", MANIFEST, 429, &[], "").await;
     let r = run_one(&cfg, CheckKind::Pull).await;
     assert_eq!((r.status, r.reason), (Status::Fail, Reason::RateLimited));
 
     server.reset();
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(418)
-        .create_async()
-        .await;
+    answer(&mut server, "HEAD", MANIFEST, 418, &[], "").await;
     let r = run_one(&cfg, CheckKind::Pull).await;
     assert_eq!(
         (r.status, r.reason, r.http_status),
@@ -134,12 +123,15 @@ async fn pull_records_digest_and_media_type_and_sends_every_manifest_type() {
 #[tokio::test]
 async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("GET", "/v2/")
-        .with_status(404)
-        .with_body("<html>not here</html>")
-        .create_async()
-        .await;
+    answer(
+        &mut server,
+        "GET",
+        "/v2/",
+        404,
+        &[],
+        "<html>not here</html>",
+    )
+    .await;
     let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
     // Not the API at /v2/ is a root cause of its own: every client fails there.
     assert_eq!(
@@ -152,11 +144,7 @@ async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
     );
 
     server.reset();
-    server
-        .mock("GET", "/v2/")
-        .with_status(502)
-        .create_async()
-        .await;
+    answer(&mut server, "GET", "/v2/", 502, &[], "").await;
     let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
     assert_eq!(
         (r.status, r.reason, r.http_status),

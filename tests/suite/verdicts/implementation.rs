@@ -3,6 +3,7 @@
 //! `oci_registry_implementation_info`; it never changes a verdict.
 
 use crate::common;
+use crate::common::mock::answer;
 use crate::support;
 
 use std::process::Command;
@@ -46,13 +47,7 @@ async fn harbor_denying_pull() -> mockito::ServerGuard {
     // Harbor answers GET as HEAD; a HEAD's body never arrives, so the pull asks again with
     // GET to read the error (issue 20 §2).
     for method in ["HEAD", "GET"] {
-        server
-            .mock(method, "/v2/library/alpine/manifests/latest")
-            .with_status(403)
-            .with_header("content-type", "application/json; charset=utf-8")
-            .with_body(r#"{"errors":[{"code":"DENIED","message":"unauthorized to access repository: library/alpine, action: pull: unauthorized to access repository: library/alpine, action: pull"}]}"#)
-            .create_async()
-            .await;
+        answer(&mut server, method, "/v2/library/alpine/manifests/latest", 403, &[("content-type", "application/json; charset=utf-8")], r#"{"errors":[{"code":"DENIED","message":"unauthorized to access repository: library/alpine, action: pull: unauthorized to access repository: library/alpine, action: pull"}]}"#).await;
     }
     server
 }

@@ -6,6 +6,7 @@
 //! registry can show the same thing, the test uses it. docs/compatibility.md links here.
 
 use crate::common;
+use crate::common::mock::{answer, unauthorized};
 use crate::support;
 
 use common::{basic_challenge, config_from_toml};
@@ -67,13 +68,18 @@ fn referrers_path() -> String {
 
 /// The test manifest, answered to HEAD with its digest as Distribution does.
 async fn server_with_manifest(server: &mut mockito::ServerGuard) {
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(200)
-        .with_header("docker-content-digest", DIGEST)
-        .with_header("content-type", OCI_MANIFEST)
-        .create_async()
-        .await;
+    answer(
+        server,
+        "HEAD",
+        MANIFEST,
+        200,
+        &[
+            ("docker-content-digest", DIGEST),
+            ("content-type", OCI_MANIFEST),
+        ],
+        "",
+    )
+    .await;
 }
 
 fn oci_error(code: &str, message: &str) -> String {
@@ -275,11 +281,7 @@ async fn ecr_push_into_missing_repository_is_repository_not_found() {
 #[tokio::test]
 async fn delete_probe_answered_name_unknown_proves_nothing() {
     let mut server = mockito::Server::new_async().await;
-    server
-        .mock("GET", "/v2/")
-        .with_status(200)
-        .create_async()
-        .await;
+    answer(&mut server, "GET", "/v2/", 200, &[], "").await;
     for path in ["manifests", "blobs"] {
         server
             .mock(
@@ -347,12 +349,7 @@ async fn ecr_expired_token_403_is_credentials_expired() {
         .with_body(&expired)
         .create_async()
         .await;
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(403)
-        .with_body(&expired)
-        .create_async()
-        .await;
+    answer(&mut server, "HEAD", MANIFEST, 403, &[], &expired).await;
     // A HEAD answer has no body to carry the message, so the credentials check (a GET of
     // /v2/) is the one that can tell an expired token from a missing permission.
     let cfg = config(
@@ -382,19 +379,24 @@ async fn nexus_head_without_docker_content_digest_falls_back_to_get() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let digest = format!("sha256:{hex}");
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .create_async()
-        .await;
-    server
-        .mock("GET", MANIFEST)
-        .with_status(200)
-        .with_header("content-type", OCI_MANIFEST)
-        .with_body(body)
-        .create_async()
-        .await;
+    answer(
+        &mut server,
+        "HEAD",
+        MANIFEST,
+        200,
+        &[("content-type", OCI_MANIFEST)],
+        "",
+    )
+    .await;
+    answer(
+        &mut server,
+        "GET",
+        MANIFEST,
+        200,
+        &[("content-type", OCI_MANIFEST)],
+        body,
+    )
+    .await;
     let referrers = server
         .mock(
             "GET",
@@ -457,19 +459,24 @@ async fn harbor_referrers_index_as_application_json_is_a_warning() {
 async fn referrers_redirected_to_a_sign_in_page_is_unsupported_not_failed() {
     let mut server = mockito::Server::new_async().await;
     server_with_manifest(&mut server).await;
-    server
-        .mock("GET", referrers_path().as_str())
-        .with_status(302)
-        .with_header("location", "/login?next=/v2/")
-        .create_async()
-        .await;
-    server
-        .mock("GET", Matcher::Regex("^/login".into()))
-        .with_status(200)
-        .with_header("content-type", "text/html")
-        .with_body("<html><body>Sign in</body></html>")
-        .create_async()
-        .await;
+    answer(
+        &mut server,
+        "GET",
+        referrers_path().as_str(),
+        302,
+        &[("location", "/login?next=/v2/")],
+        "",
+    )
+    .await;
+    answer(
+        &mut server,
+        "GET",
+        Matcher::Regex("^/login".into()),
+        200,
+        &[("content-type", "text/html")],
+        "<html><body>Sign in</body></html>",
+    )
+    .await;
     let r = run(&config(&server.url(), ""), CheckKind::Referrers).await;
     assert_eq!(outcome(&r), (Status::Info, Reason::Unsupported, Some(200)));
 }
@@ -483,18 +490,8 @@ async fn ghcr_private_package_without_credentials_is_unauthorized_not_a_bad_pass
         "Bearer realm=\"{}/token\",service=\"ghcr.io\",scope=\"repository:library/alpine:pull\"",
         server.url()
     );
-    server
-        .mock("GET", "/v2/")
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
-        .create_async()
-        .await;
-    server
-        .mock("HEAD", MANIFEST)
-        .with_status(401)
-        .with_header("www-authenticate", &challenge)
-        .create_async()
-        .await;
+    unauthorized(&mut server, "GET", "/v2/", &challenge, "").await;
+    unauthorized(&mut server, "HEAD", MANIFEST, &challenge, "").await;
     server
         .mock("GET", "/token")
         .match_query(Matcher::Any)
