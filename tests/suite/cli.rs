@@ -413,3 +413,46 @@ async fn telemetry_path_moves_the_metrics() {
     };
     assert_eq!(status.code(), Some(0), "a stop by signal exits 0");
 }
+
+#[test]
+fn the_binary_stops_gracefully_on_sigterm() {
+    let port = common::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oci-registry-exporter"))
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+        .env("OCI__RegistryUrl", "http://127.0.0.1:1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up, "the exporter listens");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            assert!(err.contains("shutting down"), "{err}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the exporter did not exit within 5 s of SIGTERM");
+}

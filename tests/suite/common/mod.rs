@@ -17,6 +17,19 @@ use oci_registry_exporter::config::{Config, Target};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// One registry of a configuration: `name` at `url`, a 5 s timeout, and `extra` lines.
+pub fn registry_toml(name: &str, url: &str, extra: &str) -> String {
+    format!("[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"5s\"\n{extra}\n")
+}
+
+/// A registry checked every second, the shortest interval allowed (the timeout is at most
+/// the interval).
+pub fn every_second_toml(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[registries]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"1s\"\ninterval = \"1s\"\n{extra}\n"
+    )
+}
+
 /// A port on 127.0.0.1 that was free a moment ago (the OS picked it), for a server a test
 /// starts.
 pub fn free_port() -> u16 {

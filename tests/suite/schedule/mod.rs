@@ -1,4 +1,5 @@
-//! Who checks what, when: sharding across replicas (`sharding`). Scrape and interval mode
-//! against real registries are in `verdicts::real_registries`.
+//! Who checks what, when: scrape and interval mode, readiness and a scrape's wait
+//! (`modes`), and sharding across replicas (`sharding`).
 
+mod modes;
 mod sharding;
