@@ -46,3 +46,11 @@ pub async fn unauthorized(
     let headers = [("www-authenticate", www_authenticate)];
     answer(server, method, path, 401, &headers, body).await
 }
+
+/// The configuration of one emulated registry named `mock` at `url`, with a 2 s timeout and
+/// `extra` lines.
+pub fn mock_config(url: &str, extra: &str) -> oci_registry_exporter::Config {
+    super::config_from_toml(&format!(
+        "[[registries]]\nname = \"mock\"\nurl = \"{url}\"\ntimeout = \"2s\"\n{extra}\n"
+    ))
+}

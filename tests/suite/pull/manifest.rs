@@ -3,19 +3,13 @@
 //! type are recorded with every manifest type accepted.
 
 use crate::common;
-use crate::common::mock::answer;
+use crate::common::mock::{answer, mock_config};
 
-use common::{basic_challenge, config_from_toml, run_one};
+use common::{basic_challenge, run_one};
 use mockito::Matcher;
 use oci_registry_exporter::checks::{CheckKind, Reason, Status};
 
 const MANIFEST: &str = "/v2/library/alpine/manifests/latest";
-
-fn config(url: &str, extra: &str) -> oci_registry_exporter::Config {
-    config_from_toml(&format!(
-        "[[registries]]\nname = \"mock\"\nurl = \"{url}\"\ntimeout = \"2s\"\n{extra}\n"
-    ))
-}
 
 #[tokio::test]
 async fn pull_403_is_fail_forbidden() {
@@ -35,7 +29,7 @@ async fn pull_403_is_fail_forbidden() {
         .with_body(r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
         .create_async()
         .await;
-    let cfg = config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
+    let cfg = mock_config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
     let r = run_one(&cfg, CheckKind::Pull).await;
     m.assert_async().await;
     get.assert_async().await;
@@ -56,7 +50,7 @@ async fn pull_403_is_fail_forbidden() {
 async fn pull_5xx_and_429_fail_with_their_reasons() {
     let mut server = mockito::Server::new_async().await;
     answer(&mut server, "HEAD", MANIFEST, 503, &[], "").await;
-    let cfg = config(&server.url(), "");
+    let cfg = mock_config(&server.url(), "");
     let r = run_one(&cfg, CheckKind::Pull).await;
     assert_eq!(
         (r.status, r.reason, r.http_status),
@@ -105,7 +99,11 @@ async fn pull_records_digest_and_media_type_and_sends_every_manifest_type() {
         .create_async()
         .await;
     // The manifest HEAD alone is the subject (the blob download: tests/suite/pull/blob.rs).
-    let r = run_one(&config(&server.url(), "pull_blob = false"), CheckKind::Pull).await;
+    let r = run_one(
+        &mock_config(&server.url(), "pull_blob = false"),
+        CheckKind::Pull,
+    )
+    .await;
     m.assert_async().await;
     assert_eq!(r.status, Status::Pass);
     assert_eq!(

@@ -3,7 +3,7 @@
 //! are `pull::manifest`.
 
 use crate::common;
-use crate::common::mock::answer;
+use crate::common::mock::{answer, mock_config};
 
 use std::time::Duration;
 
@@ -12,12 +12,6 @@ use mockito::Matcher;
 use oci_registry_exporter::checks::{CheckKind, Reason, Status};
 
 const MANIFEST: &str = "/v2/library/alpine/manifests/latest";
-
-fn config(url: &str, extra: &str) -> oci_registry_exporter::Config {
-    config_from_toml(&format!(
-        "[[registries]]\nname = \"mock\"\nurl = \"{url}\"\ntimeout = \"2s\"\n{extra}\n"
-    ))
-}
 
 #[tokio::test]
 async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
@@ -31,7 +25,7 @@ async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
         "<html>not here</html>",
     )
     .await;
-    let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    let r = run_one(&mock_config(&server.url(), ""), CheckKind::Registry).await;
     // Not the API at /v2/ is a root cause of its own: every client fails there.
     assert_eq!(
         (r.status, r.reason, r.http_status),
@@ -44,7 +38,7 @@ async fn a_non_registry_answering_404_on_v2_is_not_the_api_and_fails() {
 
     server.reset();
     answer(&mut server, "GET", "/v2/", 502, &[], "").await;
-    let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    let r = run_one(&mock_config(&server.url(), ""), CheckKind::Registry).await;
     assert_eq!(
         (r.status, r.reason, r.http_status),
         (Status::Warn, Reason::ServerError, Some(502))
@@ -62,7 +56,7 @@ async fn registry_check_sends_no_credentials_and_a_401_means_reachable() {
         .with_header("docker-distribution-api-version", "registry/2.0")
         .create_async()
         .await;
-    let cfg = config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
+    let cfg = mock_config(&server.url(), "username = \"alice\"\npassword = \"pw\"");
     let r = run_one(&cfg, CheckKind::Registry).await;
     m.assert_async().await;
     assert_eq!(
@@ -100,7 +94,7 @@ async fn a_refused_connection_is_fail_connection_refused() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let cfg = config(&format!("http://127.0.0.1:{port}"), "");
+    let cfg = mock_config(&format!("http://127.0.0.1:{port}"), "");
     for kind in [CheckKind::Registry, CheckKind::Pull] {
         let r = run_one(&cfg, kind).await;
         assert_eq!(
@@ -131,7 +125,7 @@ async fn an_endless_body_is_cut_off() {
         })
         .create_async()
         .await;
-    let r = run_one(&config(&server.url(), ""), CheckKind::Registry).await;
+    let r = run_one(&mock_config(&server.url(), ""), CheckKind::Registry).await;
     assert_eq!(
         (r.status, r.reason),
         (Status::Fail, Reason::InvalidResponse),
@@ -158,7 +152,7 @@ async fn credentials_are_not_forwarded_on_a_redirect_to_another_host() {
         .with_header("location", &format!("{}{MANIFEST}", other.url()))
         .create_async()
         .await;
-    let cfg = config(
+    let cfg = mock_config(
         &origin.url(),
         "username = \"alice\"\npassword = \"pw\"\npull_blob = false",
     );
