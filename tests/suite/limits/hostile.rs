@@ -7,6 +7,7 @@
 //! Reasons added for these faults are compared by name (`reason.as_str()`), so that each
 //! test also compiles, and fails, against the code before its fix.
 
+use super::an_unusable_challenge_is_an_invalid_response;
 use crate::common;
 use crate::support;
 
@@ -816,27 +817,5 @@ async fn a_non_ascii_challenge_is_an_invalid_response() {
             .create_async()
             .await;
     }
-    let with_credentials = config_from_toml(&format!(
-        "[[registries]]\nname = \"garbled\"\nurl = \"{}\"\ntimeout = \"5s\"\nusername = \"alice\"\npassword = \"pw\"\n",
-        server.url()
-    ));
-    let anonymous = config_from_toml(&format!(
-        "[[registries]]\nname = \"garbled\"\nurl = \"{}\"\ntimeout = \"5s\"\n",
-        server.url()
-    ));
-    for (cfg, kind) in [
-        (&with_credentials, CheckKind::Credentials),
-        (&with_credentials, CheckKind::Pull),
-        (&anonymous, CheckKind::Credentials),
-        (&anonymous, CheckKind::Pull),
-    ] {
-        let r = run_one(cfg, kind).await;
-        assert_eq!(
-            (r.status, r.reason),
-            (Status::Fail, Reason::InvalidResponse),
-            "{kind:?}: {}",
-            r.message
-        );
-        assert!(r.message.contains("WWW-Authenticate"), "{}", r.message);
-    }
+    an_unusable_challenge_is_an_invalid_response(&server.url(), "garbled").await;
 }
