@@ -16,6 +16,17 @@ fn bin() -> Command {
     c
 }
 
+/// `oci-registry-exporter check` with `args` and `--config config`, run to its end.
+fn doctor(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    bin()
+        .arg("check")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).unwrap();
@@ -48,12 +59,7 @@ async fn exit_codes_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, &two_registries(&reg.url));
 
-    let out = bin()
-        .arg("check")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&[], &cfg);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "a failure exits 2:\n{text}");
     assert!(
@@ -78,20 +84,17 @@ async fn exit_codes_text_and_json() {
     );
     assert!(!text.contains("stale-password"), "{text}");
 
-    let out = bin()
-        .args([
-            "check",
+    let out = doctor(
+        &[
             "--registry",
             "good",
             "--check",
             "check.integration.oci.pull",
             "--format",
             "json",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+        ],
+        &cfg,
+    );
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert_eq!(doc["schema_version"], 2);
@@ -108,20 +111,10 @@ async fn exit_codes_text_and_json() {
     assert_eq!(r["evidence"]["digest"], support::seed_manifest_digest());
     assert_eq!(doc["summary"]["pass"], 1);
 
-    let out = bin()
-        .args([
-            "check",
-            "--registry",
-            "bad",
-            "--check",
-            "pull",
-            "--format",
-            "json",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(
+        &["--registry", "bad", "--check", "pull", "--format", "json"],
+        &cfg,
+    );
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &doc["results"][0];
@@ -148,11 +141,7 @@ async fn usage_errors_exit_three_and_warnings_exit_one() {
             server.url()
         ),
     );
-    let out = bin()
-        .args(["check", "--check", "registry", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--check", "registry"], &cfg);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -160,32 +149,16 @@ async fn usage_errors_exit_three_and_warnings_exit_one() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let out = bin()
-        .args(["check", "--check", "bogus", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--check", "bogus"], &cfg);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--check \"bogus\": unknown check"));
-    let out = bin()
-        .args(["check", "--registry", "nope", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--registry", "nope"], &cfg);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--registry \"nope\": no such registry"));
-    let out = bin()
-        .args(["check", "--format", "yaml", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--format", "yaml"], &cfg);
     assert_eq!(out.status.code(), Some(3));
     let bad = write_config(&dir, "[[registries]]\nname = \"x\"\n");
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = doctor(&[], &bad);
     assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -276,11 +249,7 @@ async fn wrong_password_names_the_root_cause_once_and_gives_credential_advice() 
             reg.url
         ),
     );
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&[], &cfg);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(!text.contains("stale-password"), "{text}");
@@ -315,11 +284,7 @@ async fn wrong_password_names_the_root_cause_once_and_gives_credential_advice() 
 
     // The JSON says the same: every affected check has credential advice and points at
     // its root cause.
-    let out = bin()
-        .args(["check", "--format", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--format", "json"], &cfg);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for r in doc["results"].as_array().unwrap() {
         if r["status"] == "pass" {
@@ -380,18 +345,10 @@ async fn every_kind_of_registry_gets_no_false_alarm() {
         ));
     }
     let cfg = write_config(&dir, &text);
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&[], &cfg);
     let report = String::from_utf8_lossy(&out.stdout);
     println!("{report}");
-    let out = bin()
-        .args(["check", "--format", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--format", "json"], &cfg);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for r in doc["results"].as_array().unwrap() {
         let (registry, check, status) = (
@@ -501,11 +458,7 @@ async fn a_healthy_distribution_with_defaults_is_green() {
         reg.url
     );
     let cfg = write_config(&dir, &text);
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&[], &cfg);
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "the doctor exits 0:\n{report}");
     assert!(
@@ -595,11 +548,7 @@ async fn the_doctor_fills_in_the_url_orders_by_severity_and_sums_up() {
         password = support::BASIC_PASSWORD,
     );
     let cfg = write_config(&dir, &text);
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&[], &cfg);
     let report = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{report}");
     let host = format!("127.0.0.1:{}", reg.port());
@@ -644,11 +593,7 @@ async fn the_doctor_fills_in_the_url_orders_by_severity_and_sums_up() {
         "{report}"
     );
 
-    let out = bin()
-        .args(["check", "--format", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = doctor(&["--format", "json"], &cfg);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for r in doc["results"].as_array().unwrap() {
         let fix = r["fix"].to_string();
