@@ -54,3 +54,17 @@ pub fn mock_config(url: &str, extra: &str) -> oci_registry_exporter::Config {
         "[[registries]]\nname = \"mock\"\nurl = \"{url}\"\ntimeout = \"2s\"\n{extra}\n"
     ))
 }
+
+/// `method path` asked without credentials: 401 with a Basic challenge, as an htpasswd
+/// registry answers before it is sent any.
+pub async fn basic_required(
+    server: &mut ServerGuard,
+    method: &str,
+    path: impl Into<Matcher>,
+) -> Mock {
+    let challenge = [("www-authenticate", "Basic realm=\"mock\"")];
+    reply(server, method, path, 401, &challenge)
+        .match_header("authorization", Matcher::Missing)
+        .create_async()
+        .await
+}

@@ -11,7 +11,7 @@
 //! client, is the oracle: it must agree with the verdict.
 
 use crate::common;
-use crate::common::mock::answer;
+use crate::common::mock::{answer, basic_required};
 
 use std::process::Command;
 
@@ -83,32 +83,14 @@ async fn registry(blob_host: &str, basic: bool) -> ServerGuard {
                 .await;
         }
         if basic {
-            server
-                .mock("HEAD", path.as_str())
-                .match_header("authorization", Matcher::Missing)
-                .with_status(401)
-                .with_header("www-authenticate", "Basic realm=\"mock\"")
-                .create_async()
-                .await;
-            server
-                .mock("GET", path.as_str())
-                .match_header("authorization", Matcher::Missing)
-                .with_status(401)
-                .with_header("www-authenticate", "Basic realm=\"mock\"")
-                .create_async()
-                .await;
+            basic_required(&mut server, "HEAD", path.as_str()).await;
+            basic_required(&mut server, "GET", path.as_str()).await;
         }
     }
     for blob in [sha256(CONFIG), sha256(LAYER)] {
         let path = format!("/v2/library/alpine/blobs/{blob}");
         if basic {
-            server
-                .mock("GET", path.as_str())
-                .match_header("authorization", Matcher::Missing)
-                .with_status(401)
-                .with_header("www-authenticate", "Basic realm=\"mock\"")
-                .create_async()
-                .await;
+            basic_required(&mut server, "GET", path.as_str()).await;
         }
         server
             .mock("GET", path.as_str())
