@@ -103,6 +103,7 @@ async fn concurrent_probes_of_one_target_share_one_run() {
 
 #[tokio::test]
 async fn a_probe_flood_does_not_starve_the_schedule() {
+    let _alone = common::TIMED.lock().await;
     let hole = black_hole().await;
     let hole_addr = hole.local_addr().unwrap();
     // "good" refuses connections at once, so each of its rounds takes milliseconds and its

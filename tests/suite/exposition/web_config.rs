@@ -653,13 +653,9 @@ async fn median_latency(url: &str, user: (&str, &str), n: usize) -> Duration {
 /// A flood of wrong passwords must not queue a correct login behind it (it used to: bcrypt ran
 /// one at a time, first come first served, so 64 flooding threads delayed a login by ~4 s),
 /// and an unknown user must cost what a wrong password costs, the first time too.
-/// Held by the tests that time the server and by the flood that would skew their timings
-/// (the tests of one binary run at once on 2 cores).
-static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn a_wrong_password_flood_does_not_delay_a_correct_login() {
-    let _alone = TIMED.lock().await;
+    let _alone = common::TIMED.lock().await;
     let dir = tempfile::tempdir().unwrap();
     // Cost 8: one verification is tens of milliseconds (hundreds in a debug build), long
     // enough to tell queueing from noise, short enough for a 32-client flood.
@@ -780,7 +776,7 @@ async fn slow_sender(port: u16, trickle: bool, stop: tokio_util::sync::Cancellat
 /// timeout is closed, and a new one takes the slot of the oldest incomplete one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_sender_flood_leaves_the_authenticated_scrape_answering() {
-    let _alone = TIMED.lock().await;
+    let _alone = common::TIMED.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = ca("web test CA");
     let (cert, key) = server_cert(&ca, "exporter", 1);

@@ -97,6 +97,7 @@ async fn zero_window_h2(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_reading_scrapers_hold_no_threads_and_change_no_verdict() {
+    let _alone = common::TIMED.lock().await;
     let registry = TestRegistry::start(Kind::Basic).await;
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("password");
