@@ -6,7 +6,9 @@
 //! takes several). `scripts/test --fast` runs the modules that need no external tool
 //! (`project::fast_lane` keeps its list honest). The tests that change process-wide state
 //! (the environment, the working directory, the global tracing subscriber) cannot share this
-//! process: they are `tests/process_global/`.
+//! process: they are `tests/process_global/`. Environment variables a test needs go to the
+//! child processes it starts, never to this process; the floods that time the exporter take
+//! `common::TIMED`, so that no two overlap.
 //!
 //! Shared by the behaviours, not tests themselves: `support` (real Distribution registries
 //! and the seed image), `common` (the exporter in-process, metrics, Prometheus), `emulations`
