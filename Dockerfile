@@ -19,7 +19,7 @@ WORKDIR /src
 # from SOURCE_DATE_EPOCH (reproducible builds) when given.
 ARG ORE_BUILD_REVISION=""
 ARG SOURCE_DATE_EPOCH=""
-# Exactly what the build needs; tests/dockerfile.rs builds the crate from these files alone.
+# Exactly what the build needs; tests/suite/deploy/dockerfile.rs builds the crate from these files alone.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # The cache mounts keep the crate registry and the build directory between builds; the

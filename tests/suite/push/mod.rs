@@ -1,0 +1,3 @@
+//! The write side: the push, capabilities and referrers checks (`capabilities`).
+
+mod capabilities;

@@ -1,0 +1,3 @@
+//! The exporter's own telemetry: OTLP spans and log lines in each format (`otlp`).
+
+mod otlp;
