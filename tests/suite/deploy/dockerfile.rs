@@ -9,12 +9,10 @@
 //! check builds in target/dockerfile-context (its own target directory, so it does not wait
 //! for the lock of the one running this test; the first run compiles the dependencies once).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::k8s::{hadolint, root};
 
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -180,17 +178,6 @@ fn build_stage_copies_are_read_as_docker_reads_them() {
             (vec!["src".into()], "./src".to_string()),
         ]
     );
-}
-
-fn hadolint() -> PathBuf {
-    if let Some(p) = std::env::var_os("HADOLINT") {
-        return PathBuf::from(p);
-    }
-    let venv = root().join("target/tools/venv/bin/hadolint");
-    if venv.is_file() {
-        return venv;
-    }
-    PathBuf::from("hadolint")
 }
 
 #[test]

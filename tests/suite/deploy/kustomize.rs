@@ -31,6 +31,10 @@ use oci_registry_exporter::config::{Config, Credentials, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use super::k8s::{
+    copy_tree, output_text, python_bin, read, root, run, seq, str_of, tool, volume_files,
+};
+
 /// The namespace of overlays/example.
 const NAMESPACE: &str = "monitoring";
 /// The namespace the override test moves the example overlay to.
@@ -62,73 +66,12 @@ const EXAMPLE_SECRET_FILES: [(&str, &str); 2] = [
     ),
 ];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn kube_dir() -> PathBuf {
     root().join("deploy/kubernetes")
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
 // ---------------------------------------------------------------------------------------
 // Rendering with kubectl kustomize
-
-/// The binary `env` names, else the one scripts/test installs at
-/// target/tools/kubectl-layer/NAME/NAME, else NAME on PATH.
-fn tool(env: &str, name: &str) -> PathBuf {
-    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
-        let installed = root().join(format!("target/tools/kubectl-layer/{name}/{name}"));
-        match installed.is_file() {
-            true => installed,
-            false => PathBuf::from(name),
-        }
-    })
-}
-
-/// `PYTHON`, else the virtual environment scripts/test makes under target/tools/venv (Debian's
-/// python3 refuses a system-wide pip install), else `python3`.
-fn python_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = root().join("target/tools/venv/bin/python3");
-    if venv.is_file() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
-
-fn run(mut cmd: Command) -> Output {
-    let what = format!("{cmd:?}");
-    cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {what}: {e}; scripts/test installs kubectl and kubernetes-validate")
-    })
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create directory");
-    for entry in std::fs::read_dir(from).expect("readable directory") {
-        let entry = entry.expect("directory entry");
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        if src.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy file");
-        }
-    }
-}
 
 /// The renderings the tests look at, by name: `base`, `base+<component>` for each
 /// component and the sharding one, `example`, `example-moved` (another namespace, the Probe
@@ -260,6 +203,28 @@ impl Manifest {
     }
 }
 
+/// The exporter's container, mounts, flags and data of a rendered object (super::k8s reads
+/// them from the object's document).
+fn container(workload: &Manifest) -> &Value {
+    super::k8s::container(&workload.doc)
+}
+
+fn mounts(workload: &Manifest) -> BTreeMap<String, Value> {
+    super::k8s::mounts(&workload.doc)
+}
+
+fn flag<'a>(workload: &'a Manifest, flag: &str) -> Option<&'a str> {
+    super::k8s::flag(&workload.doc, flag)
+}
+
+fn data_keys(m: &Manifest) -> BTreeSet<String> {
+    super::k8s::data_keys(&m.doc)
+}
+
+fn data_value(m: &Manifest, key: &str) -> String {
+    super::k8s::data_value(&m.doc, key)
+}
+
 fn parse_documents(text: &str, what: &str) -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(text)
         .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{what} is not valid YAML: {e}")))
@@ -319,96 +284,6 @@ fn named<'a>(manifests: &'a [Manifest], kind: &str, name: &str) -> &'a Manifest 
         .iter()
         .find(|m| m.kind() == kind && m.name() == name)
         .unwrap_or_else(|| panic!("no {kind} named {name:?} is rendered"))
-}
-
-fn seq(v: &Value) -> &[Value] {
-    v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
-}
-
-fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
-    v.as_str()
-        .unwrap_or_else(|| panic!("{what} is missing or not a string: {v:?}"))
-}
-
-/// The exporter's container: the only one of the Deployment.
-fn container(deployment: &Manifest) -> &Value {
-    let containers = seq(&deployment.doc["spec"]["template"]["spec"]["containers"]);
-    assert_eq!(containers.len(), 1, "the Deployment has one container");
-    &containers[0]
-}
-
-/// mountPath → volume, for every volume mount of the container.
-fn mounts(deployment: &Manifest) -> BTreeMap<String, Value> {
-    let volumes = seq(&deployment.doc["spec"]["template"]["spec"]["volumes"]);
-    seq(&container(deployment)["volumeMounts"])
-        .iter()
-        .map(|m| {
-            let name = str_of(&m["name"], "volumeMounts[].name");
-            let volume = volumes
-                .iter()
-                .find(|v| v["name"].as_str() == Some(name))
-                .unwrap_or_else(|| panic!("volumeMount {name} has no volume"));
-            assert!(
-                m["subPath"].is_null(),
-                "volumeMount {name} uses subPath: its files would never be updated"
-            );
-            (
-                str_of(&m["mountPath"], "mountPath").to_string(),
-                volume.clone(),
-            )
-        })
-        .collect()
-}
-
-/// The file names a Secret or ConfigMap volume puts in its directory.
-fn volume_files(volume: &Value, source_keys: &BTreeSet<String>) -> BTreeSet<String> {
-    let source = if volume["secret"].is_null() {
-        &volume["configMap"]
-    } else {
-        &volume["secret"]
-    };
-    let items = seq(&source["items"]);
-    if items.is_empty() {
-        source_keys.clone()
-    } else {
-        items
-            .iter()
-            .map(|i| {
-                let key = str_of(&i["key"], "items[].key");
-                assert!(
-                    source_keys.contains(key),
-                    "volume item key {key:?} is not in its source ({source_keys:?})"
-                );
-                str_of(&i["path"], "items[].path").to_string()
-            })
-            .collect()
-    }
-}
-
-fn data_keys(m: &Manifest) -> BTreeSet<String> {
-    ["data", "stringData"]
-        .iter()
-        .flat_map(|k| m.doc[*k].as_mapping().into_iter().flatten())
-        .map(|(k, _)| str_of(k, "data key").to_string())
-        .collect()
-}
-
-/// The value of key `key` of a ConfigMap or Secret manifest, from data or stringData.
-fn data_value(m: &Manifest, key: &str) -> String {
-    if let Some(s) = m.doc["stringData"][key].as_str() {
-        return s.to_string();
-    }
-    if let Some(s) = m.doc["data"][key].as_str() {
-        if m.kind() == "Secret" {
-            use base64::Engine as _;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s.split_whitespace().collect::<String>())
-                .unwrap_or_else(|e| panic!("{} data.{key} is not base64: {e}", m.name()));
-            return String::from_utf8(bytes).expect("UTF-8 secret value");
-        }
-        return s.to_string();
-    }
-    panic!("{} {} has no key {key:?}", m.kind(), m.name())
 }
 
 /// The ConfigMap mounted at /etc/oci-registry-exporter, whose config.toml the image passes
@@ -1374,14 +1249,6 @@ fn systemd_install_steps_copy_files_the_repository_has() {
 
 // ---------------------------------------------------------------------------------------
 // The sharding component
-
-/// The value of `--flag=value` in the container's args.
-fn flag<'a>(workload: &'a Manifest, flag: &str) -> Option<&'a str> {
-    let prefix = format!("{flag}=");
-    seq(&container(workload)["args"])
-        .iter()
-        .find_map(|a| a.as_str()?.strip_prefix(prefix.as_str()))
-}
 
 #[test]
 fn sharding_component_makes_a_statefulset_of_shards_from_the_deployment() {
