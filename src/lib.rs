@@ -14,7 +14,8 @@
 //! - `store`: the one place results live: latest per registry × check, counters, history.
 //! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
 //! - `report`: debug text, the doctor's text and JSON.
-//! - `scheduler`: interval mode's background loop per registry, spread evenly over intervals.
+//! - `scheduler`: interval mode: follows the generations reloads publish; a loop per registry,
+//!   spread evenly over intervals.
 //! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
 //! - `shard`: `--shard`/`--total-shards`: which registries this replica checks.
 //! - `metrics`: every metric declared once; the store → series; OpenMetrics and classic text.
@@ -154,11 +155,10 @@ pub async fn run_with_options(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let app = Arc::new(App::new(config)?);
-    let generation = app.current();
-    log_shard(&generation);
-    if generation.config.mode == Mode::Interval {
-        scheduler::start(&app, &generation);
-    }
+    log_shard(&app.current());
+    // The one scheduler: it follows the generations reloads publish (in interval mode).
+    app.tasks
+        .spawn(scheduler::run(app.clone(), app.shutdown.clone()));
     reload_on_sighup(&app);
     let server = tokio::spawn(server::serve(
         app.clone(),
