@@ -24,6 +24,7 @@
 //!   `/-/healthy`, `/-/ready`, `/-/reload`, and routing `/` to `status_page`.
 //! - `status_page`: the `/` page: summary, trouble first, causes and fixes, recent results.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
+//! - `tls_signatures`: the signature methods of a rustls verifier, written once for both sides.
 //! - `registry_tls`: the registry client's TLS: trust, client certificate, and the earliest
 //!   expiry of each chain, by leaf certificate.
 //! - `web`: the exporter-toolkit web config file (`web_config`), the web server's TLS and
@@ -51,6 +52,7 @@ pub mod shard;
 pub mod status_page;
 pub mod store;
 pub mod telemetry;
+mod tls_signatures;
 pub mod web;
 
 use std::future::Future;
