@@ -138,6 +138,24 @@ struct Common {
 }
 
 impl Common {
+    /// A generation's common part for `config`: the semaphores of `carried` (the previous
+    /// generation's, when its runtimes can go on), else new ones.
+    fn of(config: &Config, carried: Option<&Common>, retired: &CancellationToken) -> Common {
+        Common {
+            permits: carried.map_or_else(
+                || Arc::new(Semaphore::new(config.max_concurrency)),
+                |c| c.permits.clone(),
+            ),
+            // Derived, not configured: probes may run as many checks at once as the schedule.
+            probe_permits: carried.map_or_else(
+                || Arc::new(Semaphore::new(config.max_concurrency)),
+                |c| c.probe_permits.clone(),
+            ),
+            retired: retired.clone(),
+            runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
+        }
+    }
+
     fn runtime(&self, target: &Arc<Target>, client: RegistryClient) -> TargetRuntime {
         self.runtime_retired_by(target, client, self.retired.clone(), tls_stamp(target))
     }
@@ -167,6 +185,20 @@ impl Common {
     }
 }
 
+/// Indexes of `targets` in name order, for [`Generation::target`]'s binary search. u32,
+/// four bytes a registry: no configuration holds 2^32 registries, each costs kilobytes.
+/// Names are unique (Config::resolve), so a name finds at most one.
+fn name_index(targets: &[Arc<TargetRuntime>]) -> Vec<u32> {
+    let mut by_name: Vec<u32> = (0..targets.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| {
+        targets[a as usize]
+            .target
+            .name
+            .cmp(&targets[b as usize].target.name)
+    });
+    by_name
+}
+
 impl Generation {
     /// The generation of `config`. With `previous` (a reload), a registry whose resolved
     /// settings are unchanged keeps its runtime ([`keeps`]).
@@ -177,19 +209,7 @@ impl Generation {
         let retired = CancellationToken::new();
         // Kept runtimes hold their generation's semaphores, which the next one then shares.
         let carried = previous.filter(|p| p.same_common_settings(&config));
-        let common = Common {
-            permits: carried.map_or_else(
-                || Arc::new(Semaphore::new(config.max_concurrency)),
-                |p| p.common.permits.clone(),
-            ),
-            // Derived, not configured: probes may run as many checks at once as the schedule.
-            probe_permits: carried.map_or_else(
-                || Arc::new(Semaphore::new(config.max_concurrency)),
-                |p| p.common.probe_permits.clone(),
-            ),
-            retired: retired.clone(),
-            runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
-        };
+        let common = Common::of(&config, carried.map(|p| &p.common), &retired);
         let (owned, others): (Vec<&Arc<Target>>, Vec<&Arc<Target>>) = config
             .registries
             .iter()
@@ -234,15 +254,7 @@ impl Generation {
                 })
             })
             .collect();
-        // u32, four bytes a registry: no configuration holds 2^32 registries, each costs
-        // kilobytes. Names are unique (Config::resolve), so a name finds at most one.
-        let mut by_name: Vec<u32> = (0..targets.len() as u32).collect();
-        by_name.sort_unstable_by(|&a, &b| {
-            targets[a as usize]
-                .target
-                .name
-                .cmp(&targets[b as usize].target.name)
-        });
+        let by_name = name_index(&targets);
         let mut others: Vec<OtherShard> = others
             .into_iter()
             .map(|target| OtherShard {
