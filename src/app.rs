@@ -7,20 +7,21 @@
 //! one shared run per registry and check selection, on the probes' own concurrency budget),
 //! and configuration reloads ([`App::reload`]: a new [`Generation`] replaces the old one,
 //! keeping the runtimes of registries whose settings are unchanged, and nothing of a
-//! runtime it retired is recorded after). A generation holds this shard's
-//! registries as its targets and the other shards' for `/probe` alone (see `shard`). It
-//! does not decide when rounds run: that is the scheduler (interval mode) or the HTTP
+//! runtime it retired is recorded after, and the new generation is published to
+//! [`App::generations`]). A generation holds this shard's registries as its targets and the
+//! other shards' for `/probe` alone (see `shard`). It does not decide when rounds run: that
+//! is the scheduler (interval mode), which follows the published generations, or the HTTP
 //! handlers (scrape mode, `/probe`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -137,6 +138,24 @@ struct Common {
 }
 
 impl Common {
+    /// A generation's common part for `config`: the semaphores of `carried` (the previous
+    /// generation's, when its runtimes can go on), else new ones.
+    fn of(config: &Config, carried: Option<&Common>, retired: &CancellationToken) -> Common {
+        Common {
+            permits: carried.map_or_else(
+                || Arc::new(Semaphore::new(config.max_concurrency)),
+                |c| c.permits.clone(),
+            ),
+            // Derived, not configured: probes may run as many checks at once as the schedule.
+            probe_permits: carried.map_or_else(
+                || Arc::new(Semaphore::new(config.max_concurrency)),
+                |c| c.probe_permits.clone(),
+            ),
+            retired: retired.clone(),
+            runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
+        }
+    }
+
     fn runtime(&self, target: &Arc<Target>, client: RegistryClient) -> TargetRuntime {
         self.runtime_retired_by(target, client, self.retired.clone(), tls_stamp(target))
     }
@@ -166,6 +185,20 @@ impl Common {
     }
 }
 
+/// Indexes of `targets` in name order, for [`Generation::target`]'s binary search. u32,
+/// four bytes a registry: no configuration holds 2^32 registries, each costs kilobytes.
+/// Names are unique (Config::resolve), so a name finds at most one.
+fn name_index(targets: &[Arc<TargetRuntime>]) -> Vec<u32> {
+    let mut by_name: Vec<u32> = (0..targets.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| {
+        targets[a as usize]
+            .target
+            .name
+            .cmp(&targets[b as usize].target.name)
+    });
+    by_name
+}
+
 impl Generation {
     /// The generation of `config`. With `previous` (a reload), a registry whose resolved
     /// settings are unchanged keeps its runtime ([`keeps`]).
@@ -176,19 +209,7 @@ impl Generation {
         let retired = CancellationToken::new();
         // Kept runtimes hold their generation's semaphores, which the next one then shares.
         let carried = previous.filter(|p| p.same_common_settings(&config));
-        let common = Common {
-            permits: carried.map_or_else(
-                || Arc::new(Semaphore::new(config.max_concurrency)),
-                |p| p.common.permits.clone(),
-            ),
-            // Derived, not configured: probes may run as many checks at once as the schedule.
-            probe_permits: carried.map_or_else(
-                || Arc::new(Semaphore::new(config.max_concurrency)),
-                |p| p.common.probe_permits.clone(),
-            ),
-            retired: retired.clone(),
-            runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
-        };
+        let common = Common::of(&config, carried.map(|p| &p.common), &retired);
         let (owned, others): (Vec<&Arc<Target>>, Vec<&Arc<Target>>) = config
             .registries
             .iter()
@@ -233,15 +254,7 @@ impl Generation {
                 })
             })
             .collect();
-        // u32, four bytes a registry: no configuration holds 2^32 registries, each costs
-        // kilobytes. Names are unique (Config::resolve), so a name finds at most one.
-        let mut by_name: Vec<u32> = (0..targets.len() as u32).collect();
-        by_name.sort_unstable_by(|&a, &b| {
-            targets[a as usize]
-                .target
-                .name
-                .cmp(&targets[b as usize].target.name)
-        });
+        let by_name = name_index(&targets);
         let mut others: Vec<OtherShard> = others
             .into_iter()
             .map(|target| OtherShard {
@@ -386,11 +399,12 @@ pub enum ReloadError {
 }
 
 pub struct App {
-    // std RwLock: never held across an .await. Written by a reload to swap generations and
-    // forget what the old one exported; read to clone the Arc, and by `record` while it
-    // writes, so a result is either recorded before a reload (and forgotten with its
-    // registry) or refused after it.
-    generation: RwLock<Arc<Generation>>,
+    /// The generation in force, published: the scheduler follows it ([`App::generations`]).
+    /// The channel's lock is never held across an .await. A reload swaps generations and
+    /// forgets what the old one exported under its write lock (`send_modify`); `current`
+    /// reads it to clone the Arc, and `record` holds it while it writes, so a result is
+    /// either recorded before a reload (and forgotten with its registry) or refused after it.
+    generation: watch::Sender<Arc<Generation>>,
     pub metrics: Metrics,
     pub store: Store,
     pub shutdown: CancellationToken,
@@ -415,7 +429,7 @@ impl App {
         }
         metrics.record_reload(true);
         Ok(App {
-            generation: RwLock::new(Arc::new(generation)),
+            generation: watch::Sender::new(Arc::new(generation)),
             metrics,
             store,
             shutdown: CancellationToken::new(),
@@ -428,10 +442,14 @@ impl App {
 
     /// The generation in force now.
     pub fn current(&self) -> Arc<Generation> {
-        self.generation
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.generation.borrow().clone()
+    }
+
+    /// The generations as they are put in force: the one now, then each a reload publishes
+    /// (a follower that falls behind sees the latest; the runtimes a skipped generation
+    /// started are either kept in the latest, and not looping yet, or retired).
+    pub fn generations(&self) -> watch::Receiver<Arc<Generation>> {
+        self.generation.subscribe()
     }
 
     /// Ready once every registry has finished its first round (interval mode; a reload does
@@ -481,32 +499,31 @@ impl App {
             tracing::warn!("{w}");
         }
         // Swap, retire and forget under the write lock: `record` holds the read lock, so no
-        // result of the old generation lands after its registry was forgotten.
-        let mut current = self.generation.write().unwrap_or_else(|p| p.into_inner());
-        let old = std::mem::replace(&mut *current, next.clone());
-        old.retired.cancel();
-        // The runtimes the next generation does not keep stop; the kept ones go on.
-        for rt in &old.targets {
-            if !next.holds(rt) {
-                rt.retired.cancel();
+        // result of the old generation lands after its registry was forgotten. The scheduler
+        // is woken once the lock is released, and starts the loops of the new runtimes.
+        self.generation.send_modify(|current| {
+            let old = std::mem::replace(current, next.clone());
+            old.retired.cancel();
+            // The runtimes the next generation does not keep stop; the kept ones go on.
+            for rt in &old.targets {
+                if !next.holds(rt) {
+                    rt.retired.cancel();
+                }
             }
-        }
-        // Removed registries and checks leave the store, and with it `/metrics`.
-        let kept: Vec<&Target> = next.targets.iter().map(|rt| &*rt.target).collect();
-        self.store.retain(&kept);
-        // A changed registry continues its schedule and readiness (a kept one has them).
-        for rt in &old.targets {
-            if let Some(changed) = next.target(&rt.target.name).filter(|n| !Arc::ptr_eq(n, rt)) {
-                changed.continue_from(rt);
+            // Removed registries and checks leave the store, and with it `/metrics`.
+            let kept: Vec<&Target> = next.targets.iter().map(|rt| &*rt.target).collect();
+            self.store.retain(&kept);
+            // A changed registry continues its schedule and readiness (a kept one has them).
+            for rt in &old.targets {
+                if let Some(changed) = next.target(&rt.target.name).filter(|n| !Arc::ptr_eq(n, rt))
+                {
+                    changed.continue_from(rt);
+                }
             }
-        }
-        for rt in &next.targets {
-            self.store.declare(&rt.target);
-        }
-        drop(current);
-        if next.config.mode == Mode::Interval {
-            crate::scheduler::start(self, &next);
-        }
+            for rt in &next.targets {
+                self.store.declare(&rt.target);
+            }
+        });
         self.metrics.record_reload(true);
         tracing::info!(
             registries = next.targets.len(),
@@ -578,7 +595,7 @@ impl App {
     /// Results of a generation a reload retired are dropped: the new one owns `/metrics`.
     pub fn record(&self, rt: &TargetRuntime, results: Vec<CheckResult>) {
         // Held while writing, see `generation`.
-        let _current = self.generation.read().unwrap_or_else(|p| p.into_inner());
+        let _current = self.generation.borrow();
         if rt.retired.is_cancelled() {
             tracing::debug!(
                 registry = %rt.target.name,

@@ -191,16 +191,62 @@ pub fn diagnose(result: &CheckResult) -> Option<Diagnosis> {
     })
 }
 
-/// The cause and fix of [`diagnose`] for any product.
+/// The cause and fix of [`diagnose`] for any product: one arm per reason, by the group
+/// whose table words it (every reason is routed, so a new one does not compile until it
+/// has words).
 fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
     if matches!(result.status, Status::Pass) {
         return None;
     }
-    let method = result.facts.auth_method.unwrap_or(AuthMethod::Anonymous);
-    let anonymous = method == AuthMethod::Anonymous;
-    let d = |cause, fix| Some(Diagnosis { cause, fix });
-    use AuthMethod as M;
-    use CheckKind as K;
+    use Reason as R;
+    match result.reason {
+        R::Ok => None,
+        R::ConnectionRefused
+        | R::Dns
+        | R::Tls
+        | R::Timeout
+        | R::ConnectionError
+        | R::ProxyUnreachable
+        | R::ProxyAuthRequired
+        | R::ProxyError
+        | R::LocalResourceExhausted
+        | R::InternalError => reaching(result),
+        R::NotARegistry
+        | R::NoChallenge
+        | R::ServerError
+        | R::RateLimited
+        | R::InvalidResponse
+        | R::UnexpectedStatus
+        | R::Unsupported
+        | R::Nonconformant => answers(result),
+        R::MissingPassword
+        | R::SecretUnreadable
+        | R::TokenEndpointUnreachable
+        | R::TokenEndpointError
+        | R::Unauthorized
+        | R::InvalidCredentials
+        | R::CredentialsExpired
+        | R::InsecureTokenRealm
+        | R::NoCredentials => credentials(result),
+        R::Forbidden
+        | R::RepositoryNotFound
+        | R::NotFound
+        | R::ReadOnly
+        | R::RedirectAuthRequired
+        | R::BlobUnreachable
+        | R::BlobDigestMismatch => access(result),
+    }
+}
+
+/// A cause and its fix steps, as the tables below write them.
+fn d(cause: &'static str, fix: &'static [&'static str]) -> Option<Diagnosis> {
+    Some(Diagnosis { cause, fix })
+}
+
+/// Reaching the registry: the network, TLS, a forward proxy, and the exporter's own limits
+/// and bugs. `None` for a reason [`diagnose_generic`] routes elsewhere. A table (one arm
+/// per cause with its steps), as long as its reasons need.
+fn reaching(result: &CheckResult) -> Option<Diagnosis> {
     use Reason as R;
     match (result.check, result.reason) {
         (_, R::ConnectionRefused) => d(
@@ -241,6 +287,54 @@ fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
                 "if the registry requires a client certificate, set client_cert_file and client_key_file",
             ],
         ),
+        (_, R::LocalResourceExhausted) => d(
+            "the exporter ran out of file descriptors (EMFILE/ENFILE): its own limit, not a fault of the registry",
+            &[
+                "raise the exporter's descriptor limit: LimitNOFILE= in its systemd unit, ulimit -n, or the container runtime's nofile limit",
+                "lower max_concurrency, or split the registries over several exporters",
+                "compare ls /proc/<pid>/fd | wc -l with the limit in /proc/<pid>/limits; a count that only grows is a leak worth reporting",
+            ],
+        ),
+        (_, R::InternalError) => d(
+            "the check panicked: a bug in the exporter, not a fault of the registry; the other checks and registries kept running",
+            &[
+                "report it with the message and the exporter's error log line (`a check panicked`), and the exporter's version",
+                "the check runs again at its next turn; if it keeps panicking, remove it from `checks` for this registry until a fix is released",
+            ],
+        ),
+        (_, R::ProxyUnreachable) => d(
+            "the forward proxy the requests go through cannot be reached (refused, timed out, or its host does not resolve): the registry itself was never asked",
+            &[
+                "check that the proxy named in the message is running and listening",
+                "check where it is configured: `proxy_url` for this registry, or HTTPS_PROXY / HTTP_PROXY / NO_PROXY in the exporter's environment",
+                "if the registry must be reached directly, add its host to NO_PROXY",
+            ],
+        ),
+        (_, R::ProxyAuthRequired) => d(
+            "the forward proxy asks for credentials (HTTP 407) and none or wrong ones were given",
+            &[
+                "put the proxy's user and password into the proxy URL (`proxy_url = \"http://user:password@proxy:3128\"`, or HTTPS_PROXY)",
+                "or ask the proxy's administrators to allow the exporter's address without credentials",
+            ],
+        ),
+        (_, R::ProxyError) => d(
+            "the forward proxy was reached but would not carry the request to the registry (it refused the CONNECT tunnel)",
+            &[
+                "check the proxy's logs and rules: is the registry's host and port allowed (many proxies allow CONNECT only to port 443)",
+                "check that the proxy itself can reach the registry",
+            ],
+        ),
+        _ => None,
+    }
+}
+
+/// What answered, and how: not the API, no challenge, errors, limits, missing or
+/// nonconformant features. `None` for a reason [`diagnose_generic`] routes elsewhere. A
+/// table (one arm per cause with its steps), as long as its reasons need.
+fn answers(result: &CheckResult) -> Option<Diagnosis> {
+    use CheckKind as K;
+    use Reason as R;
+    match (result.check, result.reason) {
         (_, R::NotARegistry) => d(
             "what answered is not the registry API: a sign-in page (an SSO or OAuth proxy such as oauth2-proxy or Authelia in front of the registry), a web UI, an HTML error page, or a 404 at /v2/ (a wrong host or path prefix)",
             &[
@@ -271,6 +365,59 @@ fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
                 "watch oci_registry_rate_limit_remaining",
             ],
         ),
+        (K::Referrers, R::Unsupported) => d(
+            "the registry has no OCI referrers API (an OCI distribution spec 1.1 feature); clients such as cosign, notation and oras fall back to sha256-<hex> tags",
+            &[
+                "upgrade the registry to a version with the referrers API (Distribution 3, Harbor 2.8+, Zot, ...)",
+                "until then, make sure signing and verification tools use the tag fallback",
+            ],
+        ),
+        (K::Pull, R::Nonconformant) => d(
+            "the registry (or a proxy in front of it) refuses HEAD on manifests while GET works: docker and skopeo, which GET, pull fine; containerd (Kubernetes nodes, nerdctl), which resolves with HEAD, fails",
+            &[
+                "compare curl -sI and curl -s with the same Accept header on <url>/v2/<repo>/manifests/<tag>: HEAD must answer as GET does",
+                "check the proxy or load balancer in front of the registry for rules that block HEAD",
+            ],
+        ),
+        (_, R::Nonconformant) => d(
+            "the registry serves the referrers API, but not as the OCI spec says: the index comes with another Content-Type (Harbor 2.9 and 2.10 send application/json)",
+            &[
+                "upgrade the registry (Harbor 2.11 fixed it)",
+                "meanwhile, clients that check the type (oras-go) fall back to sha256-<hex> tags: make sure signing and verification use the fallback",
+            ],
+        ),
+        (_, R::Unsupported) => d(
+            "the registry does not support a capability clients may rely on",
+            &[
+                "see which capability in oci_registry_capability_status",
+                "upgrade the registry, or accept the client fallback described in the runbook",
+            ],
+        ),
+        (_, R::InvalidResponse) => d(
+            "the registry's answer could not be used (too large or malformed): a proxy or non-registry answers",
+            &["check what answers at `url` with curl -v"],
+        ),
+        (_, R::UnexpectedStatus) => d(
+            "the registry answered a status the check does not expect",
+            &[
+                "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
+            ],
+        ),
+        _ => None,
+    }
+}
+
+/// The credentials: missing, unreadable, rejected, expired, or a token service that fails;
+/// worded by the authentication method used. `None` for a reason [`diagnose_generic`]
+/// routes elsewhere. A table (one arm per cause with its steps), as long as its reasons
+/// need.
+fn credentials(result: &CheckResult) -> Option<Diagnosis> {
+    let method = result.facts.auth_method.unwrap_or(AuthMethod::Anonymous);
+    let anonymous = method == AuthMethod::Anonymous;
+    use AuthMethod as M;
+    use CheckKind as K;
+    use Reason as R;
+    match (result.check, result.reason) {
         (_, R::MissingPassword) => d(
             "a username is configured without a password: a secret reference probably failed to resolve (an unset environment variable, a secret not mounted)",
             &[
@@ -345,6 +492,39 @@ fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
                 ],
             ),
         },
+        (K::Capabilities, R::NoCredentials) => d(
+            "the write probes (upload, mount, delete) need credentials on this registry and none are configured",
+            &[
+                "configure credentials with push permission on `push_test_repository`",
+                "or accept a lower score: the read probes still run",
+            ],
+        ),
+        (_, R::NoCredentials) => d(
+            "the push check needs credentials and none are configured",
+            &[
+                "configure credentials with push permission on `push_test_repository`",
+                "or remove `push` from `checks` for this registry",
+            ],
+        ),
+        (_, R::InsecureTokenRealm) => d(
+            "the registry is reached over HTTPS but names a plain-HTTP token realm in its Bearer challenge: the credentials would travel in clear text, so the exporter does not send them",
+            &[
+                "configure the registry's token realm with an https:// URL (Distribution: auth.token.realm; behind a proxy, check that it rewrites the challenge to https)",
+                "read the realm the registry names: curl -sI <url>/v2/ | grep -i www-authenticate",
+            ],
+        ),
+        _ => None,
+    }
+}
+
+/// Permission and content: forbidden, missing repositories or images, read-only registries,
+/// blobs that cannot be downloaded or verified. `None` for a reason [`diagnose_generic`]
+/// routes elsewhere. A table (one arm per cause with its steps), as long as its reasons
+/// need.
+fn access(result: &CheckResult) -> Option<Diagnosis> {
+    use CheckKind as K;
+    use Reason as R;
+    match (result.check, result.reason) {
         (K::Push, R::Forbidden) => d(
             "valid credentials without push permission on the push test repository",
             &[
@@ -408,86 +588,12 @@ fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
                 "if maintenance is over, turn read-only mode off (Distribution: storage.maintenance.readonly.enabled); otherwise expect pushes to fail until it ends",
             ],
         ),
-        (K::Capabilities, R::NoCredentials) => d(
-            "the write probes (upload, mount, delete) need credentials on this registry and none are configured",
-            &[
-                "configure credentials with push permission on `push_test_repository`",
-                "or accept a lower score: the read probes still run",
-            ],
-        ),
-        (_, R::NoCredentials) => d(
-            "the push check needs credentials and none are configured",
-            &[
-                "configure credentials with push permission on `push_test_repository`",
-                "or remove `push` from `checks` for this registry",
-            ],
-        ),
-        (K::Referrers, R::Unsupported) => d(
-            "the registry has no OCI referrers API (an OCI distribution spec 1.1 feature); clients such as cosign, notation and oras fall back to sha256-<hex> tags",
-            &[
-                "upgrade the registry to a version with the referrers API (Distribution 3, Harbor 2.8+, Zot, ...)",
-                "until then, make sure signing and verification tools use the tag fallback",
-            ],
-        ),
-        (K::Pull, R::Nonconformant) => d(
-            "the registry (or a proxy in front of it) refuses HEAD on manifests while GET works: docker and skopeo, which GET, pull fine; containerd (Kubernetes nodes, nerdctl), which resolves with HEAD, fails",
-            &[
-                "compare curl -sI and curl -s with the same Accept header on <url>/v2/<repo>/manifests/<tag>: HEAD must answer as GET does",
-                "check the proxy or load balancer in front of the registry for rules that block HEAD",
-            ],
-        ),
-        (_, R::Nonconformant) => d(
-            "the registry serves the referrers API, but not as the OCI spec says: the index comes with another Content-Type (Harbor 2.9 and 2.10 send application/json)",
-            &[
-                "upgrade the registry (Harbor 2.11 fixed it)",
-                "meanwhile, clients that check the type (oras-go) fall back to sha256-<hex> tags: make sure signing and verification use the fallback",
-            ],
-        ),
-        (_, R::Unsupported) => d(
-            "the registry does not support a capability clients may rely on",
-            &[
-                "see which capability in oci_registry_capability_status",
-                "upgrade the registry, or accept the client fallback described in the runbook",
-            ],
-        ),
-        (_, R::InvalidResponse) => d(
-            "the registry's answer could not be used (too large or malformed): a proxy or non-registry answers",
-            &["check what answers at `url` with curl -v"],
-        ),
-        (_, R::UnexpectedStatus) => d(
-            "the registry answered a status the check does not expect",
-            &[
-                "check the HTTP status in oci_registry_check_http_status_code and the registry's logs",
-            ],
-        ),
         (_, R::RedirectAuthRequired) => d(
             "the registry redirected a request to another host (blob storage, a CDN), which asked for authentication: the exporter, like docker and containerd, sends the registry's credentials to no other host, and that host gives no anonymous access",
             &[
                 "see where the redirect leads: curl -sI -u <user> <url>/v2/<repository>/manifests/<tag> | grep -i location",
                 "make the storage behind the redirect accept the registry's signed redirect without credentials (Distribution: the storage driver's redirect settings)",
                 "or disable redirects in the registry (Distribution: storage.redirect.disable: true)",
-            ],
-        ),
-        (_, R::InsecureTokenRealm) => d(
-            "the registry is reached over HTTPS but names a plain-HTTP token realm in its Bearer challenge: the credentials would travel in clear text, so the exporter does not send them",
-            &[
-                "configure the registry's token realm with an https:// URL (Distribution: auth.token.realm; behind a proxy, check that it rewrites the challenge to https)",
-                "read the realm the registry names: curl -sI <url>/v2/ | grep -i www-authenticate",
-            ],
-        ),
-        (_, R::LocalResourceExhausted) => d(
-            "the exporter ran out of file descriptors (EMFILE/ENFILE): its own limit, not a fault of the registry",
-            &[
-                "raise the exporter's descriptor limit: LimitNOFILE= in its systemd unit, ulimit -n, or the container runtime's nofile limit",
-                "lower max_concurrency, or split the registries over several exporters",
-                "compare ls /proc/<pid>/fd | wc -l with the limit in /proc/<pid>/limits; a count that only grows is a leak worth reporting",
-            ],
-        ),
-        (_, R::InternalError) => d(
-            "the check panicked: a bug in the exporter, not a fault of the registry; the other checks and registries kept running",
-            &[
-                "report it with the message and the exporter's error log line (`a check panicked`), and the exporter's version",
-                "the check runs again at its next turn; if it keeps panicking, remove it from `checks` for this registry until a fix is released",
             ],
         ),
         (_, R::BlobUnreachable) => d(
@@ -506,28 +612,6 @@ fn diagnose_generic(result: &CheckResult) -> Option<Diagnosis> {
                 "if the storage is corrupt, push the image again",
             ],
         ),
-        (_, R::ProxyUnreachable) => d(
-            "the forward proxy the requests go through cannot be reached (refused, timed out, or its host does not resolve): the registry itself was never asked",
-            &[
-                "check that the proxy named in the message is running and listening",
-                "check where it is configured: `proxy_url` for this registry, or HTTPS_PROXY / HTTP_PROXY / NO_PROXY in the exporter's environment",
-                "if the registry must be reached directly, add its host to NO_PROXY",
-            ],
-        ),
-        (_, R::ProxyAuthRequired) => d(
-            "the forward proxy asks for credentials (HTTP 407) and none or wrong ones were given",
-            &[
-                "put the proxy's user and password into the proxy URL (`proxy_url = \"http://user:password@proxy:3128\"`, or HTTPS_PROXY)",
-                "or ask the proxy's administrators to allow the exporter's address without credentials",
-            ],
-        ),
-        (_, R::ProxyError) => d(
-            "the forward proxy was reached but would not carry the request to the registry (it refused the CONNECT tunnel)",
-            &[
-                "check the proxy's logs and rules: is the registry's host and port allowed (many proxies allow CONNECT only to port 443)",
-                "check that the proxy itself can reach the registry",
-            ],
-        ),
-        (_, R::Ok) => None,
+        _ => None,
     }
 }

@@ -17,7 +17,7 @@ pub const EXIT_FAIL: u8 = 2;
 /// bad flag or flag value, an unreadable or invalid configuration or web configuration.
 /// Not clap's 2, which the doctor gives to a failed check (docs/operations.md, "Exit codes").
 /// Declared here, with the doctor's other codes, and re-exported at the crate's root for
-/// the daemon (a module never imports the root: `tests/layers.rs`).
+/// the daemon (a module never imports the root: `tests/suite/project/layers.rs`).
 pub const EXIT_USAGE: u8 = 3;
 
 /// A doctor run that could not start: the message names the flag and the fix.

@@ -14,7 +14,8 @@
 //! - `store`: the one place results live: latest per registry × check, counters, history.
 //! - `doctor`: the `check` subcommand: run chosen checks once, exit 0/1/2/3.
 //! - `report`: debug text, the doctor's text and JSON.
-//! - `scheduler`: interval mode's background loop per registry, spread evenly over intervals.
+//! - `scheduler`: interval mode: follows the generations reloads publish; a loop per registry,
+//!   spread evenly over intervals.
 //! - `secret_file`: bounded reads of secret files and Docker configs, off the async workers.
 //! - `shard`: `--shard`/`--total-shards`: which registries this replica checks.
 //! - `metrics`: every metric declared once; the store → series; OpenMetrics and classic text.
@@ -23,6 +24,7 @@
 //!   `/-/healthy`, `/-/ready`, `/-/reload`, and routing `/` to `status_page`.
 //! - `status_page`: the `/` page: summary, trouble first, causes and fixes, recent results.
 //! - `telemetry`: log lines (logfmt or JSON), the check and request spans, OTLP export.
+//! - `tls_signatures`: the signature methods of a rustls verifier, written once for both sides.
 //! - `registry_tls`: the registry client's TLS: trust, client certificate, and the earliest
 //!   expiry of each chain, by leaf certificate.
 //! - `web`: the exporter-toolkit web config file (`web_config`), the web server's TLS and
@@ -50,6 +52,7 @@ pub mod shard;
 pub mod status_page;
 pub mod store;
 pub mod telemetry;
+mod tls_signatures;
 pub mod web;
 
 use std::future::Future;
@@ -154,11 +157,10 @@ pub async fn run_with_options(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let app = Arc::new(App::new(config)?);
-    let generation = app.current();
-    log_shard(&generation);
-    if generation.config.mode == Mode::Interval {
-        scheduler::start(&app, &generation);
-    }
+    log_shard(&app.current());
+    // The one scheduler: it follows the generations reloads publish (in interval mode).
+    app.tasks
+        .spawn(scheduler::run(app.clone(), app.shutdown.clone()));
     reload_on_sighup(&app);
     let server = tokio::spawn(server::serve(
         app.clone(),

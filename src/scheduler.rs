@@ -14,9 +14,12 @@
 //! postpones the next round. Loops stop on shutdown or when a reload retires their
 //! registry's runtime.
 //!
-//! One task per registry, which holds its running round boxed: an idle loop keeps its timer
-//! and tokens only, not the state of `App::round` (about 4 KiB, measured). What a round does
-//! is `App::round`.
+//! One scheduler owns the schedule: [`run`] follows the generations the app publishes
+//! (`App::generations`: the first, then each a reload puts in force) and starts the loops of
+//! a generation's new runtimes; it imports `app`, and `app` knows nothing of it. One task per
+//! registry, which holds its running round boxed: an idle loop keeps its timer and tokens
+//! only, not the state of `App::round` (about 4 KiB, measured). What a round does is
+//! `App::round`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Generation, TargetRuntime};
+use crate::config::Mode;
 
 /// The longest span over which the first rounds of registries without a result are spread:
 /// the exporter is ready within it (plus one round), however long the intervals are.
@@ -46,10 +50,32 @@ const TICK: Duration = Duration::from_millis(10);
 /// 0.95 to 1.05 intervals apart, so registries sharing a host never fall into lockstep.
 const JITTER: f64 = 0.05;
 
+/// The scheduler: until `shutdown`, starts the loops of each generation in force that is in
+/// interval mode (the one now, then each a reload publishes). Spawn it on the app's task
+/// tracker; the loops it starts run there too, so waiting for the tracker waits for them.
+pub async fn run(app: Arc<App>, shutdown: CancellationToken) {
+    let mut generations = app.generations();
+    loop {
+        // Marks the generation seen: a reload published after this is a change to follow.
+        let generation = generations.borrow_and_update().clone();
+        if generation.config.mode == Mode::Interval {
+            start(&app, &generation, &shutdown);
+        }
+        tokio::select! {
+            changed = generations.changed() => {
+                if changed.is_err() {
+                    return; // the app is gone, and its generations with it
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Spawns one loop per registry of `generation` on the app's task tracker, except for the
 /// registries whose runtime a reload kept, whose loop goes on. A loop ends on shutdown or
 /// when a reload retires its registry's runtime.
-pub fn start(app: &Arc<App>, generation: &Arc<Generation>) {
+fn start(app: &Arc<App>, generation: &Generation, shutdown: &CancellationToken) {
     let anchor = Instant::now();
     let intervals: Vec<Duration> = generation
         .targets
@@ -78,26 +104,34 @@ pub fn start(app: &Arc<App>, generation: &Arc<Generation>) {
                 slots.on_tick(at)
             }
         };
-        let app2 = app.clone();
-        let rt = rt.clone();
-        let retired = rt.retired().clone();
-        app.tasks.spawn(run(app2, rt, retired, slots, first));
+        let stop = Stop {
+            shutdown: shutdown.clone(),
+            retired: rt.retired().clone(),
+        };
+        app.tasks
+            .spawn(registry_loop(app.clone(), rt.clone(), stop, slots, first));
     }
 }
 
+/// What ends a registry's loop: shutdown, or a reload retiring its runtime.
+struct Stop {
+    shutdown: CancellationToken,
+    retired: CancellationToken,
+}
+
 /// One registry's loop: sleep until `next`, run a round, schedule the next.
-async fn run(
+async fn registry_loop(
     app: Arc<App>,
     rt: Arc<TargetRuntime>,
-    retired: CancellationToken,
+    stop: Stop,
     slots: Slots,
     mut next: Instant,
 ) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
-            _ = app.shutdown.cancelled() => return,
-            _ = retired.cancelled() => return,
+            _ = stop.shutdown.cancelled() => return,
+            _ = stop.retired.cancelled() => return,
         }
         let started = Instant::now();
         // Boxed: the round's state lives on the heap while it runs, and the idle loop stays
@@ -105,8 +139,8 @@ async fn run(
         let round = Box::pin(app.round(&rt, Duration::ZERO));
         let retry_after = tokio::select! {
             r = round => r,
-            _ = app.shutdown.cancelled() => return,
-            _ = retired.cancelled() => return,
+            _ = stop.shutdown.cancelled() => return,
+            _ = stop.retired.cancelled() => return,
         };
         rt.scheduled_round_done(started.into_std());
         next = slots.on_tick(slots.next_after(started) + jitter(slots.interval));
@@ -265,10 +299,14 @@ mod tests {
         let rt = generation.targets[0].clone();
         let round = std::mem::size_of_val(&app.round(&rt, Duration::ZERO));
         let now = Instant::now();
-        let idle = std::mem::size_of_val(&run(
+        let stop = Stop {
+            shutdown: app.shutdown.clone(),
+            retired: rt.retired().clone(),
+        };
+        let idle = std::mem::size_of_val(&registry_loop(
             app.clone(),
             rt.clone(),
-            rt.retired().clone(),
+            stop,
             Slots::new(now, 0.0, S(60)),
             now,
         ));

@@ -15,7 +15,7 @@
 //! Legible at 3 a.m.: all text is dark on a white or lightly tinted background, and a status
 //! is never told by text colour alone but by a badge (white on a dark colour) and the row's
 //! stripe; every text/background pair is at least 4.5:1 (WCAG AA), which
-//! `tests/status_page.rs` measures in a real browser (headless Chromium).
+//! `tests/suite/status_page.rs` measures in a real browser (headless Chromium).
 //!
 //! Everything that comes from configuration or from a registry (names, messages, URLs) is
 //! HTML-escaped on the way out. No JavaScript.

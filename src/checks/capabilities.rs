@@ -606,6 +606,28 @@ impl Probing<'_> {
 
     /// Turns the probes into the check's result.
     fn finish(mut self, aborted: Option<Abort>) -> CheckResult {
+        let failure = self.complete(aborted);
+        let (status, reason, code, message) = self.verdict(failure.as_ref());
+        let mut result = CheckResult::new(KIND, status, reason, message);
+        result.http_status = code;
+        result.api_version = self.api_version;
+        result.facts.capabilities = self
+            .probes
+            .iter()
+            .map(|p| (p.capability, p.state))
+            .collect();
+        for p in &self.probes {
+            result
+                .evidence
+                .insert(p.capability.as_str(), p.note.clone());
+        }
+        result.evidence.extend(self.evidence);
+        result
+    }
+
+    /// Every capability gets a probe, in [`Capability::ALL`]'s order: the one an error
+    /// aborted says so (and is returned), the ones never reached "not probed".
+    fn complete(&mut self, aborted: Option<Abort>) -> Option<Abort> {
         let mut failure = None;
         if let Some(abort) = aborted {
             self.push(
@@ -630,6 +652,12 @@ impl Probing<'_> {
         }
         self.probes
             .sort_by_key(|p| Capability::ALL.iter().position(|c| *c == p.capability));
+        failure
+    }
+
+    /// The check's status, reason, HTTP status and message from the complete probes: an
+    /// abort fails; the referrers API missing, or any other capability, is `info`.
+    fn verdict(&self, failure: Option<&Abort>) -> (Status, Reason, Option<u16>, String) {
         let supported = self
             .probes
             .iter()
@@ -655,7 +683,7 @@ impl Probing<'_> {
             .find(|p| p.reason == Reason::ReadOnly)
             .or_else(|| missing.clone().next());
 
-        let (status, reason, code, message) = if let Some(abort) = &failure {
+        if let Some(abort) = failure {
             (
                 Status::Fail,
                 abort.error.reason(),
@@ -691,22 +719,7 @@ impl Probing<'_> {
                 referrers.and_then(|p| p.code),
                 format!("all {total} capabilities supported: {summary}"),
             )
-        };
-        let mut result = CheckResult::new(KIND, status, reason, message);
-        result.http_status = code;
-        result.api_version = self.api_version;
-        result.facts.capabilities = self
-            .probes
-            .iter()
-            .map(|p| (p.capability, p.state))
-            .collect();
-        for p in &self.probes {
-            result
-                .evidence
-                .insert(p.capability.as_str(), p.note.clone());
         }
-        result.evidence.extend(self.evidence);
-        result
     }
 }
 

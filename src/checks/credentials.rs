@@ -8,7 +8,7 @@
 use super::{
     AuthMethod, CheckContext, CheckKind, CheckResult, Reason, Status, refused, with_answer_evidence,
 };
-use crate::client::{Challenges, RequestError};
+use crate::client::{Challenges, RequestError, Response};
 use crate::config::Target;
 use crate::distribution::{Answer, Class};
 
@@ -28,40 +28,10 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
         }
     };
     let answer = Answer::api_root(&resp);
-    let code = answer.status;
-    let used_token = cx.trail_has_token_request();
     let anonymous = method == AuthMethod::Anonymous;
     let m = method.as_str();
     let (status, reason, message) = match answer.class {
-        Class::Success if anonymous && used_token => (
-            Status::Pass,
-            Reason::Ok,
-            "no credentials configured; the registry's token service hands out anonymous tokens"
-                .to_string(),
-        ),
-        Class::Success if anonymous => (
-            Status::Pass,
-            Reason::Ok,
-            "no credentials configured and none needed: the registry is open".to_string(),
-        ),
-        Class::Success if used_token => (
-            Status::Pass,
-            Reason::Ok,
-            format!("credentials ({m}) accepted by the registry's token service"),
-        ),
-        // Nothing asked for credentials, so none were sent (as Docker and skopeo do).
-        Class::Success if !cx.sent_credentials() => (
-            Status::Pass,
-            Reason::Ok,
-            format!(
-                "the registry's API root is open, so the credentials ({m}) were not needed there; they are sent where a repository asks for them"
-            ),
-        ),
-        Class::Success => (
-            Status::Pass,
-            Reason::Ok,
-            format!("credentials ({m}) accepted by the registry"),
-        ),
+        Class::Success => (Status::Pass, Reason::Ok, accepted(cx, anonymous, m)),
         // Not the API, or no way to authenticate: the table every check shares words it
         // (the registry check names the same cause, and this result follows it).
         Class::NotTheApi | Class::NoChallenge | Class::Malformed => {
@@ -76,6 +46,52 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             r.api_version = resp.api_version();
             return r.with_evidence("auth_method", m);
         }
+        _ => not_accepted(cx, &answer, &resp, anonymous, m),
+    };
+    let mut r = with_answer_evidence(
+        CheckResult::new(KIND, status, reason, message)
+            .with_http_status(answer.status)
+            .with_evidence("auth_method", m),
+        &answer,
+    );
+    r.facts.auth_method = Some(method);
+    r.facts.error_code = answer.error.map(|e| e.code);
+    r.api_version = resp.api_version();
+    r
+}
+
+/// The message of a `GET /v2/` that succeeded with the credentials of method `m`: by what
+/// took them (the token service, the registry), or why none were needed.
+fn accepted(cx: &CheckContext, anonymous: bool, m: &str) -> String {
+    let used_token = cx.trail_has_token_request();
+    if anonymous && used_token {
+        "no credentials configured; the registry's token service hands out anonymous tokens"
+            .to_string()
+    } else if anonymous {
+        "no credentials configured and none needed: the registry is open".to_string()
+    } else if used_token {
+        format!("credentials ({m}) accepted by the registry's token service")
+    } else if !cx.sent_credentials() {
+        // Nothing asked for credentials, so none were sent (as Docker and skopeo do).
+        format!(
+            "the registry's API root is open, so the credentials ({m}) were not needed there; they are sent where a repository asks for them"
+        )
+    } else {
+        format!("credentials ({m}) accepted by the registry")
+    }
+}
+
+/// The verdict on a `GET /v2/` that the API answered without success: the credentials
+/// missing, rejected, expired or forbidden, or the registry unable to judge them. A table,
+/// one arm per class of answer, as long as the classes need.
+fn not_accepted(
+    cx: &CheckContext,
+    answer: &Answer,
+    resp: &Response,
+    anonymous: bool,
+    m: &str,
+) -> (Status, Reason, String) {
+    match answer.class {
         Class::BadChallenge => (
             Status::Fail,
             Reason::InvalidResponse,
@@ -103,7 +119,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
         // refused that token without saying it is invalid: the two disagree (service name,
         // issuer, signing certificate), the credentials are not what is wrong.
         Class::Unauthenticated
-            if cx.acting(anonymous).credentials_accepted && !super::invalid_token(&answer) =>
+            if cx.acting(anonymous).credentials_accepted && !super::invalid_token(answer) =>
         {
             (
                 Status::Fail,
@@ -111,7 +127,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 format!(
                     "the token service accepted the credentials ({m}) and issued a token, but the registry refused it ({}{}): the token service and the registry disagree (service name, issuer or signing certificate); check the registry's auth.token settings against the token service",
                     answer.describe(),
-                    said(&answer)
+                    said(answer)
                 ),
             )
         }
@@ -120,7 +136,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             Reason::InvalidCredentials,
             format!(
                 "the registry rejected the credentials ({m}){}: they are wrong, rotated or revoked; update the secret",
-                said(&answer)
+                said(answer)
             ),
         ),
         Class::CredentialsExpired => (
@@ -129,7 +145,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             format!(
                 "the registry says the credentials ({m}) have expired ({}{}); refresh them",
                 answer.describe(),
-                said(&answer)
+                said(answer)
             ),
         ),
         Class::NotPermitted | Class::ReadOnly | Class::ProxyCache => (
@@ -138,7 +154,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
             format!(
                 "the registry accepted the login but forbids access ({}{}); check the account's permissions",
                 answer.describe(),
-                said(&answer)
+                said(answer)
             ),
         ),
         Class::RateLimited => (
@@ -152,9 +168,20 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
         Class::ServerError => (
             Status::Fail,
             Reason::ServerError,
-            format!("the registry answered HTTP {code}: credentials cannot be verified"),
+            format!(
+                "the registry answered HTTP {}: credentials cannot be verified",
+                answer.status
+            ),
         ),
-        Class::RepositoryUnknown | Class::NotFound | Class::Unsupported | Class::Unexpected => (
+        // `run` words the first four itself; were one routed here, it is unexpected too.
+        Class::Success
+        | Class::NotTheApi
+        | Class::NoChallenge
+        | Class::Malformed
+        | Class::RepositoryUnknown
+        | Class::NotFound
+        | Class::Unsupported
+        | Class::Unexpected => (
             Status::Warn,
             Reason::UnexpectedStatus,
             format!(
@@ -162,17 +189,7 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 answer.describe()
             ),
         ),
-    };
-    let mut r = with_answer_evidence(
-        CheckResult::new(KIND, status, reason, message)
-            .with_http_status(code)
-            .with_evidence("auth_method", m),
-        &answer,
-    );
-    r.facts.auth_method = Some(method);
-    r.facts.error_code = answer.error.map(|e| e.code);
-    r.api_version = resp.api_version();
-    r
+    }
 }
 
 /// `: "<registry's message>"`, or nothing.

@@ -130,7 +130,8 @@ pub(crate) fn refused(
 }
 
 /// [`refused`] for an act that writes (`writes`) or reads, whatever the check: the
-/// capabilities check's write probes are judged as the push check's request is.
+/// capabilities check's write probes are judged as the push check's request is. Each
+/// class of answer is worded by one of three tables ([`Refusal`]).
 pub(crate) fn refusal(
     kind: CheckKind,
     writes: bool,
@@ -139,158 +140,237 @@ pub(crate) fn refusal(
     doing: &str,
     repo: &str,
 ) -> CheckResult {
-    let what = answer.describe();
-    let said = quoted_message(answer);
-    let anonymous = acting.anonymous;
-    let permission = if writes { "push" } else { "pull" };
+    let words = Refusal {
+        answer,
+        acting,
+        writes,
+        doing,
+        repo,
+        what: answer.describe(),
+        said: quoted_message(answer),
+    };
     let (status, reason, message) = match answer.class {
-        Class::Success => (
-            Status::Pass,
-            Reason::Ok,
-            format!("{doing} succeeded ({what})"),
-        ),
-        Class::NotTheApi => {
-            let (who, excerpt) = match &answer.foreign {
-                Some(f) => (f.describe(), format!("; {}", f.excerpt())),
-                None => (
-                    "something that is not the registry API".to_string(),
-                    String::new(),
-                ),
-            };
-            (
-                Status::Fail,
-                Reason::NotARegistry,
-                format!(
-                    "{doing} got {who} instead of the registry API (HTTP {}{excerpt}); registry clients fail the same way: point `url` at the registry's API, or exempt /v2/ from whatever answers in front of it",
-                    answer.status
-                ),
-            )
+        Class::Success
+        | Class::NotTheApi
+        | Class::Malformed
+        | Class::NoChallenge
+        | Class::BadChallenge
+        | Class::RateLimited
+        | Class::ServerError
+        | Class::Unexpected => words.answered(),
+        Class::Unauthenticated | Class::NotPermitted | Class::CredentialsExpired => {
+            words.credentials()
         }
-        Class::Malformed => (
-            Status::Fail,
-            Reason::InvalidResponse,
-            format!(
-                "{doing}: {} (HTTP {})",
-                answer
-                    .foreign
-                    .as_ref()
-                    .map(|f| f.why.clone())
-                    .unwrap_or_else(|| "a malformed answer".into()),
-                answer.status
-            ),
-        ),
-        Class::NoChallenge => (
-            Status::Fail,
-            Reason::NoChallenge,
-            format!(
-                "the registry answered {what} when {doing}{said}: without a challenge no client (docker, containerd, skopeo) knows how to authenticate, so none sends credentials; a reverse proxy or load balancer in front of the registry most likely strips the header (nginx proxy_hide_header, a header policy): let WWW-Authenticate through"
-            ),
-        ),
-        Class::BadChallenge => (
-            Status::Fail,
-            Reason::InvalidResponse,
-            format!(
-                "the registry answered {what} when {doing}: its WWW-Authenticate challenge cannot be parsed (bytes outside ASCII or broken quoting), so neither the credentials nor their absence can be judged; check the auth configuration of the registry or of the proxy in front of it"
-            ),
-        ),
-        Class::Unauthenticated | Class::NotPermitted if anonymous => (
-            Status::Fail,
-            Reason::Unauthorized,
-            format!(
-                "{doing} requires authentication and no credentials are configured ({what}{said}); configure credentials: username and password_file, token_file or docker_config"
-            ),
-        ),
-        // `invalid_token` names the token itself as bad, whatever was accepted before.
-        Class::Unauthenticated if acting.credentials_accepted && !invalid_token(answer) => (
-            Status::Fail,
-            Reason::Forbidden,
-            format!(
-                "the credentials were accepted (the token service issued a token for them, or the registry took them), but {doing} was refused ({what}{said}): they have no {permission} permission on {repo}; grant {permission} on the repository"
-            ),
-        ),
-        Class::Unauthenticated => (
-            Status::Fail,
-            Reason::InvalidCredentials,
-            format!(
-                "the registry rejected the credentials when {doing} ({what}{said}): they are wrong, rotated or revoked"
-            ),
-        ),
-        Class::NotPermitted => (
-            Status::Fail,
-            Reason::Forbidden,
-            format!(
-                "{doing} was refused ({what}{said}): valid credentials, but no {permission} permission on {repo}; grant {permission} on the repository"
-            ),
-        ),
-        Class::CredentialsExpired => (
-            Status::Fail,
-            Reason::CredentialsExpired,
-            format!(
-                "the registry says the credentials have expired when {doing} ({what}{said}); refresh them"
-            ),
-        ),
-        Class::ProxyCache => (
-            Status::Fail,
-            Reason::ReadOnly,
-            format!(
-                "the registry refuses writes to {repo} ({what}{said}): it belongs to a pull-through (proxy-cache) project, which nobody can push to; point `push_test_repository` at a repository in an ordinary project"
-            ),
-        ),
-        Class::ReadOnly if writes => (
-            Status::Fail,
-            Reason::ReadOnly,
-            format!(
-                "the registry refuses writes to {repo} ({what}{said}): it is in read-only or maintenance mode, so pushes by users fail too"
-            ),
-        ),
-        Class::Unsupported if writes => (
-            Status::Fail,
-            Reason::ReadOnly,
-            format!("the registry does not accept uploads to {repo} ({what}{said})"),
-        ),
-        Class::RepositoryUnknown | Class::NotFound if writes => (
-            Status::Fail,
-            Reason::RepositoryNotFound,
-            format!(
-                "{repo} does not exist ({what}{said}) and the registry does not create repositories on push; create the repository or point `push_test_repository` at one"
-            ),
-        ),
-        Class::RepositoryUnknown => (
-            Status::Info,
-            Reason::NotFound,
-            format!(
-                "{doing} found no repository {repo} ({what}{said}), so this cannot be verified; push a test image or set `test_repository` and `test_tag` to an image that exists"
-            ),
-        ),
-        Class::NotFound => (
-            Status::Info,
-            Reason::NotFound,
-            format!(
-                "{doing} found no such image ({what}{said}), so this cannot be verified; push it or set `test_repository` and `test_tag` to an image that exists"
-            ),
-        ),
-        Class::RateLimited => (
-            Status::Fail,
-            Reason::RateLimited,
-            format!("{doing} is rate limited ({what}{said}); users are limited too"),
-        ),
-        Class::ServerError => (
-            Status::Fail,
-            Reason::ServerError,
-            format!("the registry answered {what} when {doing}{said}: it is unhealthy"),
-        ),
-        Class::ReadOnly | Class::Unsupported | Class::Unexpected => (
-            Status::Warn,
-            Reason::UnexpectedStatus,
-            format!(
-                "the registry answered {what} when {doing}{said}, which the check does not expect"
-            ),
-        ),
+        Class::ProxyCache
+        | Class::ReadOnly
+        | Class::Unsupported
+        | Class::RepositoryUnknown
+        | Class::NotFound => words.repository(),
     };
     let mut result =
         CheckResult::new(kind, status, reason, message).with_http_status(answer.status);
     result.facts.error_code = answer.error.as_ref().map(|e| e.code.clone());
     with_answer_evidence(result, answer)
+}
+
+/// A verdict's status, reason and message.
+type Verdict = (Status, Reason, String);
+
+/// What [`refusal`] words a verdict from: the answer, who acted, the act and its words.
+struct Refusal<'a> {
+    answer: &'a Answer,
+    acting: Acting,
+    writes: bool,
+    doing: &'a str,
+    repo: &'a str,
+    /// The answer, described ("HTTP 403 DENIED").
+    what: String,
+    /// The registry's own message, quoted (`: "..."`), or empty.
+    said: String,
+}
+
+impl Refusal<'_> {
+    /// The pull or push permission the act needs.
+    fn permission(&self) -> &'static str {
+        if self.writes { "push" } else { "pull" }
+    }
+
+    /// An answer the act does not expect (also what a class routed to the wrong table
+    /// would get, rather than a panic).
+    fn unexpected(&self) -> Verdict {
+        let (doing, what, said) = (self.doing, &self.what, &self.said);
+        (
+            Status::Warn,
+            Reason::UnexpectedStatus,
+            format!(
+                "the registry answered {what} when {doing}{said}, which the check does not expect"
+            ),
+        )
+    }
+
+    /// What answered, and how: the API or not, its challenge, limits, health.
+    fn answered(&self) -> Verdict {
+        let (doing, what, said) = (self.doing, &self.what, &self.said);
+        match self.answer.class {
+            Class::Success => (
+                Status::Pass,
+                Reason::Ok,
+                format!("{doing} succeeded ({what})"),
+            ),
+            Class::NotTheApi => {
+                let (who, excerpt) = match &self.answer.foreign {
+                    Some(f) => (f.describe(), format!("; {}", f.excerpt())),
+                    None => (
+                        "something that is not the registry API".to_string(),
+                        String::new(),
+                    ),
+                };
+                (
+                    Status::Fail,
+                    Reason::NotARegistry,
+                    format!(
+                        "{doing} got {who} instead of the registry API (HTTP {}{excerpt}); registry clients fail the same way: point `url` at the registry's API, or exempt /v2/ from whatever answers in front of it",
+                        self.answer.status
+                    ),
+                )
+            }
+            Class::Malformed => (
+                Status::Fail,
+                Reason::InvalidResponse,
+                format!(
+                    "{doing}: {} (HTTP {})",
+                    self.answer
+                        .foreign
+                        .as_ref()
+                        .map(|f| f.why.clone())
+                        .unwrap_or_else(|| "a malformed answer".into()),
+                    self.answer.status
+                ),
+            ),
+            Class::NoChallenge => (
+                Status::Fail,
+                Reason::NoChallenge,
+                format!(
+                    "the registry answered {what} when {doing}{said}: without a challenge no client (docker, containerd, skopeo) knows how to authenticate, so none sends credentials; a reverse proxy or load balancer in front of the registry most likely strips the header (nginx proxy_hide_header, a header policy): let WWW-Authenticate through"
+                ),
+            ),
+            Class::BadChallenge => (
+                Status::Fail,
+                Reason::InvalidResponse,
+                format!(
+                    "the registry answered {what} when {doing}: its WWW-Authenticate challenge cannot be parsed (bytes outside ASCII or broken quoting), so neither the credentials nor their absence can be judged; check the auth configuration of the registry or of the proxy in front of it"
+                ),
+            ),
+            Class::RateLimited => (
+                Status::Fail,
+                Reason::RateLimited,
+                format!("{doing} is rate limited ({what}{said}); users are limited too"),
+            ),
+            Class::ServerError => (
+                Status::Fail,
+                Reason::ServerError,
+                format!("the registry answered {what} when {doing}{said}: it is unhealthy"),
+            ),
+            _ => self.unexpected(),
+        }
+    }
+
+    /// The credentials: none, rejected, expired, or accepted without the permission.
+    fn credentials(&self) -> Verdict {
+        let (doing, repo, what, said) = (self.doing, self.repo, &self.what, &self.said);
+        let permission = self.permission();
+        match self.answer.class {
+            Class::Unauthenticated | Class::NotPermitted if self.acting.anonymous => (
+                Status::Fail,
+                Reason::Unauthorized,
+                format!(
+                    "{doing} requires authentication and no credentials are configured ({what}{said}); configure credentials: username and password_file, token_file or docker_config"
+                ),
+            ),
+            // `invalid_token` names the token itself as bad, whatever was accepted before.
+            Class::Unauthenticated
+                if self.acting.credentials_accepted && !invalid_token(self.answer) =>
+            {
+                (
+                    Status::Fail,
+                    Reason::Forbidden,
+                    format!(
+                        "the credentials were accepted (the token service issued a token for them, or the registry took them), but {doing} was refused ({what}{said}): they have no {permission} permission on {repo}; grant {permission} on the repository"
+                    ),
+                )
+            }
+            Class::Unauthenticated => (
+                Status::Fail,
+                Reason::InvalidCredentials,
+                format!(
+                    "the registry rejected the credentials when {doing} ({what}{said}): they are wrong, rotated or revoked"
+                ),
+            ),
+            Class::NotPermitted => (
+                Status::Fail,
+                Reason::Forbidden,
+                format!(
+                    "{doing} was refused ({what}{said}): valid credentials, but no {permission} permission on {repo}; grant {permission} on the repository"
+                ),
+            ),
+            Class::CredentialsExpired => (
+                Status::Fail,
+                Reason::CredentialsExpired,
+                format!(
+                    "the registry says the credentials have expired when {doing} ({what}{said}); refresh them"
+                ),
+            ),
+            _ => self.unexpected(),
+        }
+    }
+
+    /// The repository or image: a pull-through cache, read-only, missing.
+    fn repository(&self) -> Verdict {
+        let (doing, repo, what, said) = (self.doing, self.repo, &self.what, &self.said);
+        match self.answer.class {
+            Class::ProxyCache => (
+                Status::Fail,
+                Reason::ReadOnly,
+                format!(
+                    "the registry refuses writes to {repo} ({what}{said}): it belongs to a pull-through (proxy-cache) project, which nobody can push to; point `push_test_repository` at a repository in an ordinary project"
+                ),
+            ),
+            Class::ReadOnly if self.writes => (
+                Status::Fail,
+                Reason::ReadOnly,
+                format!(
+                    "the registry refuses writes to {repo} ({what}{said}): it is in read-only or maintenance mode, so pushes by users fail too"
+                ),
+            ),
+            Class::Unsupported if self.writes => (
+                Status::Fail,
+                Reason::ReadOnly,
+                format!("the registry does not accept uploads to {repo} ({what}{said})"),
+            ),
+            Class::RepositoryUnknown | Class::NotFound if self.writes => (
+                Status::Fail,
+                Reason::RepositoryNotFound,
+                format!(
+                    "{repo} does not exist ({what}{said}) and the registry does not create repositories on push; create the repository or point `push_test_repository` at one"
+                ),
+            ),
+            Class::RepositoryUnknown => (
+                Status::Info,
+                Reason::NotFound,
+                format!(
+                    "{doing} found no repository {repo} ({what}{said}), so this cannot be verified; push a test image or set `test_repository` and `test_tag` to an image that exists"
+                ),
+            ),
+            Class::NotFound => (
+                Status::Info,
+                Reason::NotFound,
+                format!(
+                    "{doing} found no such image ({what}{said}), so this cannot be verified; push it or set `test_repository` and `test_tag` to an image that exists"
+                ),
+            ),
+            _ => self.unexpected(),
+        }
+    }
 }
 
 /// The registry's own message and, for an answer that is not the API's, what answered:

@@ -11,9 +11,13 @@
 //! no layer.
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status, refused};
-use crate::client::RequestError;
+use std::time::Duration;
+
+use crate::client::{Landed, RequestError};
 use crate::config::Target;
-use crate::distribution::{BlobFetch, BlobRef, Class, Lookup, ManifestRef, Reference};
+use crate::distribution::{
+    Answer, BlobFetch, BlobRef, Class, Digest, Lookup, ManifestRef, Reference,
+};
 
 const KIND: CheckKind = CheckKind::Pull;
 
@@ -94,28 +98,101 @@ pub(crate) async fn blob_step(
     anonymous: bool,
     resolved: CheckResult,
 ) -> CheckResult {
-    let repo = &target.test_repository;
-    let image = format!("{repo}:{}", target.test_tag);
+    let words = BlobWords {
+        target,
+        cx,
+        anonymous,
+        image: format!("{}:{}", target.test_repository, target.test_tag),
+        registry: cx.api().base_url().origin().ascii_serialization(),
+    };
     let reference = match &found.digest {
         Some(digest) => Reference::Digest(digest),
         None => Reference::Tag(&target.test_tag),
     };
     let fetched = match cx
         .api()
-        .pull_config_blob(repo, &reference, &target.pull_platform)
+        .pull_config_blob(&target.test_repository, &reference, &target.pull_platform)
         .await
     {
         Ok(fetched) => fetched,
         Err(e) => {
             return CheckResult::from_request_error(
                 KIND,
-                &format!("downloading the manifest of {image}"),
+                &format!("downloading the manifest of {}", words.image),
                 &e,
             );
         }
     };
-    let registry = cx.api().base_url().origin().ascii_serialization();
-    let with_blob = |mut r: CheckResult, blob: &BlobRef| {
+    match fetched {
+        BlobFetch::Fetched {
+            blob,
+            landed,
+            bytes,
+            verified,
+            duration,
+        } => words.fetched(resolved, &blob, &landed, bytes, verified, duration),
+        BlobFetch::TooLarge { blob, size } => {
+            let r = resolved.with_evidence(
+                "blob",
+                format!(
+                    "not downloaded: the config blob is {size} bytes, more than the {} bytes a check downloads",
+                    crate::client::MAX_BODY_BYTES
+                ),
+            );
+            words.with_blob(r, &blob)
+        }
+        BlobFetch::NoConfig(why) => {
+            resolved.with_evidence("blob", format!("not downloaded: {why}"))
+        }
+        BlobFetch::ManifestRefused { answer, response } => {
+            let mut r = words.manifest_refused(&answer);
+            r.api_version = response.api_version();
+            r
+        }
+        BlobFetch::Refused {
+            blob,
+            landed,
+            answer,
+            duration,
+        } => {
+            let mut r = words.blob_refused(&blob, &landed, &answer);
+            r.http_status = Some(answer.status);
+            took(r, duration)
+        }
+        BlobFetch::Failed {
+            blob,
+            landed,
+            error,
+            duration,
+        } => took(words.failed(&blob, &landed, &error), duration),
+        BlobFetch::Mismatch {
+            blob,
+            landed,
+            actual,
+            duration,
+        } => took(words.mismatch(&blob, &landed, &actual), duration),
+    }
+}
+
+/// `r` with the time the blob's download took.
+fn took(mut r: CheckResult, duration: Duration) -> CheckResult {
+    r.facts.blob_duration = Some(duration);
+    r
+}
+
+/// What [`blob_step`] words its results with: the image, the registry, who acted.
+struct BlobWords<'a> {
+    target: &'a Target,
+    cx: &'a CheckContext,
+    anonymous: bool,
+    image: String,
+    /// The registry's origin, where a download that went nowhere else answered.
+    registry: String,
+}
+
+impl BlobWords<'_> {
+    /// `r` with the blob's evidence: its digest, the platform followed, any fallback.
+    fn with_blob(&self, mut r: CheckResult, blob: &BlobRef) -> CheckResult {
         r = r.with_evidence("config_blob", blob.digest.as_str());
         if let Some(p) = &blob.platform {
             r = r.with_evidence("platform", p.clone());
@@ -125,19 +202,30 @@ pub(crate) async fn blob_step(
                 "platform_fallback",
                 format!(
                     "the index has no {} manifest; followed {p}",
-                    target.pull_platform
+                    self.target.pull_platform
                 ),
             );
         }
         r
-    };
-    // Where the download answered or failed, in words and as evidence.
-    let host_of = |landed: &Option<crate::client::Landed>| match landed {
-        Some(l) if l.redirected => (l.origin.clone(), true),
-        Some(l) => (l.origin.clone(), false),
-        None => (registry.clone(), false),
-    };
-    let unreachable = |blob: &BlobRef, host: &str, redirected: bool, what: String| {
+    }
+
+    /// Where the download answered or failed, and whether a redirect took it there.
+    fn host_of(&self, landed: &Option<Landed>) -> (String, bool) {
+        match landed {
+            Some(l) if l.redirected => (l.origin.clone(), true),
+            Some(l) => (l.origin.clone(), false),
+            None => (self.registry.clone(), false),
+        }
+    }
+
+    /// The blob cannot be downloaded from `host` (`what` happened there).
+    fn unreachable(
+        &self,
+        blob: &BlobRef,
+        host: &str,
+        redirected: bool,
+        what: String,
+    ) -> CheckResult {
         let (whose, fix) = if redirected {
             (
                 format!("{host}, where the registry redirected the download"),
@@ -154,164 +242,149 @@ pub(crate) async fn blob_step(
             Status::Fail,
             Reason::BlobUnreachable,
             format!(
-                "the manifest of {image} resolves but its config blob {} cannot be downloaded from {whose}: {what}; every pull fails the same way: {fix}",
-                blob.digest
+                "the manifest of {} resolves but its config blob {} cannot be downloaded from {whose}: {what}; every pull fails the same way: {fix}",
+                self.image, blob.digest
             ),
         );
-        with_blob(r, blob).with_evidence("blob_host", host)
-    };
-    match fetched {
-        BlobFetch::Fetched {
-            blob,
-            landed,
-            bytes,
-            verified,
-            duration,
-        } => {
-            let (host, redirected) = host_of(&landed);
-            let check = if verified {
-                "its digest verified"
-            } else {
-                "its digest not verified (an algorithm other than sha256 and sha512)"
-            };
-            let via = if redirected {
-                format!("{host} (redirected from the registry)")
-            } else {
-                host.clone()
-            };
-            let mut r = resolved;
-            r.message = format!(
-                "{}: its config blob ({bytes} bytes) downloaded from {via}, {check}",
-                r.message
-            );
-            r.facts.blob_duration = Some(duration);
-            with_blob(r, &blob).with_evidence("blob_host", via)
-        }
-        BlobFetch::TooLarge { blob, size } => {
-            let r = resolved.with_evidence(
-                "blob",
-                format!(
-                    "not downloaded: the config blob is {size} bytes, more than the {} bytes a check downloads",
-                    crate::client::MAX_BODY_BYTES
-                ),
-            );
-            with_blob(r, &blob)
-        }
-        BlobFetch::NoConfig(why) => {
-            resolved.with_evidence("blob", format!("not downloaded: {why}"))
-        }
-        BlobFetch::ManifestRefused { answer, response } => {
-            let doing = format!("downloading the manifest of {image}");
-            let mut r = match answer.class {
-                // The HEAD found it: a GET that does not is the registry contradicting
-                // itself, and a client's pull (which GETs) fails.
-                Class::NotFound | Class::RepositoryUnknown => CheckResult::new(
-                    KIND,
-                    Status::Fail,
-                    Reason::UnexpectedStatus,
-                    format!(
-                        "the manifest of {image} answers HEAD but its GET answered {}: clients GET it, so pulls fail",
-                        answer.describe()
-                    ),
-                )
-                .with_http_status(answer.status),
-                _ => refused(KIND, &answer, cx.acting(anonymous), &doing, repo),
-            };
-            r.api_version = response.api_version();
-            r
-        }
-        BlobFetch::Refused {
-            blob,
-            landed,
+        self.with_blob(r, blob).with_evidence("blob_host", host)
+    }
+
+    /// The refusal of `answer`, worded for `doing`, as the pull's acting party met it.
+    fn refused(&self, answer: &Answer, doing: &str) -> CheckResult {
+        refused(
+            KIND,
             answer,
-            duration,
-        } => {
-            let (host, redirected) = host_of(&landed);
-            let mut r = if redirected {
-                unreachable(
-                    &blob,
-                    &host,
-                    true,
-                    format!("it answered {}", answer.describe()),
-                )
-            } else {
-                match answer.class {
-                    Class::NotFound | Class::RepositoryUnknown => unreachable(
-                        &blob,
-                        &host,
-                        false,
-                        format!(
-                            "it answered {}: the manifest names a blob its storage does not hold",
-                            answer.describe()
-                        ),
-                    ),
-                    _ => with_blob(
-                        refused(
-                            KIND,
-                            &answer,
-                            cx.acting(anonymous),
-                            &format!("downloading the config blob of {image}"),
-                            repo,
-                        ),
-                        &blob,
-                    ),
-                }
-            };
-            r.http_status = Some(answer.status);
-            r.facts.blob_duration = Some(duration);
-            r
-        }
-        BlobFetch::Failed {
-            blob,
-            landed,
-            error,
-            duration,
-        } => {
-            let (host, redirected) = host_of(&landed);
-            let mut r = match &error {
-                // The registry's token service, the secrets or the proxy: their own reasons.
-                RequestError::Transport { reason, .. }
-                    if !matches!(
-                        reason,
-                        Reason::ProxyUnreachable | Reason::ProxyAuthRequired | Reason::ProxyError
-                    ) =>
-                {
-                    unreachable(&blob, &host, redirected, error.to_string())
-                }
-                RequestError::BodyTooLarge { .. } => {
-                    unreachable(&blob, &host, redirected, error.to_string())
-                }
-                _ => with_blob(
-                    CheckResult::from_request_error(
-                        KIND,
-                        &format!("downloading the config blob of {image}"),
-                        &error,
-                    ),
-                    &blob,
-                ),
-            };
-            r.facts.blob_duration = Some(duration);
-            r
-        }
-        BlobFetch::Mismatch {
-            blob,
-            landed,
-            actual,
-            duration,
-        } => {
-            let (host, _) = host_of(&landed);
-            let mut r = CheckResult::new(
+            self.cx.acting(self.anonymous),
+            doing,
+            &self.target.test_repository,
+        )
+    }
+
+    /// Downloaded: the manifest lookup's result with the blob's size, host and digest check.
+    fn fetched(
+        &self,
+        mut r: CheckResult,
+        blob: &BlobRef,
+        landed: &Option<Landed>,
+        bytes: usize,
+        verified: bool,
+        duration: Duration,
+    ) -> CheckResult {
+        let (host, redirected) = self.host_of(landed);
+        let check = if verified {
+            "its digest verified"
+        } else {
+            "its digest not verified (an algorithm other than sha256 and sha512)"
+        };
+        let via = if redirected {
+            format!("{host} (redirected from the registry)")
+        } else {
+            host.clone()
+        };
+        r.message = format!(
+            "{}: its config blob ({bytes} bytes) downloaded from {via}, {check}",
+            r.message
+        );
+        r.facts.blob_duration = Some(duration);
+        self.with_blob(r, blob).with_evidence("blob_host", via)
+    }
+
+    /// A manifest on the way to the blob was not handed over.
+    fn manifest_refused(&self, answer: &Answer) -> CheckResult {
+        let image = &self.image;
+        match answer.class {
+            // The HEAD found it: a GET that does not is the registry contradicting
+            // itself, and a client's pull (which GETs) fails.
+            Class::NotFound | Class::RepositoryUnknown => CheckResult::new(
                 KIND,
                 Status::Fail,
-                Reason::BlobDigestMismatch,
+                Reason::UnexpectedStatus,
                 format!(
-                    "the config blob {} of {image} downloaded from {host} hashes to {actual}: clients refuse bytes that do not match their digest, so pulls fail; something between (a proxy, a CDN) or the storage altered it",
-                    blob.digest
+                    "the manifest of {image} answers HEAD but its GET answered {}: clients GET it, so pulls fail",
+                    answer.describe()
                 ),
             )
-            .with_evidence("blob_host", host);
-            r.facts.blob_duration = Some(duration);
-            with_blob(r, &blob)
+            .with_http_status(answer.status),
+            _ => self.refused(answer, &format!("downloading the manifest of {image}")),
         }
+    }
+
+    /// The blob's download answered something else than the blob.
+    fn blob_refused(
+        &self,
+        blob: &BlobRef,
+        landed: &Option<Landed>,
+        answer: &Answer,
+    ) -> CheckResult {
+        let (host, redirected) = self.host_of(landed);
+        if redirected {
+            return self.unreachable(
+                blob,
+                &host,
+                true,
+                format!("it answered {}", answer.describe()),
+            );
+        }
+        match answer.class {
+            Class::NotFound | Class::RepositoryUnknown => self.unreachable(
+                blob,
+                &host,
+                false,
+                format!(
+                    "it answered {}: the manifest names a blob its storage does not hold",
+                    answer.describe()
+                ),
+            ),
+            _ => self.with_blob(
+                self.refused(
+                    answer,
+                    &format!("downloading the config blob of {}", self.image),
+                ),
+                blob,
+            ),
+        }
+    }
+
+    /// The blob's download got no usable answer.
+    fn failed(&self, blob: &BlobRef, landed: &Option<Landed>, error: &RequestError) -> CheckResult {
+        let (host, redirected) = self.host_of(landed);
+        match error {
+            // The registry's token service, the secrets or the proxy: their own reasons.
+            RequestError::Transport { reason, .. }
+                if !matches!(
+                    reason,
+                    Reason::ProxyUnreachable | Reason::ProxyAuthRequired | Reason::ProxyError
+                ) =>
+            {
+                self.unreachable(blob, &host, redirected, error.to_string())
+            }
+            RequestError::BodyTooLarge { .. } => {
+                self.unreachable(blob, &host, redirected, error.to_string())
+            }
+            _ => self.with_blob(
+                CheckResult::from_request_error(
+                    KIND,
+                    &format!("downloading the config blob of {}", self.image),
+                    error,
+                ),
+                blob,
+            ),
+        }
+    }
+
+    /// The blob's bytes hash to `actual`, not to its digest.
+    fn mismatch(&self, blob: &BlobRef, landed: &Option<Landed>, actual: &Digest) -> CheckResult {
+        let (host, _) = self.host_of(landed);
+        let r = CheckResult::new(
+            KIND,
+            Status::Fail,
+            Reason::BlobDigestMismatch,
+            format!(
+                "the config blob {} of {} downloaded from {host} hashes to {actual}: clients refuse bytes that do not match their digest, so pulls fail; something between (a proxy, a CDN) or the storage altered it",
+                blob.digest, self.image
+            ),
+        )
+        .with_evidence("blob_host", host);
+        self.with_blob(r, blob)
     }
 }

@@ -6,7 +6,7 @@
 //! HTML page, a 404) fails: it is the root cause of every other check's failure then.
 
 use super::{CheckContext, CheckKind, CheckResult, Reason, Status, with_answer_evidence};
-use crate::client::Challenges;
+use crate::client::{Challenges, Response};
 use crate::config::Target;
 use crate::distribution::{Answer, Class};
 
@@ -20,7 +20,23 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
     let answer = Answer::api_root(&resp);
     let code = answer.status;
     let api_version = resp.api_version();
-    let (status, reason, message) = match answer.class {
+    let (status, reason, message) = verdict(&answer, &resp);
+    let mut result = with_answer_evidence(
+        CheckResult::new(KIND, status, reason, message).with_http_status(code),
+        &answer,
+    );
+    if let Some(v) = api_version {
+        result.api_version = Some(v.clone());
+        result = result.with_evidence("api_version", v);
+    }
+    result
+}
+
+/// The verdict on the API root's answer to an anonymous `GET /v2/`: open, or asking for
+/// credentials by a challenge (both pass), or what stands in the way. A table, one arm per
+/// class of answer.
+fn verdict(answer: &Answer, resp: &Response) -> (Status, Reason, String) {
+    match answer.class {
         Class::Success => (
             Status::Pass,
             Reason::Ok,
@@ -85,14 +101,5 @@ pub async fn run(_target: &Target, cx: &CheckContext) -> CheckResult {
                 answer.describe()
             ),
         ),
-    };
-    let mut result = with_answer_evidence(
-        CheckResult::new(KIND, status, reason, message).with_http_status(code),
-        &answer,
-    );
-    if let Some(v) = api_version {
-        result.api_version = Some(v.clone());
-        result = result.with_evidence("api_version", v);
     }
-    result
 }

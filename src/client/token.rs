@@ -227,7 +227,8 @@ impl RegistryClient {
 
     /// The registry token flow: GET the realm with service and scope (basic credentials
     /// when configured), or POST the OAuth2 refresh_token grant for an identity token.
-    /// Accepts `token` or `access_token`.
+    /// Accepts `token` or `access_token`. The request is recorded in `trail` (the realm's
+    /// host and path only) with what it says of the credentials and the token's lifetime.
     pub(super) async fn fetch_token(
         &self,
         creds: &Resolved,
@@ -249,52 +250,18 @@ impl RegistryClient {
         if !matches!(creds, Resolved::Anonymous) && !credentials_may_go_to(&self.base, &realm) {
             return Err(TokenError::InsecureRealm { realm: shown }.into());
         }
-        let (builder, auth_used) = match creds {
-            Resolved::Identity(refresh) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token".to_string()),
-                    ("refresh_token", refresh.expose_secret().to_string()),
-                    ("client_id", "oci-registry-exporter".to_string()),
-                ];
-                if let Some(service) = &ch.service {
-                    form.push(("service", service.clone()));
-                }
-                // Several scopes travel as repeated `scope` parameters (Docker token spec).
-                for scope in scope.iter().flat_map(|s| s.split_whitespace()) {
-                    form.push(("scope", scope.to_string()));
-                }
-                (
-                    self.request(Method::POST, &realm).form(&form),
-                    AuthUsed::Token,
-                )
-            }
-            _ => {
-                {
-                    let mut q = realm.query_pairs_mut();
-                    if let Some(service) = &ch.service {
-                        q.append_pair("service", service);
-                    }
-                    // Several scopes travel as repeated `scope` parameters (Docker token spec).
-                    for scope in scope.iter().flat_map(|s| s.split_whitespace()) {
-                        q.append_pair("scope", scope);
-                    }
-                }
-                let builder = self.request(Method::GET, &realm);
-                match creds {
-                    Resolved::Basic { username, password } => (
-                        builder.basic_auth(username, Some(password.expose_secret())),
-                        AuthUsed::Basic,
-                    ),
-                    _ => (builder, AuthUsed::None),
-                }
-            }
+        let (builder, auth_used) = self.token_request(creds, ch, scope, &mut realm);
+        let method = if matches!(creds, Resolved::Identity(_)) {
+            "POST"
+        } else {
+            "GET"
         };
         let started = Instant::now();
         // Host and path of the realm: never its query (service, scope) nor credentials.
         let span = tracing::info_span!(
             "token.request",
             otel.kind = "client",
-            method = if matches!(creds, Resolved::Identity(_)) { "POST" } else { "GET" },
+            method,
             realm_host = %format_args!(
                 "{}{}",
                 realm.host_str().unwrap_or_default(),
@@ -304,13 +271,8 @@ impl RegistryClient {
             status = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let mut record = RequestRecord {
-            method: if matches!(creds, Resolved::Identity(_)) {
-                "POST"
-            } else {
-                "GET"
-            }
-            .into(),
+        let record = RequestRecord {
+            method: method.into(),
             path: realm.path().to_string(),
             status: None,
             duration: Duration::ZERO,
@@ -318,117 +280,184 @@ impl RegistryClient {
             note: Some(format!("token request to {shown}")),
             headers: Vec::new(),
         };
-        let result = async {
-            let mut resp = builder.send().await.map_err(|e| TokenError::Unreachable {
-                realm: shown.clone(),
-                detail: transport_error(&e).to_string(),
-            })?;
-            if let Some(expiry) = self.chain_expiry(&resp) {
-                trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
-            }
-            let status = resp.status();
-            // A token service's `Retry-After` counts like the registry's.
-            observe_limits(resp.headers(), status, trail);
-            // Docker Hub's auth.docker.io and other token services limit token requests
-            // too: that is a rate limit, not a broken token service.
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                return Err(TokenError::RateLimited {
-                    realm: shown.clone(),
-                }
-                .into());
-            }
-            // The token service's own words, for the error: a refusal says why.
-            let said = if status.is_success() {
-                String::new()
-            } else {
-                read_bounded(&mut resp, MAX_TOKEN_BYTES)
-                    .await
-                    .map(|body| token_refusal_message(&body))
-                    .unwrap_or_default()
-            };
-            // 400 is how OAuth2 servers refuse a refresh token (`invalid_grant`).
-            let rejected = status == StatusCode::UNAUTHORIZED
-                || status == StatusCode::FORBIDDEN
-                || (status == StatusCode::BAD_REQUEST && matches!(creds, Resolved::Identity(_)));
-            if rejected && matches!(creds, Resolved::Anonymous) {
-                return Err(TokenError::AnonymousRefused {
-                    realm: shown.clone(),
-                    status: status.as_u16(),
-                    said,
-                }
-                .into());
-            }
-            if rejected {
-                return Err(TokenError::Rejected {
-                    realm: shown.clone(),
-                    status: status.as_u16(),
-                    said,
-                }
-                .into());
-            }
-            if !status.is_success() {
-                return Err(TokenError::Status {
-                    realm: shown.clone(),
-                    status: status.as_u16(),
-                    said,
-                }
-                .into());
-            }
-            // What answered, for the error: an HTML page here is a sign-in page or a web
-            // UI, not a token service.
-            let content_type: String = resp
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("none")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(80)
-                .collect();
-            let body = read_bounded(&mut resp, MAX_TOKEN_BYTES)
-                .await
-                .map_err(|e| TokenError::Invalid {
-                    realm: shown.clone(),
-                    detail: e.to_string(),
-                })?;
-            parse_token(&body).map_err(|detail| {
-                RequestError::from(TokenError::Invalid {
-                    realm: shown.clone(),
-                    detail: format!("{detail}; Content-Type {content_type}"),
-                })
-            })
-        }
-        .instrument(span.clone())
-        .await;
-        record.duration = started.elapsed();
-        record.status = match &result {
-            Ok(_) => Some(200),
-            Err(RequestError::Token(TokenError::Rejected { status, .. }))
-            | Err(RequestError::Token(TokenError::AnonymousRefused { status, .. }))
-            | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
-            Err(RequestError::Token(TokenError::RateLimited { .. })) => Some(429),
-            Err(_) => None,
-        };
-        if let Some(code) = record.status {
-            span.record("status", code);
-        }
-        if result.is_err() {
-            span.record("otel.status_code", "error");
-        }
-        let took = record.duration;
-        trail.push(record);
-        if result.is_ok() && !matches!(creds, Resolved::Anonymous) {
-            trail.with(|t| t.credentials_accepted = true);
-        }
-        trail.facts(|f| {
-            f.token_request_duration = Some(took);
-            if let Ok(t) = &result {
-                f.token_expiry = t
-                    .stated_lifetime
-                    .then(|| SystemTime::now().checked_add(t.expires_in))
-                    .flatten();
-            }
-        });
+        let result = self
+            .token_answer(builder, creds, &shown, trail)
+            .instrument(span.clone())
+            .await;
+        record_token_request(trail, record, started, &span, creds, &result);
         result
     }
+
+    /// The token request for `creds`: the OAuth2 refresh_token grant (POST) for an identity
+    /// token, else a GET of the realm with `service` and `scope` added to its query, with
+    /// Basic credentials when configured.
+    fn token_request(
+        &self,
+        creds: &Resolved,
+        ch: &BearerChallenge,
+        scope: Option<&str>,
+        realm: &mut Url,
+    ) -> (reqwest::RequestBuilder, AuthUsed) {
+        // Several scopes travel as repeated `scope` parameters (Docker token spec).
+        let scopes = scope.iter().flat_map(|s| s.split_whitespace());
+        if let Resolved::Identity(refresh) = creds {
+            let mut form = vec![
+                ("grant_type", "refresh_token".to_string()),
+                ("refresh_token", refresh.expose_secret().to_string()),
+                ("client_id", "oci-registry-exporter".to_string()),
+            ];
+            if let Some(service) = &ch.service {
+                form.push(("service", service.clone()));
+            }
+            form.extend(scopes.map(|scope| ("scope", scope.to_string())));
+            return (
+                self.request(Method::POST, realm).form(&form),
+                AuthUsed::Token,
+            );
+        }
+        {
+            let mut q = realm.query_pairs_mut();
+            if let Some(service) = &ch.service {
+                q.append_pair("service", service);
+            }
+            for scope in scopes {
+                q.append_pair("scope", scope);
+            }
+        }
+        let builder = self.request(Method::GET, realm);
+        match creds {
+            Resolved::Basic { username, password } => (
+                builder.basic_auth(username, Some(password.expose_secret())),
+                AuthUsed::Basic,
+            ),
+            _ => (builder, AuthUsed::None),
+        }
+    }
+
+    /// Sends the token request and reads its answer: a token, or the [`TokenError`] that
+    /// says why not (`shown`: the realm as errors name it), in the token service's words.
+    async fn token_answer(
+        &self,
+        builder: reqwest::RequestBuilder,
+        creds: &Resolved,
+        shown: &str,
+        trail: &Trail,
+    ) -> Result<FetchedToken, RequestError> {
+        let realm = || shown.to_string();
+        let mut resp = builder.send().await.map_err(|e| TokenError::Unreachable {
+            realm: realm(),
+            detail: transport_error(&e).to_string(),
+        })?;
+        if let Some(expiry) = self.chain_expiry(&resp) {
+            trail.facts(|f| f.token_endpoint_tls_certificate_expiry = Some(expiry));
+        }
+        let status = resp.status();
+        // A token service's `Retry-After` counts like the registry's.
+        observe_limits(resp.headers(), status, trail);
+        // Docker Hub's auth.docker.io and other token services limit token requests
+        // too: that is a rate limit, not a broken token service.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(TokenError::RateLimited { realm: realm() }.into());
+        }
+        if !status.is_success() {
+            // The token service's own words, for the error: a refusal says why.
+            let said = read_bounded(&mut resp, MAX_TOKEN_BYTES)
+                .await
+                .map(|body| token_refusal_message(&body))
+                .unwrap_or_default();
+            return Err(refusal(creds, status, realm(), said).into());
+        }
+        // What answered, for the error: an HTML page here is a sign-in page or a web
+        // UI, not a token service.
+        let content_type: String = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(80)
+            .collect();
+        let body = read_bounded(&mut resp, MAX_TOKEN_BYTES)
+            .await
+            .map_err(|e| TokenError::Invalid {
+                realm: realm(),
+                detail: e.to_string(),
+            })?;
+        parse_token(&body).map_err(|detail| {
+            RequestError::from(TokenError::Invalid {
+                realm: realm(),
+                detail: format!("{detail}; Content-Type {content_type}"),
+            })
+        })
+    }
+}
+
+/// A token service's refusal (a status that is neither a success nor 429), by who asked:
+/// 401 and 403 (and 400, how OAuth2 servers refuse a refresh token: `invalid_grant`)
+/// reject the credentials, or refuse an anonymous token; anything else is the service's
+/// own failure.
+fn refusal(creds: &Resolved, status: StatusCode, realm: String, said: String) -> TokenError {
+    let rejected = status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+        || (status == StatusCode::BAD_REQUEST && matches!(creds, Resolved::Identity(_)));
+    let status = status.as_u16();
+    match creds {
+        Resolved::Anonymous if rejected => TokenError::AnonymousRefused {
+            realm,
+            status,
+            said,
+        },
+        _ if rejected => TokenError::Rejected {
+            realm,
+            status,
+            said,
+        },
+        _ => TokenError::Status {
+            realm,
+            status,
+            said,
+        },
+    }
+}
+
+/// Records a token request in `trail` and its span: its status and duration, whether the
+/// token service accepted the credentials, and the token's stated lifetime.
+fn record_token_request(
+    trail: &Trail,
+    mut record: RequestRecord,
+    started: Instant,
+    span: &tracing::Span,
+    creds: &Resolved,
+    result: &Result<FetchedToken, RequestError>,
+) {
+    record.duration = started.elapsed();
+    record.status = match result {
+        Ok(_) => Some(200),
+        Err(RequestError::Token(TokenError::Rejected { status, .. }))
+        | Err(RequestError::Token(TokenError::AnonymousRefused { status, .. }))
+        | Err(RequestError::Token(TokenError::Status { status, .. })) => Some(*status),
+        Err(RequestError::Token(TokenError::RateLimited { .. })) => Some(429),
+        Err(_) => None,
+    };
+    if let Some(code) = record.status {
+        span.record("status", code);
+    }
+    if result.is_err() {
+        span.record("otel.status_code", "error");
+    }
+    let took = record.duration;
+    trail.push(record);
+    if result.is_ok() && !matches!(creds, Resolved::Anonymous) {
+        trail.with(|t| t.credentials_accepted = true);
+    }
+    trail.facts(|f| {
+        f.token_request_duration = Some(took);
+        if let Ok(t) = result {
+            f.token_expiry = t
+                .stated_lifetime
+                .then(|| SystemTime::now().checked_add(t.expires_in))
+                .flatten();
+        }
+    });
 }

@@ -424,6 +424,68 @@ impl RegistryClient {
         trail: &Trail,
         note: Option<String>,
     ) -> Result<(Response, Option<Url>), RequestError> {
+        let (builder, auth_used) = self.builder_for(req, url, auth);
+        let started = Instant::now();
+        let mut record = RequestRecord {
+            method: req.method.to_string(),
+            path: url.path().to_string(),
+            status: None,
+            duration: Duration::ZERO,
+            auth: auth_used,
+            note,
+            headers: Vec::new(),
+        };
+        // The path only: the query and the headers (credentials) never go into a span.
+        let span = tracing::info_span!(
+            "http.request",
+            otel.kind = "client",
+            method = %req.method,
+            path = url.path(),
+            status = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let mut seen = Seen::default();
+        let result = self
+            .exchange(builder, req, url, trail, &mut seen)
+            .instrument(span.clone())
+            .await;
+        record.duration = started.elapsed();
+        record.status = result.as_ref().ok().map(|r: &Response| r.status.as_u16());
+        match record.status {
+            Some(code) => span.record("status", code),
+            None => span.record("otel.status_code", "error"),
+        };
+        record.headers = seen.kept_headers;
+        if let Some(other) = &seen.elsewhere {
+            // Scheme, host and port: where the answer came from, never the path or query
+            // (signed URLs). The client drops Authorization on a redirect to another host.
+            let via = format!(
+                "answered by {} after a redirect, without credentials",
+                origin_of(other)
+            );
+            record.note = Some(match record.note.take() {
+                Some(note) => format!("{note}; {via}"),
+                None => via,
+            });
+        }
+        // Credentials the registry itself took (Basic, or a static bearer token).
+        let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
+            && result.as_ref().is_ok_and(|r| r.status.is_success());
+        trail.push(record);
+        if accepted {
+            trail.with(|t| t.credentials_accepted = true);
+        }
+        result.map(|resp| (resp, seen.elsewhere))
+    }
+
+    /// The request `req` to `url` with `auth`, on the client that follows redirects or the
+    /// one that does not, and how it authenticates (for the record).
+    fn builder_for(
+        &self,
+        req: &Request,
+        url: &Url,
+        auth: &Auth,
+    ) -> (reqwest::RequestBuilder, AuthUsed) {
         let mut builder = if req.follow_redirects {
             self.request(req.method.clone(), url)
         } else {
@@ -454,110 +516,78 @@ impl RegistryClient {
                 AuthUsed::Token
             }
         };
-        let started = Instant::now();
-        let mut record = RequestRecord {
-            method: req.method.to_string(),
-            path: url.path().to_string(),
-            status: None,
-            duration: Duration::ZERO,
-            auth: auth_used,
-            note,
-            headers: Vec::new(),
-        };
-        let mut kept_headers = Vec::new();
-        // The path only: the query and the headers (credentials) never go into a span.
-        let span = tracing::info_span!(
-            "http.request",
-            otel.kind = "client",
-            method = %req.method,
-            path = url.path(),
-            status = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        );
-        let mut elsewhere = None;
-        let result = async {
-            // A reused connection the other end closed meanwhile (forward proxies such as
-            // tinyproxy close theirs after each answer): an idempotent request is sent once
-            // more on a fresh one, as Go's net/http does, rather than failing the check.
-            let again = builder
-                .try_clone()
-                .filter(|_| matches!(req.method, Method::GET | Method::HEAD));
-            let mut sent = builder.send().await;
-            if let (Err(e), Some(again)) = (&sent, again)
-                && closed_before_answer(e)
-            {
-                sent = again.send().await;
-            }
-            let mut resp = sent.map_err(|e| self.failure(&e, e.url().unwrap_or(url)))?;
-            let status = resp.status();
-            // A 407 is the proxy's answer (plain-HTTP requests go through it as they are),
-            // never the registry's.
-            if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-                && let Some(proxy) = self.proxy_for(resp.url())
-            {
-                return Err(RequestError::Transport {
-                    reason: Reason::ProxyAuthRequired,
-                    detail: format!(
-                        "{proxy} asks for credentials (407 Proxy Authentication Required)"
-                    ),
-                });
-            }
-            if !same_host(url, resp.url()) {
-                elsewhere = Some(resp.url().clone());
-            }
-            if let Some(expiry) = self.chain_expiry(&resp) {
-                trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
-            }
-            let headers = std::mem::take(resp.headers_mut());
-            observe_limits(&headers, status, trail);
-            kept_headers = debug_headers(&headers, &self.redactor());
-            let body = if req.read_body && req.method != Method::HEAD {
-                read_bounded(&mut resp, MAX_BODY_BYTES).await?
-            } else {
-                Bytes::new()
-            };
-            let redirected_to = Some(resp.url().clone()).filter(|u| u != url).map(|mut u| {
-                u.set_query(None);
-                u.set_fragment(None);
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u
-            });
-            Ok(Response {
-                status,
-                headers,
-                body,
-                redirected_to,
-            })
-        }
-        .instrument(span.clone())
-        .await;
-        record.duration = started.elapsed();
-        record.status = result.as_ref().ok().map(|r: &Response| r.status.as_u16());
-        match record.status {
-            Some(code) => span.record("status", code),
-            None => span.record("otel.status_code", "error"),
-        };
-        record.headers = kept_headers;
-        if let Some(other) = &elsewhere {
-            // Scheme, host and port: where the answer came from, never the path or query
-            // (signed URLs). The client drops Authorization on a redirect to another host.
-            let via = format!(
-                "answered by {} after a redirect, without credentials",
-                origin_of(other)
-            );
-            record.note = Some(match record.note.take() {
-                Some(note) => format!("{note}; {via}"),
-                None => via,
-            });
-        }
-        // Credentials the registry itself took (Basic, or a static bearer token).
-        let accepted = matches!(auth, Auth::Basic(..) | Auth::Bearer(_))
-            && result.as_ref().is_ok_and(|r| r.status.is_success());
-        trail.push(record);
-        if accepted {
-            trail.with(|t| t.credentials_accepted = true);
-        }
-        result.map(|resp| (resp, elsewhere))
+        (builder, auth_used)
     }
+
+    /// Sends the request and reads its answer (the body bounded), noting in `seen` what
+    /// the record keeps even when reading the body fails.
+    async fn exchange(
+        &self,
+        builder: reqwest::RequestBuilder,
+        req: &Request,
+        url: &Url,
+        trail: &Trail,
+        seen: &mut Seen,
+    ) -> Result<Response, RequestError> {
+        // A reused connection the other end closed meanwhile (forward proxies such as
+        // tinyproxy close theirs after each answer): an idempotent request is sent once
+        // more on a fresh one, as Go's net/http does, rather than failing the check.
+        let again = builder
+            .try_clone()
+            .filter(|_| matches!(req.method, Method::GET | Method::HEAD));
+        let mut sent = builder.send().await;
+        if let (Err(e), Some(again)) = (&sent, again)
+            && closed_before_answer(e)
+        {
+            sent = again.send().await;
+        }
+        let mut resp = sent.map_err(|e| self.failure(&e, e.url().unwrap_or(url)))?;
+        let status = resp.status();
+        // A 407 is the proxy's answer (plain-HTTP requests go through it as they are),
+        // never the registry's.
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            && let Some(proxy) = self.proxy_for(resp.url())
+        {
+            return Err(RequestError::Transport {
+                reason: Reason::ProxyAuthRequired,
+                detail: format!("{proxy} asks for credentials (407 Proxy Authentication Required)"),
+            });
+        }
+        if !same_host(url, resp.url()) {
+            seen.elsewhere = Some(resp.url().clone());
+        }
+        if let Some(expiry) = self.chain_expiry(&resp) {
+            trail.facts(|f| f.tls_certificate_expiry = Some(expiry));
+        }
+        let headers = std::mem::take(resp.headers_mut());
+        observe_limits(&headers, status, trail);
+        seen.kept_headers = debug_headers(&headers, &self.redactor());
+        let body = if req.read_body && req.method != Method::HEAD {
+            read_bounded(&mut resp, MAX_BODY_BYTES).await?
+        } else {
+            Bytes::new()
+        };
+        let redirected_to = Some(resp.url().clone()).filter(|u| u != url).map(|mut u| {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u
+        });
+        Ok(Response {
+            status,
+            headers,
+            body,
+            redirected_to,
+        })
+    }
+}
+
+/// What [`RegistryClient::exchange`] saw of an answer that the request's record keeps, whether
+/// or not reading it then failed: the headers kept for debugging, and where a redirect
+/// led the answer when that is another host.
+#[derive(Default)]
+struct Seen {
+    kept_headers: Vec<(String, String)>,
+    elsewhere: Option<Url>,
 }

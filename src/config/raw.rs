@@ -125,6 +125,52 @@ pub struct RawRegistry {
     pub proxy_url: Option<String>,
 }
 
+impl RawRegistry {
+    /// This registry's keys over `defaults` (`[defaults]`), key by key, except the
+    /// credentials: a registry that sets any of `username`, `password`, `password_file`,
+    /// `token` or `token_file` takes its own as a whole and none of the defaults' (mixing
+    /// alice's username with the defaults' password would be a surprise). `name` is the
+    /// registry's own: a default name would make every registry's the same.
+    ///
+    /// The one place defaults are merged. The result is a struct literal without `..`, so a
+    /// key added to [`RawRegistry`] does not compile until it says here how it takes its
+    /// default.
+    pub(super) fn over(&self, defaults: &RawRegistry) -> RawRegistry {
+        let (own, d) = (self.clone(), defaults.clone());
+        let has_credentials = |r: &RawRegistry| {
+            r.username.is_some()
+                || r.password.is_some()
+                || r.password_file.is_some()
+                || r.token.is_some()
+                || r.token_file.is_some()
+        };
+        let creds = if has_credentials(&own) { &own } else { &d }.clone();
+        RawRegistry {
+            name: own.name,
+            username: creds.username,
+            password: creds.password,
+            password_file: creds.password_file,
+            token: creds.token,
+            token_file: creds.token_file,
+            url: own.url.or(d.url),
+            test_repository: own.test_repository.or(d.test_repository),
+            test_tag: own.test_tag.or(d.test_tag),
+            push_test_repository: own.push_test_repository.or(d.push_test_repository),
+            checks: own.checks.or(d.checks),
+            interval: own.interval.or(d.interval),
+            timeout: own.timeout.or(d.timeout),
+            ca_file: own.ca_file.or(d.ca_file),
+            insecure_skip_verify: own.insecure_skip_verify.or(d.insecure_skip_verify),
+            client_cert_file: own.client_cert_file.or(d.client_cert_file),
+            client_key_file: own.client_key_file.or(d.client_key_file),
+            docker_config: own.docker_config.or(d.docker_config),
+            pull_blob: own.pull_blob.or(d.pull_blob),
+            pull_platform: own.pull_platform.or(d.pull_platform),
+            proxy_url: own.proxy_url.or(d.proxy_url),
+        }
+    }
+}
+
 /// The JSON Schema (draft-07, what editors and Helm read) of the configuration file,
 /// generated from [`RawConfig`]: shipped as config/schema.json for editors and embedded in
 /// the Helm chart's values.schema.json under `config`; tests keep both equal to this.

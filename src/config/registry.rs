@@ -22,96 +22,57 @@ use super::{
     MIN_INTERVAL, ProxyUrl, Secret, Target, TlsSettings, proxy_shown,
 };
 
-/// One registry's settings, resolved: its own keys over `[defaults]` over the built-in
-/// defaults, each validated; warnings (an unresolved secret, an unreadable Docker config,
-/// `insecure_skip_verify`) go to `warnings`. The one function that makes a [`Target`],
-/// long on purpose: it reads as the list of a registry's keys, in the order their errors
-/// are reported. `name` is already checked (non-empty, unique) by [`Config::resolve`].
+/// One registry's settings, resolved: its own keys over `[defaults]` (merged once, by
+/// [`RawRegistry::over`]) over the built-in defaults, each validated; warnings (an
+/// unresolved secret, an unreadable Docker config, `insecure_skip_verify`) go to `warnings`.
+/// The one function that makes a [`Target`]: it reads as the list of a registry's keys, in
+/// the order their errors are reported. `name` is already checked (non-empty, unique) by
+/// [`Config::resolve`].
 pub(super) fn resolve_registry(
     i: usize,
     name: String,
     reg: &RawRegistry,
-    d: &RawRegistry,
+    defaults: &RawRegistry,
     warnings: &mut Vec<String>,
 ) -> Result<Target, ConfigError> {
     let key = |k: &str| format!("registries[{i}].{k}");
-    let url = resolve_url(&key("url"), reg.url.as_deref().or(d.url.as_deref()))?;
-    let interval = reg.interval.or(d.interval).unwrap_or(DEFAULT_INTERVAL);
-    validate_duration(&key("interval"), Some(interval))?;
-    validate_interval(&key("interval"), Some(interval))?;
-    // An unset timeout is the default, shortened to the interval: a check must end
-    // before the next round of its registry is due.
-    let timeout = reg
-        .timeout
-        .or(d.timeout)
-        .unwrap_or(DEFAULT_TIMEOUT.min(interval));
-    validate_duration(&key("timeout"), Some(timeout))?;
-    if timeout > interval {
-        return Err(ConfigError::invalid(
-            key("timeout"),
-            format!(
-                "{} is longer than the interval ({})",
-                humantime::format_duration(timeout),
-                humantime::format_duration(interval)
-            ),
-            "set timeout to at most the interval, or lengthen the interval",
-        ));
-    }
-    let checks = match reg.checks.as_ref().or(d.checks.as_ref()) {
+    let r = reg.over(defaults);
+    let url = resolve_url(&key("url"), r.url.as_deref())?;
+    let (interval, timeout) = resolve_timing(&key, r.interval, r.timeout)?;
+    let checks = match &r.checks {
         None => CheckKind::ALL.to_vec(),
         Some(names) => resolve_checks(&key("checks"), names)?,
     };
-    let credentials = resolve_credentials(&key(""), reg, d)?;
+    let credentials = resolve_credentials(&key(""), &r)?;
     warn_about_credentials(&name, &key("password"), &credentials, warnings);
     // Computed once: the warning and the client's TLS settings read the same value.
-    let insecure = reg
-        .insecure_skip_verify
-        .or(d.insecure_skip_verify)
-        .unwrap_or(false);
+    let insecure = r.insecure_skip_verify.unwrap_or(false);
     if insecure {
         warnings.push(format!(
             "registry \"{name}\": insecure_skip_verify is set: TLS certificates are not verified; set ca_file instead"
         ));
     }
-    let ca_file = reg.ca_file.clone().or(d.ca_file.clone());
-    if let Some(path) = &ca_file {
+    if let Some(path) = &r.ca_file {
         validate_ca_file(&key("ca_file"), path)?;
     }
-    let client_cert = resolve_client_cert(
-        &key(""),
-        reg.client_cert_file.clone().or(d.client_cert_file.clone()),
-        reg.client_key_file.clone().or(d.client_key_file.clone()),
-    )?;
-    let repo = |v: &Option<String>, dv: &Option<String>, k: &str, default: &str| {
-        let value = v.clone().or(dv.clone()).unwrap_or_else(|| default.into());
+    let client_cert = resolve_client_cert(&key(""), r.client_cert_file, r.client_key_file)?;
+    let repository = |value: Option<String>, k: &str, default: &str| {
+        let value = value.unwrap_or_else(|| default.into());
         validate_repository(&key(k), &value).map(|_| value)
     };
-    let test_repository = repo(
-        &reg.test_repository,
-        &d.test_repository,
-        "test_repository",
-        "library/alpine",
-    )?;
-    let push_test_repository = repo(
-        &reg.push_test_repository,
-        &d.push_test_repository,
+    let test_repository = repository(r.test_repository, "test_repository", "library/alpine")?;
+    let push_test_repository = repository(
+        r.push_test_repository,
         "push_test_repository",
         "stellaops/doctor-test",
     )?;
-    let test_tag = reg
-        .test_tag
-        .clone()
-        .or(d.test_tag.clone())
-        .unwrap_or_else(|| "latest".into());
+    let test_tag = r.test_tag.unwrap_or_else(|| "latest".into());
     validate_reference(&key("test_tag"), &test_tag)?;
-    let pull_blob = reg.pull_blob.or(d.pull_blob).unwrap_or(true);
-    let pull_platform = reg
+    let pull_platform = r
         .pull_platform
-        .clone()
-        .or(d.pull_platform.clone())
         .unwrap_or_else(|| DEFAULT_PULL_PLATFORM.into());
     validate_platform(&key("pull_platform"), &pull_platform)?;
-    let proxy_url = match reg.proxy_url.as_deref().or(d.proxy_url.as_deref()) {
+    let proxy_url = match r.proxy_url.as_deref() {
         None => None,
         Some(text) => Some(ProxyUrl(resolve_proxy_url(&key("proxy_url"), text)?)),
     };
@@ -126,14 +87,41 @@ pub(super) fn resolve_registry(
         interval,
         timeout,
         tls: TlsSettings {
-            ca_file,
+            ca_file: r.ca_file,
             insecure_skip_verify: insecure,
             client_cert,
         },
-        pull_blob,
+        pull_blob: r.pull_blob.unwrap_or(true),
         pull_platform,
         proxy_url,
     })
+}
+
+/// A registry's interval and timeout (after the defaults): an unset timeout is the default,
+/// shortened to the interval, as a check must end before the next round of its registry is
+/// due; a longer one set explicitly is refused.
+fn resolve_timing(
+    key: &dyn Fn(&str) -> String,
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+) -> Result<(Duration, Duration), ConfigError> {
+    let interval = interval.unwrap_or(DEFAULT_INTERVAL);
+    validate_duration(&key("interval"), Some(interval))?;
+    validate_interval(&key("interval"), Some(interval))?;
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT.min(interval));
+    validate_duration(&key("timeout"), Some(timeout))?;
+    if timeout > interval {
+        return Err(ConfigError::invalid(
+            key("timeout"),
+            format!(
+                "{} is longer than the interval ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+            "set timeout to at most the interval, or lengthen the interval",
+        ));
+    }
+    Ok((interval, timeout))
 }
 
 /// The warnings a registry's credentials deserve at load: a username without a password
@@ -328,20 +316,10 @@ fn resolve_checks(key: &str, names: &[String]) -> Result<Vec<CheckKind>, ConfigE
     Ok(checks)
 }
 
-fn resolve_credentials(
-    prefix: &str,
-    reg: &RawRegistry,
-    d: &RawRegistry,
-) -> Result<Credentials, ConfigError> {
+/// A registry's credentials from its merged keys (its own credentials or, when it has
+/// none, the defaults': [`RawRegistry::over`] never mixes them).
+fn resolve_credentials(prefix: &str, src: &RawRegistry) -> Result<Credentials, ConfigError> {
     let key = |k: &str| format!("{prefix}{k}");
-    // A registry's own credentials replace the defaults' as a whole, never key by key:
-    // mixing alice's username with the defaults' password would be a surprise.
-    let own = reg.username.is_some()
-        || reg.password.is_some()
-        || reg.password_file.is_some()
-        || reg.token.is_some()
-        || reg.token_file.is_some();
-    let src = if own { reg } else { d };
     if src.password.is_some() && src.password_file.is_some() {
         return Err(ConfigError::invalid(
             key("password_file"),
@@ -379,7 +357,7 @@ fn resolve_credentials(
         )),
         (Some(username), password, None) => Ok(Credentials::Basic { username, password }),
         (None, None, Some(token)) => Ok(Credentials::Bearer { token }),
-        (None, None, None) => Ok(match docker_config_path(reg, d) {
+        (None, None, None) => Ok(match docker_config_path(src) {
             Some(path) => Credentials::DockerConfig { path },
             None => Credentials::Anonymous,
         }),
@@ -388,8 +366,8 @@ fn resolve_credentials(
 
 /// The Docker config for a registry without explicit credentials: `docker_config`, else
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, the latter two only if present.
-fn docker_config_path(reg: &RawRegistry, d: &RawRegistry) -> Option<PathBuf> {
-    if let Some(path) = reg.docker_config.clone().or(d.docker_config.clone()) {
+fn docker_config_path(r: &RawRegistry) -> Option<PathBuf> {
+    if let Some(path) = r.docker_config.clone() {
         return Some(path);
     }
     let implicit = std::env::var_os("DOCKER_CONFIG")

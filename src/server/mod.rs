@@ -246,7 +246,10 @@ pub async fn serve(
 }
 
 /// One connection, from the TLS handshake to its close: on its own task, so a slow or broken
-/// client never holds up the accept loop.
+/// client never holds up the accept loop. Its steps are [`handshake`], [`http_builder`] and
+/// [`Asked::respond`]; what stays here (about 100 lines) is the connection's life in one
+/// place: the service that counts its activity, and the loop whose arms are the five ways
+/// it ends (done, evicted, no head in time, shutdown, idle), which share its state.
 async fn connection(
     app: Arc<App>,
     web: Option<Arc<crate::web::Web>>,
@@ -268,51 +271,13 @@ async fn connection(
     };
     let head_deadline = tokio::time::Instant::now() + head_timeout;
     let first_head = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handshake = async {
-        match web.as_ref().and_then(|w| w.acceptor()) {
-            None => Some(tokio_util::either::Either::Left(stream)),
-            Some(acceptor) => {
-                let deadline =
-                    head_deadline.min(tokio::time::Instant::now() + crate::web::HANDSHAKE_TIMEOUT);
-                match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => Some(tokio_util::either::Either::Right(tls)),
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        None
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        None
-                    }
-                }
-            }
-        }
-    };
     let io = tokio::select! {
-        io = handshake => io,
+        io = handshake(web.as_deref(), stream, peer, head_deadline) => io,
         _ = evicted.cancelled() => None,
         _ = app.shutdown.cancelled() => None,
     };
     let Some(io) = io else { return };
-
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout)
-        // A reserved slot answers one request and is given back.
-        .keep_alive(!reserved);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // Streams are requests in progress: bounded per connection as the connections are,
-        // and each holds at most a piece of text in its send buffer, so a client that opens
-        // streams and grants no flow-control window holds little.
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .max_send_buf_size(metrics::CHUNK);
-    if web.as_ref().is_some_and(|w| !w.http2()) {
-        builder = builder.http1_only();
-    }
+    let builder = http_builder(web.as_deref(), head_timeout, reserved);
     let activity = Arc::new(Activity {
         in_flight: AtomicUsize::new(0),
         last: Mutex::new(tokio::time::Instant::now()),
@@ -323,10 +288,14 @@ async fn connection(
         let first_head = first_head.clone();
         let (admission, id) = (slot.admission.clone(), slot.id);
         service_fn(move |req: Request<Incoming>| {
-            let app = app.clone();
-            let web = web.clone();
-            let telemetry_path = telemetry_path.clone();
-            let encodings = encodings.clone();
+            let asked = Asked {
+                app: app.clone(),
+                web: web.clone(),
+                peer,
+                reserved,
+                telemetry_path: telemetry_path.clone(),
+                encodings: encodings.clone(),
+            };
             let in_flight = InFlight::start(&activity);
             // The first request head: the connection is complete, evicted only when idle.
             if !first_head.swap(true, Ordering::AcqRel) {
@@ -335,27 +304,7 @@ async fn connection(
             let activity = activity.clone();
             async move {
                 let _in_flight = in_flight;
-                let mut response = async {
-                    if reserved && !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
-                        return text(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
-                        );
-                    }
-                    let Some(web) = web else {
-                        return handle(app, req, &telemetry_path, &encodings).await;
-                    };
-                    let mut response = match web
-                        .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
-                        .await
-                    {
-                        Ok(()) => handle(app, req, &telemetry_path, &encodings).await,
-                        Err(denied) => denied.map(Either::Left),
-                    };
-                    web.decorate(&mut response);
-                    response
-                }
-                .await;
+                let mut response = asked.respond(req).await;
                 // The request has its answer's head; a streamed body goes on, and each
                 // piece it sends keeps the connection from counting as idle.
                 if let Either::Right(body) = response.body_mut() {
@@ -401,4 +350,106 @@ async fn connection(
         }
     }
     drop(slot);
+}
+
+/// A connection's stream: plain TCP, or TLS over it.
+type Io = tokio_util::either::Either<
+    tokio::net::TcpStream,
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+>;
+
+/// The TLS handshake when the web config has TLS (by `head_deadline`, and within
+/// [`crate::web::HANDSHAKE_TIMEOUT`]), else the plain stream; `None` when it failed.
+async fn handshake(
+    web: Option<&crate::web::Web>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    head_deadline: tokio::time::Instant,
+) -> Option<Io> {
+    let Some(acceptor) = web.and_then(|w| w.acceptor()) else {
+        return Some(tokio_util::either::Either::Left(stream));
+    };
+    let deadline = head_deadline.min(tokio::time::Instant::now() + crate::web::HANDSHAKE_TIMEOUT);
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tokio_util::either::Either::Right(tls)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 server for one connection, under its limits.
+fn http_builder(
+    web: Option<&crate::web::Web>,
+    head_timeout: Duration,
+    reserved: bool,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        // A reserved slot answers one request and is given back.
+        .keep_alive(!reserved);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // Streams are requests in progress: bounded per connection as the connections are,
+        // and each holds at most a piece of text in its send buffer, so a client that opens
+        // streams and grants no flow-control window holds little.
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(metrics::CHUNK);
+    if web.is_some_and(|w| !w.http2()) {
+        builder = builder.http1_only();
+    }
+    builder
+}
+
+/// What one request on a connection is answered with: the app, the web config, who asked
+/// and on which kind of slot.
+struct Asked {
+    app: Arc<App>,
+    web: Option<Arc<crate::web::Web>>,
+    peer: std::net::SocketAddr,
+    reserved: bool,
+    telemetry_path: TelemetryPath,
+    encodings: Arc<Encodings>,
+}
+
+impl Asked {
+    /// The answer to `req`: on a reserved slot only the health checks; else after the web
+    /// config's auth, with its headers.
+    async fn respond(self, req: Request<Incoming>) -> http::Response<Body> {
+        let Asked {
+            app,
+            web,
+            peer,
+            reserved,
+            telemetry_path,
+            encodings,
+        } = self;
+        if reserved && !crate::web::UNAUTHENTICATED_PATHS.contains(&req.uri().path()) {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections: only /-/healthy and /-/ready are answered now; retry later, or raise --web.max-connections and the open-files limit\n",
+            );
+        }
+        let Some(web) = web else {
+            return handle(app, req, &telemetry_path, &encodings).await;
+        };
+        let mut response = match web
+            .check_auth(req.uri().path(), req.headers(), Some(peer.ip()))
+            .await
+        {
+            Ok(()) => handle(app, req, &telemetry_path, &encodings).await,
+            Err(denied) => denied.map(Either::Left),
+        };
+        web.decorate(&mut response);
+        response
+    }
 }

@@ -36,19 +36,7 @@ pub(super) async fn handle(
     encodings: &Encodings,
 ) -> Response<Body> {
     if req.uri().path() == "/-/reload" {
-        if req.method() != Method::POST && req.method() != Method::PUT {
-            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "use POST /-/reload\n");
-            resp.headers_mut()
-                .insert(header::ALLOW, http::HeaderValue::from_static("POST, PUT"));
-            return resp;
-        }
-        return match app.reload().await {
-            Ok(()) => text(StatusCode::OK, "config reloaded\n"),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("{e}; the running configuration stays in force\n"),
-            ),
-        };
+        return reload(&app, req.method()).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
@@ -63,25 +51,7 @@ pub(super) async fn handle(
     let format = Format::negotiate(accept);
     let path = req.uri().path();
     if path == telemetry_path.as_str() {
-        let mut fresh_since = None;
-        if app.current().config.mode == Mode::Scrape {
-            let wait = scrape_wait(req.headers());
-            app.refresh_due(wait).await;
-            // The rounds this scrape waited for are recorded: an older text lacks them.
-            fresh_since = Some(std::time::Instant::now());
-        }
-        // Encoding thousands of registries takes milliseconds: off the async workers, so a
-        // scrape never delays the checks' I/O; shared by the scrapes that arrive while it is
-        // written, and never waiting for a reader, so slow scrapers hold no thread.
-        let encoder = app.clone();
-        let body = encodings.scrape(format, fresh_since, move |send| {
-            encoder.metrics.encode_chunks(&encoder.store, format, send)
-        });
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, format.content_type())
-            .body(Either::Right(body))
-            .expect("static headers are valid");
+        return metrics_text(&app, req.headers(), format, encodings).await;
     }
     match path {
         "/probe" => {
@@ -114,6 +84,52 @@ pub(super) async fn handle(
             ),
         ),
     }
+}
+
+/// `/-/reload`: POST or PUT reloads the configuration.
+async fn reload(app: &Arc<App>, method: &Method) -> Response<Body> {
+    if method != Method::POST && method != Method::PUT {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "use POST /-/reload\n");
+        resp.headers_mut()
+            .insert(header::ALLOW, http::HeaderValue::from_static("POST, PUT"));
+        return resp;
+    }
+    match app.reload().await {
+        Ok(()) => text(StatusCode::OK, "config reloaded\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("{e}; the running configuration stays in force\n"),
+        ),
+    }
+}
+
+/// The metrics at the telemetry path: in scrape mode after the due rounds (waiting at
+/// most the scrape's timeout), streamed from a shared encoding.
+async fn metrics_text(
+    app: &Arc<App>,
+    headers: &http::HeaderMap,
+    format: Format,
+    encodings: &Encodings,
+) -> Response<Body> {
+    let mut fresh_since = None;
+    if app.current().config.mode == Mode::Scrape {
+        let wait = scrape_wait(headers);
+        app.refresh_due(wait).await;
+        // The rounds this scrape waited for are recorded: an older text lacks them.
+        fresh_since = Some(std::time::Instant::now());
+    }
+    // Encoding thousands of registries takes milliseconds: off the async workers, so a
+    // scrape never delays the checks' I/O; shared by the scrapes that arrive while it is
+    // written, and never waiting for a reader, so slow scrapers hold no thread.
+    let encoder = app.clone();
+    let body = encodings.scrape(format, fresh_since, move |send| {
+        encoder.metrics.encode_chunks(&encoder.store, format, send)
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, format.content_type())
+        .body(Either::Right(body))
+        .expect("static headers are valid")
 }
 
 pub(super) fn scrape_wait(headers: &http::HeaderMap) -> Duration {

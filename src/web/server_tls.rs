@@ -11,16 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, aws_lc_rs};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{DistinguishedName, ServerConfig};
 
 use super::WebConfigError;
 use super::web_config::{Ctx, RawTls, io_problem};
+use crate::tls_signatures::signatures;
 
 /// How long a client gets to complete the TLS handshake before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ fn pem_source(
     inline: &Option<String>,
     file_key: &str,
     file: &Option<PathBuf>,
-) -> Result<Option<(Vec<u8>, String)>, WebConfigError> {
+) -> Result<PemSource, WebConfigError> {
     match (inline, file) {
         (Some(_), Some(_)) => Err(cx.invalid(
             format!("tls_server_config.{file_key}"),
@@ -105,6 +105,10 @@ fn certificates(
     Ok(certs)
 }
 
+/// The server's rustls configuration from `tls_server_config`, and its one-line summary
+/// for the log. Each part checks its keys in turn (errors come in this order): the PEM
+/// sources, the certificate and key, the versions, suites and curves, the client
+/// certificates, then the whole.
 pub(super) fn build_tls(
     cx: &Ctx<'_>,
     t: &RawTls,
@@ -119,6 +123,47 @@ pub(super) fn build_tls(
         "client_ca_file",
         &t.client_ca_file,
     )?;
+    let identity = identity(cx, cert, key)?;
+    let (min, max, versions) = versions(cx, t)?;
+    let mut provider = aws_lc_rs::default_provider();
+    if let Some(names) = &t.cipher_suites {
+        provider.cipher_suites = cipher_suites(cx, names)?;
+    }
+    if let Some(names) = &t.curve_preferences {
+        provider.kx_groups = curves(cx, names)?;
+    }
+    let algorithms = provider.signature_verification_algorithms;
+    let provider = Arc::new(provider);
+    let auth_type = client_auth_type(cx, t)?;
+    let verifier = client_verifier(cx, t, auth_type, client_ca, algorithms, &provider)?;
+    let mut config = server_config(cx, provider, &versions, verifier, identity)?;
+    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    let summary = format!(
+        "TLS (TLS{}{}, client certificates: {auth_type})",
+        if min <= 12 { "1.2" } else { "1.3" },
+        if max >= 13 && min <= 12 { "-1.3" } else { "" },
+    );
+    Ok((config, summary))
+}
+
+/// The server's certificate chain and private key, with the keys they were read from
+/// (for errors).
+struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    private_key: PrivateKeyDer<'static>,
+    cert_key: String,
+    key_key: String,
+}
+
+/// A PEM text and the key it came from, as [`pem_source`] reads it.
+type PemSource = Option<(Vec<u8>, String)>;
+
+fn identity(cx: &Ctx<'_>, cert: PemSource, key: PemSource) -> Result<Identity, WebConfigError> {
     let Some((cert_pem, cert_key)) = cert else {
         return Err(cx.invalid(
             "tls_server_config.cert_file",
@@ -141,8 +186,20 @@ pub(super) fn build_tls(
             "use the PEM private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) of the certificate",
         )
     })?;
+    Ok(Identity {
+        chain,
+        private_key,
+        cert_key,
+        key_key,
+    })
+}
 
-    // Versions: rustls speaks TLS 1.2 and 1.3 only.
+/// `min_version` and `max_version` (12 or 13 here: rustls speaks TLS 1.2 and 1.3 only),
+/// and the protocol versions they allow.
+fn versions(
+    cx: &Ctx<'_>,
+    t: &RawTls,
+) -> Result<(u8, u8, Vec<&'static rustls::SupportedProtocolVersion>), WebConfigError> {
     let min = tls_version(cx, "min_version", t.min_version.as_deref(), 12)?;
     let max = tls_version(cx, "max_version", t.max_version.as_deref(), 13)?;
     if max < 12 {
@@ -172,21 +229,14 @@ pub(super) fn build_tls(
     if max >= 13 {
         versions.push(&rustls::version::TLS13);
     }
+    Ok((min, max, versions))
+}
 
-    let mut provider = aws_lc_rs::default_provider();
-    if let Some(names) = &t.cipher_suites {
-        provider.cipher_suites = cipher_suites(cx, names)?;
-    }
-    if let Some(names) = &t.curve_preferences {
-        provider.kx_groups = curves(cx, names)?;
-    }
-    let algorithms = provider.signature_verification_algorithms;
-    let provider = Arc::new(provider);
-
-    // Client certificates.
-    let auth_type = t.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let auth_type = match auth_type {
-        "RequireClientCert" => "RequireAnyClientCert", // exporter-toolkit's old name
+/// `client_auth_type`, one of [`CLIENT_AUTH_TYPES`] (exporter-toolkit's old name
+/// `RequireClientCert` taken as `RequireAnyClientCert`).
+fn client_auth_type<'t>(cx: &Ctx<'_>, t: &'t RawTls) -> Result<&'t str, WebConfigError> {
+    let auth_type = match t.client_auth_type.as_deref().unwrap_or("NoClientCert") {
+        "RequireClientCert" => "RequireAnyClientCert",
         other => other,
     };
     if !CLIENT_AUTH_TYPES.contains(&auth_type) {
@@ -196,22 +246,41 @@ pub(super) fn build_tls(
             format!("use one of {}", CLIENT_AUTH_TYPES.join(", ")),
         ));
     }
-    let roots = match &client_ca {
-        None => None,
-        Some((pem, key)) => {
-            let mut store = RootCertStore::empty();
-            for c in certificates(cx, key, pem)? {
-                store.add(c).map_err(|_| {
-                    cx.invalid(
-                        key,
-                        "holds a certificate that is not a valid CA certificate",
-                        "use the PEM of the CA that signs the client certificates",
-                    )
-                })?;
-            }
-            Some(Arc::new(store))
-        }
+    Ok(auth_type)
+}
+
+/// The client CA's certificates as roots, if one is configured.
+fn client_roots(
+    cx: &Ctx<'_>,
+    client_ca: &PemSource,
+) -> Result<Option<Arc<RootCertStore>>, WebConfigError> {
+    let Some((pem, key)) = client_ca else {
+        return Ok(None);
     };
+    let mut store = RootCertStore::empty();
+    for c in certificates(cx, key, pem)? {
+        store.add(c).map_err(|_| {
+            cx.invalid(
+                key,
+                "holds a certificate that is not a valid CA certificate",
+                "use the PEM of the CA that signs the client certificates",
+            )
+        })?;
+    }
+    Ok(Some(Arc::new(store)))
+}
+
+/// The client-certificate verifier `auth_type` asks for (`None`: no client certificate),
+/// restricted to `client_allowed_sans` where that is set.
+fn client_verifier(
+    cx: &Ctx<'_>,
+    t: &RawTls,
+    auth_type: &str,
+    client_ca: PemSource,
+    algorithms: WebPkiSupportedAlgorithms,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, WebConfigError> {
+    let roots = client_roots(cx, &client_ca)?;
     if roots.is_some() && auth_type == "NoClientCert" {
         return Err(cx.invalid(
             "tls_server_config.client_auth_type",
@@ -246,30 +315,37 @@ pub(super) fn build_tls(
             })?)
         }
     };
-    let verifier = match (&t.client_allowed_sans, verifier) {
+    match (&t.client_allowed_sans, verifier) {
         (Some(sans), Some(inner))
             if matches!(
                 auth_type,
                 "RequireAnyClientCert" | "RequireAndVerifyClientCert"
             ) =>
         {
-            Some(Arc::new(AllowedSans {
+            Ok(Some(Arc::new(AllowedSans {
                 inner,
                 allowed: sans.clone(),
-            }) as Arc<dyn ClientCertVerifier>)
+            })))
         }
-        (Some(_), _) => {
-            return Err(cx.invalid(
-                "tls_server_config.client_allowed_sans",
-                format!("has no effect with client_auth_type {auth_type}"),
-                "set client_auth_type to RequireAnyClientCert or RequireAndVerifyClientCert",
-            ));
-        }
-        (None, v) => v,
-    };
+        (Some(_), _) => Err(cx.invalid(
+            "tls_server_config.client_allowed_sans",
+            format!("has no effect with client_auth_type {auth_type}"),
+            "set client_auth_type to RequireAnyClientCert or RequireAndVerifyClientCert",
+        )),
+        (None, v) => Ok(v),
+    }
+}
 
+/// The `ServerConfig` of the parts: versions, client verifier, certificate and key.
+fn server_config(
+    cx: &Ctx<'_>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    identity: Identity,
+) -> Result<ServerConfig, WebConfigError> {
     let builder = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
+        .with_protocol_versions(versions)
         .map_err(|e| {
             cx.invalid(
                 "tls_server_config",
@@ -281,7 +357,13 @@ pub(super) fn build_tls(
         None => builder.with_no_client_auth(),
         Some(v) => builder.with_client_cert_verifier(v),
     };
-    let mut config = builder
+    let Identity {
+        chain,
+        private_key,
+        cert_key,
+        key_key,
+    } = identity;
+    builder
         .with_single_cert(chain, private_key)
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => cx.invalid(
@@ -294,19 +376,7 @@ pub(super) fn build_tls(
                 format!("cannot be used with the certificate ({other})"),
                 "use a PEM certificate and its PEM private key (RSA, ECDSA or Ed25519)",
             ),
-        })?;
-    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    let summary = format!(
-        "TLS (TLS{}{}, client certificates: {auth_type})",
-        if min <= 12 { "1.2" } else { "1.3" },
-        if max >= 13 && min <= 12 { "-1.3" } else { "" },
-    );
-    Ok((config, summary))
+        })
 }
 
 /// Go's TLS 1.3 suite names: accepted and ignored, as in Go (TLS 1.3 suites are fixed).
@@ -402,27 +472,7 @@ impl ClientCertVerifier for AnyClientCert {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    signatures!(algorithms: algorithms);
 }
 
 /// `client_allowed_sans`: the client certificate must carry one of these SANs (DNS name,
@@ -468,27 +518,7 @@ impl ClientCertVerifier for AllowedSans {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures!(inner);
 }
 
 /// DNS names, emails, IP addresses and URIs of a certificate, as Go writes them.

@@ -84,11 +84,6 @@ fn ranks() -> Vec<(String, u32)> {
     out
 }
 
-/// The one import circle left, allowed until the scheduler owns the schedule (issue 22):
-/// `App::reload` restarts the loops through `scheduler::start`, whose loops call back
-/// into `App`. Remove this pair when reload publishes generations the scheduler follows.
-const REMAINING_CIRCLE: (&str, &str) = ("app", "scheduler");
-
 /// The top-level module a file of `src/` belongs to (`checks/pull.rs` → `checks`); the
 /// crate's root is `lib`.
 fn module_of(relative: &Path) -> String {
@@ -163,9 +158,6 @@ fn every_crate_path_names_a_lower_rank() {
             } else {
                 "lib".to_string()
             };
-            if (module.as_str(), target.as_str()) == REMAINING_CIRCLE {
-                continue;
-            }
             let theirs = rank(&target).unwrap_or(u32::MAX);
             if theirs >= own {
                 wrong.push(format!(
