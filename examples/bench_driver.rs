@@ -933,10 +933,14 @@ fn scale(a: &Args) {
             .map(|(k, v)| v - s0.per_series.get(k).unwrap_or(&0.0))
             .collect();
         per.sort_by(|a, b| a.total_cmp(b));
-        out.put(
-            &format!("{p}.series_min_runs_x_expected"),
-            per[0] / per_expected,
-        );
+        // A window shorter than the interval holds at most one run of a series: its minimum
+        // is then 0 by construction, not a slip.
+        if window >= interval {
+            out.put(
+                &format!("{p}.series_min_runs_x_expected"),
+                per[0] / per_expected,
+            );
+        }
         // Last-run ages at the window's final scrape, and how the run phases spread.
         let ts = last_runs(&text);
         let ages: Vec<f64> = ts.iter().map(|t| scrape_at - t).collect();
