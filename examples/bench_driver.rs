@@ -10,9 +10,12 @@
 //! - `compare`: end to end. `/probe` of the release exporter vs `/probe` of
 //!   prometheus-blackbox-exporter for the same two requests, interleaved: latency, CPU per probe
 //!   of each process (from /proc/<pid>), the registry's CPU per probe, RSS.
-//! - `scale`: interval mode against the bench responder with N registries: check-runs/s from
-//!   `oci_registry_check_runs_total` deltas vs the expected rate, CPU, RSS, `/metrics` latency and
-//!   size, last-run ages, new TCP connections and token requests per check-run.
+//! - `scale`: interval mode against N registries, on the bench responder (`--stats` its
+//!   counters) or on a real Distribution (no `--stats`): check-runs/s from
+//!   `oci_registry_check_runs_total` deltas vs the expected rate, CPU of the exporter and of
+//!   the server (`--responder-pid`), RSS and peak RSS, `/metrics` latency and size, last-run
+//!   ages, and from the responder's counters new TCP connections and token requests per
+//!   check-run (from the exporter's open sockets against Distribution).
 //! - `render`: `Store::put` and `Metrics::encode_chunks` for many registry × check pairs.
 //! - `page`: the `/` status page (`status_page::render`) for many registries, a tenth of
 //!   them failing, capped and with `?all=true`: time and size.
@@ -716,13 +719,16 @@ async fn snapshot(
     exporter: &str,
     pid: u32,
     rpid: Option<u32>,
-    stats_url: &str,
+    stats_url: Option<&str>,
     cpu_first: bool,
 ) -> (Snapshot, String) {
     let read = || async {
         let cpu = proc_cpu(pid);
         let responder_cpu = rpid.map(proc_cpu);
-        let stats = responder_stats(&get_text(http, stats_url).await);
+        let stats = match stats_url {
+            Some(url) => responder_stats(&get_text(http, url).await),
+            None => HashMap::new(),
+        };
         (Instant::now(), cpu, responder_cpu, stats)
     };
     let first = if cpu_first { Some(read().await) } else { None };
@@ -788,6 +794,21 @@ fn phase_concentration(ts: &[f64], interval: f64, share: f64) -> f64 {
     best
 }
 
+/// Sockets a process has open (listeners included): against a real registry, which counts
+/// no connections for us, how many connections the exporter keeps.
+fn open_sockets(pid: u32) -> f64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                })
+                .count() as f64
+        })
+        .unwrap_or(f64::NAN)
+}
+
 /// Ages (s) of every series' last run at `now`, from a `/metrics` text.
 fn last_runs(text: &str) -> Vec<f64> {
     samples(text, "oci_registry_check_last_run_timestamp_seconds")
@@ -800,7 +821,8 @@ fn scale(a: &Args) {
     let exporter = a.str("exporter");
     let pid: u32 = a.num("pid", 0);
     let rpid: Option<u32> = a.opt("responder-pid").map(|v| v.parse().unwrap());
-    let stats_url = a.str("stats");
+    // The responder's counters; a real registry has none.
+    let stats_url = a.opt("stats");
     let n: f64 = a.num("registries", 0.0);
     let checks: f64 = a.num("checks", 2.0);
     let interval: f64 = a.num("interval-s", 2.0);
@@ -837,13 +859,15 @@ fn scale(a: &Args) {
         }
         let ready_s = unix_now() - started_ms / 1e3;
         let (_, hwm_at_ready) = rss_kib(pid);
-        // Let the first rounds' burst pass: two intervals.
-        tokio::time::sleep(Duration::from_secs_f64(2.0 * interval)).await;
+        // Let the first rounds' burst pass: two intervals, unless told otherwise (at a
+        // one-minute interval one is enough: every registry is on its phase after it).
+        let settle: f64 = a.num("settle-s", 2.0 * interval);
+        tokio::time::sleep(Duration::from_secs_f64(settle)).await;
 
         // Phase A: the check load alone, no scrape inside the window.
-        let (s0, _) = snapshot(&http, &exporter, pid, rpid, &stats_url, false).await;
+        let (s0, _) = snapshot(&http, &exporter, pid, rpid, stats_url.as_deref(), false).await;
         tokio::time::sleep_until((s0.at + Duration::from_secs_f64(window)).into()).await;
-        let (s1, text) = snapshot(&http, &exporter, pid, rpid, &stats_url, true).await;
+        let (s1, text) = snapshot(&http, &exporter, pid, rpid, stats_url.as_deref(), true).await;
         let scrape_at = s1.sent;
         // CPU between the two reads (no scrape inside); runs between the two scrapes' middles.
         let elapsed = (s1.at - s0.at).as_secs_f64();
@@ -870,22 +894,26 @@ fn scale(a: &Args) {
         }
         out.put(&format!("{p}.rss_mib"), rss / 1024.0);
         out.put(&format!("{p}.hwm_at_ready_mib"), hwm_at_ready / 1024.0);
-        out.put(&format!("{p}.new_conns"), stat("connections"));
-        out.put(
-            &format!("{p}.conns_per_run"),
-            stat("connections") / (rate * elapsed),
-        );
-        out.put(&format!("{p}.conns_total"), s1.stats["connections"]);
-        out.put(&format!("{p}.token_requests"), stat("token_requests"));
-        out.put(
-            &format!("{p}.tokens_per_run"),
-            stat("token_requests") / runs,
-        );
-        out.put(&format!("{p}.tokens_total"), s1.stats["token_requests"]);
-        out.put(
-            &format!("{p}.tokens_total_per_run"),
-            s1.stats["token_requests"] / s1.runs,
-        );
+        out.put(&format!("{p}.interval_s"), interval);
+        out.put(&format!("{p}.sockets"), open_sockets(pid));
+        if stats_url.is_some() {
+            out.put(&format!("{p}.new_conns"), stat("connections"));
+            out.put(
+                &format!("{p}.conns_per_run"),
+                stat("connections") / (rate * elapsed),
+            );
+            out.put(&format!("{p}.conns_total"), s1.stats["connections"]);
+            out.put(&format!("{p}.token_requests"), stat("token_requests"));
+            out.put(
+                &format!("{p}.tokens_per_run"),
+                stat("token_requests") / runs,
+            );
+            out.put(&format!("{p}.tokens_total"), s1.stats["token_requests"]);
+            out.put(
+                &format!("{p}.tokens_total_per_run"),
+                s1.stats["token_requests"] / s1.runs,
+            );
+        }
         if expires_in > 0.0 {
             // The client renews min(10 s, lifetime/2) before expiry: one token per registry and
             // renewal period is the floor; over the window that is N * window / period.
@@ -905,10 +933,14 @@ fn scale(a: &Args) {
             .map(|(k, v)| v - s0.per_series.get(k).unwrap_or(&0.0))
             .collect();
         per.sort_by(|a, b| a.total_cmp(b));
-        out.put(
-            &format!("{p}.series_min_runs_x_expected"),
-            per[0] / per_expected,
-        );
+        // A window shorter than the interval holds at most one run of a series: its minimum
+        // is then 0 by construction, not a slip.
+        if window >= interval {
+            out.put(
+                &format!("{p}.series_min_runs_x_expected"),
+                per[0] / per_expected,
+            );
+        }
         // Last-run ages at the window's final scrape, and how the run phases spread.
         let ts = last_runs(&text);
         let ages: Vec<f64> = ts.iter().map(|t| scrape_at - t).collect();
@@ -1418,25 +1450,43 @@ fn report(a: &Args) {
         }
     }
 
-    // 3. Scale.
-    let mut ns: Vec<(f64, String)> =
-        r.0.keys()
-            .filter_map(|k| {
-                let rest = k.strip_prefix("scale.open")?;
-                let label = rest.strip_suffix(".registries")?;
-                Some((r.med(k), format!("open{label}")))
-            })
-            .collect();
-    ns.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if !ns.is_empty() {
+    // 3. Scale, on the responder ("open-N") and on a real Distribution ("dist-N").
+    let scale_points = |kind: &str| {
+        let mut ns: Vec<(f64, String)> =
+            r.0.keys()
+                .filter_map(|k| {
+                    let rest = k.strip_prefix(&format!("scale.{kind}"))?;
+                    let label = rest.strip_suffix(".registries")?;
+                    Some((r.med(k), format!("{kind}{label}")))
+                })
+                .collect();
+        ns.sort_by(|a, b| a.0.total_cmp(&b.0));
+        ns
+    };
+    let ns = scale_points("open");
+    let dist_ns = scale_points("dist");
+    for (section, ns) in [("3", &ns), ("3b", &dist_ns)] {
+        if ns.is_empty() {
+            continue;
+        }
+        let real = section == "3b";
         let first = &ns[0].1;
+        let interval = r.med(&format!("scale.{first}.interval_s"));
+        let interval = if interval.is_nan() { 2.0 } else { interval };
         let _ = writeln!(
             s,
-            "\n### 3. Scale: interval mode, N registries on one responder, checks = [registry, pull]\n"
+            "\n### {section}. Scale: interval mode, N registries on {}, checks = [registry, pull]\n",
+            if real {
+                "one real Distribution (docker-registry 2.8, the same URL)"
+            } else {
+                "one responder"
+            }
         );
         let _ = writeln!(
             s,
-            "interval 2 s, so the expected rate is N check-runs/s; median over {} runs [min–max] where repeated. Measured over a window after the first rounds.\n",
+            "interval {} s, so the expected rate is N × 2 ÷ {} check-runs/s; median over {} runs [min–max] where repeated. Measured over a window after the first rounds.\n",
+            fmt_num(interval),
+            fmt_num(interval),
             r.runs(&format!("scale.{first}.runs_per_s"))
         );
         let cols = [
@@ -1446,7 +1496,14 @@ fn report(a: &Args) {
             ("non-pass runs", "not_pass_runs"),
             ("exporter CPU % (of one core)", "cpu_pct"),
             ("exporter CPU µs/run", "cpu_us_per_run"),
-            ("responder CPU %", "responder_cpu_pct"),
+            (
+                if real {
+                    "registry CPU % (docker-registry)"
+                } else {
+                    "responder CPU %"
+                },
+                "responder_cpu_pct",
+            ),
             ("RSS MiB (checks only)", "rss_mib"),
             ("RSS MiB (while scraped)", "rss_scraped_mib"),
             ("peak RSS MiB", "hwm_mib"),
@@ -1473,6 +1530,7 @@ fn report(a: &Args) {
             ("/metrics ms (OpenMetrics)", "scrape_om_ms"),
             ("/metrics KiB", "scrape_kib"),
             ("new TCP conns/run", "conns_per_run"),
+            ("sockets open (exporter)", "sockets"),
             ("TCP conns since start", "conns_total"),
             ("ready after s", "ready_s"),
         ];
@@ -1481,6 +1539,10 @@ fn report(a: &Args) {
         s += &row(&header);
         s += &format!("|---|{}\n", "---:|".repeat(ns.len()));
         for (name, key) in cols {
+            // The responder's counters exist only on it.
+            if !ns.iter().any(|(_, l)| r.has(&format!("scale.{l}.{key}"))) && key != "slip" {
+                continue;
+            }
             let mut cells = vec![name.to_string()];
             if key == "slip" {
                 cells.extend(ns.iter().map(|(_, l)| {
@@ -1654,6 +1716,30 @@ fn report(a: &Args) {
         format!("{} MiB", fmt_num(v)),
         v <= 15.0,
     );
+    for (n, rss, scrape) in [(1000, 15.0, 5.0), (10000, 64.0, 50.0)] {
+        let l = format!("dist-{n}");
+        if !r.has(&format!("scale.{l}.hwm_mib")) {
+            continue;
+        }
+        let v = r.med(&format!("scale.{l}.hwm_mib"));
+        target(
+            &format!(
+                "peak RSS ≤ {rss} MiB at {n} registries × (registry, pull), real Distribution"
+            ),
+            v,
+            format!("{} MiB", fmt_num(v)),
+            v <= rss,
+        );
+        let v = r.med(&format!("scale.{l}.scrape_ms"));
+        target(
+            &format!(
+                "`/metrics` ≤ {scrape} ms at {n} × 2 while checks run, real Distribution (classic, median)"
+            ),
+            v,
+            format!("{} ms", fmt_num(v)),
+            v <= scrape,
+        );
+    }
     let om = r.med("render.1000x6.om_ms");
     let classic = r.med("render.1000x6.classic_ms");
     target(

@@ -536,7 +536,7 @@ impl App {
     }
 
     /// Runs the given checks (default: the configured ones) of one registry, one after the
-    /// other, each holding a permit of its generation's concurrency bound. Records nothing.
+    /// other, holding a permit of its generation's concurrency bound. Records nothing.
     pub async fn execute(
         &self,
         rt: &TargetRuntime,
@@ -651,18 +651,25 @@ impl App {
     }
 }
 
-/// Runs `checks` of one registry one after the other, each holding a permit of `permits`.
+/// Runs `checks` of one registry one after the other, holding one permit of `permits`
+/// while they run (checks of a round never run at once, so that bounds the checks running).
+///
+/// The permit is taken before the checks' state exists, and that state (a few KiB: the
+/// requests, their answers, the first checks' results) is boxed only once it has one: a
+/// round waiting for a permit holds a few hundred bytes. Against a real Distribution at
+/// 10,000 registries the first rounds queue for tens of seconds, and rounds that held their
+/// whole state while waiting (taking a permit per check, so each waited twice) were most of
+/// the exporter's peak memory (docs/benchmarks.md, "Against a real Distribution").
 async fn execute_with(
     rt: &TargetRuntime,
     checks: &[CheckKind],
     permits: &Semaphore,
 ) -> Vec<CheckResult> {
-    let mut results = Vec::with_capacity(checks.len());
-    for &kind in checks {
+    let mut results = {
         // The semaphore is never closed, so acquire cannot fail.
         let _permit = permits.acquire().await.expect("semaphore is never closed");
-        results.push(checks::run_check(kind, &rt.target, &rt.client).await);
-    }
+        Box::pin(run_checks(rt, checks)).await
+    };
     // One finding per cause: results a root cause explains follow it, before they are
     // annotated, recorded or shown anywhere.
     checks::follow_root_causes(&mut results);
@@ -682,6 +689,15 @@ async fn execute_with(
     for result in &mut results {
         result.facts.implementation = Some(seen);
         catalogue::annotate(result, &rt.runbook_base_url);
+    }
+    results
+}
+
+/// `checks` of one registry, one after the other.
+async fn run_checks(rt: &TargetRuntime, checks: &[CheckKind]) -> Vec<CheckResult> {
+    let mut results = Vec::with_capacity(checks.len());
+    for &kind in checks {
+        results.push(checks::run_check(kind, &rt.target, &rt.client).await);
     }
     results
 }

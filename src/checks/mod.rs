@@ -3,7 +3,7 @@
 //! Each check lives in its own file with one entry point,
 //! `pub async fn run(target: &Target, cx: &CheckContext) -> CheckResult`. Checks make
 //! requests through [`CheckContext::client`] and return a result; they never touch metrics
-//! (see `metrics.rs`) and never write to a registry except the push test repository.
+//! (see `metrics/`) and never write to a registry except the push test repository.
 
 pub mod capabilities;
 pub mod credentials;
