@@ -329,8 +329,14 @@ async fn connection(
             // Evicted while incomplete: a newer connection needs the slot.
             _ = evicted.cancelled() => break,
             // No complete request head within the header-read timeout of the accept
-            // (HTTP/2's first HEADERS included): closed.
+            // (HTTP/2's first HEADERS included): closed. `select!` tests a branch's
+            // condition once, when it starts waiting, so a head that came during this wait
+            // is tested again here: without it, every connection was cut at the timeout
+            // after its accept, mid-answer too, however many requests it had carried.
             _ = tokio::time::sleep_until(head_deadline), if !first_head.load(Ordering::Acquire) => {
+                if first_head.load(Ordering::Acquire) {
+                    continue;
+                }
                 tracing::debug!(%peer, "closing a connection that sent no complete request in time");
                 break;
             }

@@ -167,6 +167,57 @@ fn half_sent_and_idle_connections_are_closed() {
 }
 
 #[test]
+fn a_kept_alive_connection_in_use_outlives_the_header_read_timeout() {
+    // The header-read timeout bounds the wait for a request head, counted from the accept
+    // until the first head, then from each answer to the next head (hyper's own timer); it
+    // must never end a connection whose requests keep coming. Prometheus reuses one
+    // connection per target: a connection cut at its header-read timeout after the accept,
+    // whatever came since, was a failed scrape ("unexpected EOF", `up` 0, every alert of the
+    // job resolved and fired again) every 10 s at a 1 s scrape interval.
+    let daemon = Daemon::start(1024, &["--web.read-header-timeout=1s"]);
+    let mut conn = TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    // 12 requests 300 ms apart: 3.6 s, more than three header-read timeouts.
+    for i in 0..12 {
+        conn.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap_or_else(|e| panic!("request {i} after {:?}: {e}", started.elapsed()));
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        // /-/healthy's whole answer (head and a short body) ends with its body, "OK" and more;
+        // read until the head is in and the body of its Content-Length is.
+        loop {
+            let n = conn
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("answer {i} after {:?}: {e}", started.elapsed()));
+            assert!(
+                n > 0,
+                "the connection was closed after {:?}, before the answer to request {i}",
+                started.elapsed()
+            );
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .expect("a Content-Length");
+                if body.len() >= length {
+                    assert!(head.starts_with("HTTP/1.1 200"), "answer {i}: {head}");
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    println!("12 requests on one connection over {:?}", started.elapsed());
+}
+
+#[test]
 fn a_scraper_that_stops_reading_is_cut_off_and_others_are_served() {
     // /metrics is streamed as it is encoded, on a thread of its own: a scraper that stops
     // reading must not hold that thread, nor the connection, for ever. Each piece it takes
