@@ -728,18 +728,20 @@ const CHECK_INTERVAL: &str = "2s";
 /// except two whose order against another alert matters:
 /// - OciRegistryExporterAbsent: `absent(up)` holds until Prometheus' first scrape, which its
 ///   real `for: 15m` covers; 10 s covers it here.
-/// - OciRegistryCapabilityScoreDropped (`for: 30m`) fires long after OciRegistryUnreachable
-///   (`for: 5m`) in production, so the inhibition is in place when it does. With both at
-///   1 s the order was a race: a registry stopped between the registry check and the
-///   capabilities check of one round drops the score a round before it is unreachable,
-///   and the drop reached a person. 12 s keeps the shipped order, with room for a loaded
-///   machine (6 s lost the race once with both cores busy).
+/// - OciRegistryCapabilityScoreDropped (`for: 30m`) and OciRegistryCheckFailing (`for:
+///   15m`) fire long after OciRegistryUnreachable (`for: 5m`) in production, so the
+///   inhibition is in place when they do. With all at 1 s the order was a race: a registry
+///   stopped between the registry check and the capabilities check of one round drops the
+///   score, and fails capabilities and referrers, a round before it is unreachable, and
+///   that reached a person. 12 s keeps the shipped order, with room for a loaded machine
+///   (6 s lost the race once with both cores busy).
 fn rules_with_short_for() -> String {
     prometheus::rules_with_short_for(
         "1s",
         &[
             ("OciRegistryExporterAbsent", "10s"),
             ("OciRegistryCapabilityScoreDropped", "12s"),
+            ("OciRegistryCheckFailing", "12s"),
         ],
     )
 }
@@ -979,6 +981,16 @@ password = "{password}"
         ));
     }
     let elapsed = started.elapsed();
+    for q in [
+        "min_over_time(up[1m])",
+        "count_over_time(up[1m])",
+        "changes(oci_registry_check_status{check=\"registry\",status=\"fail\",registry=\"doomed\"}[1m])",
+        "count_over_time(oci_registry_check_status{check=\"registry\",status=\"fail\",registry=\"doomed\"}[1m])",
+        "scrape_duration_seconds",
+        "max_over_time(scrape_duration_seconds[1m])",
+    ] {
+        eprintln!("DEBUG {q}: {:?}", prometheus.query(q).await);
+    }
     eprintln!(
         "after {elapsed:?}: Prometheus fired {prometheus_fired:?}; {} firing alert(s) notified",
         notified.len()
