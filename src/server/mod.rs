@@ -42,7 +42,7 @@ mod tests;
 
 pub(crate) use routes::{ProbeQuery, probe_checks};
 pub(crate) use streamed::{Encodings, Streamed};
-pub use streamed::{MAX_ENCODINGS, SHARE_FOR};
+pub use streamed::{FREEING_PER_SHARE, MAX_ENCODINGS, SHARE_FOR};
 
 use admission::{Activity, Admission, InFlight, Slot};
 use routes::{handle, text};

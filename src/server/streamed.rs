@@ -1,7 +1,8 @@
 //! The metrics text streamed to scrapers: [`Encodings`] (the encodings alive, shared by the
 //! scrapes of the next [`SHARE_FOR`], at most [`MAX_ENCODINGS`], the oldest evicted),
-//! `Encoding` (pieces written by a blocking encoder that never waits for a reader) and
-//! [`Streamed`], the hyper body that hands a scrape its pieces as they are written.
+//! `Encoding` (pieces written by a blocking encoder that never waits for a reader, each
+//! freed once every reader has passed it) and [`Streamed`], the hyper body that hands a
+//! scrape its pieces as they are written.
 //!
 //! It does not decide what is encoded (`metrics`) or when a scrape runs rounds first
 //! (`routes`).
@@ -37,10 +38,22 @@ pub const MAX_ENCODINGS: usize = 4;
 
 /// How long an encoding is shared with the scrapes that arrive after it started: how old a
 /// text may be when a scrape gets it (results change once a round, at least a second
-/// apart). With [`MAX_ENCODINGS`], a scrape has at least three times this to read its text
-/// before a flood of newer ones can evict it (27.5 MB, 10,000 registries, is read in well
-/// under a second on a local network).
+/// apart). With [`MAX_ENCODINGS`] and [`FREEING_PER_SHARE`], a scrape has at least this long
+/// to read its text before a flood of newer ones can evict it (27.5 MB, 10,000 registries,
+/// is read in well under a second on a local network).
 pub const SHARE_FOR: Duration = Duration::from_secs(2);
+
+/// How many encodings of one format, started within one [`SHARE_FOR`], free the pieces
+/// their readers have passed. A freeing encoding can be joined only while its first piece
+/// is held (a late scrape must get the whole text), so a scrape that arrives later starts
+/// an encoding of its own; past this many in one sharing time (a flood of scrapes), the
+/// next keeps every piece and is shared by every scrape of its sharing time, so a flood
+/// costs at most this many plus one encodings per [`SHARE_FOR`], not one per scrape.
+///
+/// Why free at all: at 10,000 registries a text is 27.5 MB, as much as the exporter's
+/// whole state; a scrape that held all of it until its last byte was sent set the
+/// exporter's peak memory (docs/benchmarks.md, "Against a real Distribution").
+pub const FREEING_PER_SHARE: usize = 2;
 
 /// How far one encoding has got: pieces written, and `Some(whole)` once it ended.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,26 +62,96 @@ pub(super) struct Progress {
     pub(super) end: Option<bool>,
 }
 
+/// The pieces of one encoding still held, and where its readers are.
+#[derive(Default)]
+struct Held {
+    /// The pieces from `first` on; those before it were passed by every reader.
+    pieces: VecDeque<Bytes>,
+    /// The index in the text of `pieces[0]`.
+    first: usize,
+    /// Each reader's next piece, by reader; `None` for a reader gone.
+    readers: Vec<Option<usize>>,
+    /// Whether pieces every reader has passed are freed (see [`FREEING_PER_SHARE`]).
+    freeing: bool,
+}
+
+impl Held {
+    /// Frees the pieces every reader has passed. Nothing is freed when no reader is left:
+    /// the encoder then stops at its next piece, and the pieces go with the encoding.
+    fn free_passed(&mut self) {
+        if !self.freeing {
+            return;
+        }
+        if let Some(slowest) = self.readers.iter().flatten().min().copied() {
+            let passed = slowest.saturating_sub(self.first).min(self.pieces.len());
+            self.pieces.drain(..passed);
+            self.first += passed;
+        }
+    }
+}
+
 /// One encoding of the metrics text, shared by every scrape that joins it. Its encoder, on
 /// a blocking thread, never waits for a reader: it appends pieces and goes on, so a scraper
-/// that never reads holds memory (this text, shared), never a thread.
+/// that never reads holds memory (this text from where it stopped, shared), never a
+/// thread. A piece every reader has passed is freed, unless the encoding keeps its pieces
+/// for a flood's late scrapes (see [`FREEING_PER_SHARE`]).
 pub(super) struct Encoding {
     pub(super) format: Format,
     pub(super) started: std::time::Instant,
-    // std Mutex: held to push or clone a piece, never across an .await.
-    pub(super) pieces: Mutex<Vec<Bytes>>,
+    // std Mutex: held to push, take or free pieces, never across an .await.
+    held: Mutex<Held>,
     pub(super) progress: tokio::sync::watch::Sender<Progress>,
     /// Cancelled to cut off the scrapes still reading this encoding (see [`MAX_ENCODINGS`]).
     pub(super) evicted: CancellationToken,
 }
 
 impl Encoding {
-    pub(super) fn piece(&self, i: usize) -> Option<Bytes> {
-        self.pieces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(i)
-            .cloned()
+    pub(super) fn new(format: Format, freeing: bool) -> Arc<Encoding> {
+        Arc::new(Encoding {
+            format,
+            started: std::time::Instant::now(),
+            held: Mutex::new(Held {
+                freeing,
+                ..Held::default()
+            }),
+            progress: tokio::sync::watch::Sender::new(Progress::default()),
+            evicted: CancellationToken::new(),
+        })
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new reader from the first piece, or `None` once the first piece was freed (a
+    /// scrape must get the whole text).
+    pub(super) fn join(self: &Arc<Self>) -> Option<Reader> {
+        let mut held = self.held();
+        if held.first > 0 {
+            return None;
+        }
+        let id = held.readers.len();
+        held.readers.push(Some(0));
+        Some(Reader {
+            encoding: self.clone(),
+            id,
+        })
+    }
+
+    /// Piece `i` for reader `id`, which has then passed it (hyper holds its own reference
+    /// to the bytes until they are sent); the pieces every reader has passed are freed.
+    fn take(&self, id: usize, i: usize) -> Option<Bytes> {
+        let mut held = self.held();
+        let piece = held.pieces.get(i.checked_sub(held.first)?).cloned()?;
+        held.readers[id] = Some(i + 1);
+        held.free_passed();
+        Some(piece)
+    }
+
+    /// How many pieces are held (tests).
+    #[cfg(test)]
+    pub(super) fn held_pieces(&self) -> usize {
+        self.held().pieces.len()
     }
 
     /// Appends a piece; false when nobody reads this encoding any more (`self` is the
@@ -77,10 +160,7 @@ impl Encoding {
         if self.evicted.is_cancelled() || Arc::strong_count(self) == 1 {
             return false;
         }
-        self.pieces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(piece);
+        self.held().pieces.push_back(piece);
         self.progress.send_modify(|p| p.written += 1);
         true
     }
@@ -94,17 +174,35 @@ impl Encoding {
             first
         });
     }
+}
 
+/// One scrape's place in an [`Encoding`]: the pieces before it may be freed. Leaves the
+/// encoding when dropped (the scrape ended or went away), so it holds nothing back.
+pub(super) struct Reader {
+    encoding: Arc<Encoding>,
+    id: usize,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut held = self.encoding.held();
+        held.readers[self.id] = None;
+        held.free_passed();
+    }
+}
+
+impl Reader {
     /// The pieces for one scrape, from the first, as they are written.
-    pub(super) fn reader(self: Arc<Self>) -> futures_util::stream::BoxStream<'static, Piece> {
+    pub(super) fn pieces(self) -> futures_util::stream::BoxStream<'static, Piece> {
         use futures_util::StreamExt as _;
-        let progress = self.progress.subscribe();
+        let progress = self.encoding.progress.subscribe();
         futures_util::stream::unfold(
             (self, progress, 0usize, false),
-            |(enc, mut progress, next, ended)| async move {
+            |(reader, mut progress, next, ended)| async move {
                 if ended {
                     return None;
                 }
+                let enc = &reader.encoding;
                 loop {
                     if enc.evicted.is_cancelled() {
                         return None;
@@ -112,11 +210,11 @@ impl Encoding {
                     // Seen before the pieces are looked at: a piece written after this
                     // marks the progress changed, so the wait below cannot miss it.
                     let end = progress.borrow_and_update().end;
-                    if let Some(piece) = enc.piece(next) {
-                        return Some((Piece::Data(piece), (enc, progress, next + 1, false)));
+                    if let Some(piece) = enc.take(reader.id, next) {
+                        return Some((Piece::Data(piece), (reader, progress, next + 1, false)));
                     }
                     match end {
-                        Some(true) => return Some((Piece::End, (enc, progress, next, true))),
+                        Some(true) => return Some((Piece::End, (reader, progress, next, true))),
                         Some(false) => return None,
                         None => {}
                     }
@@ -177,17 +275,18 @@ impl Encodings {
     {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
-        let joined = live
+        let young: Vec<Arc<Encoding>> = live
             .iter()
             .rev()
             .filter_map(std::sync::Weak::upgrade)
-            .find(|e| {
-                e.format == format
-                    && e.started.elapsed() < self.share_for
-                    && fresh_since.is_none_or(|t| e.started >= t)
-            });
-        let encoding = match joined {
-            Some(encoding) => encoding,
+            .filter(|e| e.format == format && e.started.elapsed() < self.share_for)
+            .collect();
+        let joined = young
+            .iter()
+            .filter(|e| fresh_since.is_none_or(|t| e.started >= t))
+            .find_map(Encoding::join);
+        let reader = match joined {
+            Some(reader) => reader,
             None => {
                 while live.len() >= MAX_ENCODINGS {
                     if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
@@ -195,20 +294,18 @@ impl Encodings {
                         oldest.evicted.cancel();
                     }
                 }
-                let encoding = Arc::new(Encoding {
-                    format,
-                    started: std::time::Instant::now(),
-                    pieces: Mutex::new(Vec::new()),
-                    progress: tokio::sync::watch::Sender::new(Progress::default()),
-                    evicted: CancellationToken::new(),
-                });
+                let encoding = Encoding::new(format, young.len() < FREEING_PER_SHARE);
                 live.push_back(Arc::downgrade(&encoding));
-                Streamed::start(encoding.clone(), encode);
-                encoding
+                // Joined before the encoder starts, so no piece is freed before it.
+                let reader = encoding
+                    .join()
+                    .expect("a new encoding holds its first piece: nothing was freed yet");
+                Streamed::start(encoding, encode);
+                reader
             }
         };
         Streamed {
-            pieces: encoding.reader(),
+            pieces: reader.pieces(),
             ended: false,
             activity: None,
         }
@@ -263,16 +360,13 @@ impl Streamed {
     where
         F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
     {
-        let encoding = Arc::new(Encoding {
-            format: Format::Classic,
-            started: std::time::Instant::now(),
-            pieces: Mutex::new(Vec::new()),
-            progress: tokio::sync::watch::Sender::new(Progress::default()),
-            evicted: CancellationToken::new(),
-        });
-        let handle = Streamed::start(encoding.clone(), encode);
+        let encoding = Encoding::new(Format::Classic, true);
+        let reader = encoding
+            .join()
+            .expect("a new encoding holds its first piece: nothing was freed yet");
+        let handle = Streamed::start(encoding, encode);
         let body = Streamed {
-            pieces: encoding.reader(),
+            pieces: reader.pieces(),
             ended: false,
             activity: None,
         };

@@ -5,6 +5,18 @@ use crate::checks::CheckKind;
 use crate::metrics::Format;
 use http_body_util::BodyExt;
 
+/// An encoder that counts its runs in `runs` and writes `n` pieces naming its run.
+fn counting(
+    runs: &Arc<AtomicUsize>,
+    n: usize,
+) -> impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static {
+    let runs = runs.clone();
+    move |send| {
+        let run = runs.fetch_add(1, Ordering::SeqCst);
+        (0..n).all(|i| send(Bytes::from(format!("run {run} piece {i}\n"))))
+    }
+}
+
 fn pieces(n: usize) -> impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static {
     move |send| (0..n).all(|i| send(Bytes::from(format!("piece {i}\n"))))
 }
@@ -41,25 +53,21 @@ fn a_probe_query_is_read_as_the_server_reads_it() {
 
 #[tokio::test]
 async fn a_scrape_mode_scrape_never_joins_a_text_older_than_its_rounds() {
-    use std::sync::atomic::AtomicUsize;
     let runs = Arc::new(AtomicUsize::new(0));
     let encodings = Encodings::new(Duration::from_secs(60));
-    let counting = |runs: &Arc<AtomicUsize>| {
-        let runs = runs.clone();
-        move |send: &mut dyn FnMut(Bytes) -> bool| {
-            let n = runs.fetch_add(1, Ordering::SeqCst);
-            send(Bytes::from(format!("run {n}\n")))
-        }
-    };
-    let first = encodings.scrape(Format::Classic, None, counting(&runs));
+    let first = encodings.scrape(Format::Classic, None, counting(&runs, 1));
     // Shared while young...
-    let joined = encodings.scrape(Format::Classic, None, counting(&runs));
+    let joined = encodings.scrape(Format::Classic, None, counting(&runs, 1));
     // ...but not by a scrape whose rounds were recorded after it started.
     let rounds_recorded = std::time::Instant::now();
-    let fresh = encodings.scrape(Format::Classic, Some(rounds_recorded), counting(&runs));
-    assert_eq!(first.collect().await.unwrap().to_bytes(), &b"run 0\n"[..]);
-    assert_eq!(joined.collect().await.unwrap().to_bytes(), &b"run 0\n"[..]);
-    assert_eq!(fresh.collect().await.unwrap().to_bytes(), &b"run 1\n"[..]);
+    let fresh = encodings.scrape(Format::Classic, Some(rounds_recorded), counting(&runs, 1));
+    let run0 = &b"run 0 piece 0\n"[..];
+    assert_eq!(first.collect().await.unwrap().to_bytes(), run0);
+    assert_eq!(joined.collect().await.unwrap().to_bytes(), run0);
+    assert_eq!(
+        fresh.collect().await.unwrap().to_bytes(),
+        &b"run 1 piece 0\n"[..]
+    );
 }
 
 #[tokio::test]
@@ -155,4 +163,82 @@ async fn an_encoder_that_stops_early_cuts_the_body_instead_of_ending_it() {
         panic!("a bug in the encoder")
     });
     assert!(body.collect().await.is_err());
+}
+
+#[tokio::test]
+async fn a_shared_encoding_frees_the_pieces_every_reader_has_passed() {
+    // 1,000 pieces written at once (the encoder never waits), read by two scrapes: only the
+    // pieces the slower one has not passed stay held, and a late scrape still gets the
+    // whole text, from an encoding of its own.
+    let encodings = Encodings::new(Duration::from_secs(60));
+    let mut fast = encodings.scrape(Format::Classic, None, pieces(1_000));
+    let mut slow = encodings.scrape(Format::Classic, None, pieces(1_000));
+    let encoding = encodings.live.lock().unwrap()[0].upgrade().unwrap();
+    assert_eq!(encodings.live.lock().unwrap().len(), 1, "the second joined");
+    encoding
+        .progress
+        .subscribe()
+        .wait_for(|p| p.end.is_some())
+        .await
+        .unwrap();
+    assert_eq!(encoding.held_pieces(), 1_000);
+    for _ in 0..600 {
+        fast.frame().await.unwrap().unwrap();
+    }
+    for _ in 0..200 {
+        slow.frame().await.unwrap().unwrap();
+    }
+    assert_eq!(
+        encoding.held_pieces(),
+        800,
+        "the pieces both have passed are freed"
+    );
+    drop(slow);
+    assert_eq!(
+        encoding.held_pieces(),
+        400,
+        "a reader gone holds nothing back"
+    );
+
+    let late = encodings.scrape(Format::Classic, None, pieces(1_000));
+    assert_eq!(
+        encodings.live.lock().unwrap().len(),
+        2,
+        "the late one started its own"
+    );
+    let expected: String = (0..1_000).map(|i| format!("piece {i}\n")).collect();
+    assert_eq!(
+        late.collect().await.unwrap().to_bytes(),
+        expected.as_bytes()
+    );
+    let rest = fast.collect().await.unwrap().to_bytes();
+    assert!(expected.as_bytes().ends_with(&rest), "the fast one's rest");
+    assert_eq!(encoding.held_pieces(), 0);
+}
+
+#[tokio::test]
+async fn a_flood_of_late_scrapes_costs_a_bounded_number_of_encodings() {
+    // Each scrape has passed its first piece when the next arrives: the first
+    // FREEING_PER_SHARE start encodings that free, the next keeps every piece, and every
+    // later scrape of its sharing time joins it and gets the whole text.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let encodings = Encodings::new(Duration::from_secs(60));
+    let mut scrapes = Vec::new();
+    for _ in 0..20 {
+        let mut body = encodings.scrape(Format::Classic, None, counting(&runs, 10));
+        body.frame().await.unwrap().unwrap();
+        scrapes.push(body);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), FREEING_PER_SHARE + 1);
+    for body in scrapes.drain(FREEING_PER_SHARE + 1..) {
+        let rest = body.collect().await.unwrap().to_bytes();
+        let expected: String = (1..10)
+            .map(|i| format!("run {FREEING_PER_SHARE} piece {i}\n"))
+            .collect();
+        assert_eq!(
+            rest,
+            expected.as_bytes(),
+            "joined the keeping encoding whole"
+        );
+    }
 }
