@@ -209,13 +209,22 @@ pub(super) async fn read_bounded(
 }
 
 /// Whether a request failed because its (pooled) connection was closed before any answer
-/// came: hyper's "connection closed before message completed".
+/// came: hyper's "connection closed before message completed", or a reset. A peer that
+/// closed a kept-alive connection answers a request sent on it with a reset when the
+/// request reached it after the close (seen through tinyproxy: "Connection reset by peer"
+/// on the pull's manifest request, right after the ping on the same connection); Go's
+/// net/http retries an idempotent request after any read error on a reused connection
+/// before the answer began (`shouldRetryRequest`), and so does the caller here, once. A
+/// registry that resets every connection still fails: the second try is reset too.
 pub(super) fn closed_before_answer(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_incomplete_message)
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionReset)
         {
             return true;
         }
