@@ -41,8 +41,8 @@ mod streamed;
 mod tests;
 
 pub(crate) use routes::{ProbeQuery, probe_checks};
+pub use streamed::{AHEAD, FREEING_PER_SHARE, MAX_ENCODINGS, SHARE_FOR};
 pub(crate) use streamed::{Encodings, Streamed};
-pub use streamed::{FREEING_PER_SHARE, MAX_ENCODINGS, SHARE_FOR};
 
 use admission::{Activity, Admission, InFlight, Slot};
 use routes::{handle, text};

@@ -1,8 +1,8 @@
 //! The metrics text streamed to scrapers: [`Encodings`] (the encodings alive, shared by the
 //! scrapes of the next [`SHARE_FOR`], at most [`MAX_ENCODINGS`], the oldest evicted),
-//! `Encoding` (pieces written by a blocking encoder that never waits for a reader, each
-//! freed once every reader has passed it) and [`Streamed`], the hyper body that hands a
-//! scrape its pieces as they are written.
+//! `Encoding` (pieces written by a blocking encoder that keeps at most [`AHEAD`] pieces
+//! ahead of its fastest reader, each freed once every reader has passed it) and
+//! [`Streamed`], the hyper body that hands a scrape its pieces as they are written.
 //!
 //! It does not decide what is encoded (`metrics`) or when a scrape runs rounds first
 //! (`routes`).
@@ -55,6 +55,19 @@ pub const SHARE_FOR: Duration = Duration::from_secs(2);
 /// exporter's peak memory (docs/benchmarks.md, "Against a real Distribution").
 pub const FREEING_PER_SHARE: usize = 2;
 
+/// How many pieces an encoding that frees what its readers passed may hold beyond what its
+/// fastest reader has taken; its encoder then waits until that reader is within
+/// [`RESUME_AT`]. With 64 KiB pieces, a scrape holds at most about 256 KiB of text
+/// however large the whole is (27.5 MB at 10,000 registries), plus what hyper has taken
+/// and not yet sent. Without it the encoder, faster than any socket, wrote most of the text
+/// before the scraper had read its start, and that text set the exporter's peak memory
+/// (docs/benchmarks.md, "Against a real Distribution").
+pub const AHEAD: usize = 4;
+
+/// The distance to the fastest reader at which a waiting encoder goes on: half the window,
+/// so it is woken once per two pieces taken, not at every one.
+const RESUME_AT: usize = AHEAD / 2;
+
 /// How far one encoding has got: pieces written, and `Some(whole)` once it ended.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Progress {
@@ -71,8 +84,13 @@ struct Held {
     first: usize,
     /// Each reader's next piece, by reader; `None` for a reader gone.
     readers: Vec<Option<usize>>,
-    /// Whether pieces every reader has passed are freed (see [`FREEING_PER_SHARE`]).
+    /// Whether pieces every reader has passed are freed (see [`FREEING_PER_SHARE`]); such
+    /// an encoding's encoder also waits for its fastest reader (see [`AHEAD`]).
     freeing: bool,
+    /// Pieces written.
+    written: usize,
+    /// Whether the encoder waits for a reader to take pieces (see [`AHEAD`]).
+    encoder_waits: bool,
 }
 
 impl Held {
@@ -88,18 +106,31 @@ impl Held {
             self.first += passed;
         }
     }
+
+    /// How many pieces the encoder is ahead of its fastest reader; 0 with no reader left.
+    fn ahead(&self) -> usize {
+        let fastest = self.readers.iter().flatten().max().copied();
+        fastest.map_or(0, |f| self.written.saturating_sub(f))
+    }
 }
 
 /// One encoding of the metrics text, shared by every scrape that joins it. Its encoder, on
-/// a blocking thread, never waits for a reader: it appends pieces and goes on, so a scraper
-/// that never reads holds memory (this text from where it stopped, shared), never a
-/// thread. A piece every reader has passed is freed, unless the encoding keeps its pieces
-/// for a flood's late scrapes (see [`FREEING_PER_SHARE`]).
+/// a blocking thread, appends pieces; a piece every reader has passed is freed, and the
+/// encoder waits while it is [`AHEAD`] pieces ahead of its fastest reader. An encoding that
+/// keeps its pieces for a flood's late scrapes (see [`FREEING_PER_SHARE`]) neither frees
+/// nor waits.
+///
+/// So a scraper that never reads holds a blocking thread and [`AHEAD`] pieces until its
+/// connection's idle timeout drops it, or a newer encoding evicts this one: at most
+/// [`MAX_ENCODINGS`] threads, however many such scrapers there are.
 pub(super) struct Encoding {
     pub(super) format: Format,
     pub(super) started: std::time::Instant,
     // std Mutex: held to push, take or free pieces, never across an .await.
     held: Mutex<Held>,
+    /// Wakes an encoder waiting for its fastest reader: a reader took pieces or left, or the
+    /// encoding was evicted.
+    taken: std::sync::Condvar,
     pub(super) progress: tokio::sync::watch::Sender<Progress>,
     /// Cancelled to cut off the scrapes still reading this encoding (see [`MAX_ENCODINGS`]).
     pub(super) evicted: CancellationToken,
@@ -114,9 +145,26 @@ impl Encoding {
                 freeing,
                 ..Held::default()
             }),
+            taken: std::sync::Condvar::new(),
             progress: tokio::sync::watch::Sender::new(Progress::default()),
             evicted: CancellationToken::new(),
         })
+    }
+
+    /// Cuts off the scrapes still reading this encoding, and stops its encoder.
+    pub(super) fn evict(&self) {
+        self.evicted.cancel();
+        // Taken under the lock, so an encoder about to wait sees the eviction or is woken.
+        let _held = self.held();
+        self.taken.notify_all();
+    }
+
+    /// Wakes the encoder if it waits and the fastest reader is back within [`RESUME_AT`].
+    fn wake_encoder(&self, held: &mut Held) {
+        if held.encoder_waits && held.ahead() <= RESUME_AT {
+            held.encoder_waits = false;
+            self.taken.notify_all();
+        }
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -145,6 +193,7 @@ impl Encoding {
         let piece = held.pieces.get(i.checked_sub(held.first)?).cloned()?;
         held.readers[id] = Some(i + 1);
         held.free_passed();
+        self.wake_encoder(&mut held);
         Some(piece)
     }
 
@@ -154,14 +203,35 @@ impl Encoding {
         self.held().pieces.len()
     }
 
-    /// Appends a piece; false when nobody reads this encoding any more (`self` is the
-    /// encoder's reference) or it was evicted: the encoder then stops.
+    /// Appends a piece, then waits while [`AHEAD`] pieces are ahead of the fastest reader;
+    /// false when nobody reads this encoding any more (`self` is the encoder's reference)
+    /// or it was evicted: the encoder then stops.
     pub(super) fn push(self: &Arc<Self>, piece: Bytes) -> bool {
-        if self.evicted.is_cancelled() || Arc::strong_count(self) == 1 {
+        let gone = |e: &Arc<Self>| e.evicted.is_cancelled() || Arc::strong_count(e) == 1;
+        if gone(self) {
             return false;
         }
-        self.held().pieces.push_back(piece);
+        {
+            let mut held = self.held();
+            held.pieces.push_back(piece);
+            held.written += 1;
+        }
         self.progress.send_modify(|p| p.written += 1);
+        let mut held = self.held();
+        while held.freeing && held.ahead() > AHEAD {
+            if gone(self) {
+                return false;
+            }
+            held.encoder_waits = true;
+            // Woken by a reader's take, a reader's leaving or an eviction; the timeout is
+            // a backstop for the one wake-up not sent under the lock (the last reader's
+            // Arc dropped just after its Reader left).
+            held = self
+                .taken
+                .wait_timeout(held, Duration::from_millis(100))
+                .map(|(held, _)| held)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
         true
     }
 
@@ -188,6 +258,10 @@ impl Drop for Reader {
         let mut held = self.encoding.held();
         held.readers[self.id] = None;
         held.free_passed();
+        // The encoder may have waited for this reader: it goes on for the others, or
+        // learns that nobody reads any more.
+        held.encoder_waits = false;
+        self.encoding.taken.notify_all();
     }
 }
 
@@ -291,7 +365,7 @@ impl Encodings {
                 while live.len() >= MAX_ENCODINGS {
                     if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
                         tracing::debug!("a scrape still reading an old metrics text is cut off");
-                        oldest.evicted.cancel();
+                        oldest.evict();
                     }
                 }
                 let encoding = Encoding::new(format, young.len() < FREEING_PER_SHARE);
@@ -334,8 +408,8 @@ pub(crate) struct Streamed {
 pub(crate) struct Truncated;
 
 impl Streamed {
-    /// Runs `encode` for `encoding` on a blocking thread, which it holds only while it
-    /// writes (milliseconds), never while a reader waits.
+    /// Runs `encode` for `encoding` on a blocking thread, which it holds while it writes
+    /// and while its fastest reader is [`AHEAD`] pieces behind (see [`Encoding`]).
     pub(super) fn start<F>(encoding: Arc<Encoding>, encode: F) -> tokio::task::JoinHandle<bool>
     where
         F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
@@ -360,17 +434,29 @@ impl Streamed {
     where
         F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
     {
+        let (body, handle, _) = Streamed::spawn_watched(encode);
+        (body, handle)
+    }
+
+    /// A body of its own encoding, and the encoding (tests).
+    #[cfg(test)]
+    pub(super) fn spawn_watched<F>(
+        encode: F,
+    ) -> (Streamed, tokio::task::JoinHandle<bool>, Arc<Encoding>)
+    where
+        F: FnOnce(&mut dyn FnMut(Bytes) -> bool) -> bool + Send + 'static,
+    {
         let encoding = Encoding::new(Format::Classic, true);
         let reader = encoding
             .join()
             .expect("a new encoding holds its first piece: nothing was freed yet");
-        let handle = Streamed::start(encoding, encode);
+        let handle = Streamed::start(encoding.clone(), encode);
         let body = Streamed {
             pieces: reader.pieces(),
             ended: false,
             activity: None,
         };
-        (body, handle)
+        (body, handle, encoding)
     }
 }
 

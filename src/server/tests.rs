@@ -71,16 +71,65 @@ async fn a_scrape_mode_scrape_never_joins_a_text_older_than_its_rounds() {
 }
 
 #[tokio::test]
-async fn an_encoder_never_waits_for_its_reader() {
-    // A scraper that never reads holds the text, not the encoder's thread.
-    let (body, encoder) = Streamed::spawn(pieces(10_000));
-    let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
-        .await
-        .expect("the encoder waited for a reader")
-        .unwrap();
-    assert!(whole);
+async fn an_encoder_keeps_at_most_ahead_pieces_beyond_its_reader() {
+    // A scraper that does not read yet holds AHEAD pieces and the encoder's thread, not
+    // the text; once it reads, the encoder follows it to the end.
+    let (mut body, encoder, encoding) = Streamed::spawn_watched(pieces(10_000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!encoder.is_finished(), "the encoder waits for its reader");
+    assert_eq!(
+        encoding.held_pieces(),
+        AHEAD + 1,
+        "AHEAD pieces beyond the first"
+    );
+    for _ in 0..5_000 {
+        body.frame().await.unwrap().unwrap();
+    }
+    assert!(
+        encoding.held_pieces() <= AHEAD + 1,
+        "{} pieces held half-way",
+        encoding.held_pieces()
+    );
     let text = body.collect().await.unwrap().to_bytes();
     assert!(text.ends_with(b"piece 9999\n"));
+    let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
+        .await
+        .expect("the encoder ended with its reader")
+        .unwrap();
+    assert!(whole);
+}
+
+#[tokio::test]
+async fn an_encoder_waiting_for_a_reader_stops_when_the_reader_goes() {
+    let (body, encoder) = Streamed::spawn(pieces(10_000));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!encoder.is_finished(), "the encoder waits for its reader");
+    drop(body);
+    let whole = tokio::time::timeout(Duration::from_secs(5), encoder)
+        .await
+        .expect("the encoder went on waiting after its reader went")
+        .unwrap();
+    assert!(!whole);
+}
+
+#[tokio::test]
+async fn an_encoder_waiting_for_a_reader_stops_when_its_encoding_is_evicted() {
+    let encodings = Encodings::new(Duration::from_millis(1));
+    let _stalled = encodings.scrape(Format::Classic, None, pieces(10_000));
+    let first = encodings.live.lock().unwrap()[0].upgrade().unwrap();
+    let mut others = Vec::new();
+    for _ in 0..MAX_ENCODINGS {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        others.push(encodings.scrape(Format::Classic, None, pieces(1)));
+    }
+    assert!(first.evicted.is_cancelled(), "the oldest was evicted");
+    first
+        .progress
+        .subscribe()
+        .wait_for(|p| p.end.is_some())
+        .await
+        .expect("the evicted encoder ended");
+    assert_eq!(first.progress.borrow().end, Some(false));
 }
 
 #[tokio::test]
@@ -167,36 +216,37 @@ async fn an_encoder_that_stops_early_cuts_the_body_instead_of_ending_it() {
 
 #[tokio::test]
 async fn a_shared_encoding_frees_the_pieces_every_reader_has_passed() {
-    // 1,000 pieces written at once (the encoder never waits), read by two scrapes: only the
-    // pieces the slower one has not passed stay held, and a late scrape still gets the
-    // whole text, from an encoding of its own.
+    // Two scrapes of 1,000 pieces: the encoder follows the faster one, and only the pieces
+    // the slower one has not passed stay held; a late scrape still gets the whole text,
+    // from an encoding of its own.
     let encodings = Encodings::new(Duration::from_secs(60));
     let mut fast = encodings.scrape(Format::Classic, None, pieces(1_000));
     let mut slow = encodings.scrape(Format::Classic, None, pieces(1_000));
     let encoding = encodings.live.lock().unwrap()[0].upgrade().unwrap();
     assert_eq!(encodings.live.lock().unwrap().len(), 1, "the second joined");
-    encoding
-        .progress
-        .subscribe()
-        .wait_for(|p| p.end.is_some())
-        .await
-        .unwrap();
-    assert_eq!(encoding.held_pieces(), 1_000);
     for _ in 0..600 {
         fast.frame().await.unwrap().unwrap();
     }
     for _ in 0..200 {
         slow.frame().await.unwrap().unwrap();
     }
+    // The encoder settles AHEAD + 1 pieces past the faster reader.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let written = || encoding.progress.borrow().written;
+    assert_eq!(
+        written(),
+        601 + AHEAD,
+        "the encoder follows the faster reader"
+    );
     assert_eq!(
         encoding.held_pieces(),
-        800,
+        written() - 200,
         "the pieces both have passed are freed"
     );
     drop(slow);
     assert_eq!(
         encoding.held_pieces(),
-        400,
+        written() - 600,
         "a reader gone holds nothing back"
     );
 
