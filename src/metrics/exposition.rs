@@ -1,14 +1,14 @@
-//! The registries' families as text, written at scrape time straight from the store.
+//! The registries' families as text, written at scrape time from the store.
 //!
 //! Owns how a registry's series look: the `# HELP`/`# TYPE` header of a family, one
 //! series line (labels escaped where their values come from a registry), the request
-//! histogram's `le` labels, and the walk over every registry of the store family by family
-//! ([`encode_registries`]). Which families exist and in what order is `declared.rs`'s.
+//! histogram's `le` labels, the scrape's copy of every registry's checks (`Snapshot`), and
+//! the walk over every registry family by family ([`encode_registries`]). Which families exist and in what order is `declared.rs`'s.
 
 use super::Format;
 use super::declared::{METRICS, MetricDoc, Writer};
-use crate::outcome::{Capability, CapabilityStatus, CheckKind, Status};
-use crate::store::{REQUEST_BUCKETS, Slots, Store, unix};
+use crate::outcome::{Capability, CapabilityStatus, CheckKind, Reason, Status};
+use crate::store::{REQUEST_BUCKETS, RegistryEntry, Slots, Store, unix};
 
 /// `# HELP` and `# TYPE` of a family. OpenMetrics names a counter's family without
 /// `_total` and escapes `"` in help; the classic format does neither.
@@ -108,9 +108,18 @@ impl Line<'_> {
 }
 
 /// The registries' families, each written over every registry; named by their
-/// declarations in [`METRICS`].
+/// declarations in [`METRICS`]. A family is written either from the scrape's [`Snapshot`]
+/// of the registries' checks or from each registry's slots in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RegistryFamily {
+    Checks(CheckFamily),
+    Facts(FactFamily),
+}
+
+/// The families of a registry's checks, written from the scrape's [`Snapshot`]: most of a
+/// text, and each read once per scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CheckFamily {
     Status,
     Reason,
     Duration,
@@ -118,6 +127,12 @@ pub(super) enum RegistryFamily {
     LastRun,
     Interval,
     Runs,
+}
+
+/// The families written from a registry's slots, locked for each: the request histogram
+/// and the facts, which most registries lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FactFamily {
     Requests,
     ApiVersion,
     AuthMethod,
@@ -135,51 +150,151 @@ pub(super) enum RegistryFamily {
     Implementation,
 }
 
-impl RegistryFamily {
-    /// Whether [`RegistryFamily::write`] writes any series of a registry with these slots:
-    /// a family no registry has (token, TLS, rate-limit or capability facts, often) is then
-    /// not walked over every registry. Agrees with `write` (a unit test holds it).
-    pub(super) fn has_series(self, s: &Slots) -> bool {
-        use RegistryFamily as F;
-        let f = &s.facts;
-        let any_latest = || s.checks.iter().any(|c| c.latest.is_some());
-        match self {
-            F::Status | F::Reason | F::Duration | F::HttpStatus | F::LastRun | F::Requests => {
-                any_latest()
+/// The latest result of one check as a scrape writes it.
+#[derive(Debug, Clone, Copy)]
+struct LatestRow {
+    status: Status,
+    reason: Reason,
+    http_status: Option<u16>,
+    duration: f64,
+    finished_at: f64,
+}
+
+/// One check of one registry as a scrape writes it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CheckRow {
+    kind: CheckKind,
+    latest: Option<LatestRow>,
+    runs: [u64; Status::ALL.len()],
+}
+
+/// One registry's checks as a scrape writes them: its rows in the [`Snapshot`].
+pub(super) struct Row<'a> {
+    interval: Option<f64>,
+    checks: &'a [CheckRow],
+}
+
+impl<'a> Row<'a> {
+    /// The registry's checks with a result or a run, in `CheckKind::ALL`'s order, appended
+    /// to `checks`; returns the registry's interval.
+    fn copy(slots: &Slots, checks: &mut Vec<CheckRow>) -> Option<f64> {
+        for (&kind, slot) in CheckKind::ALL.iter().zip(slots.checks.iter()) {
+            if slot.latest.is_none() && slot.runs.iter().all(|&n| n == 0) {
+                continue;
             }
-            F::Interval => s.interval.is_some(),
-            F::Runs => s.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
-            F::ApiVersion => f.api_version.is_some(),
-            F::AuthMethod => f.auth_method.is_some(),
-            F::TokenDuration => f.token_request_duration.is_some(),
-            F::TokenExpiry => f.token_expiry.is_some(),
-            F::TlsExpiry => f.tls_expiry.is_some(),
-            F::TokenTlsExpiry => f.token_tls_expiry.is_some(),
-            F::RateLimit | F::RateRemaining => f.rate_limit.is_some(),
-            F::UploadCancelled => f.upload_cancelled.is_some(),
-            F::Capability => f.capabilities.iter().any(Option::is_some),
-            F::CapabilityScore => f.capability_score.is_some(),
-            F::Referrers => f.referrers.is_some(),
-            F::BlobDuration => f.blob_duration.is_some(),
-            F::Implementation => f.implementation.is_some(),
+            checks.push(CheckRow {
+                kind,
+                latest: slot.latest.as_deref().map(|r| LatestRow {
+                    status: r.status,
+                    reason: r.reason,
+                    http_status: r.http_status,
+                    duration: r.duration.as_secs_f64(),
+                    finished_at: unix(r.finished_at),
+                }),
+                runs: slot.runs,
+            });
+        }
+        slots.interval
+    }
+
+    /// A registry's row read straight from its slots (tests).
+    #[cfg(test)]
+    pub(super) fn of(slots: &Slots, checks: &'a mut Vec<CheckRow>) -> Row<'a> {
+        checks.clear();
+        let interval = Row::copy(slots, checks);
+        Row { interval, checks }
+    }
+
+    fn latest(&self) -> impl Iterator<Item = (CheckKind, &LatestRow)> {
+        self.checks
+            .iter()
+            .filter_map(|c| c.latest.as_ref().map(|r| (c.kind, r)))
+    }
+}
+
+/// Every registry's checks, copied in one pass at the start of a scrape: each registry is
+/// locked once for them instead of once per family, so its check series come from one
+/// moment (a status and its reason from the same result), and the families' passes read
+/// contiguous memory instead of chasing every registry's results through the heap, which
+/// was most of an encoding's time at 10,000 registries (docs/benchmarks.md, "Against a
+/// real Distribution"). About 150 bytes per registry of two checks, for one scrape.
+struct Snapshot {
+    checks: Vec<CheckRow>,
+    /// Per registry: the end of its rows in `checks`, and its interval.
+    registries: Vec<(usize, Option<f64>)>,
+}
+
+impl Snapshot {
+    fn row(&self, i: usize) -> Row<'_> {
+        let start = i.checked_sub(1).map_or(0, |p| self.registries[p].0);
+        let (end, interval) = self.registries[i];
+        Row {
+            interval,
+            checks: &self.checks[start..end],
+        }
+    }
+}
+
+impl RegistryFamily {
+    /// Whether [`RegistryFamily::write`] writes any series of a registry with this row and
+    /// these slots: a family no registry has (token, TLS, rate-limit or capability facts,
+    /// often) is then not walked over every registry. Agrees with `write` (a unit test
+    /// holds it).
+    pub(super) fn has_series(self, row: &Row<'_>, s: &Slots) -> bool {
+        use CheckFamily as C;
+        use FactFamily as F;
+        let f = &s.facts;
+        match self {
+            Self::Checks(family) => match family {
+                C::Status | C::Reason | C::Duration | C::HttpStatus | C::LastRun => {
+                    row.latest().next().is_some()
+                }
+                C::Interval => row.interval.is_some(),
+                C::Runs => row.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
+            },
+            Self::Facts(family) => match family {
+                F::Requests => s.checks.iter().any(|c| c.latest.is_some()),
+                F::ApiVersion => f.api_version.is_some(),
+                F::AuthMethod => f.auth_method.is_some(),
+                F::TokenDuration => f.token_request_duration.is_some(),
+                F::TokenExpiry => f.token_expiry.is_some(),
+                F::TlsExpiry => f.tls_expiry.is_some(),
+                F::TokenTlsExpiry => f.token_tls_expiry.is_some(),
+                F::RateLimit | F::RateRemaining => f.rate_limit.is_some(),
+                F::UploadCancelled => f.upload_cancelled.is_some(),
+                F::Capability => f.capabilities.iter().any(Option::is_some),
+                F::CapabilityScore => f.capability_score.is_some(),
+                F::Referrers => f.referrers.is_some(),
+                F::BlobDuration => f.blob_duration.is_some(),
+                F::Implementation => f.implementation.is_some(),
+            },
         }
     }
 
     /// Writes this family's series of one registry; `label` is its `registry="…"`,
-    /// escaped ([`registry_label`]).
-    pub(super) fn write(self, out: &mut String, name: &str, label: &str, s: &Slots) {
-        use RegistryFamily as F;
+    /// escaped ([`registry_label`]). A fact family locks `entry` while it writes.
+    pub(super) fn write(
+        self,
+        out: &mut String,
+        name: &str,
+        label: &str,
+        row: &Row<'_>,
+        entry: &RegistryEntry,
+    ) {
         let mut l = Line { out };
-        let latest = || {
-            CheckKind::ALL
-                .iter()
-                .zip(s.checks.iter())
-                .filter_map(|(&k, slot)| slot.latest.as_deref().map(|r| (k, r)))
-        };
-        let f = &s.facts;
         match self {
-            F::Status => {
-                for (k, r) in latest() {
+            Self::Checks(family) => family.write(&mut l, name, label, row),
+            Self::Facts(family) => family.write(&mut l, name, label, &entry.lock()),
+        }
+    }
+}
+
+impl CheckFamily {
+    fn write(self, l: &mut Line<'_>, name: &str, label: &str, row: &Row<'_>) {
+        use CheckFamily as C;
+        match self {
+            C::Status => {
+                for (k, r) in row.latest() {
                     for &status in Status::ALL {
                         l.start(name, label)
                             .check(k)
@@ -188,44 +303,53 @@ impl RegistryFamily {
                     }
                 }
             }
-            F::Reason => {
-                for (k, r) in latest() {
+            C::Reason => {
+                for (k, r) in row.latest() {
                     l.start(name, label)
                         .check(k)
                         .label("reason", r.reason.as_str())
                         .u64(1);
                 }
             }
-            F::Duration => {
-                for (k, r) in latest() {
-                    l.start(name, label).check(k).f64(r.duration.as_secs_f64());
+            C::Duration => {
+                for (k, r) in row.latest() {
+                    l.start(name, label).check(k).f64(r.duration);
                 }
             }
-            F::HttpStatus => {
-                for (k, r) in latest() {
+            C::HttpStatus => {
+                for (k, r) in row.latest() {
                     l.start(name, label)
                         .check(k)
                         .u64(u64::from(r.http_status.unwrap_or(0)));
                 }
             }
-            F::LastRun => {
-                for (k, r) in latest() {
-                    l.start(name, label).check(k).f64(unix(r.finished_at));
+            C::LastRun => {
+                for (k, r) in row.latest() {
+                    l.start(name, label).check(k).f64(r.finished_at);
                 }
             }
-            F::Interval => gauge(&mut l, name, label, s.interval),
-            F::Runs => {
-                for (&k, slot) in CheckKind::ALL.iter().zip(s.checks.iter()) {
-                    for (&status, &n) in Status::ALL.iter().zip(slot.runs.iter()) {
+            C::Interval => gauge(l, name, label, row.interval),
+            C::Runs => {
+                for c in row.checks {
+                    for (&status, &n) in Status::ALL.iter().zip(c.runs.iter()) {
                         if n > 0 {
                             l.start(name, label)
-                                .check(k)
+                                .check(c.kind)
                                 .label("status", status.as_str())
                                 .u64(n);
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+impl FactFamily {
+    fn write(self, l: &mut Line<'_>, name: &str, label: &str, s: &Slots) {
+        use FactFamily as F;
+        let f = &s.facts;
+        match self {
             F::Requests => {
                 if s.checks.iter().all(|c| c.latest.is_none()) {
                     return;
@@ -251,12 +375,12 @@ impl RegistryFamily {
                     l.start(name, label).label("method", m.as_str()).u64(1);
                 }
             }
-            F::TokenDuration => gauge(&mut l, name, label, f.token_request_duration),
-            F::TokenExpiry => gauge(&mut l, name, label, f.token_expiry),
-            F::TlsExpiry => gauge(&mut l, name, label, f.tls_expiry),
-            F::TokenTlsExpiry => gauge(&mut l, name, label, f.token_tls_expiry),
-            F::RateLimit => gauge(&mut l, name, label, f.rate_limit.map(|r| r.0)),
-            F::RateRemaining => gauge(&mut l, name, label, f.rate_limit.map(|r| r.1)),
+            F::TokenDuration => gauge(l, name, label, f.token_request_duration),
+            F::TokenExpiry => gauge(l, name, label, f.token_expiry),
+            F::TlsExpiry => gauge(l, name, label, f.tls_expiry),
+            F::TokenTlsExpiry => gauge(l, name, label, f.token_tls_expiry),
+            F::RateLimit => gauge(l, name, label, f.rate_limit.map(|r| r.0)),
+            F::RateRemaining => gauge(l, name, label, f.rate_limit.map(|r| r.1)),
             F::UploadCancelled => {
                 if let Some(c) = f.upload_cancelled {
                     l.start(name, label).u64(u64::from(c));
@@ -283,7 +407,7 @@ impl RegistryFamily {
                     l.start(name, label).u64(n);
                 }
             }
-            F::BlobDuration => gauge(&mut l, name, label, f.blob_duration),
+            F::BlobDuration => gauge(l, name, label, f.blob_duration),
             F::Implementation => {
                 if let Some(r) = f.implementation {
                     l.start(name, label)
@@ -301,15 +425,19 @@ pub(super) const REQUEST_BUCKET_LABELS: [&str; REQUEST_BUCKETS.len()] = [
 ];
 
 /// Escapes a label value for both text formats: backslash, double quote and line feed.
+/// The runs between them are copied whole (most values have none).
 fn escape_label_value(value: &str, out: &mut String) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 /// `registry="<name>"`, escaped.
@@ -344,16 +472,27 @@ pub(super) fn encode_registries(
             _ => None,
         })
         .collect();
-    // One pass to learn which families any registry has: each pass over thousands of
-    // registries is a cache miss per registry, and most registries lack most facts. A fact
-    // first seen after this pass is served at the next scrape, as if it had come just after
-    // this one; none goes away meanwhile (facts are kept until the registry is removed).
+    // One pass over the registries, each locked once: it copies their checks (the
+    // Snapshot) and learns which families any registry has. A fact first seen after this
+    // pass is served at the next scrape, as if it had come just after this one; none goes
+    // away meanwhile (facts are kept until the registry is removed).
+    let mut snapshot = Snapshot {
+        checks: Vec::with_capacity(entries.len() * 2),
+        registries: Vec::with_capacity(entries.len()),
+    };
     let mut present = vec![false; families.len()];
     for e in &entries {
         let slots = e.lock();
+        let start = snapshot.checks.len();
+        let interval = Row::copy(&slots, &mut snapshot.checks);
+        let row = Row {
+            interval,
+            checks: &snapshot.checks[start..],
+        };
         for (p, (_, family)) in present.iter_mut().zip(&families) {
-            *p = *p || family.has_series(&slots);
+            *p = *p || family.has_series(&row, &slots);
         }
+        snapshot.registries.push((snapshot.checks.len(), interval));
     }
     // Each registry's label, escaped once per scrape: the store keeps names, not text.
     let labels: Vec<String> = entries.iter().map(|e| registry_label(&e.name)).collect();
@@ -362,13 +501,10 @@ pub(super) fn encode_registries(
         if !present {
             continue;
         }
-        for (e, label) in entries.iter().zip(&labels) {
-            {
-                let slots = e.lock();
-                family.write(out, d.name, label, &slots);
-            }
-            // The registry's lock is released before the text is handed on, which may wait
-            // for the scraper.
+        for (i, (e, label)) in entries.iter().zip(&labels).enumerate() {
+            // A fact family holds the registry's lock only while it writes, never while
+            // the text is handed on, which may wait for the scraper.
+            family.write(out, d.name, label, &snapshot.row(i), e);
             if !flush(out) {
                 return false;
             }

@@ -2,7 +2,8 @@
 //!
 //! Owns the metric names (a contract with dashboards and alerts), their help, and the two
 //! text formats: OpenMetrics 1.0 and the classic 0.0.4 format. The registries' series are
-//! written at scrape time straight from the [`Store`], the one place results live: each
+//! written at scrape time from the [`Store`], the one place results live (their checks from
+//! a copy made in one pass, each registry locked once): each
 //! registry's label is escaped once, and a series is a few string copies and a number, not
 //! a family lookup (prometheus-client spent ~250 ns per series, issue 13). The exporter's own
 //! series (reload state, build and check info, `process_*`) are few and fixed and go
