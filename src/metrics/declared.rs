@@ -160,14 +160,14 @@ pub const METRICS: &[MetricDoc] = &[
         kind: "gauge",
         labels: &["registry", "version"],
         help: "1 with the registry's Docker-/OCI-Distribution-API-Version header as the version label",
-        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::ApiVersion)),
+        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::ApiVersion)),
     },
     MetricDoc {
         name: "oci_registry_auth_method_info",
         kind: "gauge",
         labels: &["registry", "method"],
         help: "1 with the authentication method the credentials check found (anonymous, basic, bearer, docker_config, credential_helper, identity_token)",
-        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::AuthMethod)),
+        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::AuthMethod)),
     },
     MetricDoc {
         name: "oci_registry_token_request_duration_seconds",
@@ -244,14 +244,14 @@ pub const METRICS: &[MetricDoc] = &[
         kind: "gauge",
         labels: &["registry", "implementation"],
         help: "1 with the product the registry runs, recognised from its answers (distribution, docker_hub, ghcr, harbor, quay, gitlab, ecr, ecr_public, artifact_registry, acr, artifactory, nexus, zot, unknown); it words advice, never a verdict",
-        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::Implementation)),
+        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::Implementation)),
     },
     MetricDoc {
         name: "oci_registry_pull_blob_duration_seconds",
         kind: "gauge",
         labels: &["registry"],
         help: "How long the pull check's download of the test image's config blob took, redirect to a storage or CDN host included",
-        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::BlobDuration)),
+        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::BlobDuration)),
     },
     MetricDoc {
         name: "oci_registry_check_info",

@@ -7,7 +7,9 @@
 
 use super::Format;
 use super::declared::{METRICS, MetricDoc, Writer};
-use crate::outcome::{Capability, CapabilityStatus, CheckKind, Reason, Status};
+use crate::outcome::{
+    AuthMethod, Capability, CapabilityStatus, CheckKind, Implementation, Reason, Status,
+};
 use crate::store::{REQUEST_BUCKETS, RegistryEntry, Slots, Store, unix};
 
 /// `# HELP` and `# TYPE` of a family. OpenMetrics names a counter's family without
@@ -116,8 +118,8 @@ pub(super) enum RegistryFamily {
     Facts(FactFamily),
 }
 
-/// The families of a registry's checks, written from the scrape's [`Snapshot`]: most of a
-/// text, and each read once per scrape.
+/// The families written from the scrape's [`Snapshot`]: a registry's checks, and the facts
+/// every registry has after its first round (most of a text, each read once per scrape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CheckFamily {
     Status,
@@ -127,15 +129,17 @@ pub(super) enum CheckFamily {
     LastRun,
     Interval,
     Runs,
+    ApiVersion,
+    AuthMethod,
+    BlobDuration,
+    Implementation,
 }
 
 /// The families written from a registry's slots, locked for each: the request histogram
-/// and the facts, which most registries lack.
+/// (too large to copy) and the facts most registries lack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FactFamily {
     Requests,
-    ApiVersion,
-    AuthMethod,
     TokenDuration,
     TokenExpiry,
     TlsExpiry,
@@ -146,8 +150,6 @@ pub(super) enum FactFamily {
     Capability,
     CapabilityScore,
     Referrers,
-    BlobDuration,
-    Implementation,
 }
 
 /// The latest result of one check as a scrape writes it.
@@ -168,16 +170,41 @@ pub(super) struct CheckRow {
     runs: [u64; Status::ALL.len()],
 }
 
-/// One registry's checks as a scrape writes them: its rows in the [`Snapshot`].
-pub(super) struct Row<'a> {
+/// What a scrape copies of one registry besides its checks: its interval and the facts
+/// every registry has after its first round. The API version, the one text, is kept in
+/// the snapshot's `text` (`version` is its range there).
+#[derive(Debug, Clone, Copy, Default)]
+struct Common {
     interval: Option<f64>,
+    version: Option<(u32, u32)>,
+    auth_method: Option<AuthMethod>,
+    implementation: Option<Implementation>,
+    blob_duration: Option<f64>,
+}
+
+/// One registry as a scrape writes it from the [`Snapshot`].
+pub(super) struct Row<'a> {
+    common: Common,
     checks: &'a [CheckRow],
+    /// The snapshot's text, which holds the API version.
+    text: &'a str,
 }
 
 impl<'a> Row<'a> {
     /// The registry's checks with a result or a run, in `CheckKind::ALL`'s order, appended
-    /// to `checks`; returns the registry's interval.
-    fn copy(slots: &Slots, checks: &mut Vec<CheckRow>) -> Option<f64> {
+    /// to `checks`, and its API version to `text`; returns the rest.
+    fn copy(slots: &Slots, checks: &mut Vec<CheckRow>, text: &mut String) -> Common {
+        let f = &slots.facts;
+        let version = f.api_version.as_deref().map(|v| {
+            let start = text.len();
+            text.push_str(v);
+            // An API version header is at most a header's length (Distribution's is 12
+            // bytes), and a text past 4 GiB is past every limit of a scrape.
+            (
+                u32::try_from(start).unwrap_or(u32::MAX),
+                u32::try_from(text.len()).unwrap_or(u32::MAX),
+            )
+        });
         for (&kind, slot) in CheckKind::ALL.iter().zip(slots.checks.iter()) {
             if slot.latest.is_none() && slot.runs.iter().all(|&n| n == 0) {
                 continue;
@@ -194,15 +221,35 @@ impl<'a> Row<'a> {
                 runs: slot.runs,
             });
         }
-        slots.interval
+        Common {
+            interval: slots.interval,
+            version,
+            auth_method: f.auth_method,
+            implementation: f.implementation.map(|r| r.implementation),
+            blob_duration: f.blob_duration,
+        }
     }
 
     /// A registry's row read straight from its slots (tests).
     #[cfg(test)]
-    pub(super) fn of(slots: &Slots, checks: &'a mut Vec<CheckRow>) -> Row<'a> {
+    pub(super) fn of(
+        slots: &Slots,
+        checks: &'a mut Vec<CheckRow>,
+        text: &'a mut String,
+    ) -> Row<'a> {
         checks.clear();
-        let interval = Row::copy(slots, checks);
-        Row { interval, checks }
+        text.clear();
+        let common = Row::copy(slots, checks, text);
+        Row {
+            common,
+            checks,
+            text,
+        }
+    }
+
+    fn api_version(&self) -> Option<&str> {
+        let (start, end) = self.common.version?;
+        self.text.get(start as usize..end as usize)
     }
 
     fn latest(&self) -> impl Iterator<Item = (CheckKind, &LatestRow)> {
@@ -220,17 +267,20 @@ impl<'a> Row<'a> {
 /// real Distribution"). About 150 bytes per registry of two checks, for one scrape.
 struct Snapshot {
     checks: Vec<CheckRow>,
-    /// Per registry: the end of its rows in `checks`, and its interval.
-    registries: Vec<(usize, Option<f64>)>,
+    /// Per registry: the end of its rows in `checks`, and the rest.
+    registries: Vec<(usize, Common)>,
+    /// The registries' API versions, one after another.
+    text: String,
 }
 
 impl Snapshot {
     fn row(&self, i: usize) -> Row<'_> {
         let start = i.checked_sub(1).map_or(0, |p| self.registries[p].0);
-        let (end, interval) = self.registries[i];
+        let (end, common) = self.registries[i];
         Row {
-            interval,
+            common,
             checks: &self.checks[start..end],
+            text: &self.text,
         }
     }
 }
@@ -249,13 +299,15 @@ impl RegistryFamily {
                 C::Status | C::Reason | C::Duration | C::HttpStatus | C::LastRun => {
                     row.latest().next().is_some()
                 }
-                C::Interval => row.interval.is_some(),
+                C::Interval => row.common.interval.is_some(),
                 C::Runs => row.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
+                C::ApiVersion => row.common.version.is_some(),
+                C::AuthMethod => row.common.auth_method.is_some(),
+                C::BlobDuration => row.common.blob_duration.is_some(),
+                C::Implementation => row.common.implementation.is_some(),
             },
             Self::Facts(family) => match family {
                 F::Requests => s.checks.iter().any(|c| c.latest.is_some()),
-                F::ApiVersion => f.api_version.is_some(),
-                F::AuthMethod => f.auth_method.is_some(),
                 F::TokenDuration => f.token_request_duration.is_some(),
                 F::TokenExpiry => f.token_expiry.is_some(),
                 F::TlsExpiry => f.tls_expiry.is_some(),
@@ -265,8 +317,6 @@ impl RegistryFamily {
                 F::Capability => f.capabilities.iter().any(Option::is_some),
                 F::CapabilityScore => f.capability_score.is_some(),
                 F::Referrers => f.referrers.is_some(),
-                F::BlobDuration => f.blob_duration.is_some(),
-                F::Implementation => f.implementation.is_some(),
             },
         }
     }
@@ -328,7 +378,7 @@ impl CheckFamily {
                     l.start(name, label).check(k).f64(r.finished_at);
                 }
             }
-            C::Interval => gauge(l, name, label, row.interval),
+            C::Interval => gauge(l, name, label, row.common.interval),
             C::Runs => {
                 for c in row.checks {
                     for (&status, &n) in Status::ALL.iter().zip(c.runs.iter()) {
@@ -339,6 +389,25 @@ impl CheckFamily {
                                 .u64(n);
                         }
                     }
+                }
+            }
+            C::ApiVersion => {
+                // The registry's header, as it sent it: escaped here.
+                if let Some(v) = row.api_version() {
+                    l.start(name, label).label_escaped("version", v).u64(1);
+                }
+            }
+            C::AuthMethod => {
+                if let Some(m) = row.common.auth_method {
+                    l.start(name, label).label("method", m.as_str()).u64(1);
+                }
+            }
+            C::BlobDuration => gauge(l, name, label, row.common.blob_duration),
+            C::Implementation => {
+                if let Some(i) = row.common.implementation {
+                    l.start(name, label)
+                        .label("implementation", i.as_str())
+                        .u64(1);
                 }
             }
         }
@@ -363,17 +432,6 @@ impl FactFamily {
                     .u64(h.count);
                 l.start_sub(name, "_sum", label).f64(h.sum);
                 l.start_sub(name, "_count", label).u64(h.count);
-            }
-            F::ApiVersion => {
-                // The registry's header, as it sent it: escaped here.
-                if let Some(v) = &f.api_version {
-                    l.start(name, label).label_escaped("version", v).u64(1);
-                }
-            }
-            F::AuthMethod => {
-                if let Some(m) = f.auth_method {
-                    l.start(name, label).label("method", m.as_str()).u64(1);
-                }
             }
             F::TokenDuration => gauge(l, name, label, f.token_request_duration),
             F::TokenExpiry => gauge(l, name, label, f.token_expiry),
@@ -405,14 +463,6 @@ impl FactFamily {
             F::Referrers => {
                 if let Some(n) = f.referrers {
                     l.start(name, label).u64(n);
-                }
-            }
-            F::BlobDuration => gauge(l, name, label, f.blob_duration),
-            F::Implementation => {
-                if let Some(r) = f.implementation {
-                    l.start(name, label)
-                        .label("implementation", r.implementation.as_str())
-                        .u64(1);
                 }
             }
         }
@@ -479,20 +529,22 @@ pub(super) fn encode_registries(
     let mut snapshot = Snapshot {
         checks: Vec::with_capacity(entries.len() * 2),
         registries: Vec::with_capacity(entries.len()),
+        text: String::new(),
     };
     let mut present = vec![false; families.len()];
     for e in &entries {
         let slots = e.lock();
         let start = snapshot.checks.len();
-        let interval = Row::copy(&slots, &mut snapshot.checks);
+        let common = Row::copy(&slots, &mut snapshot.checks, &mut snapshot.text);
         let row = Row {
-            interval,
+            common,
             checks: &snapshot.checks[start..],
+            text: &snapshot.text,
         };
         for (p, (_, family)) in present.iter_mut().zip(&families) {
             *p = *p || family.has_series(&row, &slots);
         }
-        snapshot.registries.push((snapshot.checks.len(), interval));
+        snapshot.registries.push((snapshot.checks.len(), common));
     }
     // Each registry's label, escaped once per scrape: the store keeps names, not text.
     let labels: Vec<String> = entries.iter().map(|e| registry_label(&e.name)).collect();

@@ -97,9 +97,9 @@ fn a_family_is_skipped_only_when_it_has_no_series() {
     let store = store_with(&[("rich", rich), ("bare", bare)]);
     let mut seen = 0;
     for e in store.entries() {
-        let mut checks = Vec::new();
+        let (mut checks, mut text) = (Vec::new(), String::new());
         let slots = e.lock();
-        let row = Row::of(&slots, &mut checks);
+        let row = Row::of(&slots, &mut checks, &mut text);
         let has: Vec<bool> = METRICS
             .iter()
             .filter_map(|d| match d.writer {
