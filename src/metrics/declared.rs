@@ -146,7 +146,7 @@ pub const METRICS: &[MetricDoc] = &[
         kind: "counter",
         labels: &["registry", "check", "status"],
         help: "Check runs since the exporter started, by resulting status",
-        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::Runs)),
+        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::Runs)),
     },
     MetricDoc {
         name: "oci_registry_request_duration_seconds",

@@ -128,17 +128,18 @@ pub(super) enum CheckFamily {
     HttpStatus,
     LastRun,
     Interval,
-    Runs,
     ApiVersion,
     AuthMethod,
     BlobDuration,
     Implementation,
 }
 
-/// The families written from a registry's slots, locked for each: the request histogram
-/// (too large to copy) and the facts most registries lack.
+/// The families written from a registry's slots, locked for each: the run counters and
+/// the request histogram (larger than the rest of a copy) and the facts most registries
+/// lack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FactFamily {
+    Runs,
     Requests,
     TokenDuration,
     TokenExpiry,
@@ -162,12 +163,11 @@ struct LatestRow {
     finished_at: f64,
 }
 
-/// One check of one registry as a scrape writes it.
+/// The latest result of one check of one registry as a scrape writes it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct CheckRow {
     kind: CheckKind,
-    latest: Option<LatestRow>,
-    runs: [u64; Status::ALL.len()],
+    latest: LatestRow,
 }
 
 /// What a scrape copies of one registry besides its checks: its interval and the facts
@@ -198,27 +198,21 @@ impl<'a> Row<'a> {
         let version = f.api_version.as_deref().map(|v| {
             let start = text.len();
             text.push_str(v);
-            // An API version header is at most a header's length (Distribution's is 12
-            // bytes), and a text past 4 GiB is past every limit of a scrape.
-            (
-                u32::try_from(start).unwrap_or(u32::MAX),
-                u32::try_from(text.len()).unwrap_or(u32::MAX),
-            )
+            span(start, text)
         });
         for (&kind, slot) in CheckKind::ALL.iter().zip(slots.checks.iter()) {
-            if slot.latest.is_none() && slot.runs.iter().all(|&n| n == 0) {
+            let Some(r) = slot.latest.as_deref() else {
                 continue;
-            }
+            };
             checks.push(CheckRow {
                 kind,
-                latest: slot.latest.as_deref().map(|r| LatestRow {
+                latest: LatestRow {
                     status: r.status,
                     reason: r.reason,
                     http_status: r.http_status,
                     duration: r.duration.as_secs_f64(),
                     finished_at: unix(r.finished_at),
-                }),
-                runs: slot.runs,
+                },
             });
         }
         Common {
@@ -253,10 +247,18 @@ impl<'a> Row<'a> {
     }
 
     fn latest(&self) -> impl Iterator<Item = (CheckKind, &LatestRow)> {
-        self.checks
-            .iter()
-            .filter_map(|c| c.latest.as_ref().map(|r| (c.kind, r)))
+        self.checks.iter().map(|c| (c.kind, &c.latest))
     }
+}
+
+/// Where the text pushed since `start` lies in `text`. Its strings are a registry's name
+/// and API version header, and a snapshot's text past 4 GiB is past every limit of a scrape:
+/// such a span reads as nothing.
+fn span(start: usize, text: &str) -> (u32, u32) {
+    (
+        u32::try_from(start).unwrap_or(u32::MAX),
+        u32::try_from(text.len()).unwrap_or(u32::MAX),
+    )
 }
 
 /// Every registry's checks, copied in one pass at the start of a scrape: each registry is
@@ -264,24 +266,31 @@ impl<'a> Row<'a> {
 /// moment (a status and its reason from the same result), and the families' passes read
 /// contiguous memory instead of chasing every registry's results through the heap, which
 /// was most of an encoding's time at 10,000 registries (docs/benchmarks.md, "Against a
-/// real Distribution"). About 150 bytes per registry of two checks, for one scrape.
+/// real Distribution"). About 130 bytes per registry of two checks, for one scrape.
 struct Snapshot {
     checks: Vec<CheckRow>,
-    /// Per registry: the end of its rows in `checks`, and the rest.
-    registries: Vec<(usize, Common)>,
-    /// The registries' API versions, one after another.
+    /// Per registry: the end of its rows in `checks`, its `registry="…"` label in `text`,
+    /// and the rest.
+    registries: Vec<(usize, (u32, u32), Common)>,
+    /// The registries' labels (escaped once per scrape: the store keeps names, not text)
+    /// and API versions, one after another.
     text: String,
 }
 
 impl Snapshot {
     fn row(&self, i: usize) -> Row<'_> {
         let start = i.checked_sub(1).map_or(0, |p| self.registries[p].0);
-        let (end, common) = self.registries[i];
+        let (end, _, common) = self.registries[i];
         Row {
             common,
             checks: &self.checks[start..end],
             text: &self.text,
         }
+    }
+
+    fn label(&self, i: usize) -> &str {
+        let (start, end) = self.registries[i].1;
+        self.text.get(start as usize..end as usize).unwrap_or("")
     }
 }
 
@@ -300,13 +309,13 @@ impl RegistryFamily {
                     row.latest().next().is_some()
                 }
                 C::Interval => row.common.interval.is_some(),
-                C::Runs => row.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
                 C::ApiVersion => row.common.version.is_some(),
                 C::AuthMethod => row.common.auth_method.is_some(),
                 C::BlobDuration => row.common.blob_duration.is_some(),
                 C::Implementation => row.common.implementation.is_some(),
             },
             Self::Facts(family) => match family {
+                F::Runs => s.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
                 F::Requests => s.checks.iter().any(|c| c.latest.is_some()),
                 F::TokenDuration => f.token_request_duration.is_some(),
                 F::TokenExpiry => f.token_expiry.is_some(),
@@ -379,18 +388,6 @@ impl CheckFamily {
                 }
             }
             C::Interval => gauge(l, name, label, row.common.interval),
-            C::Runs => {
-                for c in row.checks {
-                    for (&status, &n) in Status::ALL.iter().zip(c.runs.iter()) {
-                        if n > 0 {
-                            l.start(name, label)
-                                .check(c.kind)
-                                .label("status", status.as_str())
-                                .u64(n);
-                        }
-                    }
-                }
-            }
             C::ApiVersion => {
                 // The registry's header, as it sent it: escaped here.
                 if let Some(v) = row.api_version() {
@@ -419,6 +416,18 @@ impl FactFamily {
         use FactFamily as F;
         let f = &s.facts;
         match self {
+            F::Runs => {
+                for (&kind, c) in CheckKind::ALL.iter().zip(s.checks.iter()) {
+                    for (&status, &n) in Status::ALL.iter().zip(c.runs.iter()) {
+                        if n > 0 {
+                            l.start(name, label)
+                                .check(kind)
+                                .label("status", status.as_str())
+                                .u64(n);
+                        }
+                    }
+                }
+            }
             F::Requests => {
                 if s.checks.iter().all(|c| c.latest.is_none()) {
                     return;
@@ -491,12 +500,18 @@ fn escape_label_value(value: &str, out: &mut String) {
 }
 
 /// `registry="<name>"`, escaped.
+#[cfg(test)]
 pub(super) fn registry_label(name: &str) -> String {
     let mut label = String::with_capacity(name.len() + 11);
-    label.push_str("registry=\"");
-    escape_label_value(name, &mut label);
-    label.push('"');
+    push_registry_label(name, &mut label);
     label
+}
+
+/// Appends `registry="<name>"`, escaped.
+fn push_registry_label(name: &str, out: &mut String) {
+    out.push_str("registry=\"");
+    escape_label_value(name, out);
+    out.push('"');
 }
 
 fn gauge(l: &mut Line<'_>, name: &str, label: &str, v: Option<f64>) {
@@ -533,6 +548,9 @@ pub(super) fn encode_registries(
     };
     let mut present = vec![false; families.len()];
     for e in &entries {
+        let label_start = snapshot.text.len();
+        push_registry_label(&e.name, &mut snapshot.text);
+        let label = span(label_start, &snapshot.text);
         let slots = e.lock();
         let start = snapshot.checks.len();
         let common = Row::copy(&slots, &mut snapshot.checks, &mut snapshot.text);
@@ -544,19 +562,19 @@ pub(super) fn encode_registries(
         for (p, (_, family)) in present.iter_mut().zip(&families) {
             *p = *p || family.has_series(&row, &slots);
         }
-        snapshot.registries.push((snapshot.checks.len(), common));
+        snapshot
+            .registries
+            .push((snapshot.checks.len(), label, common));
     }
-    // Each registry's label, escaped once per scrape: the store keeps names, not text.
-    let labels: Vec<String> = entries.iter().map(|e| registry_label(&e.name)).collect();
     for ((d, family), present) in families.into_iter().zip(present) {
         header(out, d, format);
         if !present {
             continue;
         }
-        for (i, (e, label)) in entries.iter().zip(&labels).enumerate() {
+        for (i, e) in entries.iter().enumerate() {
             // A fact family holds the registry's lock only while it writes, never while
             // the text is handed on, which may wait for the scraper.
-            family.write(out, d.name, label, &snapshot.row(i), e);
+            family.write(out, d.name, snapshot.label(i), &snapshot.row(i), e);
             if !flush(out) {
                 return false;
             }
