@@ -265,54 +265,7 @@ fn real_main(cli: Cli, shard: Shard) -> Result<ExitCode, Fatal> {
         .map(web::Web::load)
         .transpose();
     if cli.check_config {
-        let code = match config {
-            Ok(config) => {
-                for w in &config.warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "config is valid: {} registr{} ({})",
-                    config.registries.len(),
-                    if config.registries.len() == 1 {
-                        "y"
-                    } else {
-                        "ies"
-                    },
-                    config
-                        .registries
-                        .iter()
-                        .map(|r| r.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                if shard.is_sharded() {
-                    let names: Vec<&str> =
-                        config.shard_registries().map(|r| r.name.as_str()).collect();
-                    println!(
-                        "{shard} checks {} of them{}{}",
-                        names.len(),
-                        if names.is_empty() { "" } else { ": " },
-                        names.join(", ")
-                    );
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("invalid config: {e}");
-                ExitCode::FAILURE
-            }
-        };
-        return Ok(match web {
-            Ok(Some(web)) => {
-                println!("web config is valid: {}", web.summary());
-                code
-            }
-            Ok(None) => code,
-            Err(e) => {
-                eprintln!("invalid web config: {e}");
-                ExitCode::FAILURE
-            }
-        });
+        return Ok(check_config(config, web, shard));
     }
     let config = config.context("invalid config").map_err(Fatal::usage)?;
     let web = web.context("invalid web config").map_err(Fatal::usage)?;
@@ -347,6 +300,62 @@ fn real_main(cli: Cli, shard: Shard) -> Result<ExitCode, Fatal> {
             .map_err(Fatal::usage)?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--check-config`: what the configuration and the web configuration hold, or why they are
+/// invalid; nothing is started.
+fn check_config(
+    config: Result<Config, oci_registry_exporter::config::ConfigError>,
+    web: Result<Option<web::Web>, web::WebConfigError>,
+    shard: Shard,
+) -> ExitCode {
+    let code = match config {
+        Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "config is valid: {} registr{} ({})",
+                config.registries.len(),
+                if config.registries.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                config
+                    .registries
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if shard.is_sharded() {
+                let names: Vec<&str> = config.shard_registries().map(|r| r.name.as_str()).collect();
+                println!(
+                    "{shard} checks {} of them{}{}",
+                    names.len(),
+                    if names.is_empty() { "" } else { ": " },
+                    names.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("invalid config: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    match web {
+        Ok(Some(web)) => {
+            println!("web config is valid: {}", web.summary());
+            code
+        }
+        Ok(None) => code,
+        Err(e) => {
+            eprintln!("invalid web config: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `--shard`: a whole number. An empty or unexpanded `$(POD_INDEX)` is what a pod without

@@ -116,13 +116,7 @@ impl Api<'_> {
                 platform: memo.platform,
                 platform_fallback: memo.fallback,
             };
-            if memo.config_size.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-                return Ok(BlobFetch::TooLarge {
-                    size: memo.config_size.unwrap_or_default(),
-                    blob,
-                });
-            }
-            return self.fetch_blob(repo, blob).await;
+            return self.fetch_within_limit(repo, blob, memo.config_size).await;
         }
         let mut resp = self.get_manifest(repo, reference).await?;
         let mut chosen = None;
@@ -156,13 +150,7 @@ impl Api<'_> {
                         platform: chosen,
                         platform_fallback: fallback,
                     };
-                    if size.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-                        return Ok(BlobFetch::TooLarge {
-                            blob,
-                            size: size.unwrap_or_default(),
-                        });
-                    }
-                    return self.fetch_blob(repo, blob).await;
+                    return self.fetch_within_limit(repo, blob, size).await;
                 }
                 PullStep::Child {
                     digest,
@@ -180,6 +168,19 @@ impl Api<'_> {
         Ok(BlobFetch::NoConfig(
             "the test image nests indexes deeper than clients follow".into(),
         ))
+    }
+
+    /// The config blob, unless the manifest gave it a size over [`MAX_BODY_BYTES`].
+    async fn fetch_within_limit(
+        &self,
+        repo: &str,
+        blob: BlobRef,
+        size: Option<u64>,
+    ) -> Result<BlobFetch, RequestError> {
+        match size {
+            Some(size) if size > MAX_BODY_BYTES as u64 => Ok(BlobFetch::TooLarge { blob, size }),
+            _ => self.fetch_blob(repo, blob).await,
+        }
     }
 
     /// GET of a blob, its redirects followed one by one (at most [`MAX_BLOB_REDIRECTS`]):

@@ -66,29 +66,14 @@ impl Api<'_> {
                 200 => match parsed {
                     Ok(descriptors) => {
                         seen.extend(descriptors);
-                        let ct = media_type(&resp);
-                        if ct != OCI_INDEX && wrong_content_type.is_none() {
-                            wrong_content_type = Some(if ct.is_empty() {
-                                "(none)".to_string()
-                            } else {
-                                ct.chars().take(80).collect()
-                            });
-                        }
+                        wrong_content_type = wrong_content_type.or_else(|| not_an_index(&resp));
                     }
                     Err(why) => return Ok(Referrers::NotTheApi { status: code, why }),
                 },
                 // Early OCI 1.1 drafts answered a missing subject with 404 and an empty
                 // index; the router's plain 404 (Distribution 2.8) means there is no API.
                 404 if page == 0 && parsed.is_ok() => seen.extend(parsed.unwrap_or_default()),
-                400 | 404 | 405 | 406 | 501 => {
-                    return Ok(Referrers::NotTheApi {
-                        status: code,
-                        why: match OciError::parse(&resp.body) {
-                            Some(e) => format!("HTTP {code} {}", e.code.as_str()),
-                            None => format!("HTTP {code} without an OCI image index"),
-                        },
-                    });
-                }
+                400 | 404 | 405 | 406 | 501 => return Ok(not_the_api(code, &resp.body)),
                 _ => return Ok(Referrers::Refused(Answer::of(&resp))),
             }
             if filters_applied.is_none() {
@@ -125,6 +110,29 @@ impl Api<'_> {
             truncated: true,
             wrong_content_type,
         })
+    }
+}
+
+/// The content type of a page that parsed as an index, when it is not the index's own
+/// (none shown as "(none)", at most 80 characters).
+fn not_an_index(resp: &Response) -> Option<String> {
+    let ct = media_type(resp);
+    match ct.as_str() {
+        OCI_INDEX => None,
+        "" => Some("(none)".to_string()),
+        ct => Some(ct.chars().take(80).collect()),
+    }
+}
+
+/// A refusal that says the referrers API is not there, with the registry's OCI error code
+/// when it sent one.
+fn not_the_api(code: u16, body: &[u8]) -> Referrers {
+    Referrers::NotTheApi {
+        status: code,
+        why: match OciError::parse(body) {
+            Some(e) => format!("HTTP {code} {}", e.code.as_str()),
+            None => format!("HTTP {code} without an OCI image index"),
+        },
     }
 }
 

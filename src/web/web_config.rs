@@ -309,6 +309,9 @@ enum Step<'a> {
 
 /// Words a serde error from where it happened and what the key there must hold: serde's
 /// message is never shown, as it would quote the value (a password, say).
+///
+/// Longer than most functions: its `match` has one arm per place in the file an error can
+/// be, a table kept whole so that every place's words are read side by side.
 fn schema_error(
     cx: &Ctx<'_>,
     root: &Value,
