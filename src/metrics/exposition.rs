@@ -60,6 +60,7 @@ struct Line<'a> {
 }
 
 impl Line<'_> {
+    #[inline(always)]
     fn start(&mut self, name: &str, registry_label: &str) -> &mut Self {
         self.out.push_str(name);
         self.out.push('{');
@@ -73,6 +74,7 @@ impl Line<'_> {
         self.start(suffix, registry_label)
     }
 
+    #[inline(always)]
     fn label(&mut self, key: &str, value: &str) -> &mut Self {
         self.out.push(',');
         self.out.push_str(key);
@@ -92,16 +94,19 @@ impl Line<'_> {
         self
     }
 
+    #[inline(always)]
     fn check(&mut self, check: CheckKind) -> &mut Self {
         self.label("check", check.short_name())
     }
 
+    #[inline(always)]
     fn f64(&mut self, v: f64) {
         self.out.push_str("} ");
         push_f64(self.out, v);
         self.out.push('\n');
     }
 
+    #[inline(always)]
     fn u64(&mut self, v: u64) {
         self.out.push_str("} ");
         push_u64(self.out, v);
