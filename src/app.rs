@@ -57,7 +57,9 @@ pub struct TargetRuntime {
     /// and a result of it is never recorded. A registry of this shard has a token of its
     /// own, as a reload that leaves its settings unchanged keeps its runtime (and so its
     /// round in flight, its loop and its probe runs) in the next generation; another
-    /// shard's runtime (probes only) has its generation's.
+    /// shard's runtime (probes only) has its generation's. Every one is a child of the
+    /// app's shutdown token: shutdown retires every runtime, so a registry's loop waits on
+    /// this token alone (`scheduler`).
     retired: CancellationToken,
     runbook_base_url: Arc<str>,
     /// The product last recognised from this registry's answers: a round that shows no
@@ -201,12 +203,14 @@ fn name_index(targets: &[Arc<TargetRuntime>]) -> Vec<u32> {
 
 impl Generation {
     /// The generation of `config`. With `previous` (a reload), a registry whose resolved
-    /// settings are unchanged keeps its runtime ([`keeps`]).
+    /// settings are unchanged keeps its runtime ([`keeps`]). Its tokens are children of
+    /// `shutdown`, the app's.
     fn build(
         config: Config,
         previous: Option<&Generation>,
+        shutdown: &CancellationToken,
     ) -> Result<Generation, ClientBuildError> {
-        let retired = CancellationToken::new();
+        let retired = shutdown.child_token();
         // Kept runtimes hold their generation's semaphores, which the next one then shares.
         let carried = previous.filter(|p| p.same_common_settings(&config));
         let common = Common::of(&config, carried.map(|p| &p.common), &retired);
@@ -248,7 +252,7 @@ impl Generation {
                     Arc::new(common.runtime_retired_by(
                         target,
                         client,
-                        CancellationToken::new(),
+                        shutdown.child_token(),
                         stamp,
                     ))
                 })
@@ -407,6 +411,8 @@ pub struct App {
     generation: watch::Sender<Arc<Generation>>,
     pub metrics: Metrics,
     pub store: Store,
+    /// Cancelled at shutdown; every runtime's `retired` token is its child, so shutdown
+    /// retires them all.
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// Where the configuration came from, read again on reload.
@@ -422,7 +428,9 @@ impl App {
         let metrics = Metrics::new(&config.runbook_base_url);
         metrics.set_shard(config.shard);
         let store = Store::new(config.history_size);
-        let generation = Generation::build(config, None)?;
+        // Before the generation: its runtimes' tokens are children of it.
+        let shutdown = CancellationToken::new();
+        let generation = Generation::build(config, None, &shutdown)?;
         // The generation's targets are this shard's registries, as after a reload.
         for rt in &generation.targets {
             store.declare(&rt.target);
@@ -432,7 +440,7 @@ impl App {
             generation: watch::Sender::new(Arc::new(generation)),
             metrics,
             store,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
             source,
             reloading: tokio::sync::Mutex::new(()),
@@ -485,7 +493,7 @@ impl App {
             .map_err(ReloadError::from)
             .and_then(|mut config| {
                 config.shard = shard;
-                Ok(Generation::build(config, Some(&previous))?)
+                Ok(Generation::build(config, Some(&previous), &self.shutdown)?)
             });
         let next = match built {
             Ok(next) => Arc::new(next),
