@@ -225,11 +225,11 @@ impl Generation {
                 keeps(old, target).then(|| old.clone())
             })
             .collect();
-        let fresh: Vec<&Target> = owned
+        let fresh: Vec<&Arc<Target>> = owned
             .iter()
             .zip(&kept)
             .filter(|(_, kept)| kept.is_none())
-            .map(|(t, _)| &***t)
+            .map(|(t, _)| *t)
             .collect();
         // One HTTP client per distinct TLS setting, shared by this shard's new registries
         // (a kept registry keeps its client).
