@@ -43,12 +43,8 @@ pub struct TargetRuntime {
     /// registry continues its schedule from there (interval mode).
     // std Mutex: held only to read or write, never across an .await.
     last_scheduled: Mutex<Option<Instant>>,
-    /// The generation's bound on concurrent scheduled checks (interval and scrape mode),
-    /// shared by all its targets.
-    permits: Arc<Semaphore>,
-    /// The generation's bound on concurrent `/probe` checks: a budget of its own, so a probe
-    /// flood (against a black-holed registry, say) cannot starve the schedule.
-    probe_permits: Arc<Semaphore>,
+    /// The generation's bounds and runbook links, one handle for the three.
+    bounds: Arc<Bounds>,
     /// The latest `/probe` run per check selection: while one runs, probes of the same
     /// selection wait for it instead of starting another (singleflight).
     // std Mutex: never held across .await.
@@ -57,9 +53,10 @@ pub struct TargetRuntime {
     /// and a result of it is never recorded. A registry of this shard has a token of its
     /// own, as a reload that leaves its settings unchanged keeps its runtime (and so its
     /// round in flight, its loop and its probe runs) in the next generation; another
-    /// shard's runtime (probes only) has its generation's.
+    /// shard's runtime (probes only) has its generation's. Every one is a child of the
+    /// app's shutdown token: shutdown retires every runtime, so a registry's loop waits on
+    /// this token alone (`scheduler`).
     retired: CancellationToken,
-    runbook_base_url: Arc<str>,
     /// The product last recognised from this registry's answers: a round that shows no
     /// product's mark (a cached token, no challenge) keeps it.
     // std Mutex: held only to read or write, never across an .await.
@@ -75,7 +72,7 @@ pub struct TargetRuntime {
 /// certificate and key), taken before its client reads them: a reload keeps a runtime only
 /// if they are unchanged, so a renewed certificate or CA bundle is taken in by a reload
 /// (Kubernetes swaps a mounted secret's files), without reading a key's content here.
-type TlsStamp = Vec<Option<(u64, std::time::SystemTime)>>;
+type TlsStamp = Box<[Option<(u64, std::time::SystemTime)>]>;
 
 fn tls_stamp(target: &Target) -> TlsStamp {
     let tls = &target.tls;
@@ -131,28 +128,40 @@ struct OtherShard {
 
 /// The generation's bounds and settings that each of its runtimes holds a handle to.
 struct Common {
-    permits: Arc<Semaphore>,
-    probe_permits: Arc<Semaphore>,
+    bounds: Arc<Bounds>,
     retired: CancellationToken,
-    runbook_base_url: Arc<str>,
+}
+
+/// What every runtime of a generation shares, behind one handle (three were 32 bytes of
+/// every registry's runtime).
+struct Bounds {
+    /// The bound on concurrent scheduled checks (interval and scrape mode).
+    permits: Semaphore,
+    /// The bound on concurrent `/probe` checks: a budget of its own, so a probe flood
+    /// (against a black-holed registry, say) cannot starve the schedule.
+    probe_permits: Semaphore,
+    runbook_base_url: Box<str>,
 }
 
 impl Common {
-    /// A generation's common part for `config`: the semaphores of `carried` (the previous
-    /// generation's, when its runtimes can go on), else new ones.
+    /// A generation's common part for `config`: the bounds of `carried` (the previous
+    /// generation's, when its runtimes can go on: then its runbook links are the same),
+    /// else new ones.
     fn of(config: &Config, carried: Option<&Common>, retired: &CancellationToken) -> Common {
         Common {
-            permits: carried.map_or_else(
-                || Arc::new(Semaphore::new(config.max_concurrency)),
-                |c| c.permits.clone(),
-            ),
-            // Derived, not configured: probes may run as many checks at once as the schedule.
-            probe_permits: carried.map_or_else(
-                || Arc::new(Semaphore::new(config.max_concurrency)),
-                |c| c.probe_permits.clone(),
+            bounds: carried.map_or_else(
+                || {
+                    Arc::new(Bounds {
+                        permits: Semaphore::new(config.max_concurrency),
+                        // Derived, not configured: probes may run as many checks at once as
+                        // the schedule.
+                        probe_permits: Semaphore::new(config.max_concurrency),
+                        runbook_base_url: config.runbook_base_url.as_str().into(),
+                    })
+                },
+                |c| c.bounds.clone(),
             ),
             retired: retired.clone(),
-            runbook_base_url: Arc::from(config.runbook_base_url.as_str()),
         }
     }
 
@@ -173,11 +182,9 @@ impl Common {
             round: tokio::sync::Mutex::new(None),
             first_round_done: AtomicBool::new(false),
             last_scheduled: Mutex::new(None),
-            permits: self.permits.clone(),
-            probe_permits: self.probe_permits.clone(),
+            bounds: self.bounds.clone(),
             probes: Mutex::new(HashMap::new()),
             retired,
-            runbook_base_url: self.runbook_base_url.clone(),
             implementation: Mutex::new(None),
             looping: AtomicBool::new(false),
             tls_stamp,
@@ -201,12 +208,14 @@ fn name_index(targets: &[Arc<TargetRuntime>]) -> Vec<u32> {
 
 impl Generation {
     /// The generation of `config`. With `previous` (a reload), a registry whose resolved
-    /// settings are unchanged keeps its runtime ([`keeps`]).
+    /// settings are unchanged keeps its runtime ([`keeps`]). Its tokens are children of
+    /// `shutdown`, the app's.
     fn build(
         config: Config,
         previous: Option<&Generation>,
+        shutdown: &CancellationToken,
     ) -> Result<Generation, ClientBuildError> {
-        let retired = CancellationToken::new();
+        let retired = shutdown.child_token();
         // Kept runtimes hold their generation's semaphores, which the next one then shares.
         let carried = previous.filter(|p| p.same_common_settings(&config));
         let common = Common::of(&config, carried.map(|p| &p.common), &retired);
@@ -221,11 +230,11 @@ impl Generation {
                 keeps(old, target).then(|| old.clone())
             })
             .collect();
-        let fresh: Vec<&Target> = owned
+        let fresh: Vec<&Arc<Target>> = owned
             .iter()
             .zip(&kept)
             .filter(|(_, kept)| kept.is_none())
-            .map(|(t, _)| &***t)
+            .map(|(t, _)| *t)
             .collect();
         // One HTTP client per distinct TLS setting, shared by this shard's new registries
         // (a kept registry keeps its client).
@@ -248,7 +257,7 @@ impl Generation {
                     Arc::new(common.runtime_retired_by(
                         target,
                         client,
-                        CancellationToken::new(),
+                        shutdown.child_token(),
                         stamp,
                     ))
                 })
@@ -407,6 +416,8 @@ pub struct App {
     generation: watch::Sender<Arc<Generation>>,
     pub metrics: Metrics,
     pub store: Store,
+    /// Cancelled at shutdown; every runtime's `retired` token is its child, so shutdown
+    /// retires them all.
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// Where the configuration came from, read again on reload.
@@ -422,7 +433,9 @@ impl App {
         let metrics = Metrics::new(&config.runbook_base_url);
         metrics.set_shard(config.shard);
         let store = Store::new(config.history_size);
-        let generation = Generation::build(config, None)?;
+        // Before the generation: its runtimes' tokens are children of it.
+        let shutdown = CancellationToken::new();
+        let generation = Generation::build(config, None, &shutdown)?;
         // The generation's targets are this shard's registries, as after a reload.
         for rt in &generation.targets {
             store.declare(&rt.target);
@@ -432,7 +445,7 @@ impl App {
             generation: watch::Sender::new(Arc::new(generation)),
             metrics,
             store,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tasks: TaskTracker::new(),
             source,
             reloading: tokio::sync::Mutex::new(()),
@@ -485,7 +498,7 @@ impl App {
             .map_err(ReloadError::from)
             .and_then(|mut config| {
                 config.shard = shard;
-                Ok(Generation::build(config, Some(&previous))?)
+                Ok(Generation::build(config, Some(&previous), &self.shutdown)?)
             });
         let next = match built {
             Ok(next) => Arc::new(next),
@@ -542,7 +555,7 @@ impl App {
         rt: &TargetRuntime,
         only: Option<&[CheckKind]>,
     ) -> Vec<CheckResult> {
-        execute_with(rt, only.unwrap_or(&rt.target.checks), &rt.permits).await
+        execute_with(rt, only.unwrap_or(&rt.target.checks), &rt.bounds.permits).await
     }
 
     /// `/probe`: runs the given checks (default: the configured ones) of one registry on the
@@ -567,7 +580,7 @@ impl App {
                             (self.clone(), rt.clone(), selection.clone(), done.clone());
                         self.tasks.spawn(async move {
                             let results = tokio::select! {
-                                r = execute_with(&rt, &selection, &rt.probe_permits) => Some(Arc::new(r)),
+                                r = execute_with(&rt, &selection, &rt.bounds.probe_permits) => Some(Arc::new(r)),
                                 _ = app.shutdown.cancelled() => None,
                                 _ = rt.retired.cancelled() => None,
                             };
@@ -688,7 +701,7 @@ async fn execute_with(
     };
     for result in &mut results {
         result.facts.implementation = Some(seen);
-        catalogue::annotate(result, &rt.runbook_base_url);
+        catalogue::annotate(result, &rt.bounds.runbook_base_url);
     }
     results
 }

@@ -29,13 +29,14 @@ pub const REQUEST_BUCKETS: [f64; 9] = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5
 pub struct Store {
     // std RwLock: never held across .await. Written when a registry is added or removed;
     // each entry has its own lock, so a scrape reading one registry never waits on another.
-    table: RwLock<BTreeMap<String, Arc<RegistryEntry>>>,
+    // The key is the entry's own name, shared: one copy of each name.
+    table: RwLock<BTreeMap<Arc<str>, Arc<RegistryEntry>>>,
     history: Mutex<History>,
 }
 
 /// One registry's state.
 pub struct RegistryEntry {
-    pub name: String,
+    pub name: Arc<str>,
     // std Mutex: never held across .await; a scrape holds it while writing one family's
     // series of this registry.
     pub(crate) slots: Mutex<Slots>,
@@ -46,10 +47,67 @@ pub struct RegistryEntry {
 pub(crate) struct Slots {
     /// The configured interval in seconds (one for all the registry's checks).
     pub interval: Option<f64>,
-    /// Indexed by `CheckKind as usize`.
-    pub checks: [CheckSlot; CheckKind::ALL.len()],
+    /// The slots of the checks that have run, read in `CheckKind` order.
+    pub checks: CheckSlots,
     pub requests: Histogram,
     pub facts: KnownFacts,
+}
+
+/// The check slots of one registry: only those of checks that have a result, as most
+/// registries run two or three of the six checks (a slot is 48 bytes; six inline were half
+/// a registry's entry). Read as all six in `CheckKind` order, a check without a slot
+/// reading as an empty one, so the encoder walks them as it walked the array.
+#[derive(Default)]
+pub(crate) struct CheckSlots(Box<[(CheckKind, CheckSlot)]>);
+
+/// What a check without a slot reads as: no result, no runs.
+static EMPTY_SLOT: CheckSlot = CheckSlot {
+    latest: None,
+    runs: [0; Status::ALL.len()],
+};
+
+impl CheckSlots {
+    /// Every check's slot, in `CheckKind::ALL` order (an empty one for a check without).
+    pub fn iter(&self) -> impl Iterator<Item = &CheckSlot> + '_ {
+        CheckKind::ALL.iter().map(|&k| self.get(k))
+    }
+
+    /// The slot of `check`, empty if it has none.
+    pub fn get(&self, check: CheckKind) -> &CheckSlot {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == check)
+            .map_or(&EMPTY_SLOT, |(_, slot)| slot)
+    }
+
+    /// The slot of `check`, made if it has none: once per check of a registry, so the
+    /// slots are reallocated rather than given spare room.
+    fn get_mut(&mut self, check: CheckKind) -> &mut CheckSlot {
+        let i = match self.0.iter().position(|(k, _)| *k == check) {
+            Some(i) => i,
+            None => {
+                let mut slots = std::mem::take(&mut self.0).into_vec();
+                slots.push((check, CheckSlot::default()));
+                slots.sort_unstable_by_key(|(k, _)| *k as usize);
+                self.0 = slots.into_boxed_slice();
+                self.0
+                    .iter()
+                    .position(|(k, _)| *k == check)
+                    .expect("the slot was just added")
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Keeps the slots of the checks `keep` says to.
+    fn retain(&mut self, keep: impl Fn(CheckKind) -> bool) {
+        if self.0.iter().all(|(k, _)| keep(*k)) {
+            return;
+        }
+        let mut slots = std::mem::take(&mut self.0).into_vec();
+        slots.retain(|(k, _)| keep(*k));
+        self.0 = slots.into_boxed_slice();
+    }
 }
 
 /// One check of one registry.
@@ -204,9 +262,9 @@ impl KnownFacts {
 }
 
 impl RegistryEntry {
-    fn new(name: &str) -> RegistryEntry {
+    fn new(name: Arc<str>) -> RegistryEntry {
         RegistryEntry {
-            name: name.to_string(),
+            name,
             slots: Mutex::new(Slots::default()),
         }
     }
@@ -248,12 +306,14 @@ impl Store {
         {
             return e.clone();
         }
-        self.table
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(registry.to_string())
-            .or_insert_with(|| Arc::new(RegistryEntry::new(registry)))
-            .clone()
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = table.get(registry) {
+            return e.clone();
+        }
+        let name: Arc<str> = Arc::from(registry);
+        let entry = Arc::new(RegistryEntry::new(name.clone()));
+        table.insert(name, entry.clone());
+        entry
     }
 
     /// Declares a target with its interval, so staleness can be judged before a first run.
@@ -272,15 +332,13 @@ impl Store {
             targets.iter().map(|t| (t.name.as_str(), *t)).collect();
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         table.retain(|name, entry| {
-            let Some(target) = by_name.get(name.as_str()) else {
+            let Some(target) = by_name.get(&**name) else {
                 return false;
             };
-            let mut slots = entry.lock();
-            for &check in CheckKind::ALL {
-                if !target.checks.contains(&check) {
-                    slots.checks[check as usize] = CheckSlot::default();
-                }
-            }
+            entry
+                .lock()
+                .checks
+                .retain(|check| target.checks.contains(&check));
             true
         });
     }
@@ -313,7 +371,7 @@ impl Store {
         slots
             .facts
             .update(result.api_version.as_ref(), &result.facts);
-        let slot = &mut slots.checks[result.check as usize];
+        let slot = slots.checks.get_mut(result.check);
         slot.runs[result.status as usize] += 1;
         slot.latest = Some(Box::new(Latest::of(result)));
     }
@@ -395,6 +453,61 @@ mod tests {
         for (i, &c) in Capability::ALL.iter().enumerate() {
             assert_eq!(c as usize, i);
         }
+    }
+
+    /// Only the checks that ran have a slot, read in check order among empty ones; a
+    /// reload that drops a check drops its slot, and with it its runs.
+    #[test]
+    fn a_registry_keeps_slots_only_for_its_checks_that_ran() {
+        let store = Store::new(0);
+        for (check, status) in [
+            (CheckKind::Pull, Status::Fail),
+            (CheckKind::Registry, Status::Pass),
+            (CheckKind::Pull, Status::Pass),
+        ] {
+            store.put(
+                "hub",
+                CheckResult::new(check, status, crate::outcome::Reason::Ok, "x"),
+            );
+        }
+        let entry = store.entries().pop().unwrap();
+        let runs = |entry: &RegistryEntry| -> Vec<(CheckKind, u64)> {
+            let slots = entry.lock();
+            CheckKind::ALL
+                .iter()
+                .zip(slots.checks.iter())
+                .map(|(&k, slot)| (k, slot.runs.iter().sum()))
+                .filter(|&(_, n)| n > 0)
+                .collect()
+        };
+        assert_eq!(slots_held(&entry), 2);
+        assert_eq!(
+            runs(&entry),
+            vec![(CheckKind::Registry, 1), (CheckKind::Pull, 2)]
+        );
+        {
+            let slots = entry.lock();
+            let pull = slots.checks.get(CheckKind::Pull);
+            assert_eq!(pull.runs[Status::Fail as usize], 1);
+            assert_eq!(pull.latest.as_ref().unwrap().status, Status::Pass);
+            assert_eq!(slots.checks.iter().count(), CheckKind::ALL.len());
+            assert!(slots.checks.get(CheckKind::Push).latest.is_none());
+        }
+        let mut raw = crate::config::RawConfig::default();
+        raw.registries.push(crate::config::RawRegistry {
+            name: Some("hub".into()),
+            url: Some("http://127.0.0.1:1".into()),
+            checks: Some(vec!["registry".into()]),
+            ..Default::default()
+        });
+        let config = crate::config::Config::resolve(raw).unwrap();
+        store.retain(&[&config.registries[0]]);
+        assert_eq!(slots_held(&entry), 1);
+        assert_eq!(runs(&entry), vec![(CheckKind::Registry, 1)]);
+    }
+
+    fn slots_held(entry: &RegistryEntry) -> usize {
+        entry.lock().checks.0.len()
     }
 
     #[test]

@@ -42,8 +42,9 @@ pub(super) enum Negotiated {
     Open,
     /// A `Basic` challenge.
     Basic,
-    /// A `Bearer` challenge: the token flow.
-    Bearer(BearerChallenge),
+    /// A `Bearer` challenge: the token flow. Boxed: most registries are open or Basic, and
+    /// every registry's client holds one of these.
+    Bearer(Box<BearerChallenge>),
 }
 
 /// How long credentials from a Docker config or helper are reused before a fresh lookup.
@@ -91,7 +92,7 @@ impl RegistryClient {
     }
 
     pub(super) async fn resolve_now(&self) -> Result<(Resolved, AuthMethod), RequestError> {
-        match &self.credentials {
+        match &self.target.credentials {
             Credentials::Anonymous => Ok((Resolved::Anonymous, AuthMethod::Anonymous)),
             Credentials::Basic { password: None, .. } => Err(RequestError::MissingPassword),
             Credentials::Basic {
@@ -108,8 +109,13 @@ impl RegistryClient {
                 Ok((Resolved::Bearer(token.read().await?), AuthMethod::Bearer))
             }
             Credentials::DockerConfig { path } => {
+                let docker = self
+                    .docker
+                    .as_deref()
+                    .expect("build_all gives a client with Docker-config credentials its cache");
                 let cached = || {
-                    self.docker
+                    docker
+                        .last
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .clone()
@@ -120,11 +126,12 @@ impl RegistryClient {
                 }
                 // One lookup at a time: checks of this registry that run at once (a round
                 // and a /probe) wait for it rather than each running the credential helper.
-                let _one = self.docker_lookup.lock().await;
+                let _one = docker.lookup.lock().await;
                 if let Some((_, resolved, method)) = cached() {
                     return Ok((resolved, method));
                 }
-                let (resolved, method) = match docker_config::lookup(path, &self.base).await? {
+                let (resolved, method) = match docker_config::lookup(path, &self.target.url).await?
+                {
                     None => (Resolved::Anonymous, AuthMethod::Anonymous),
                     Some(found) => {
                         let resolved = match found.auth {
@@ -140,7 +147,7 @@ impl RegistryClient {
                         (resolved, method)
                     }
                 };
-                *self.docker.lock().unwrap_or_else(|p| p.into_inner()) =
+                *docker.last.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now(), resolved.clone(), method));
                 Ok((resolved, method))
             }
@@ -165,7 +172,7 @@ impl RegistryClient {
         if resp.status == StatusCode::UNAUTHORIZED {
             let ch = Challenges::parse(&resp.headers);
             if let Some(bearer) = ch.bearer {
-                self.set_known(Negotiated::Bearer(bearer));
+                self.set_known(Negotiated::Bearer(Box::new(bearer)));
             } else if ch.basic {
                 self.set_known(Negotiated::Basic);
             }
@@ -180,10 +187,14 @@ impl RegistryClient {
     /// `GET /v2/` without credentials, to learn how the registry wants to be addressed.
     pub(super) async fn ping(&self, trail: &Trail) -> Result<(), RequestError> {
         let req = Request::new(Method::GET, "v2/").anonymous();
-        let url = self.base.join("v2/").map_err(|e| RequestError::Transport {
-            reason: Reason::ConnectionError,
-            detail: format!("cannot build the request URL: {e}"),
-        })?;
+        let url = self
+            .target
+            .url
+            .join("v2/")
+            .map_err(|e| RequestError::Transport {
+                reason: Reason::ConnectionError,
+                detail: format!("cannot build the request URL: {e}"),
+            })?;
         let note = Some("ping: how does the registry want to authenticate".to_string());
         let (resp, elsewhere) = self
             .send_traced(&req, &url, &Auth::None, trail, note)

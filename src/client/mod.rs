@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -61,17 +61,16 @@ pub struct RegistryClient {
     /// Shared with the other registries of its configuration that have the same TLS settings
     /// (a client built with [`RegistryClient::new`] has its own).
     shared: Arc<SharedHttp>,
-    /// This registry's `timeout`, set on each of its requests.
-    timeout: Duration,
-    base: Url,
-    credentials: Credentials,
+    /// The registry's settings, shared with its runtime (not copied: its URL, credentials
+    /// and `timeout`, set on each of its requests, are read from there).
+    target: Arc<Target>,
     // std Mutex: never held across .await.
     tokens: Mutex<HashMap<String, CachedToken>>,
     /// How the registry wants to be authenticated, once it has said so.
     challenge: Mutex<Option<Negotiated>>,
-    docker: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
-    /// Held while the Docker config is looked up (a tokio mutex: held across the helper).
-    docker_lookup: tokio::sync::Mutex<()>,
+    /// Only with Docker-config credentials: boxed, so the registries without (most) pay a
+    /// pointer for it, not 120 bytes.
+    docker: Option<Box<DockerCache>>,
     /// The secrets of the credentials last resolved, for the [`Redactor`].
     resolved_secrets: Mutex<Vec<SecretString>>,
     /// What the pull check last learnt from a manifest (see [`PullMemo`]).
@@ -96,11 +95,19 @@ pub struct PullMemo {
     pub fallback: Option<String>,
 }
 
+/// The credentials a Docker config last resolved to, and the lookup in progress.
+struct DockerCache {
+    // std Mutex: never held across .await.
+    last: Mutex<Option<(Instant, Resolved, AuthMethod)>>,
+    /// Held while the Docker config is looked up (a tokio mutex: held across the helper).
+    lookup: tokio::sync::Mutex<()>,
+}
+
 impl fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryClient")
-            .field("base", &self.base.as_str())
-            .field("method", &self.credentials.method())
+            .field("base", &self.target.url.as_str())
+            .field("method", &self.target.credentials.method())
             .finish_non_exhaustive()
     }
 }
@@ -137,8 +144,9 @@ impl RegistryClient {
     /// (`Generation::probe_target`). The exporter builds its own shard's clients with
     /// [`RegistryClient::build_all`].
     pub fn new(target: &Target) -> Result<RegistryClient, ClientBuildError> {
+        let target = Arc::new(target.clone());
         let mut clients =
-            Self::build_all(&[target], crate::config::DEFAULT_MAX_CONCURRENCY)?.into_iter();
+            Self::build_all(&[&target], crate::config::DEFAULT_MAX_CONCURRENCY)?.into_iter();
         Ok(clients
             .next()
             .expect("build_all returns one client per target, and it was given one"))
@@ -149,7 +157,7 @@ impl RegistryClient {
     /// connections per host (the exporter passes `max_concurrency`). The error names the
     /// first registry whose settings cannot make a client.
     pub fn build_all(
-        targets: &[&Target],
+        targets: &[&Arc<Target>],
         max_idle_per_host: usize,
     ) -> Result<Vec<RegistryClient>, ClientBuildError> {
         // Registries share a client when their TLS settings and their proxy are equal.
@@ -159,7 +167,7 @@ impl RegistryClient {
         }
         let mut groups: HashMap<Key<'_>, Vec<&Target>> = HashMap::new();
         for &target in targets {
-            groups.entry(key(target)).or_default().push(target);
+            groups.entry(key(target)).or_default().push(&**target);
         }
         let mut shared: HashMap<Key<'_>, Arc<SharedHttp>> = HashMap::new();
         let mut clients = Vec::with_capacity(targets.len());
@@ -184,13 +192,15 @@ impl RegistryClient {
             };
             clients.push(RegistryClient {
                 shared: http,
-                timeout: target.timeout,
-                base: target.url.clone(),
-                credentials: target.credentials.clone(),
+                target: target.clone(),
                 tokens: Mutex::new(HashMap::new()),
                 challenge: Mutex::new(None),
-                docker: Mutex::new(None),
-                docker_lookup: tokio::sync::Mutex::new(()),
+                docker: matches!(target.credentials, Credentials::DockerConfig { .. }).then(|| {
+                    Box::new(DockerCache {
+                        last: Mutex::new(None),
+                        lookup: tokio::sync::Mutex::new(()),
+                    })
+                }),
                 resolved_secrets: Mutex::new(Vec::new()),
                 pull_memo: Mutex::new(None),
             });
@@ -205,7 +215,7 @@ impl RegistryClient {
     }
 
     pub fn base_url(&self) -> &Url {
-        &self.base
+        &self.target.url
     }
 
     /// What the last pull learnt from the manifest `manifest` for the platform `wanted`.
@@ -241,7 +251,8 @@ impl RegistryClient {
     /// exchange and one retry; a cached token that is refused is dropped and renewed once.
     pub async fn send(&self, req: Request, trail: &Trail) -> Result<Response, RequestError> {
         let url = self
-            .base
+            .target
+            .url
             .join(&req.path)
             .map_err(|e| RequestError::Transport {
                 reason: Reason::ConnectionError,
@@ -285,7 +296,7 @@ impl RegistryClient {
                 if !insufficient {
                     self.forget_token(&scope_key);
                     let scope = req.scope.clone().or(ch.scope.clone());
-                    self.set_known(Negotiated::Bearer(ch.clone()));
+                    self.set_known(Negotiated::Bearer(Box::new(ch.clone())));
                     let token = self
                         .fetch_token(&creds, &ch, scope.as_deref(), trail)
                         .await?;

@@ -6,6 +6,7 @@ use reqwest::header::{self, HeaderMap};
 use super::redact::replace_words;
 use super::request::MAX_RETRY_AFTER;
 use secrecy::ExposeSecret;
+use std::time::Duration;
 
 use super::token::{
     DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME, credentials_may_go_to, token_refusal_message,

@@ -247,7 +247,8 @@ impl RegistryClient {
             realm.host_str().unwrap_or_default(),
             realm.port().map(|p| format!(":{p}")).unwrap_or_default()
         ) + realm.path();
-        if !matches!(creds, Resolved::Anonymous) && !credentials_may_go_to(&self.base, &realm) {
+        if !matches!(creds, Resolved::Anonymous) && !credentials_may_go_to(&self.target.url, &realm)
+        {
             return Err(TokenError::InsecureRealm { realm: shown }.into());
         }
         let (builder, auth_used) = self.token_request(creds, ch, scope, &mut realm);

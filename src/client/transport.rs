@@ -372,7 +372,7 @@ impl RegistryClient {
         self.shared
             .http
             .request(method, url.clone())
-            .timeout(self.timeout)
+            .timeout(self.target.timeout)
     }
 
     /// Sends a GET to another origin than the registry's (where a registry redirected a
@@ -385,7 +385,7 @@ impl RegistryClient {
         let mut req = Request::new(Method::GET, url.as_str())
             .anonymous()
             .no_redirects();
-        let limit = self.timeout / 2;
+        let limit = self.target.timeout / 2;
         req.timeout = Some(limit);
         let note = Some(format!(
             "redirected to {}, without credentials",
@@ -501,7 +501,7 @@ impl RegistryClient {
             self.shared
                 .manual
                 .request(req.method.clone(), url.clone())
-                .timeout(self.timeout)
+                .timeout(self.target.timeout)
         };
         if let Some(limit) = req.timeout {
             builder = builder.timeout(limit);

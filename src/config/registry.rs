@@ -74,7 +74,10 @@ pub(super) fn resolve_registry(
     validate_platform(&key("pull_platform"), &pull_platform)?;
     let proxy_url = match r.proxy_url.as_deref() {
         None => None,
-        Some(text) => Some(ProxyUrl(resolve_proxy_url(&key("proxy_url"), text)?)),
+        Some(text) => Some(ProxyUrl(Box::new(resolve_proxy_url(
+            &key("proxy_url"),
+            text,
+        )?))),
     };
     Ok(Target {
         name,
