@@ -57,17 +57,18 @@ pub const FREEING_PER_SHARE: usize = 2;
 
 /// How many pieces an encoding that frees what its readers passed may hold beyond what its
 /// fastest reader has taken; its encoder then waits until that reader is within
-/// [`RESUME_AT`]. With 64 KiB pieces, a scrape holds at most about 512 KiB of text
-/// however large the whole is (27.5 MB at 10,000 registries), plus what hyper has taken
-/// and not yet sent. Without it the encoder, faster than any socket, wrote most of the text
-/// before the scraper had read its start, and that text set the exporter's peak memory
-/// (docs/benchmarks.md, "Against a real Distribution"). 8 rather than 4: with 4 the encoder
-/// and the connection woke each other every few pieces, and a scrape of 10,000 registries
-/// took 60-90 ms against 47-66 ms with 8 (alternate runs on a real Distribution).
-pub const AHEAD: usize = 8;
+/// [`RESUME_AT`]. With 256 KiB pieces (`metrics::CHUNK`), a scrape holds at most about
+/// 512 KiB of text beyond its reader however large the whole is (27.5 MB at 10,000
+/// registries), plus what hyper has taken and not yet sent. Without it the encoder, faster
+/// than any socket, wrote most of the text before the scraper had read its start, and that
+/// text set the exporter's peak memory (docs/benchmarks.md, "Against a real
+/// Distribution"). A window of 512 KiB rather than 256: with 64 KiB pieces, 4 of them
+/// made the encoder and the connection wake each other every few pieces, and a scrape of
+/// 10,000 registries took 60-90 ms against 47-66 ms with 8.
+pub const AHEAD: usize = 2;
 
 /// The distance to the fastest reader at which a waiting encoder goes on: half the window,
-/// so it is woken once per two pieces taken, not at every one.
+/// so that it writes the next piece while the connection still sends the one before.
 const RESUME_AT: usize = AHEAD / 2;
 
 /// How far one encoding has got: pieces written, and `Some(whole)` once it ended.
