@@ -181,7 +181,7 @@ pub(super) struct CheckRow {
 #[derive(Debug, Clone, Copy, Default)]
 struct Common {
     interval: Option<f64>,
-    version: Option<(u32, u32)>,
+    version: Option<(usize, usize)>,
     auth_method: Option<AuthMethod>,
     implementation: Option<Implementation>,
     blob_duration: Option<f64>,
@@ -203,7 +203,7 @@ impl<'a> Row<'a> {
         let version = f.api_version.as_deref().map(|v| {
             let start = text.len();
             text.push_str(v);
-            span(start, text)
+            (start, text.len())
         });
         for (&kind, slot) in CheckKind::ALL.iter().zip(slots.checks.iter()) {
             let Some(r) = slot.latest.as_deref() else {
@@ -248,7 +248,7 @@ impl<'a> Row<'a> {
 
     fn api_version(&self) -> Option<&str> {
         let (start, end) = self.common.version?;
-        self.text.get(start as usize..end as usize)
+        self.text.get(start..end)
     }
 
     fn latest(&self) -> impl Iterator<Item = (CheckKind, &LatestRow)> {
@@ -256,27 +256,17 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Where the text pushed since `start` lies in `text`. Its strings are a registry's name
-/// and API version header, and a snapshot's text past 4 GiB is past every limit of a scrape:
-/// such a span reads as nothing.
-fn span(start: usize, text: &str) -> (u32, u32) {
-    (
-        u32::try_from(start).unwrap_or(u32::MAX),
-        u32::try_from(text.len()).unwrap_or(u32::MAX),
-    )
-}
-
 /// Every registry's checks, copied in one pass at the start of a scrape: each registry is
 /// locked once for them instead of once per family, so its check series come from one
 /// moment (a status and its reason from the same result), and the families' passes read
 /// contiguous memory instead of chasing every registry's results through the heap, which
 /// was most of an encoding's time at 10,000 registries (docs/benchmarks.md, "Against a
-/// real Distribution"). About 130 bytes per registry of two checks, for one scrape.
+/// real Distribution"). About 150 bytes per registry of two checks, for one scrape.
 struct Snapshot {
     checks: Vec<CheckRow>,
     /// Per registry: the end of its rows in `checks`, its `registry="…"` label in `text`,
     /// and the rest.
-    registries: Vec<(usize, (u32, u32), Common)>,
+    registries: Vec<(usize, (usize, usize), Common)>,
     /// The registries' labels (escaped once per scrape: the store keeps names, not text)
     /// and API versions, one after another.
     text: String,
@@ -295,7 +285,7 @@ impl Snapshot {
 
     fn label(&self, i: usize) -> &str {
         let (start, end) = self.registries[i].1;
-        self.text.get(start as usize..end as usize).unwrap_or("")
+        self.text.get(start..end).unwrap_or("")
     }
 }
 
@@ -555,7 +545,7 @@ pub(super) fn encode_registries(
     for e in &entries {
         let label_start = snapshot.text.len();
         push_registry_label(&e.name, &mut snapshot.text);
-        let label = span(label_start, &snapshot.text);
+        let label = (label_start, snapshot.text.len());
         let slots = e.lock();
         let start = snapshot.checks.len();
         let common = Row::copy(&slots, &mut snapshot.checks, &mut snapshot.text);
