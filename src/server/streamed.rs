@@ -90,8 +90,6 @@ struct Held {
     /// Whether pieces every reader has passed are freed (see [`FREEING_PER_SHARE`]); such
     /// an encoding's encoder also waits for its fastest reader (see [`AHEAD`]).
     freeing: bool,
-    /// Pieces written.
-    written: usize,
     /// Whether the encoder waits for a reader to take pieces (see [`AHEAD`]).
     encoder_waits: bool,
 }
@@ -113,7 +111,9 @@ impl Held {
     /// How many pieces the encoder is ahead of its fastest reader; 0 with no reader left.
     fn ahead(&self) -> usize {
         let fastest = self.readers.iter().flatten().max().copied();
-        fastest.map_or(0, |f| self.written.saturating_sub(f))
+        // Every piece written is held from `first` on or was passed by every reader.
+        let written = self.first + self.pieces.len();
+        fastest.map_or(0, |f| written.saturating_sub(f))
     }
 }
 
@@ -214,13 +214,11 @@ impl Encoding {
         if gone(self) {
             return false;
         }
-        {
-            let mut held = self.held();
-            held.pieces.push_back(piece);
-            held.written += 1;
-        }
-        self.progress.send_modify(|p| p.written += 1);
         let mut held = self.held();
+        held.pieces.push_back(piece);
+        // Under the same lock as the piece (a reader reads the progress, then takes the
+        // lock, never both at once): one lock a piece.
+        self.progress.send_modify(|p| p.written += 1);
         while held.freeing && held.ahead() > AHEAD {
             if gone(self) {
                 return false;
