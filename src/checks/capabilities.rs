@@ -27,7 +27,7 @@ use super::{
     AuthMethod, Capability, CapabilityStatus, CheckContext, CheckKind, CheckResult, Reason, Status,
     refusal,
 };
-use crate::client::RequestError;
+use crate::client::{RequestError, Response};
 use crate::config::{Credentials, Target};
 use crate::distribution::{
     Answer, Class, Digest, Lookup, ManifestRef, Reference, Referrers, Scope, UploadSession,
@@ -116,6 +116,12 @@ impl Probing<'_> {
         });
     }
 
+    /// Records a probe's answer other than success, as [`Self::refusal`] judges it.
+    fn push_refusal(&mut self, capability: Capability, answer: &Answer, repo: &str, writes: bool) {
+        let probe = self.refusal(capability, answer, repo, writes);
+        self.probes.push(probe);
+    }
+
     /// Writes are pointless without credentials where the registry demands them.
     fn writes_denied(&mut self, capability: Capability) -> bool {
         let denied = self.anonymous && self.auth_required;
@@ -193,11 +199,37 @@ impl Probing<'_> {
         Ok(())
     }
 
-    /// Returns the digest of the test manifest when it could be resolved.
+    /// Asks the referrers API about the test image. Returns the digest of the test manifest
+    /// when it could be resolved (the mount probe reads its blob from it).
     async fn probe_referrers(&mut self) -> Result<Option<Digest>, Abort> {
         let cap = Capability::Referrers;
         let target = self.target;
         let image = format!("{}:{}", target.test_repository, target.test_tag);
+        let Some((digest, subject)) = self.referrers_subject(&image).await? else {
+            return Ok(None);
+        };
+        let answer = self
+            .cx
+            .api()
+            .referrers(&target.test_repository, &digest)
+            .await
+            .map_err(Self::abort(cap, format!("list the referrers of {image}")))?;
+        self.referrers_answer(answer);
+        Ok(subject)
+    }
+
+    /// Resolves the test image `image`: the digest the referrers API is asked about, and the
+    /// same digest again when it names the image. An image that cannot be resolved is
+    /// replaced by [`NOWHERE_DIGEST`], which still shows whether the API exists; the evidence
+    /// `referrers_subject` says which was used. `None` when reading the image was denied:
+    /// the probe is then recorded as denied, and the mount probe is denied for the same
+    /// reason.
+    async fn referrers_subject(
+        &mut self,
+        image: &str,
+    ) -> Result<Option<(Digest, Option<Digest>)>, Abort> {
+        let cap = Capability::Referrers;
+        let target = self.target;
         let lookup = self
             .cx
             .api()
@@ -242,12 +274,14 @@ impl Probing<'_> {
                 ),
             },
         );
-        let answer = self
-            .cx
-            .api()
-            .referrers(&target.test_repository, &digest)
-            .await
-            .map_err(Self::abort(cap, format!("list the referrers of {image}")))?;
+        Ok(Some((digest, subject)))
+    }
+
+    /// Records what the referrers API answered: supported with its count of referrers (the
+    /// filters applied and a wrong content type kept as evidence), unsupported when the
+    /// answer is not the API, or a refusal.
+    fn referrers_answer(&mut self, answer: Referrers) {
+        let cap = Capability::Referrers;
         match answer {
             Referrers::Index {
                 status,
@@ -282,11 +316,10 @@ impl Probing<'_> {
                 format!("unsupported ({why}; clients fall back to sha256-<hex> tags)"),
             ),
             Referrers::Refused(answer) => {
-                let probe = self.refusal(cap, &answer, &target.test_repository, false);
-                self.probes.push(probe);
+                let target = self.target;
+                self.push_refusal(cap, &answer, &target.test_repository, false);
             }
         }
-        Ok(subject)
     }
 
     async fn probe_chunked_upload(&mut self) -> Result<(), Abort> {
@@ -306,8 +339,7 @@ impl Probing<'_> {
         let answer = Answer::upload(&resp);
         let code = answer.status;
         if !answer.session_opened() {
-            let probe = self.refusal(cap, &answer, &repo, true);
-            self.probes.push(probe);
+            self.push_refusal(cap, &answer, &repo, true);
             return Ok(());
         }
         if let Some(min) = resp.header("oci-chunk-min-length") {
@@ -326,47 +358,24 @@ impl Probing<'_> {
         Ok(())
     }
 
+    /// Mounts the test image's config blob from the test repository into the push test
+    /// repository. Its steps: the manifest to read ([`Self::mount_subject`]), its config blob
+    /// ([`Self::mount_blob`]), whether the push repository held that blob already, the mount,
+    /// and what its answer means ([`Self::mount_answer`]).
     async fn probe_mount(&mut self, subject: Option<&Digest>) -> Result<(), Abort> {
         let cap = Capability::CrossRepoMount;
         if self.writes_denied(cap) {
             return Ok(());
         }
+        let Some(manifest) = self.mount_subject(subject) else {
+            return Ok(());
+        };
+        let Some(blob) = self.mount_blob(manifest).await? else {
+            return Ok(());
+        };
         let target = self.target;
         let (from, repo) = (&target.test_repository, &target.push_test_repository);
-        if let (None, Some((reason, note))) = (subject, self.subject_refused.clone()) {
-            self.push(cap, CapabilityStatus::Denied, None, reason, note);
-            return Ok(());
-        }
-        let Some(manifest) = subject else {
-            self.push(
-                cap,
-                CapabilityStatus::Error,
-                None,
-                Reason::NotFound,
-                format!(
-                    "error (not probed: the test image {from}:{} could not be resolved, so there is no blob to mount; push it or set `test_repository` and `test_tag`)",
-                    target.test_tag
-                ),
-            );
-            return Ok(());
-        };
         let api = self.cx.api();
-        let blob = match api.config_blob(from, manifest).await.map_err(Self::abort(
-            cap,
-            format!("read the test manifest in {from}"),
-        ))? {
-            Ok(blob) => blob,
-            Err(why) => {
-                self.push(
-                    cap,
-                    CapabilityStatus::Error,
-                    None,
-                    Reason::InvalidResponse,
-                    format!("error (not probed: {why})"),
-                );
-                return Ok(());
-            }
-        };
         let scopes = Scope::write(repo, Some(&Scope::pull(from)));
         // A blob the push repository held before the probe is not ours to remove afterwards.
         let (before, _) = api
@@ -387,12 +396,77 @@ impl Probing<'_> {
                 cap,
                 format!("mount a blob from {from} into {repo}"),
             ))?;
-        let answer = Answer::upload(&resp);
+        self.mount_answer(&resp, scope, &blob, ours).await;
+        Ok(())
+    }
+
+    /// The test manifest the mount probe takes its blob from. Without one the probe is
+    /// recorded unsent: denied for the reason reading the test image was, or an error that
+    /// says the image could not be resolved.
+    fn mount_subject<'d>(&mut self, subject: Option<&'d Digest>) -> Option<&'d Digest> {
+        let cap = Capability::CrossRepoMount;
+        if let (None, Some((reason, note))) = (subject, self.subject_refused.clone()) {
+            self.push(cap, CapabilityStatus::Denied, None, reason, note);
+            return None;
+        }
+        if subject.is_none() {
+            let target = self.target;
+            self.push(
+                cap,
+                CapabilityStatus::Error,
+                None,
+                Reason::NotFound,
+                format!(
+                    "error (not probed: the test image {}:{} could not be resolved, so there is no blob to mount; push it or set `test_repository` and `test_tag`)",
+                    target.test_repository, target.test_tag
+                ),
+            );
+        }
+        subject
+    }
+
+    /// The config blob of the test manifest, the blob to mount; `None`, with the probe
+    /// recorded as an error, when the manifest names no such blob.
+    async fn mount_blob(&mut self, manifest: &Digest) -> Result<Option<Digest>, Abort> {
+        let cap = Capability::CrossRepoMount;
+        let from = &self.target.test_repository;
+        let read = self
+            .cx
+            .api()
+            .config_blob(from, manifest)
+            .await
+            .map_err(Self::abort(
+                cap,
+                format!("read the test manifest in {from}"),
+            ))?;
+        match read {
+            Ok(blob) => Ok(Some(blob)),
+            Err(why) => {
+                self.push(
+                    cap,
+                    CapabilityStatus::Error,
+                    None,
+                    Reason::InvalidResponse,
+                    format!("error (not probed: {why})"),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records what the mount answered: 201 is supported (the blob link it wrote is removed
+    /// again when `ours`), 202 an ordinary upload session instead (cancelled at once, and
+    /// unsupported), anything else a refusal.
+    async fn mount_answer(&mut self, resp: &Response, scope: Scope, blob: &Digest, ours: bool) {
+        let cap = Capability::CrossRepoMount;
+        let target = self.target;
+        let repo = &target.push_test_repository;
+        let answer = Answer::upload(resp);
         let code = answer.status;
         match answer {
             _ if answer.mounted() => {
                 let cleanup = if ours {
-                    self.remove_blob_link(repo, &blob, &scope).await
+                    self.remove_blob_link(repo, blob, &scope).await
                 } else {
                     format!(
                         "none needed: {repo} held the blob before the probe, so it was left as it was"
@@ -408,7 +482,9 @@ impl Probing<'_> {
                 );
             }
             _ if answer.session_opened() => {
-                let cancel = UploadSession::opened(&resp, scope).cancel(&api).await;
+                let cancel = UploadSession::opened(resp, scope)
+                    .cancel(&self.cx.api())
+                    .await;
                 self.evidence.insert("mount_upload_cancel", cancel.detail);
                 self.push(
                     cap,
@@ -418,12 +494,8 @@ impl Probing<'_> {
                     "unsupported (HTTP 202: the registry opened an ordinary upload session instead of mounting)",
                 );
             }
-            _ => {
-                let probe = self.refusal(cap, &answer, repo, true);
-                self.probes.push(probe);
-            }
+            _ => self.push_refusal(cap, &answer, repo, true),
         }
-        Ok(())
     }
 
     /// Deletes the blob link a mount wrote; returns what happened, in plain words.
@@ -449,6 +521,9 @@ impl Probing<'_> {
         }
     }
 
+    /// Sends an `OPTIONS` (kept as evidence only) and then a DELETE of a manifest and of a
+    /// blob whose digest names nothing in the push test repository; the two answers become
+    /// one probe ([`combined`]).
     async fn probe_delete(&mut self) -> Result<(), Abort> {
         let cap = Capability::Delete;
         if self.writes_denied(cap) {
@@ -485,63 +560,49 @@ impl Probing<'_> {
                 cap,
                 format!("DELETE of an absent {kind} digest in {repo}"),
             ))?;
-            let answer = Answer::of(&resp);
-            let code = answer.status;
-            let probe = match answer.class {
-                // Delete is enabled: the digest names nothing (MANIFEST_UNKNOWN, BLOB_UNKNOWN).
-                Class::Success | Class::NotFound => Probe {
-                    capability: cap,
-                    state: CapabilityStatus::Supported,
-                    code: Some(code),
-                    reason: Reason::Ok,
-                    note: format!("supported ({})", answer.describe()),
-                },
-                // NAME_UNKNOWN: the repository is missing, which proves nothing about delete.
-                Class::RepositoryUnknown => Probe {
-                    capability: cap,
-                    state: CapabilityStatus::Error,
-                    code: Some(code),
-                    reason: Reason::RepositoryNotFound,
-                    note: format!(
-                        "unknown ({}: {repo} does not exist, so delete support cannot be told; create it or set `push_test_repository`)",
-                        answer.describe()
-                    ),
-                },
-                Class::Unsupported => Probe {
-                    capability: cap,
-                    state: CapabilityStatus::Unsupported,
-                    code: Some(code),
-                    reason: Reason::Unsupported,
-                    note: format!("unsupported ({}: delete is disabled)", answer.describe()),
-                },
-                _ => self.refusal(cap, &answer, &repo, true),
-            };
-            outcomes.push((kind, probe));
+            outcomes.push((kind, self.delete_answer(&Answer::of(&resp), &repo)));
         }
-        let rank = |s: CapabilityStatus| match s {
-            CapabilityStatus::Supported => 0,
-            CapabilityStatus::Unsupported => 1,
-            CapabilityStatus::Denied => 2,
-            CapabilityStatus::Error => 3,
-        };
-        let same = outcomes.windows(2).all(|w| w[0].1.state == w[1].1.state);
-        let note = if same {
-            outcomes
-                .first()
-                .map(|(_, p)| p.note.clone())
-                .unwrap_or_default()
-        } else {
-            outcomes
-                .iter()
-                .map(|(kind, p)| format!("{kind}: {}", p.note))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if let Some((_, mut worst)) = outcomes.into_iter().max_by_key(|(_, p)| rank(p.state)) {
-            worst.note = note;
-            self.probes.push(worst);
+        if let Some(probe) = combined(outcomes) {
+            self.probes.push(probe);
         }
         Ok(())
+    }
+
+    /// What one DELETE of an absent digest says: a success or 404 (the digest names nothing)
+    /// that delete is enabled, 405 (or `UNSUPPORTED`) that it is disabled, NAME_UNKNOWN
+    /// nothing either way; any other answer is a refusal.
+    fn delete_answer(&self, answer: &Answer, repo: &str) -> Probe {
+        let cap = Capability::Delete;
+        let code = answer.status;
+        match answer.class {
+            // Delete is enabled: the digest names nothing (MANIFEST_UNKNOWN, BLOB_UNKNOWN).
+            Class::Success | Class::NotFound => Probe {
+                capability: cap,
+                state: CapabilityStatus::Supported,
+                code: Some(code),
+                reason: Reason::Ok,
+                note: format!("supported ({})", answer.describe()),
+            },
+            // NAME_UNKNOWN: the repository is missing, which proves nothing about delete.
+            Class::RepositoryUnknown => Probe {
+                capability: cap,
+                state: CapabilityStatus::Error,
+                code: Some(code),
+                reason: Reason::RepositoryNotFound,
+                note: format!(
+                    "unknown ({}: {repo} does not exist, so delete support cannot be told; create it or set `push_test_repository`)",
+                    answer.describe()
+                ),
+            },
+            Class::Unsupported => Probe {
+                capability: cap,
+                state: CapabilityStatus::Unsupported,
+                code: Some(code),
+                reason: Reason::Unsupported,
+                note: format!("unsupported ({}: delete is disabled)", answer.describe()),
+            },
+            _ => self.refusal(cap, answer, repo, true),
+        }
     }
 
     /// A probe's answer other than success, judged by the one table every check uses
@@ -723,13 +784,77 @@ impl Probing<'_> {
     }
 }
 
+/// The delete probe's one outcome from its answers, one per kind (manifests, blobs): the
+/// worst state decides (supported, unsupported, denied, error, in that order; the later
+/// answer on a tie), with its note when all states agree and each kind's note when not.
+fn combined(outcomes: Vec<(&str, Probe)>) -> Option<Probe> {
+    let rank = |s: CapabilityStatus| match s {
+        CapabilityStatus::Supported => 0,
+        CapabilityStatus::Unsupported => 1,
+        CapabilityStatus::Denied => 2,
+        CapabilityStatus::Error => 3,
+    };
+    let same = outcomes.windows(2).all(|w| w[0].1.state == w[1].1.state);
+    let note = if same {
+        outcomes
+            .first()
+            .map(|(_, p)| p.note.clone())
+            .unwrap_or_default()
+    } else {
+        outcomes
+            .iter()
+            .map(|(kind, p)| format!("{kind}: {}", p.note))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (_, mut worst) = outcomes.into_iter().max_by_key(|(_, p)| rank(p.state))?;
+    worst.note = note;
+    Some(worst)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use CapabilityStatus::{Denied as D, Supported as S, Unsupported as U};
 
     #[test]
     fn the_nowhere_digest_is_well_formed() {
         assert!(Digest::parse(NOWHERE_DIGEST).is_some());
         assert_eq!(NOWHERE_DIGEST.len(), "sha256:".len() + 64);
+    }
+
+    fn probe(state: CapabilityStatus, reason: Reason, note: &str) -> Probe {
+        Probe {
+            capability: Capability::Delete,
+            state,
+            code: Some(404),
+            reason,
+            note: note.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_worse_delete_answer_decides_and_differing_notes_are_both_kept() {
+        let mixed = vec![
+            ("manifests", probe(S, Reason::Ok, "supported (HTTP 404)")),
+            ("blobs", probe(D, Reason::Forbidden, "denied (HTTP 403)")),
+        ];
+        let one = combined(mixed).expect("two answers make one probe");
+        assert_eq!((one.state, one.reason), (D, Reason::Forbidden));
+        assert_eq!(
+            one.note,
+            "manifests: supported (HTTP 404), blobs: denied (HTTP 403)"
+        );
+
+        let alike = vec![
+            (
+                "manifests",
+                probe(U, Reason::Unsupported, "unsupported (a)"),
+            ),
+            ("blobs", probe(U, Reason::Unsupported, "unsupported (b)")),
+        ];
+        let one = combined(alike).expect("two answers make one probe");
+        assert_eq!((one.state, one.note.as_str()), (U, "unsupported (a)"));
+        assert!(combined(Vec::new()).is_none());
     }
 }
