@@ -199,8 +199,8 @@ impl Probing<'_> {
         Ok(())
     }
 
-    /// Asks the referrers API about the test image. Returns the digest of the test manifest
-    /// when it could be resolved (the mount probe reads its blob from it).
+    /// Asks the referrers API about the test image; returns the test manifest's digest when
+    /// it could be resolved (the mount probe reads its blob from it).
     async fn probe_referrers(&mut self) -> Result<Option<Digest>, Abort> {
         let cap = Capability::Referrers;
         let target = self.target;
@@ -218,12 +218,9 @@ impl Probing<'_> {
         Ok(subject)
     }
 
-    /// Resolves the test image `image`: the digest the referrers API is asked about, and the
-    /// same digest again when it names the image. An image that cannot be resolved is
-    /// replaced by [`NOWHERE_DIGEST`], which still shows whether the API exists; the evidence
-    /// `referrers_subject` says which was used. `None` when reading the image was denied:
-    /// the probe is then recorded as denied, and the mount probe is denied for the same
-    /// reason.
+    /// The digest to ask the referrers API about, and again when it names the test image
+    /// (else [`NOWHERE_DIGEST`], which still shows whether the API exists). `None` when
+    /// reading the image was denied: so is the probe, and later the mount probe.
     async fn referrers_subject(
         &mut self,
         image: &str,
@@ -251,19 +248,16 @@ impl Probing<'_> {
                     found.status
                 ),
             ),
-            Lookup::Refused(answer, _)
-                if self
-                    .refusal(cap, &answer, &target.test_repository, false)
-                    .state
-                    == CapabilityStatus::Denied =>
-            {
+            Lookup::Refused(answer, _) => {
                 let mut probe = self.refusal(cap, &answer, &target.test_repository, false);
-                probe.note = format!("{} reading the test image {image}", probe.note);
-                self.subject_refused = Some((probe.reason, probe.note.clone()));
-                self.probes.push(probe);
-                return Ok(None);
+                if probe.state == CapabilityStatus::Denied {
+                    probe.note = format!("{} reading the test image {image}", probe.note);
+                    self.subject_refused = Some((probe.reason, probe.note.clone()));
+                    self.probes.push(probe);
+                    return Ok(None);
+                }
+                (nowhere(), None, answer.describe())
             }
-            Lookup::Refused(answer, _) => (nowhere(), None, answer.describe()),
         };
         self.evidence.insert(
             "referrers_subject",
@@ -277,9 +271,8 @@ impl Probing<'_> {
         Ok(Some((digest, subject)))
     }
 
-    /// Records what the referrers API answered: supported with its count of referrers (the
-    /// filters applied and a wrong content type kept as evidence), unsupported when the
-    /// answer is not the API, or a refusal.
+    /// Records what the referrers API answered: supported with its count of referrers,
+    /// unsupported when the answer is not the API, or a refusal.
     fn referrers_answer(&mut self, answer: Referrers) {
         let cap = Capability::Referrers;
         match answer {
@@ -358,19 +351,14 @@ impl Probing<'_> {
         Ok(())
     }
 
-    /// Mounts the test image's config blob from the test repository into the push test
-    /// repository. Its steps: the manifest to read ([`Self::mount_subject`]), its config blob
-    /// ([`Self::mount_blob`]), whether the push repository held that blob already, the mount,
-    /// and what its answer means ([`Self::mount_answer`]).
+    /// Mounts the test image's config blob ([`Self::mount_blob`]) into the push test
+    /// repository, having looked whether the repository held it already.
     async fn probe_mount(&mut self, subject: Option<&Digest>) -> Result<(), Abort> {
         let cap = Capability::CrossRepoMount;
         if self.writes_denied(cap) {
             return Ok(());
         }
-        let Some(manifest) = self.mount_subject(subject) else {
-            return Ok(());
-        };
-        let Some(blob) = self.mount_blob(manifest).await? else {
+        let Some(blob) = self.mount_blob(subject).await? else {
             return Ok(());
         };
         let target = self.target;
@@ -400,46 +388,35 @@ impl Probing<'_> {
         Ok(())
     }
 
-    /// The test manifest the mount probe takes its blob from. Without one the probe is
-    /// recorded unsent: denied for the reason reading the test image was, or an error that
-    /// says the image could not be resolved.
-    fn mount_subject<'d>(&mut self, subject: Option<&'d Digest>) -> Option<&'d Digest> {
+    /// The blob to mount: the config blob of the test manifest `subject`. `None`, with the
+    /// probe recorded unsent, without one: denied for the reason reading the test image was,
+    /// or an error when the image or its config blob could not be resolved.
+    async fn mount_blob(&mut self, subject: Option<&Digest>) -> Result<Option<Digest>, Abort> {
         let cap = Capability::CrossRepoMount;
+        let target = self.target;
+        let from = &target.test_repository;
         if let (None, Some((reason, note))) = (subject, self.subject_refused.clone()) {
             self.push(cap, CapabilityStatus::Denied, None, reason, note);
-            return None;
+            return Ok(None);
         }
-        if subject.is_none() {
-            let target = self.target;
+        let Some(manifest) = subject else {
             self.push(
                 cap,
                 CapabilityStatus::Error,
                 None,
                 Reason::NotFound,
                 format!(
-                    "error (not probed: the test image {}:{} could not be resolved, so there is no blob to mount; push it or set `test_repository` and `test_tag`)",
-                    target.test_repository, target.test_tag
+                    "error (not probed: the test image {from}:{} could not be resolved, so there is no blob to mount; push it or set `test_repository` and `test_tag`)",
+                    target.test_tag
                 ),
             );
-        }
-        subject
-    }
-
-    /// The config blob of the test manifest, the blob to mount; `None`, with the probe
-    /// recorded as an error, when the manifest names no such blob.
-    async fn mount_blob(&mut self, manifest: &Digest) -> Result<Option<Digest>, Abort> {
-        let cap = Capability::CrossRepoMount;
-        let from = &self.target.test_repository;
-        let read = self
-            .cx
-            .api()
-            .config_blob(from, manifest)
-            .await
-            .map_err(Self::abort(
-                cap,
-                format!("read the test manifest in {from}"),
-            ))?;
-        match read {
+            return Ok(None);
+        };
+        let read = self.cx.api().config_blob(from, manifest).await;
+        match read.map_err(Self::abort(
+            cap,
+            format!("read the test manifest in {from}"),
+        ))? {
             Ok(blob) => Ok(Some(blob)),
             Err(why) => {
                 self.push(
@@ -454,9 +431,8 @@ impl Probing<'_> {
         }
     }
 
-    /// Records what the mount answered: 201 is supported (the blob link it wrote is removed
-    /// again when `ours`), 202 an ordinary upload session instead (cancelled at once, and
-    /// unsupported), anything else a refusal.
+    /// Records what the mount answered: 201 supported (its blob link removed when `ours`),
+    /// 202 an upload session instead (cancelled; unsupported), anything else a refusal.
     async fn mount_answer(&mut self, resp: &Response, scope: Scope, blob: &Digest, ours: bool) {
         let cap = Capability::CrossRepoMount;
         let target = self.target;
@@ -466,7 +442,7 @@ impl Probing<'_> {
         match answer {
             _ if answer.mounted() => {
                 let cleanup = if ours {
-                    self.remove_blob_link(repo, blob, &scope).await
+                    self.cx.api().remove_blob_link(repo, blob, &scope).await
                 } else {
                     format!(
                         "none needed: {repo} held the blob before the probe, so it was left as it was"
@@ -498,32 +474,8 @@ impl Probing<'_> {
         }
     }
 
-    /// Deletes the blob link a mount wrote; returns what happened, in plain words.
-    async fn remove_blob_link(&self, repo: &str, blob: &Digest, scope: &Scope) -> String {
-        let answer = match self.cx.api().delete_blob(repo, blob, scope).await {
-            Ok(r) => Answer::of(&r),
-            Err(e) => return format!("the mounted blob link stays in {repo}: {e}"),
-        };
-        match answer.class {
-            Class::Success => format!("the mounted blob link in {repo} was deleted"),
-            Class::Unsupported | Class::ReadOnly => format!(
-                "the mounted blob link stays in {repo}: the registry refuses deletes ({})",
-                answer.describe()
-            ),
-            Class::NotPermitted => format!(
-                "the mounted blob link stays in {repo}: the credentials lack delete ({})",
-                answer.describe()
-            ),
-            _ => format!(
-                "the mounted blob link stays in {repo}: its DELETE answered {}",
-                answer.describe()
-            ),
-        }
-    }
-
-    /// Sends an `OPTIONS` (kept as evidence only) and then a DELETE of a manifest and of a
-    /// blob whose digest names nothing in the push test repository; the two answers become
-    /// one probe ([`combined`]).
+    /// An `OPTIONS` (evidence only), then DELETEs of a manifest and a blob whose digest names
+    /// nothing; their answers become one probe ([`combined`]).
     async fn probe_delete(&mut self) -> Result<(), Abort> {
         let cap = Capability::Delete;
         if self.writes_denied(cap) {
@@ -568,9 +520,8 @@ impl Probing<'_> {
         Ok(())
     }
 
-    /// What one DELETE of an absent digest says: a success or 404 (the digest names nothing)
-    /// that delete is enabled, 405 (or `UNSUPPORTED`) that it is disabled, NAME_UNKNOWN
-    /// nothing either way; any other answer is a refusal.
+    /// What one DELETE of an absent digest says: success or 404 that delete is enabled,
+    /// 405 (or `UNSUPPORTED`) that it is not, NAME_UNKNOWN nothing; else a refusal.
     fn delete_answer(&self, answer: &Answer, repo: &str) -> Probe {
         let cap = Capability::Delete;
         let code = answer.status;
@@ -823,38 +774,36 @@ mod tests {
         assert_eq!(NOWHERE_DIGEST.len(), "sha256:".len() + 64);
     }
 
-    fn probe(state: CapabilityStatus, reason: Reason, note: &str) -> Probe {
-        Probe {
-            capability: Capability::Delete,
+    /// One DELETE's probe: `state` on HTTP `code`, its note naming both.
+    fn probe(kind: &'static str, state: CapabilityStatus, code: u16) -> (&'static str, Probe) {
+        let note = format!("{} (HTTP {code})", state.as_str());
+        let (capability, reason, code) = (Capability::Delete, Reason::Ok, Some(code));
+        let probe = Probe {
+            capability,
             state,
-            code: Some(404),
+            code,
             reason,
-            note: note.to_string(),
-        }
+            note,
+        };
+        (kind, probe)
     }
 
     #[test]
     fn the_worse_delete_answer_decides_and_differing_notes_are_both_kept() {
-        let mixed = vec![
-            ("manifests", probe(S, Reason::Ok, "supported (HTTP 404)")),
-            ("blobs", probe(D, Reason::Forbidden, "denied (HTTP 403)")),
-        ];
-        let one = combined(mixed).expect("two answers make one probe");
-        assert_eq!((one.state, one.reason), (D, Reason::Forbidden));
+        let one = combined(vec![probe("manifests", S, 404), probe("blobs", D, 403)]);
+        let one = one.expect("two answers make one probe");
+        assert_eq!((one.state, one.code), (D, Some(403)));
         assert_eq!(
             one.note,
             "manifests: supported (HTTP 404), blobs: denied (HTTP 403)"
         );
-
-        let alike = vec![
-            (
-                "manifests",
-                probe(U, Reason::Unsupported, "unsupported (a)"),
-            ),
-            ("blobs", probe(U, Reason::Unsupported, "unsupported (b)")),
-        ];
-        let one = combined(alike).expect("two answers make one probe");
-        assert_eq!((one.state, one.note.as_str()), (U, "unsupported (a)"));
+        // Alike: the later answer, with the first one's note.
+        let one = combined(vec![probe("manifests", U, 405), probe("blobs", U, 400)]);
+        let one = one.expect("two answers make one probe");
+        assert_eq!(
+            (one.code, one.note.as_str()),
+            (Some(400), "unsupported (HTTP 405)")
+        );
         assert!(combined(Vec::new()).is_none());
     }
 }

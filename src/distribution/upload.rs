@@ -1,6 +1,7 @@
 //! Writes the capability and push probes make, and undo: upload sessions
 //! ([`Api::start_upload`], [`UploadSession::cancel`]), cross-repository mounts
-//! ([`Api::mount`]), `HEAD` of a blob, and the delete and `OPTIONS` probes.
+//! ([`Api::mount`]) and the removal of the blob link one wrote ([`Api::remove_blob_link`]),
+//! `HEAD` of a blob, and the delete and `OPTIONS` probes.
 
 use reqwest::Method;
 
@@ -93,6 +94,30 @@ impl Api<'_> {
             Request::new(Method::DELETE, format!("v2/{repo}/blobs/{digest}")).scope(scope.as_str()),
         )
         .await
+    }
+
+    /// Deletes the blob link a cross-repository mount wrote (the undo of [`Api::mount`]);
+    /// returns what happened, in plain words, for evidence.
+    pub async fn remove_blob_link(&self, repo: &str, blob: &Digest, scope: &Scope) -> String {
+        let answer = match self.delete_blob(repo, blob, scope).await {
+            Ok(r) => Answer::of(&r),
+            Err(e) => return format!("the mounted blob link stays in {repo}: {e}"),
+        };
+        match answer.class {
+            Class::Success => format!("the mounted blob link in {repo} was deleted"),
+            Class::Unsupported | Class::ReadOnly => format!(
+                "the mounted blob link stays in {repo}: the registry refuses deletes ({})",
+                answer.describe()
+            ),
+            Class::NotPermitted => format!(
+                "the mounted blob link stays in {repo}: the credentials lack delete ({})",
+                answer.describe()
+            ),
+            _ => format!(
+                "the mounted blob link stays in {repo}: its DELETE answered {}",
+                answer.describe()
+            ),
+        }
     }
 
     /// `OPTIONS /v2/<repo>/manifests/<digest>`: its `Allow` is evidence only, since
