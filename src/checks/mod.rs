@@ -606,16 +606,7 @@ pub async fn run_check(
     target: &Target,
     client: &Arc<RegistryClient>,
 ) -> CheckResult {
-    let span = tracing::info_span!(
-        "check",
-        registry = %target.name,
-        check = kind.short_name(),
-        status = tracing::field::Empty,
-        reason = tracing::field::Empty,
-        http_status = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
+    let span = check_span(kind, target);
     let cx = CheckContext::new(client.clone());
     let started = Instant::now();
     let fut = async {
@@ -632,32 +623,11 @@ pub async fn run_check(
     let contained = contain_panic(kind, &target.name, fut);
     let mut result = match tokio::time::timeout(target.timeout, contained).await {
         Ok(result) => result,
-        Err(_) => CheckResult::new(
-            kind,
-            Status::Fail,
-            Reason::Timeout,
-            format!(
-                "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow){}",
-                humantime::format_duration(target.timeout),
-                // With a proxy, the stuck party may be the proxy: name it.
-                client
-                    .proxy_for(&target.url)
-                    .map(|p| format!("; the requests went through {p}"))
-                    .unwrap_or_default()
-            ),
-        ),
+        Err(_) => timed_out(kind, target, client),
     };
     result.duration = started.elapsed();
     result.finished_at = SystemTime::now();
-    span.record("status", result.status.as_str());
-    span.record("reason", result.reason.as_str());
-    if let Some(code) = result.http_status {
-        span.record("http_status", code);
-    }
-    span.record("duration_ms", result.duration.as_millis() as u64);
-    if result.status == Status::Fail {
-        span.record("otel.status_code", "error");
-    }
+    record_on(&span, &result);
     let (mut requests, facts) = cx.trail.take();
     // A registry may echo a credential into what becomes a message, evidence or a note
     // (a Content-Type, a challenge's scope); headers were redacted as they were kept.
@@ -682,6 +652,51 @@ pub async fn run_check(
         .entry("auth_method")
         .or_insert_with(|| target.credentials.method().to_string());
     result
+}
+
+/// The span `check` a run is: its outcome's fields stay empty until [`record_on`] fills them.
+fn check_span(kind: CheckKind, target: &Target) -> tracing::Span {
+    tracing::info_span!(
+        "check",
+        registry = %target.name,
+        check = kind.short_name(),
+        status = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        http_status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// The failed result of a check that did not finish within the target's timeout.
+fn timed_out(kind: CheckKind, target: &Target, client: &RegistryClient) -> CheckResult {
+    CheckResult::new(
+        kind,
+        Status::Fail,
+        Reason::Timeout,
+        format!(
+            "no answer within the timeout of {}; the registry is slow or unreachable (raise `timeout` if it is just slow){}",
+            humantime::format_duration(target.timeout),
+            // With a proxy, the stuck party may be the proxy: name it.
+            client
+                .proxy_for(&target.url)
+                .map(|p| format!("; the requests went through {p}"))
+                .unwrap_or_default()
+        ),
+    )
+}
+
+/// Writes a finished check's outcome into its span (a failure marks the span an error).
+fn record_on(span: &tracing::Span, result: &CheckResult) {
+    span.record("status", result.status.as_str());
+    span.record("reason", result.reason.as_str());
+    if let Some(code) = result.http_status {
+        span.record("http_status", code);
+    }
+    span.record("duration_ms", result.duration.as_millis() as u64);
+    if result.status == Status::Fail {
+        span.record("otel.status_code", "error");
+    }
 }
 
 #[cfg(test)]
