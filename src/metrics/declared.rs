@@ -146,14 +146,14 @@ pub const METRICS: &[MetricDoc] = &[
         kind: "counter",
         labels: &["registry", "check", "status"],
         help: "Check runs since the exporter started, by resulting status",
-        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::Runs)),
+        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::Runs)),
     },
     MetricDoc {
         name: "oci_registry_request_duration_seconds",
         kind: "histogram",
         labels: &["registry"],
         help: "Duration of every HTTP request the checks of a registry made, token requests included (per check: oci_registry_check_duration_seconds)",
-        writer: Writer::Registry(RegistryFamily::Facts(FactFamily::Requests)),
+        writer: Writer::Registry(RegistryFamily::Checks(CheckFamily::Requests)),
     },
     MetricDoc {
         name: "oci_registry_distribution_api_version_info",

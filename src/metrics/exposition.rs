@@ -10,7 +10,9 @@ use super::declared::{METRICS, MetricDoc, Writer};
 use crate::outcome::{
     AuthMethod, Capability, CapabilityStatus, CheckKind, Implementation, Reason, Status,
 };
-use crate::store::{REQUEST_BUCKETS, RegistryEntry, Slots, Store, unix};
+use std::sync::LazyLock;
+
+use crate::store::{Histogram, REQUEST_BUCKETS, RegistryEntry, Slots, Store, unix};
 
 /// `# HELP` and `# TYPE` of a family. OpenMetrics names a counter's family without
 /// `_total` and escapes `"` in help; the classic format does neither.
@@ -53,78 +55,171 @@ pub(super) fn push_u64(out: &mut String, v: u64) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 
-/// One series: `name{registry="r"<extra>} value`. `extra` is either empty or starts with
-/// a comma.
-struct Line<'a> {
-    out: &'a mut String,
+/// The end of a series' label set after the registry's name, when it has no other label.
+const CLOSE: &str = "\"} ";
+
+/// What follows a registry's name in a series line, up to the value, for each label set the
+/// families write (`",check="pull",status="pass"} `), built once per process. With them a
+/// line is the family's head, the registry's name, one of these and the value: three
+/// copies and a number instead of a dozen small pushes, which were most of an encoding's
+/// own time at 10,000 registries (docs/benchmarks.md, "Lines from three copies").
+struct Tails {
+    /// By `CheckKind`: `",check="pull"} `.
+    check: Vec<String>,
+    /// By `CheckKind`, then `Status`: `",check="pull",status="pass"} `.
+    check_status: Vec<Vec<String>>,
+    /// By `CheckKind`: `",check="pull",reason="`, the reason to follow.
+    check_reason: Vec<String>,
+    /// By bucket of [`REQUEST_BUCKETS`], then `+Inf`: `",le="0.005"} `.
+    le: Vec<String>,
+    /// By `Capability`, then `CapabilityStatus`: `",capability="delete",status="denied"} `.
+    capability_status: Vec<Vec<String>>,
 }
 
-impl Line<'_> {
+static TAILS: LazyLock<Tails> = LazyLock::new(|| {
+    let check = |k: CheckKind| format!("\",check=\"{}\"", k.short_name());
+    Tails {
+        check: CheckKind::ALL.iter().map(|&k| check(k) + "} ").collect(),
+        check_status: CheckKind::ALL
+            .iter()
+            .map(|&k| {
+                let check = check(k);
+                Status::ALL
+                    .iter()
+                    .map(|s| format!("{check},status=\"{}\"}} ", s.as_str()))
+                    .collect()
+            })
+            .collect(),
+        check_reason: CheckKind::ALL
+            .iter()
+            .map(|&k| check(k) + ",reason=\"")
+            .collect(),
+        le: REQUEST_BUCKET_LABELS
+            .iter()
+            .chain(["+Inf"].iter())
+            .map(|le| format!("\",le=\"{le}\"}} "))
+            .collect(),
+        capability_status: Capability::ALL
+            .iter()
+            .map(|c| {
+                CapabilityStatus::ALL
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "\",capability=\"{}\",status=\"{}\"}} ",
+                            c.as_str(),
+                            s.as_str()
+                        )
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+});
+
+/// A family's series names up to the registry's name: `name{registry="`, and for a
+/// histogram its `_bucket`, `_sum` and `_count` series'.
+pub(super) struct Heads {
+    main: String,
+    bucket: String,
+    sum: String,
+    count: String,
+}
+
+impl Heads {
+    pub(super) fn of(doc: &MetricDoc) -> Heads {
+        let head = |suffix: &str| format!("{}{suffix}{{registry=\"", doc.name);
+        let histogram = doc.kind == "histogram";
+        let sub = |suffix: &str| {
+            if histogram {
+                head(suffix)
+            } else {
+                String::new()
+            }
+        };
+        Heads {
+            main: head(""),
+            bucket: sub("_bucket"),
+            sum: sub("_sum"),
+            count: sub("_count"),
+        }
+    }
+}
+
+/// One family's series of one registry: each line is `<head><name><tail><value>\n`, where
+/// `name` is the registry's name, escaped, and `tail` one of [`Tails`] (or [`CLOSE`]).
+struct Lines<'a> {
+    out: &'a mut String,
+    heads: &'a Heads,
+    name: &'a str,
+}
+
+impl Lines<'_> {
     #[inline(always)]
-    fn start(&mut self, name: &str, registry_label: &str) -> &mut Self {
-        self.out.push_str(name);
-        self.out.push('{');
-        self.out.push_str(registry_label);
-        self
-    }
-
-    /// A histogram's series: `name` with `_bucket`, `_sum` or `_count`.
-    fn start_sub(&mut self, name: &str, suffix: &str, registry_label: &str) -> &mut Self {
-        self.out.push_str(name);
-        self.start(suffix, registry_label)
+    fn start(&mut self, head: &str, tail: &str) -> &mut String {
+        self.out.push_str(head);
+        self.out.push_str(self.name);
+        self.out.push_str(tail);
+        self.out
     }
 
     #[inline(always)]
-    fn label(&mut self, key: &str, value: &str) -> &mut Self {
-        self.out.push(',');
-        self.out.push_str(key);
-        self.out.push_str("=\"");
-        self.out.push_str(value);
-        self.out.push('"');
-        self
-    }
-
-    /// A label whose value may need escaping (it came from a registry).
-    fn label_escaped(&mut self, key: &str, value: &str) -> &mut Self {
-        self.out.push(',');
-        self.out.push_str(key);
-        self.out.push_str("=\"");
-        escape_label_value(value, self.out);
-        self.out.push('"');
-        self
+    fn u64(&mut self, tail: &str, v: u64) {
+        let heads = self.heads;
+        let out = self.start(&heads.main, tail);
+        push_u64(out, v);
+        out.push('\n');
     }
 
     #[inline(always)]
-    fn check(&mut self, check: CheckKind) -> &mut Self {
-        self.label("check", check.short_name())
+    fn f64(&mut self, tail: &str, v: f64) {
+        let heads = self.heads;
+        let out = self.start(&heads.main, tail);
+        push_f64(out, v);
+        out.push('\n');
     }
 
+    /// A series of a state set or an info metric: 1 or 0.
     #[inline(always)]
-    fn f64(&mut self, v: f64) {
-        self.out.push_str("} ");
-        push_f64(self.out, v);
-        self.out.push('\n');
+    fn one(&mut self, tail: &str, one: bool) {
+        let heads = self.heads;
+        let out = self.start(&heads.main, tail);
+        out.push_str(if one { "1\n" } else { "0\n" });
     }
 
-    #[inline(always)]
-    fn u64(&mut self, v: u64) {
-        self.out.push_str("} ");
-        push_u64(self.out, v);
-        self.out.push('\n');
+    /// An info series: `tail` ends in a label's opening quote, `value` is that label's
+    /// value (escaped here when it came from a registry), and the series is 1.
+    fn info(&mut self, tail: &str, value: &str, escape: bool) {
+        let heads = self.heads;
+        let out = self.start(&heads.main, tail);
+        if escape {
+            escape_label_value(value, out);
+        } else {
+            out.push_str(value);
+        }
+        out.push_str(CLOSE);
+        out.push_str("1\n");
+    }
+
+    fn gauge(&mut self, v: Option<f64>) {
+        if let Some(v) = v {
+            self.f64(CLOSE, v);
+        }
     }
 }
 
 /// The registries' families, each written over every registry; named by their
 /// declarations in [`METRICS`]. A family is written either from the scrape's [`Snapshot`]
-/// of the registries' checks or from each registry's slots in the store.
+/// or from each registry's slots in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RegistryFamily {
     Checks(CheckFamily),
     Facts(FactFamily),
 }
 
-/// The families written from the scrape's [`Snapshot`]: a registry's checks, and the facts
-/// every registry has after its first round (most of a text, each read once per scrape).
+/// The families written from the scrape's [`Snapshot`]: a registry's checks, their run
+/// counters and requests, and the facts every registry has after its first round (most of
+/// a text, each read once per scrape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CheckFamily {
     Status,
@@ -133,19 +228,18 @@ pub(super) enum CheckFamily {
     HttpStatus,
     LastRun,
     Interval,
+    Runs,
+    Requests,
     ApiVersion,
     AuthMethod,
     BlobDuration,
     Implementation,
 }
 
-/// The families written from a registry's slots, locked for each: the run counters and
-/// the request histogram (larger than the rest of a copy) and the facts most registries
-/// lack.
+/// The families written from a registry's slots, locked for each: the facts most
+/// registries lack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum FactFamily {
-    Runs,
-    Requests,
     TokenDuration,
     TokenExpiry,
     TlsExpiry,
@@ -175,12 +269,21 @@ pub(super) struct CheckRow {
     latest: LatestRow,
 }
 
-/// What a scrape copies of one registry besides its checks: its interval and the facts
-/// every registry has after its first round. The API version, the one text, is kept in
-/// the snapshot's `text` (`version` is its range there).
+/// A check's runs that ended in one status, when there were any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunRow {
+    kind: CheckKind,
+    status: Status,
+    runs: u64,
+}
+
+/// What a scrape copies of one registry besides its checks and runs: its interval, its
+/// request histogram and the facts every registry has after its first round. The API
+/// version, the one text, is kept in the snapshot's `text` (`version` is its range there).
 #[derive(Debug, Clone, Copy, Default)]
 struct Common {
     interval: Option<f64>,
+    requests: Histogram,
     version: Option<(usize, usize)>,
     auth_method: Option<AuthMethod>,
     implementation: Option<Implementation>,
@@ -191,14 +294,20 @@ struct Common {
 pub(super) struct Row<'a> {
     common: Common,
     checks: &'a [CheckRow],
+    runs: &'a [RunRow],
     /// The snapshot's text, which holds the API version.
     text: &'a str,
 }
 
 impl<'a> Row<'a> {
-    /// The registry's checks with a result or a run, in `CheckKind::ALL`'s order, appended
-    /// to `checks`, and its API version to `text`; returns the rest.
-    fn copy(slots: &Slots, checks: &mut Vec<CheckRow>, text: &mut String) -> Common {
+    /// The registry's checks with a result, in `CheckKind::ALL`'s order, appended to
+    /// `checks`, its runs to `runs` and its API version to `text`; returns the rest.
+    fn copy(
+        slots: &Slots,
+        checks: &mut Vec<CheckRow>,
+        runs: &mut Vec<RunRow>,
+        text: &mut String,
+    ) -> Common {
         let f = &slots.facts;
         let version = f.api_version.as_deref().map(|v| {
             let start = text.len();
@@ -206,7 +315,16 @@ impl<'a> Row<'a> {
             (start, text.len())
         });
         for (&kind, slot) in CheckKind::ALL.iter().zip(slots.checks.iter()) {
-            let Some(r) = slot.latest.as_deref() else {
+            for (&status, &n) in Status::ALL.iter().zip(slot.runs.iter()) {
+                if n > 0 {
+                    runs.push(RunRow {
+                        kind,
+                        status,
+                        runs: n,
+                    });
+                }
+            }
+            let Some(r) = slot.latest.as_ref() else {
                 continue;
             };
             checks.push(CheckRow {
@@ -222,6 +340,7 @@ impl<'a> Row<'a> {
         }
         Common {
             interval: slots.interval,
+            requests: slots.requests,
             version,
             auth_method: f.auth_method,
             implementation: f.implementation.map(|r| r.implementation),
@@ -234,14 +353,17 @@ impl<'a> Row<'a> {
     pub(super) fn of(
         slots: &Slots,
         checks: &'a mut Vec<CheckRow>,
+        runs: &'a mut Vec<RunRow>,
         text: &'a mut String,
     ) -> Row<'a> {
         checks.clear();
+        runs.clear();
         text.clear();
-        let common = Row::copy(slots, checks, text);
+        let common = Row::copy(slots, checks, runs, text);
         Row {
             common,
             checks,
+            runs,
             text,
         }
     }
@@ -250,41 +372,51 @@ impl<'a> Row<'a> {
         let (start, end) = self.common.version?;
         self.text.get(start..end)
     }
-
-    fn latest(&self) -> impl Iterator<Item = (CheckKind, &LatestRow)> {
-        self.checks.iter().map(|c| (c.kind, &c.latest))
-    }
 }
 
-/// Every registry's checks, copied in one pass at the start of a scrape: each registry is
-/// locked once for them instead of once per family, so its check series come from one
-/// moment (a status and its reason from the same result), and the families' passes read
-/// contiguous memory instead of chasing every registry's results through the heap, which
-/// was most of an encoding's time at 10,000 registries (docs/benchmarks.md, "Against a
-/// real Distribution"). About 150 bytes per registry of two checks, for one scrape.
+/// One registry's place in the [`Snapshot`].
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The end of its rows in `checks` and in `runs`.
+    checks_end: usize,
+    runs_end: usize,
+    /// Its name, escaped, in `text`.
+    name: (usize, usize),
+    common: Common,
+}
+
+/// Every registry's checks, runs and common facts, copied in one pass at the start of a
+/// scrape: each registry is locked once for them instead of once per family, so its series
+/// come from one moment (a status, its reason and its run counters from the same result),
+/// and the families' passes read contiguous memory instead of chasing every registry's
+/// results through the heap, which was most of an encoding's time at 10,000 registries
+/// (docs/benchmarks.md, "Against a real Distribution"). About 300 bytes per registry of
+/// two checks, for one scrape.
 struct Snapshot {
     checks: Vec<CheckRow>,
-    /// Per registry: the end of its rows in `checks`, its `registry="…"` label in `text`,
-    /// and the rest.
-    registries: Vec<(usize, (usize, usize), Common)>,
-    /// The registries' labels (escaped once per scrape: the store keeps names, not text)
+    runs: Vec<RunRow>,
+    registries: Vec<Entry>,
+    /// The registries' names (escaped once per scrape: the store keeps names, not text)
     /// and API versions, one after another.
     text: String,
 }
 
 impl Snapshot {
     fn row(&self, i: usize) -> Row<'_> {
-        let start = i.checked_sub(1).map_or(0, |p| self.registries[p].0);
-        let (end, _, common) = self.registries[i];
+        let (checks_start, runs_start) = i.checked_sub(1).map_or((0, 0), |p| {
+            (self.registries[p].checks_end, self.registries[p].runs_end)
+        });
+        let e = &self.registries[i];
         Row {
-            common,
-            checks: &self.checks[start..end],
+            common: e.common,
+            checks: &self.checks[checks_start..e.checks_end],
+            runs: &self.runs[runs_start..e.runs_end],
             text: &self.text,
         }
     }
 
-    fn label(&self, i: usize) -> &str {
-        let (start, end) = self.registries[i].1;
+    fn name(&self, i: usize) -> &str {
+        let (start, end) = self.registries[i].name;
         self.text.get(start..end).unwrap_or("")
     }
 }
@@ -300,9 +432,10 @@ impl RegistryFamily {
         let f = &s.facts;
         match self {
             Self::Checks(family) => match family {
-                C::Status | C::Reason | C::Duration | C::HttpStatus | C::LastRun => {
-                    row.latest().next().is_some()
+                C::Status | C::Reason | C::Duration | C::HttpStatus | C::LastRun | C::Requests => {
+                    !row.checks.is_empty()
                 }
+                C::Runs => !row.runs.is_empty(),
                 C::Interval => row.common.interval.is_some(),
                 C::ApiVersion => row.common.version.is_some(),
                 C::AuthMethod => row.common.auth_method.is_some(),
@@ -310,8 +443,6 @@ impl RegistryFamily {
                 C::Implementation => row.common.implementation.is_some(),
             },
             Self::Facts(family) => match family {
-                F::Runs => s.checks.iter().any(|c| c.runs.iter().any(|&n| n > 0)),
-                F::Requests => s.checks.iter().any(|c| c.latest.is_some()),
                 F::TokenDuration => f.token_request_duration.is_some(),
                 F::TokenExpiry => f.token_expiry.is_some(),
                 F::TlsExpiry => f.tls_expiry.is_some(),
@@ -325,81 +456,106 @@ impl RegistryFamily {
         }
     }
 
-    /// Writes this family's series of one registry; `label` is its `registry="…"`,
-    /// escaped ([`registry_label`]). A fact family locks `entry` while it writes.
+    /// Writes this family's series of one registry; `name` is its name, escaped. A fact
+    /// family locks `entry` while it writes.
     pub(super) fn write(
         self,
         out: &mut String,
+        heads: &Heads,
         name: &str,
-        label: &str,
         row: &Row<'_>,
         entry: &RegistryEntry,
     ) {
-        let mut l = Line { out };
+        let mut l = Lines { out, heads, name };
         match self {
-            Self::Checks(family) => family.write(&mut l, name, label, row),
-            Self::Facts(family) => family.write(&mut l, name, label, &entry.lock()),
+            Self::Checks(family) => family.write(&mut l, row),
+            Self::Facts(family) => family.write(&mut l, &entry.lock()),
+        }
+    }
+
+    /// As [`RegistryFamily::write`], with the registry's slots locked by the caller.
+    fn write_locked(self, out: &mut String, heads: &Heads, name: &str, row: &Row<'_>, s: &Slots) {
+        let mut l = Lines { out, heads, name };
+        match self {
+            Self::Checks(family) => family.write(&mut l, row),
+            Self::Facts(family) => family.write(&mut l, s),
         }
     }
 }
 
 impl CheckFamily {
-    fn write(self, l: &mut Line<'_>, name: &str, label: &str, row: &Row<'_>) {
+    fn write(self, l: &mut Lines<'_>, row: &Row<'_>) {
         use CheckFamily as C;
+        let tails = &*TAILS;
+        let latest = row.checks.iter().map(|c| (c.kind as usize, &c.latest));
         match self {
             C::Status => {
-                for (k, r) in row.latest() {
-                    for &status in Status::ALL {
-                        l.start(name, label)
-                            .check(k)
-                            .label("status", status.as_str())
-                            .u64(u64::from(status == r.status));
+                for (k, r) in latest {
+                    for (&status, tail) in Status::ALL.iter().zip(&tails.check_status[k]) {
+                        l.one(tail, status == r.status);
                     }
                 }
             }
             C::Reason => {
-                for (k, r) in row.latest() {
-                    l.start(name, label)
-                        .check(k)
-                        .label("reason", r.reason.as_str())
-                        .u64(1);
+                for (k, r) in latest {
+                    l.info(&tails.check_reason[k], r.reason.as_str(), false);
                 }
             }
             C::Duration => {
-                for (k, r) in row.latest() {
-                    l.start(name, label).check(k).f64(r.duration);
+                for (k, r) in latest {
+                    l.f64(&tails.check[k], r.duration);
                 }
             }
             C::HttpStatus => {
-                for (k, r) in row.latest() {
-                    l.start(name, label)
-                        .check(k)
-                        .u64(u64::from(r.http_status.unwrap_or(0)));
+                for (k, r) in latest {
+                    l.u64(&tails.check[k], u64::from(r.http_status.unwrap_or(0)));
                 }
             }
             C::LastRun => {
-                for (k, r) in row.latest() {
-                    l.start(name, label).check(k).f64(r.finished_at);
+                for (k, r) in latest {
+                    l.f64(&tails.check[k], r.finished_at);
                 }
             }
-            C::Interval => gauge(l, name, label, row.common.interval),
+            C::Interval => l.gauge(row.common.interval),
+            C::Runs => {
+                for r in row.runs {
+                    l.u64(
+                        &tails.check_status[r.kind as usize][r.status as usize],
+                        r.runs,
+                    );
+                }
+            }
+            C::Requests => {
+                if row.checks.is_empty() {
+                    return;
+                }
+                let h = &row.common.requests;
+                let heads = l.heads;
+                let counts = h.buckets.iter().chain([&h.count]);
+                for (n, le) in counts.zip(&tails.le) {
+                    push_u64(l.start(&heads.bucket, le), *n);
+                    l.out.push('\n');
+                }
+                push_f64(l.start(&heads.sum, CLOSE), h.sum);
+                l.out.push('\n');
+                push_u64(l.start(&heads.count, CLOSE), h.count);
+                l.out.push('\n');
+            }
+            // The registry's header, as it sent it: escaped here.
             C::ApiVersion => {
-                // The registry's header, as it sent it: escaped here.
                 if let Some(v) = row.api_version() {
-                    l.start(name, label).label_escaped("version", v).u64(1);
+                    l.info("\",version=\"", v, true);
                 }
             }
             C::AuthMethod => {
                 if let Some(m) = row.common.auth_method {
-                    l.start(name, label).label("method", m.as_str()).u64(1);
+                    l.info("\",method=\"", m.as_str(), false);
                 }
             }
-            C::BlobDuration => gauge(l, name, label, row.common.blob_duration),
+            C::BlobDuration => l.gauge(row.common.blob_duration),
             C::Implementation => {
                 if let Some(i) = row.common.implementation {
-                    l.start(name, label)
-                        .label("implementation", i.as_str())
-                        .u64(1);
+                    l.info("\",implementation=\"", i.as_str(), false);
                 }
             }
         }
@@ -407,66 +563,38 @@ impl CheckFamily {
 }
 
 impl FactFamily {
-    fn write(self, l: &mut Line<'_>, name: &str, label: &str, s: &Slots) {
+    fn write(self, l: &mut Lines<'_>, s: &Slots) {
         use FactFamily as F;
         let f = &s.facts;
         match self {
-            F::Runs => {
-                for (&kind, c) in CheckKind::ALL.iter().zip(s.checks.iter()) {
-                    for (&status, &n) in Status::ALL.iter().zip(c.runs.iter()) {
-                        if n > 0 {
-                            l.start(name, label)
-                                .check(kind)
-                                .label("status", status.as_str())
-                                .u64(n);
-                        }
-                    }
-                }
-            }
-            F::Requests => {
-                if s.checks.iter().all(|c| c.latest.is_none()) {
-                    return;
-                }
-                let h = &s.requests;
-                for (&le, &n) in REQUEST_BUCKET_LABELS.iter().zip(h.buckets.iter()) {
-                    l.start_sub(name, "_bucket", label).label("le", le).u64(n);
-                }
-                l.start_sub(name, "_bucket", label)
-                    .label("le", "+Inf")
-                    .u64(h.count);
-                l.start_sub(name, "_sum", label).f64(h.sum);
-                l.start_sub(name, "_count", label).u64(h.count);
-            }
-            F::TokenDuration => gauge(l, name, label, f.token_request_duration),
-            F::TokenExpiry => gauge(l, name, label, f.token_expiry),
-            F::TlsExpiry => gauge(l, name, label, f.tls_expiry),
-            F::TokenTlsExpiry => gauge(l, name, label, f.token_tls_expiry),
-            F::RateLimit => gauge(l, name, label, f.rate_limit.map(|r| r.0)),
-            F::RateRemaining => gauge(l, name, label, f.rate_limit.map(|r| r.1)),
+            F::TokenDuration => l.gauge(f.token_request_duration),
+            F::TokenExpiry => l.gauge(f.token_expiry),
+            F::TlsExpiry => l.gauge(f.tls_expiry),
+            F::TokenTlsExpiry => l.gauge(f.token_tls_expiry),
+            F::RateLimit => l.gauge(f.rate_limit.map(|r| r.0)),
+            F::RateRemaining => l.gauge(f.rate_limit.map(|r| r.1)),
             F::UploadCancelled => {
                 if let Some(c) = f.upload_cancelled {
-                    l.start(name, label).u64(u64::from(c));
+                    l.u64(CLOSE, u64::from(c));
                 }
             }
             F::Capability => {
-                for (&c, state) in Capability::ALL.iter().zip(f.capabilities.iter()) {
+                let tails = &*TAILS;
+                for (tails, state) in tails.capability_status.iter().zip(f.capabilities.iter()) {
                     let Some(state) = *state else { continue };
-                    for &st in CapabilityStatus::ALL {
-                        l.start(name, label)
-                            .label("capability", c.as_str())
-                            .label("status", st.as_str())
-                            .u64(u64::from(st == state));
+                    for (&st, tail) in CapabilityStatus::ALL.iter().zip(tails) {
+                        l.one(tail, st == state);
                     }
                 }
             }
             F::CapabilityScore => {
                 if let Some(n) = f.capability_score {
-                    l.start(name, label).u64(u64::from(n));
+                    l.u64(CLOSE, u64::from(n));
                 }
             }
             F::Referrers => {
                 if let Some(n) = f.referrers {
-                    l.start(name, label).u64(n);
+                    l.u64(CLOSE, n);
                 }
             }
         }
@@ -482,7 +610,8 @@ pub(super) const REQUEST_BUCKET_LABELS: [&str; REQUEST_BUCKETS.len()] = [
 /// The runs between them are copied whole (most values have none).
 fn escape_label_value(value: &str, out: &mut String) {
     let mut rest = value;
-    while let Some(at) = rest.find(['\\', '"', '\n']) {
+    // The three are ASCII, so a byte position is a char boundary.
+    while let Some(at) = rest.bytes().position(|b| matches!(b, b'\\' | b'"' | b'\n')) {
         out.push_str(&rest[..at]);
         out.push_str(match rest.as_bytes()[at] {
             b'\\' => "\\\\",
@@ -494,25 +623,12 @@ fn escape_label_value(value: &str, out: &mut String) {
     out.push_str(rest);
 }
 
-/// `registry="<name>"`, escaped.
+/// A registry's name as a label value, escaped.
 #[cfg(test)]
-pub(super) fn registry_label(name: &str) -> String {
-    let mut label = String::with_capacity(name.len() + 11);
-    push_registry_label(name, &mut label);
-    label
-}
-
-/// Appends `registry="<name>"`, escaped.
-fn push_registry_label(name: &str, out: &mut String) {
-    out.push_str("registry=\"");
-    escape_label_value(name, out);
-    out.push('"');
-}
-
-fn gauge(l: &mut Line<'_>, name: &str, label: &str, v: Option<f64>) {
-    if let Some(v) = v {
-        l.start(name, label).f64(v);
-    }
+pub(super) fn escaped(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    escape_label_value(name, &mut out);
+    out
 }
 
 /// Every registry family of [`METRICS`], in order, over every registry of `store`.
@@ -532,44 +648,70 @@ pub(super) fn encode_registries(
             _ => None,
         })
         .collect();
-    // One pass over the registries, each locked once: it copies their checks (the
-    // Snapshot) and learns which families any registry has. A fact first seen after this
-    // pass is served at the next scrape, as if it had come just after this one; none goes
-    // away meanwhile (facts are kept until the registry is removed).
+    // One pass over the registries, each locked once: it copies their checks, runs and
+    // common facts (the Snapshot), learns which families any registry has, and writes the
+    // first family, so the text starts on its way while the registries are read (reading
+    // them is mostly waiting on memory: 5-10 ms at 10,000 registries). A fact first seen
+    // after this pass is served at the next scrape, as if it had come just after this
+    // one; none goes away meanwhile (facts are kept until the registry is removed).
     let mut snapshot = Snapshot {
         checks: Vec::with_capacity(entries.len() * 2),
+        runs: Vec::with_capacity(entries.len() * 2),
         registries: Vec::with_capacity(entries.len()),
-        text: String::new(),
+        text: String::with_capacity(entries.len() * 16),
     };
+    let mut families = families.into_iter();
+    let Some((first_doc, first)) = families.next() else {
+        return true;
+    };
+    header(out, first_doc, format);
+    let first_heads = Heads::of(first_doc);
     let mut present = vec![false; families.len()];
     for e in &entries {
-        let label_start = snapshot.text.len();
-        push_registry_label(&e.name, &mut snapshot.text);
-        let label = (label_start, snapshot.text.len());
+        let name_start = snapshot.text.len();
+        escape_label_value(&e.name, &mut snapshot.text);
+        let name = (name_start, snapshot.text.len());
         let slots = e.lock();
-        let start = snapshot.checks.len();
-        let common = Row::copy(&slots, &mut snapshot.checks, &mut snapshot.text);
+        let (checks_start, runs_start) = (snapshot.checks.len(), snapshot.runs.len());
+        let common = Row::copy(
+            &slots,
+            &mut snapshot.checks,
+            &mut snapshot.runs,
+            &mut snapshot.text,
+        );
         let row = Row {
             common,
-            checks: &snapshot.checks[start..],
+            checks: &snapshot.checks[checks_start..],
+            runs: &snapshot.runs[runs_start..],
             text: &snapshot.text,
         };
-        for (p, (_, family)) in present.iter_mut().zip(&families) {
+        for (p, (_, family)) in present.iter_mut().zip(families.as_slice()) {
             *p = *p || family.has_series(&row, &slots);
         }
-        snapshot
-            .registries
-            .push((snapshot.checks.len(), label, common));
+        let name_text = snapshot.text.get(name.0..name.1).unwrap_or("");
+        first.write_locked(out, &first_heads, name_text, &row, &slots);
+        drop(slots);
+        snapshot.registries.push(Entry {
+            checks_end: snapshot.checks.len(),
+            runs_end: snapshot.runs.len(),
+            name,
+            common,
+        });
+        // Handed on with no lock held: it may wait for the scraper.
+        if !flush(out) {
+            return false;
+        }
     }
-    for ((d, family), present) in families.into_iter().zip(present) {
+    for ((d, family), present) in families.zip(present) {
         header(out, d, format);
         if !present {
             continue;
         }
+        let heads = Heads::of(d);
         for (i, e) in entries.iter().enumerate() {
             // A fact family holds the registry's lock only while it writes, never while
             // the text is handed on, which may wait for the scraper.
-            family.write(out, d.name, snapshot.label(i), &snapshot.row(i), e);
+            family.write(out, &heads, snapshot.name(i), &snapshot.row(i), e);
             if !flush(out) {
                 return false;
             }

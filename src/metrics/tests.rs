@@ -2,7 +2,7 @@
 //! declarations against what is written, and content negotiation.
 
 use super::declared::Writer;
-use super::exposition::{REQUEST_BUCKET_LABELS, Row, registry_label};
+use super::exposition::{Heads, REQUEST_BUCKET_LABELS, Row, escaped};
 use super::*;
 use crate::outcome::{AuthMethod, CheckKind, CheckResult, Reason, Status};
 use crate::outcome::{Capability, CapabilityStatus};
@@ -97,9 +97,9 @@ fn a_family_is_skipped_only_when_it_has_no_series() {
     let store = store_with(&[("rich", rich), ("bare", bare)]);
     let mut seen = 0;
     for e in store.entries() {
-        let (mut checks, mut text) = (Vec::new(), String::new());
+        let (mut checks, mut runs, mut text) = (Vec::new(), Vec::new(), String::new());
         let slots = e.lock();
-        let row = Row::of(&slots, &mut checks, &mut text);
+        let row = Row::of(&slots, &mut checks, &mut runs, &mut text);
         let has: Vec<bool> = METRICS
             .iter()
             .filter_map(|d| match d.writer {
@@ -115,7 +115,7 @@ fn a_family_is_skipped_only_when_it_has_no_series() {
         for ((d, family), has_series) in families.zip(has) {
             let mut text = String::new();
             // A fact family locks the entry itself.
-            family.write(&mut text, d.name, &registry_label(&e.name), &row, &e);
+            family.write(&mut text, &Heads::of(d), &escaped(&e.name), &row, &e);
             assert_eq!(!text.is_empty(), has_series, "{} of {}", d.name, e.name);
             seen += usize::from(!text.is_empty());
         }
@@ -374,7 +374,7 @@ fn bucket_labels_are_the_buckets() {
 
 #[test]
 fn label_values_are_escaped() {
-    assert_eq!(registry_label("a\"b\\c\nd"), "registry=\"a\\\"b\\\\c\\nd\"");
+    assert_eq!(escaped("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     let mut r = CheckResult::new(CheckKind::Registry, Status::Pass, Reason::Ok, "x");
     r.api_version = Some("registry/2.0\"x".into());
     let store = store_with(&[("hub", r)]);
