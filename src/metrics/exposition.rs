@@ -466,10 +466,9 @@ impl RegistryFamily {
         row: &Row<'_>,
         entry: &RegistryEntry,
     ) {
-        let mut l = Lines { out, heads, name };
         match self {
-            Self::Checks(family) => family.write(&mut l, row),
-            Self::Facts(family) => family.write(&mut l, &entry.lock()),
+            Self::Checks(family) => family.write(&mut Lines { out, heads, name }, row),
+            Self::Facts(_) => self.write_locked(out, heads, name, row, &entry.lock()),
         }
     }
 
@@ -667,36 +666,29 @@ pub(super) fn encode_registries(
     header(out, first_doc, format);
     let first_heads = Heads::of(first_doc);
     let mut present = vec![false; families.len()];
-    for e in &entries {
+    for (i, e) in entries.iter().enumerate() {
         let name_start = snapshot.text.len();
         escape_label_value(&e.name, &mut snapshot.text);
         let name = (name_start, snapshot.text.len());
         let slots = e.lock();
-        let (checks_start, runs_start) = (snapshot.checks.len(), snapshot.runs.len());
         let common = Row::copy(
             &slots,
             &mut snapshot.checks,
             &mut snapshot.runs,
             &mut snapshot.text,
         );
-        let row = Row {
-            common,
-            checks: &snapshot.checks[checks_start..],
-            runs: &snapshot.runs[runs_start..],
-            text: &snapshot.text,
-        };
-        for (p, (_, family)) in present.iter_mut().zip(families.as_slice()) {
-            *p = *p || family.has_series(&row, &slots);
-        }
-        let name_text = snapshot.text.get(name.0..name.1).unwrap_or("");
-        first.write_locked(out, &first_heads, name_text, &row, &slots);
-        drop(slots);
         snapshot.registries.push(Entry {
             checks_end: snapshot.checks.len(),
             runs_end: snapshot.runs.len(),
             name,
             common,
         });
+        let row = snapshot.row(i);
+        for (p, (_, family)) in present.iter_mut().zip(families.as_slice()) {
+            *p = *p || family.has_series(&row, &slots);
+        }
+        first.write_locked(out, &first_heads, snapshot.name(i), &row, &slots);
+        drop(slots);
         // Handed on with no lock held: it may wait for the scraper.
         if !flush(out) {
             return false;
