@@ -8,7 +8,8 @@
 //! (the environment, the working directory, the global tracing subscriber) cannot share this
 //! process: they are `tests/process_global/`. Environment variables a test needs go to the
 //! child processes it starts, never to this process; the floods that time the exporter take
-//! `common::TIMED`, so that no two overlap.
+//! `common::TIMED`, so that no two overlap, and so does the `cargo check` that fills both
+//! cores.
 //!
 //! Shared by the behaviours, not tests themselves: `support` (real Distribution registries
 //! and the seed image), `common` (the exporter in-process, metrics, Prometheus), `emulations`

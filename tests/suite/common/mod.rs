@@ -31,8 +31,9 @@ pub fn every_second_toml(name: &str, url: &str, extra: &str) -> String {
 }
 
 /// Held by the tests that time the exporter while flooding it (`exposition::web_config`'s
-/// login and slow-sender floods, `exposition::probe`'s probe flood, `limits::slow_readers`):
-/// the tests of one binary run two at a time on 2 cores, and two floods at once skew each
+/// login and slow-sender floods, `exposition::probe`'s probe flood, `limits::slow_readers`)
+/// and by the one that keeps both cores busy (`deploy::dockerfile`'s `cargo check`): the
+/// tests of one binary run two at a time on 2 cores, and two floods at once skew each
 /// other's timings (a slow-sender flood beside the probe flood lost its authenticated
 /// scrape), which they never met when each file was a binary of its own.
 pub static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
