@@ -99,6 +99,12 @@ impl CheckSlots {
         &mut self.0[i].1
     }
 
+    /// Where the slots are in memory and how many bytes they take: for a reader that asks
+    /// the CPU to load them ahead of use.
+    pub fn memory(&self) -> (*const u8, usize) {
+        (self.0.as_ptr().cast(), std::mem::size_of_val(&*self.0))
+    }
+
     /// Keeps the slots of the checks `keep` says to.
     fn retain(&mut self, keep: impl Fn(CheckKind) -> bool) {
         if self.0.iter().all(|(k, _)| keep(*k)) {

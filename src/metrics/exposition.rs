@@ -630,6 +630,50 @@ pub(super) fn escaped(name: &str) -> String {
     out
 }
 
+/// How many registries ahead of the one it copies the copy pass asks the CPU to load an
+/// entry; half as far ahead it asks for that entry's name and check slots, which it can
+/// only find once the entry is loaded.
+const AHEAD_OF_COPY: usize = 8;
+
+/// Asks the CPU to load what the copy pass will read of registries `i + AHEAD_OF_COPY`
+/// (its entry) and `i + AHEAD_OF_COPY / 2` (its name, check slots and API version). Each
+/// registry is four allocations; at 10,000 registries they are not in cache, and reading
+/// them one after another waited on memory for most of the pass.
+fn ask_ahead(entries: &[std::sync::Arc<RegistryEntry>], i: usize) {
+    if let Some(e) = entries.get(i + AHEAD_OF_COPY) {
+        prefetch(std::sync::Arc::as_ptr(e).cast(), size_of::<RegistryEntry>());
+    }
+    if let Some(e) = entries.get(i + AHEAD_OF_COPY / 2) {
+        prefetch(e.name.as_ptr(), e.name.len());
+        // Not waited for: a registry being written is read when the pass comes to it.
+        if let Ok(slots) = e.slots.try_lock() {
+            let (p, len) = slots.checks.memory();
+            prefetch(p, len);
+            if let Some(v) = &slots.facts.api_version {
+                prefetch(v.as_ptr(), v.len());
+            }
+        }
+    }
+}
+
+/// Asks the CPU to start loading `len` bytes at `p` into its cache, and goes on without
+/// waiting. A hint only: nothing is read, and elsewhere than on x86_64 it does nothing.
+#[inline(always)]
+fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // SAFETY: SSE, which the intrinsic requires, is part of x86_64's baseline; a
+        // prefetch reads nothing architecturally and never faults, whatever the address.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                p.wrapping_add(offset).cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// Every registry family of [`METRICS`], in order, over every registry of `store`.
 /// `flush` is offered the text after each registry's series of a family; it may hand it on
 /// and empty it, and stops the encoding by returning false (then so does this).
@@ -667,6 +711,7 @@ pub(super) fn encode_registries(
     let first_heads = Heads::of(first_doc);
     let mut present = vec![false; families.len()];
     for (i, e) in entries.iter().enumerate() {
+        ask_ahead(&entries, i);
         let name_start = snapshot.text.len();
         escape_label_value(&e.name, &mut snapshot.text);
         let name = (name_start, snapshot.text.len());
