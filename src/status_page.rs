@@ -272,21 +272,30 @@ impl<'a> Latest<'a> {
             .iter()
             .map(|r| report::root_cause(r, &results))
             .collect();
-        let mut rows: Vec<Row> = results
-            .into_iter()
-            .zip(roots)
-            .map(|(r, consequence_of)| Row {
+        // Into a vector of its own: `collect` would reuse the results' allocation, five
+        // times a row's size, and keep it for as long as the page is written (1.5 MB of the
+        // page's 2.5 MB at 1,000 registries, by heaptrack).
+        let mut rows: Vec<Row> = Vec::with_capacity(results.len());
+        rows.extend(results.into_iter().zip(roots).map(|(r, consequence_of)| {
+            // A passing check is a badge only (`Row::write_details` is for the others), so
+            // its texts are not kept while the page is written.
+            let details = r.status != Status::Pass;
+            Row {
                 check: r.check,
                 status: r.status,
                 reason: r.reason,
                 http_status: r.http_status,
                 finished_at: r.finished_at,
-                message: r.message,
-                diagnosis: r.diagnosis,
-                runbook_url: r.runbook_url,
+                message: if details { r.message } else { String::new() },
+                diagnosis: r.diagnosis.filter(|_| details),
+                runbook_url: if details {
+                    r.runbook_url
+                } else {
+                    String::new()
+                },
                 consequence_of,
-            })
-            .collect();
+            }
+        }));
         // Worst first; among equals, root causes before their consequences (stable, so
         // otherwise in the configured order). A registry has a handful of checks.
         rows.sort_by_key(|r| (rank(r.status), r.consequence_of.is_some()));
@@ -745,5 +754,29 @@ mod tests {
             "{}",
             note(3)
         );
+    }
+
+    /// What the page holds per registry while it is written: a row's own size, no more, and
+    /// the texts only of checks that did not pass (a passing one is a badge). At 1,000
+    /// registries the page raised the exporter's peak by 2.5 MiB when each registry's rows
+    /// kept its results' allocation.
+    #[test]
+    fn a_registry_line_holds_its_rows_and_only_the_texts_it_shows() {
+        let mut latest = Latest::default();
+        let mut failing = result(CheckKind::Pull, Status::Fail, Reason::Timeout, 0);
+        failing.runbook_url = "https://runbooks.example/pull".into();
+        let mut passing = result(CheckKind::Registry, Status::Pass, Reason::Ok, 0);
+        passing.runbook_url = "https://runbooks.example/registry".into();
+        latest.add("r", None, vec![passing, failing]);
+        let Some(Line::Registry("r", _, rows)) = latest.lines().next() else {
+            panic!("r has results");
+        };
+        assert_eq!(rows.capacity(), rows.len());
+        let (fail, pass) = (&rows[0], &rows[1]);
+        assert_eq!((fail.status, pass.status), (Status::Fail, Status::Pass));
+        assert_eq!(fail.message, "m");
+        assert_eq!(fail.runbook_url, "https://runbooks.example/pull");
+        assert!(pass.message.is_empty() && pass.runbook_url.is_empty());
+        assert!(pass.diagnosis.is_none());
     }
 }
