@@ -155,50 +155,50 @@ struct Lines<'a> {
 }
 
 impl Lines<'_> {
+    /// One line: `head`, the registry's name, `tail`, what `value` writes, a line feed.
     #[inline(always)]
-    fn start(&mut self, head: &str, tail: &str) -> &mut String {
+    fn line(&mut self, head: &str, tail: &str, value: impl FnOnce(&mut String)) {
         self.out.push_str(head);
         self.out.push_str(self.name);
         self.out.push_str(tail);
-        self.out
+        value(self.out);
+        self.out.push('\n');
     }
 
     #[inline(always)]
     fn u64(&mut self, tail: &str, v: u64) {
         let heads = self.heads;
-        let out = self.start(&heads.main, tail);
-        push_u64(out, v);
-        out.push('\n');
+        self.line(&heads.main, tail, |out| push_u64(out, v));
     }
 
     #[inline(always)]
     fn f64(&mut self, tail: &str, v: f64) {
         let heads = self.heads;
-        let out = self.start(&heads.main, tail);
-        push_f64(out, v);
-        out.push('\n');
+        self.line(&heads.main, tail, |out| push_f64(out, v));
     }
 
     /// A series of a state set or an info metric: 1 or 0.
     #[inline(always)]
     fn one(&mut self, tail: &str, one: bool) {
         let heads = self.heads;
-        let out = self.start(&heads.main, tail);
-        out.push_str(if one { "1\n" } else { "0\n" });
+        self.line(&heads.main, tail, |out| {
+            out.push(if one { '1' } else { '0' })
+        });
     }
 
     /// An info series: `tail` ends in a label's opening quote, `value` is that label's
     /// value (escaped here when it came from a registry), and the series is 1.
     fn info(&mut self, tail: &str, value: &str, escape: bool) {
         let heads = self.heads;
-        let out = self.start(&heads.main, tail);
-        if escape {
-            escape_label_value(value, out);
-        } else {
-            out.push_str(value);
-        }
-        out.push_str(CLOSE);
-        out.push_str("1\n");
+        self.line(&heads.main, tail, |out| {
+            if escape {
+                escape_label_value(value, out);
+            } else {
+                out.push_str(value);
+            }
+            out.push_str(CLOSE);
+            out.push('1');
+        });
     }
 
     fn gauge(&mut self, v: Option<f64>) {
@@ -531,14 +531,11 @@ impl CheckFamily {
                 let h = &row.common.requests;
                 let heads = l.heads;
                 let counts = h.buckets.iter().chain([&h.count]);
-                for (n, le) in counts.zip(&tails.le) {
-                    push_u64(l.start(&heads.bucket, le), *n);
-                    l.out.push('\n');
+                for (&n, le) in counts.zip(&tails.le) {
+                    l.line(&heads.bucket, le, |out| push_u64(out, n));
                 }
-                push_f64(l.start(&heads.sum, CLOSE), h.sum);
-                l.out.push('\n');
-                push_u64(l.start(&heads.count, CLOSE), h.count);
-                l.out.push('\n');
+                l.line(&heads.sum, CLOSE, |out| push_f64(out, h.sum));
+                l.line(&heads.count, CLOSE, |out| push_u64(out, h.count));
             }
             // The registry's header, as it sent it: escaped here.
             C::ApiVersion => {
