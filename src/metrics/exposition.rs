@@ -11,8 +11,9 @@ use crate::outcome::{
     AuthMethod, Capability, CapabilityStatus, CheckKind, Implementation, Reason, Status,
 };
 use std::sync::LazyLock;
+use std::time::{Duration, UNIX_EPOCH};
 
-use crate::store::{Histogram, REQUEST_BUCKETS, RegistryEntry, Slots, Store, unix};
+use crate::store::{Histogram, REQUEST_BUCKETS, RegistryEntry, Slots, Store};
 
 /// `# HELP` and `# TYPE` of a family. OpenMetrics names a counter's family without
 /// `_total` and escapes `"` in help; the classic format does neither.
@@ -53,6 +54,38 @@ pub(super) fn push_f64(out: &mut String, v: f64) {
 
 pub(super) fn push_u64(out: &mut String, v: u64) {
     out.push_str(itoa::Buffer::new().format(v));
+}
+
+/// `d` in seconds, written exactly from its whole seconds and nanoseconds (`0.0057303`,
+/// `1796678405.251877523`, `60.0`) instead of through an `f64`: float formatting was a
+/// tenth of a scrape's time at 10,000 registries, most of it the four durations and
+/// timestamps of each registry's two checks (docs/benchmarks.md, "Exact seconds"). A
+/// duration under a second reads back as the same `f64` as `as_secs_f64`, and from 10 µs up
+/// it is the same text as [`push_f64`]'s, which below that uses an exponent (`1e-9`); unit
+/// tests hold both. A timestamp gets its nanoseconds, which an `f64` rounds to about a
+/// quarter of a microsecond.
+pub(super) fn push_seconds(out: &mut String, d: Duration) {
+    out.push_str(itoa::Buffer::new().format(d.as_secs()));
+    let mut nanos = d.subsec_nanos();
+    if nanos == 0 {
+        out.push_str(".0");
+        return;
+    }
+    // A point and nine digits, of which the trailing zeros are dropped.
+    let mut fraction = *b".000000000";
+    let mut len = fraction.len();
+    while nanos.is_multiple_of(10) {
+        nanos /= 10;
+        len -= 1;
+    }
+    let mut i = len;
+    while nanos > 0 {
+        i -= 1;
+        fraction[i] = b'0' + (nanos % 10) as u8;
+        nanos /= 10;
+    }
+    // Only a point and ASCII digits were written.
+    out.push_str(std::str::from_utf8(&fraction[..len]).expect("a point and ASCII digits"));
 }
 
 /// The end of a series' label set after the registry's name, when it has no other label.
@@ -177,6 +210,12 @@ impl Lines<'_> {
         self.line(&heads.main, tail, |out| push_f64(out, v));
     }
 
+    #[inline(always)]
+    fn seconds(&mut self, tail: &str, d: Duration) {
+        let heads = self.heads;
+        self.line(&heads.main, tail, |out| push_seconds(out, d));
+    }
+
     /// A series of a state set or an info metric: 1 or 0.
     #[inline(always)]
     fn one(&mut self, tail: &str, one: bool) {
@@ -258,8 +297,9 @@ struct LatestRow {
     status: Status,
     reason: Reason,
     http_status: Option<u16>,
-    duration: f64,
-    finished_at: f64,
+    duration: Duration,
+    /// Since the Unix epoch.
+    finished_at: Duration,
 }
 
 /// The latest result of one check of one registry as a scrape writes it.
@@ -333,8 +373,9 @@ impl<'a> Row<'a> {
                     status: r.status,
                     reason: r.reason,
                     http_status: r.http_status,
-                    duration: r.duration.as_secs_f64(),
-                    finished_at: unix(r.finished_at),
+                    duration: r.duration,
+                    // A clock before 1970 is written as 0, as `store::unix` reads it.
+                    finished_at: r.finished_at.duration_since(UNIX_EPOCH).unwrap_or_default(),
                 },
             });
         }
@@ -502,7 +543,7 @@ impl CheckFamily {
             }
             C::Duration => {
                 for (k, r) in latest {
-                    l.f64(&tails.check[k], r.duration);
+                    l.seconds(&tails.check[k], r.duration);
                 }
             }
             C::HttpStatus => {
@@ -512,7 +553,7 @@ impl CheckFamily {
             }
             C::LastRun => {
                 for (k, r) in latest {
-                    l.f64(&tails.check[k], r.finished_at);
+                    l.seconds(&tails.check[k], r.finished_at);
                 }
             }
             C::Interval => l.gauge(row.common.interval),

@@ -2,7 +2,7 @@
 //! declarations against what is written, and content negotiation.
 
 use super::declared::Writer;
-use super::exposition::{Heads, REQUEST_BUCKET_LABELS, Row, escaped};
+use super::exposition::{Heads, REQUEST_BUCKET_LABELS, Row, escaped, push_seconds};
 use super::*;
 use crate::outcome::{AuthMethod, CheckKind, CheckResult, Reason, Status};
 use crate::outcome::{Capability, CapabilityStatus};
@@ -415,4 +415,61 @@ fn negotiation_follows_accept() {
     );
     assert_eq!(Format::negotiate(Some("*/*")), Format::Classic);
     assert_eq!(Format::negotiate(None), Format::Classic);
+}
+
+fn seconds_text(d: std::time::Duration) -> String {
+    let mut out = String::new();
+    push_seconds(&mut out, d);
+    out
+}
+
+fn float_text(v: f64) -> String {
+    let mut out = String::new();
+    push_f64(&mut out, v);
+    out
+}
+
+#[test]
+fn a_duration_under_a_second_is_written_as_the_value_of_its_float() {
+    use std::time::Duration;
+    // Every digit count and position of the nanoseconds, then a spread of values.
+    let mut nanos: Vec<u32> = (0..9).map(|e| 10u32.pow(e)).collect();
+    nanos.extend([
+        0,
+        5_730_300,
+        9_892_388,
+        999_999_999,
+        100_000_001,
+        120_000_000,
+    ]);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..200_000 {
+        // A linear congruential walk: deterministic, and over every digit count.
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let n = (x >> 33) as u32 % 1_000_000_000;
+        nanos.push(n >> ((x >> 20) % 30));
+    }
+    for n in nanos {
+        let d = Duration::from_nanos(u64::from(n));
+        let (exact, float) = (seconds_text(d), float_text(d.as_secs_f64()));
+        assert_eq!(exact.parse::<f64>(), Ok(d.as_secs_f64()), "{n} ns");
+        // The float's text has an exponent under 10 µs (`1e-9`); the same text otherwise.
+        if !float.contains('e') {
+            assert_eq!(exact, float, "{n} ns");
+        }
+    }
+    assert_eq!(seconds_text(Duration::from_secs(60)), float_text(60.0));
+}
+
+#[test]
+fn a_timestamp_is_written_to_the_nanosecond() {
+    use std::time::Duration;
+    let d = Duration::new(1_796_678_405, 251_877_523);
+    assert_eq!(seconds_text(d), "1796678405.251877523");
+    assert_eq!(
+        seconds_text(Duration::new(1_796_678_405, 20_000)),
+        "1796678405.00002"
+    );
+    let read: f64 = seconds_text(d).parse().expect("a decimal");
+    assert!((read - d.as_secs_f64()).abs() < 1e-6, "{read}");
 }
