@@ -100,6 +100,44 @@ async fn an_encoder_keeps_at_most_ahead_pieces_beyond_its_reader() {
 }
 
 #[tokio::test]
+async fn a_waiting_reader_is_woken_for_two_pieces_or_the_end() {
+    // The encoder writes a piece when the test says so; the reader waits first.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (mut body, encoder) = Streamed::spawn(move |send| {
+        (0..3).all(|i| rx.recv().is_ok() && send(Bytes::from(format!("piece {i}\n"))))
+    });
+    let wait = Duration::from_millis(300);
+    let mut frame = std::pin::pin!(body.frame());
+    assert!(
+        tokio::time::timeout(wait, frame.as_mut()).await.is_err(),
+        "nothing written yet"
+    );
+    tx.send(()).unwrap();
+    assert!(
+        tokio::time::timeout(wait, frame.as_mut()).await.is_err(),
+        "one piece does not wake a waiting reader"
+    );
+    tx.send(()).unwrap();
+    let first = tokio::time::timeout(wait, frame)
+        .await
+        .expect("two pieces wake it");
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "piece 0\n");
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "piece 1\n",
+        "the second is there without waiting"
+    );
+    tx.send(()).unwrap();
+    // The third piece is one beyond the reader, and the end wakes it.
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "piece 2\n"
+    );
+    assert!(body.frame().await.is_none(), "then the body ends");
+    assert!(encoder.await.unwrap(), "the encoder wrote every piece");
+}
+
+#[tokio::test]
 async fn an_encoder_waiting_for_a_reader_stops_when_the_reader_goes() {
     let (body, encoder) = Streamed::spawn(pieces(10_000));
     tokio::time::sleep(Duration::from_millis(100)).await;
