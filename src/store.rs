@@ -45,8 +45,8 @@ pub struct RegistryEntry {
 /// Everything exported about one registry.
 #[derive(Default)]
 pub(crate) struct Slots {
-    /// The configured interval in seconds (one for all the registry's checks).
-    pub interval: Option<f64>,
+    /// The configured interval (one for all the registry's checks).
+    pub interval: Option<Duration>,
     /// The slots of the checks that have run, read in `CheckKind` order.
     pub checks: CheckSlots,
     pub requests: Histogram,
@@ -175,18 +175,21 @@ impl Latest {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Histogram {
     pub buckets: [u64; REQUEST_BUCKETS.len()],
-    pub sum: f64,
+    /// Summed exactly, as the durations are (written without a float, see
+    /// `metrics::exposition::push_seconds`).
+    pub sum: Duration,
     pub count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
+    fn observe(&mut self, d: Duration) {
+        let seconds = d.as_secs_f64();
         for (bucket, &le) in self.buckets.iter_mut().zip(REQUEST_BUCKETS.iter()) {
             if seconds <= le {
                 *bucket += 1;
             }
         }
-        self.sum += seconds;
+        self.sum = self.sum.saturating_add(d);
         self.count += 1;
     }
 }
@@ -209,8 +212,8 @@ pub(crate) struct KnownFacts {
     pub capabilities: [Option<CapabilityStatus>; Capability::ALL.len()],
     pub capability_score: Option<u32>,
     pub referrers: Option<u64>,
-    /// The pull check's config-blob download, in seconds.
-    pub blob_duration: Option<f64>,
+    /// The pull check's config-blob download.
+    pub blob_duration: Option<Duration>,
     /// The product the registry runs, as last recognised, and the evidence.
     pub implementation: Option<crate::outcome::Recognition>,
 }
@@ -260,7 +263,7 @@ impl KnownFacts {
             self.referrers = Some(n);
         }
         if let Some(d) = f.blob_duration {
-            self.blob_duration = Some(d.as_secs_f64());
+            self.blob_duration = Some(d);
         }
         if let Some(r) = f.implementation {
             self.implementation = Some(r);
@@ -326,7 +329,7 @@ impl Store {
     /// Declares a target with its interval, so staleness can be judged before a first run.
     pub fn declare(&self, target: &Target) {
         let entry = self.entry(&target.name);
-        entry.lock().interval = Some(target.interval.as_secs_f64());
+        entry.lock().interval = Some(target.interval);
     }
 
     /// Keeps only the registries and checks of `targets` (after a reload): everything of
@@ -373,7 +376,7 @@ impl Store {
         let entry = self.entry(registry);
         let mut slots = entry.lock();
         for request in &result.requests {
-            slots.requests.observe(request.duration.as_secs_f64());
+            slots.requests.observe(request.duration);
         }
         slots
             .facts
@@ -520,14 +523,15 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative() {
         let mut h = Histogram::default();
-        h.observe(0.003);
-        h.observe(0.3);
-        h.observe(30.0);
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(300));
+        h.observe(Duration::from_secs(30));
         assert_eq!(h.buckets[0], 1);
         assert_eq!(h.buckets[4], 1, "0.3 is above le=0.25");
         assert_eq!(h.buckets[5], 2);
         assert_eq!(h.buckets[8], 2, "30 s is only in +Inf");
         assert_eq!(h.count, 3);
+        assert_eq!(h.sum, Duration::from_millis(30_303), "summed exactly");
     }
 
     #[test]

@@ -58,8 +58,10 @@ pub(super) fn push_u64(out: &mut String, v: u64) {
 
 /// `d` in seconds, written exactly from its whole seconds and nanoseconds (`0.0057303`,
 /// `1796678405.251877523`, `60.0`) instead of through an `f64`: float formatting was a
-/// tenth of a scrape's time at 10,000 registries, most of it the four durations and
-/// timestamps of each registry's two checks (docs/benchmarks.md, "Exact seconds"). A
+/// tenth of a scrape's time at 10,000 registries, where each registry has seven values in
+/// seconds (its checks' durations and last-run timestamps, its interval, its pull's blob
+/// download, its requests' summed duration), all of them durations (docs/benchmarks.md,
+/// "Exact seconds"). A
 /// duration under a second reads back as the same `f64` as `as_secs_f64`, and from 10 µs up
 /// it is the same text as [`push_f64`]'s, which below that uses an exponent (`1e-9`); unit
 /// tests hold both. A timestamp gets its nanoseconds, which an `f64` rounds to about a
@@ -245,6 +247,13 @@ impl Lines<'_> {
             self.f64(CLOSE, v);
         }
     }
+
+    /// A gauge of a registry in seconds, when it has one.
+    fn seconds_gauge(&mut self, d: Option<Duration>) {
+        if let Some(d) = d {
+            self.seconds(CLOSE, d);
+        }
+    }
 }
 
 /// The registries' families, each written over every registry; named by their
@@ -322,12 +331,12 @@ pub(super) struct RunRow {
 /// version, the one text, is kept in the snapshot's `text` (`version` is its range there).
 #[derive(Debug, Clone, Copy, Default)]
 struct Common {
-    interval: Option<f64>,
+    interval: Option<Duration>,
     requests: Histogram,
     version: Option<(usize, usize)>,
     auth_method: Option<AuthMethod>,
     implementation: Option<Implementation>,
-    blob_duration: Option<f64>,
+    blob_duration: Option<Duration>,
 }
 
 /// One registry as a scrape writes it from the [`Snapshot`].
@@ -556,7 +565,7 @@ impl CheckFamily {
                     l.seconds(&tails.check[k], r.finished_at);
                 }
             }
-            C::Interval => l.gauge(row.common.interval),
+            C::Interval => l.seconds_gauge(row.common.interval),
             C::Runs => {
                 for r in row.runs {
                     l.u64(
@@ -575,7 +584,7 @@ impl CheckFamily {
                 for (&n, le) in counts.zip(&tails.le) {
                     l.line(&heads.bucket, le, |out| push_u64(out, n));
                 }
-                l.line(&heads.sum, CLOSE, |out| push_f64(out, h.sum));
+                l.line(&heads.sum, CLOSE, |out| push_seconds(out, h.sum));
                 l.line(&heads.count, CLOSE, |out| push_u64(out, h.count));
             }
             // The registry's header, as it sent it: escaped here.
@@ -589,7 +598,7 @@ impl CheckFamily {
                     l.info("\",method=\"", m.as_str(), false);
                 }
             }
-            C::BlobDuration => l.gauge(row.common.blob_duration),
+            C::BlobDuration => l.seconds_gauge(row.common.blob_duration),
             C::Implementation => {
                 if let Some(i) = row.common.implementation {
                     l.info("\",implementation=\"", i.as_str(), false);

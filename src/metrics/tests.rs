@@ -328,7 +328,7 @@ fn every_series_has_the_declared_labels() {
         headers: Vec::new(),
     });
     let store = store_with(&[("hub", r)]);
-    store.entries()[0].lock().interval = Some(60.0);
+    store.entries()[0].lock().interval = Some(Duration::from_secs(60));
     let m = Metrics::new(crate::catalogue::DEFAULT_RUNBOOK_BASE_URL);
     let text = m.encode(&store, Format::Classic)
         + &encode_probe(&store, true, Duration::from_millis(1), Format::Classic);
