@@ -61,11 +61,10 @@ pub(super) fn push_u64(out: &mut String, v: u64) {
 /// tenth of a scrape's time at 10,000 registries, where each registry has seven values in
 /// seconds (its checks' durations and last-run timestamps, its interval, its pull's blob
 /// download, its requests' summed duration), all of them durations (docs/benchmarks.md,
-/// "Exact seconds"). A
-/// duration under a second reads back as the same `f64` as `as_secs_f64`, and from 10 µs up
-/// it is the same text as [`push_f64`]'s, which below that uses an exponent (`1e-9`); unit
-/// tests hold both. A timestamp gets its nanoseconds, which an `f64` rounds to about a
-/// quarter of a microsecond.
+/// "Exact seconds"). A duration under a second reads back as the same `f64` as
+/// `as_secs_f64`, and from 10 µs up it is the same text as [`push_f64`]'s, which below that
+/// uses an exponent (`1e-9`); unit tests hold both. A timestamp gets its nanoseconds, which
+/// an `f64` rounds to about a quarter of a microsecond.
 pub(super) fn push_seconds(out: &mut String, d: Duration) {
     out.push_str(itoa::Buffer::new().format(d.as_secs()));
     let mut nanos = d.subsec_nanos();
@@ -73,21 +72,20 @@ pub(super) fn push_seconds(out: &mut String, d: Duration) {
         out.push_str(".0");
         return;
     }
-    // A point and nine digits, of which the trailing zeros are dropped.
-    let mut fraction = *b".000000000";
-    let mut len = fraction.len();
+    // Nine digits after the point, of which the trailing zeros are dropped and the leading
+    // ones written before the rest.
+    let mut digits = 9;
     while nanos.is_multiple_of(10) {
         nanos /= 10;
-        len -= 1;
+        digits -= 1;
     }
-    let mut i = len;
-    while nanos > 0 {
-        i -= 1;
-        fraction[i] = b'0' + (nanos % 10) as u8;
-        nanos /= 10;
+    let mut buffer = itoa::Buffer::new();
+    let rest = buffer.format(nanos);
+    out.push('.');
+    for _ in rest.len()..digits {
+        out.push('0');
     }
-    // Only a point and ASCII digits were written.
-    out.push_str(std::str::from_utf8(&fraction[..len]).expect("a point and ASCII digits"));
+    out.push_str(rest);
 }
 
 /// The end of a series' label set after the registry's name, when it has no other label.
