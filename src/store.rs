@@ -218,11 +218,14 @@ pub(crate) struct KnownFacts {
     pub implementation: Option<crate::outcome::Recognition>,
 }
 
-/// Seconds since the Unix epoch, as the timestamp series carry them (0 before 1970).
+/// The time since the Unix epoch, as the timestamp series carry it (0 before 1970).
+pub(crate) fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// [`since_epoch`] in seconds, for the timestamps kept as `f64`.
 pub(crate) fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    since_epoch(t).as_secs_f64()
 }
 
 impl KnownFacts {

@@ -11,9 +11,9 @@ use crate::outcome::{
     AuthMethod, Capability, CapabilityStatus, CheckKind, Implementation, Reason, Status,
 };
 use std::sync::LazyLock;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::store::{Histogram, REQUEST_BUCKETS, RegistryEntry, Slots, Store};
+use crate::store::{Histogram, REQUEST_BUCKETS, RegistryEntry, Slots, Store, since_epoch};
 
 /// `# HELP` and `# TYPE` of a family. OpenMetrics names a counter's family without
 /// `_total` and escapes `"` in help; the classic format does neither.
@@ -381,8 +381,7 @@ impl<'a> Row<'a> {
                     reason: r.reason,
                     http_status: r.http_status,
                     duration: r.duration,
-                    // A clock before 1970 is written as 0, as `store::unix` reads it.
-                    finished_at: r.finished_at.duration_since(UNIX_EPOCH).unwrap_or_default(),
+                    finished_at: since_epoch(r.finished_at),
                 },
             });
         }
