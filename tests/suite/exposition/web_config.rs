@@ -644,32 +644,24 @@ struct Cost {
 }
 
 /// The CPU time the exporter's threads have run so far, the sum of their schedstat run
-/// times (nanoseconds), or utime + stime where the kernel keeps no schedstat. A CPU time
-/// compares what two requests cost the exporter whatever else the machine runs meanwhile
-/// (a wall time doubles while `cargo check` shares the two cores). The verification
-/// threads stay for reuse 10 s, so none exits between two readings here.
+/// times, or utime + stime where the kernel keeps no schedstat (read with `procfs`, as the
+/// exporter reads its own). A CPU time compares what two requests cost the exporter whatever
+/// else the machine runs meanwhile (a wall time doubles while `cargo check` shares the two
+/// cores). The verification threads stay for reuse 10 s, so none exits between two
+/// readings here.
 fn cpu_time(pid: u32) -> Duration {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the exporter runs");
-    let ns: Option<u64> = tasks
+    let process = procfs::process::Process::new(pid as i32).expect("the exporter runs");
+    let ns: Option<u64> = process
+        .tasks()
+        .expect("the exporter runs")
         .flatten()
-        .map(|t| {
-            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
-            s.split_whitespace().next()?.parse::<u64>().ok()
-        })
+        .map(|t| t.schedstat().ok().map(|s| s.sum_exec_runtime))
         .sum();
     if let Some(ns) = ns {
         return Duration::from_nanos(ns);
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the exporter runs");
-    // Fields 14 and 15 (utime, stime), counted after the command's closing parenthesis.
-    let after = &stat[stat.rfind(')').expect("stat names the command") + 2..];
-    let ticks: u64 = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .map(|t| t.parse::<u64>().expect("utime and stime are numbers"))
-        .sum();
-    Duration::from_millis(ticks * 10)
+    let stat = process.stat().expect("the exporter runs");
+    Duration::from_secs_f64((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 /// One GET with `user` on a new connection, and what it cost.
@@ -706,7 +698,7 @@ async fn median_costs(
             into.push(cost);
         }
     }
-    let median = |costs: &mut Vec<Cost>| {
+    let median = |costs: &[Cost]| {
         let mut walls: Vec<Duration> = costs.iter().map(|c| c.wall).collect();
         let mut cpus: Vec<Duration> = costs.iter().map(|c| c.cpu).collect();
         walls.sort();
@@ -716,7 +708,7 @@ async fn median_costs(
             cpu: cpus[n / 2],
         }
     };
-    (median(&mut costs.0), median(&mut costs.1))
+    (median(&costs.0), median(&costs.1))
 }
 
 /// A flood of wrong passwords must not queue a correct login behind it (it used to: bcrypt ran
